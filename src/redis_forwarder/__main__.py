@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from redis_forwarder.cli.main import main
+
+main()

@@ -1,0 +1,156 @@
+"""``redis-forwarder lab``: start, inspect and stop a local deployment from a spec."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from redis_forwarder.lab import Lab, ProcessStatus, load_spec
+from redis_forwarder.lab.lab import DEFAULT_UP_TIMEOUT, LAB_DIR_ENV
+from redis_forwarder.lab.state import LabState
+
+EXIT_DEGRADED = 1
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Lab directory. Default: ${LAB_DIR_ENV}, else ./.lab",
+)
+
+
+@click.group()
+def lab() -> None:
+    """Run a local deployment (Redis, Sentinel, Cluster, ZooKeeper) from a topology spec."""
+
+
+@lab.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@dir_option
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=DEFAULT_UP_TIMEOUT, show_default=True,
+    help="Seconds to wait for the deployment to be ready.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def up(spec: Path, directory: Path | None, timeout: float, as_json: bool) -> None:
+    """Start every process of SPEC and wait until the deployment is ready."""
+    topology = load_spec(spec)
+    target = Lab(directory)
+    err = Console(stderr=True)
+    with err.status(f"lab up {topology.name} in {target.directory}") as spinner:
+        state = target.up(
+            topology,
+            spec_path=str(spec),
+            timeout=timeout,
+            progress=lambda message: spinner.update(f"lab up {topology.name}: {message}"),
+        )
+    statuses = target.status()
+    if as_json:
+        click.echo(json.dumps(status_json(target, state, statuses), indent=2))
+    else:
+        err.print(f"[green]ready[/green]: {topology.name} ({topology.kind}) in {target.directory}")
+        print_status(target, state, statuses)
+
+
+@lab.command()
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+def status(directory: Path | None, as_json: bool) -> None:
+    """Show each process of the lab: address, pid, running, current role.
+
+    Exit status 0 when every process runs, 1 when some do not, 3 when no lab is up.
+    """
+    target = Lab(directory)
+    state = target.state()
+    statuses = target.status()
+    if as_json:
+        click.echo(json.dumps(status_json(target, state, statuses), indent=2))
+    else:
+        print_status(target, state, statuses)
+    if not all(s.running for s in statuses):
+        sys.exit(EXIT_DEGRADED)
+
+
+@lab.command()
+@dir_option
+@click.option("--keep-logs", is_flag=True, help="Keep the processes' logs in the lab directory.")
+def down(directory: Path | None, keep_logs: bool) -> None:
+    """Stop exactly the processes the lab started (by pid) and remove their data."""
+    target = Lab(directory)
+    report = target.down(keep_logs=keep_logs)
+    err = Console(stderr=True)
+    if not report.stopped and not report.already_gone:
+        err.print(f"no lab is up in {target.directory}; nothing to stop")
+        return
+    err.print(f"stopped {len(report.stopped)} processes in {target.directory}")
+    if report.already_gone:
+        err.print(f"already gone: {', '.join(report.already_gone)}")
+
+
+def endpoints(state: LabState, statuses: list[ProcessStatus]) -> dict[str, Any]:
+    """What a client connects to, in the forms redis-forwarder's config takes."""
+    by_kind: dict[str, list[ProcessStatus]] = {}
+    for item in statuses:
+        by_kind.setdefault(item.record.kind, []).append(item)
+    redis = by_kind.get("redis", [])
+    result: dict[str, Any] = {}
+    if state.kind == "sentinel":
+        result["sentinels"] = [s.record.address for s in by_kind.get("sentinel", [])]
+        result["masters"] = sorted({s.record.shard for s in redis if s.record.shard})
+    elif state.kind == "cluster":
+        result["cluster_seeds"] = [s.record.address for s in redis if s.record.role == "master"]
+    else:
+        result["server"] = next((s.record.address for s in redis if s.record.role == "master"), "")
+    zookeeper = [s.record.address for s in by_kind.get("zookeeper", [])]
+    if zookeeper:
+        result["zookeeper"] = ",".join(zookeeper)
+    return result
+
+
+def status_json(target: Lab, state: LabState, statuses: list[ProcessStatus]) -> dict[str, Any]:
+    return {
+        "dir": str(target.directory),
+        "spec": state.spec_name,
+        "spec_path": state.spec_path,
+        "kind": state.kind,
+        "ready": state.ready,
+        "healthy": all(s.running for s in statuses),
+        "endpoints": endpoints(state, statuses),
+        "processes": [
+            {
+                "name": s.record.name,
+                "kind": s.record.kind,
+                "shard": s.record.shard,
+                "address": s.record.address,
+                "pid": s.record.pid,
+                "running": s.running,
+                "role": s.role,
+                "log": s.record.log,
+            }
+            for s in statuses
+        ],
+    }
+
+
+def print_status(target: Lab, state: LabState, statuses: list[ProcessStatus]) -> None:
+    out = Console()
+    table = Table(title=f"lab {state.spec_name} ({state.kind}) in {target.directory}")
+    for column in ("name", "kind", "shard", "address", "pid", "running", "role"):
+        table.add_column(column)
+    for s in statuses:
+        running = "[green]yes[/green]" if s.running else "[red]no[/red]"
+        table.add_row(
+            s.record.name, s.record.kind, s.record.shard or "", s.record.address,
+            str(s.record.pid), running, s.role,
+        )
+    out.print(table)
+    for key, value in endpoints(state, statuses).items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        out.print(f"{key}: {shown}")

@@ -1,0 +1,74 @@
+"""The command line: ``redis-forwarder``. Its shape is fixed; docs/cli.md is its contract.
+
+Every error the user can cause reaches this module as a :class:`ForwarderError` and
+leaves as one line on stderr with the error's exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from redis_forwarder import __version__
+from redis_forwarder.cli.lab_commands import lab
+from redis_forwarder.errors import ForwarderError, NotBuiltError
+
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="redis-forwarder")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Logging on stderr.",
+)
+def cli(log_level: str) -> None:
+    """A high-availability message forwarder for Redis pub/sub and streams."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _not_built(name: str, issue: str) -> click.Command:
+    @click.command(
+        name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"Not built yet: arrives with {issue}.",
+    )
+    def command() -> None:
+        raise NotBuiltError(f"`redis-forwarder {name}` is not built yet; it arrives with {issue}")
+
+    return command
+
+
+cli.add_command(lab)
+cli.add_command(_not_built("run", "the forwarding engine"))
+cli.add_command(_not_built("topology", "topology discovery"))
+cli.add_command(_not_built("status", "high availability"))
+cli.add_command(_not_built("drain", "high availability"))
+cli.add_command(_not_built("drill", "failover drills"))
+cli.add_command(_not_built("bench", "the forwarding engine"))
+
+
+def main() -> None:
+    try:
+        # Not standalone: our errors are ours to print; click hands back exit codes.
+        code = cli.main(standalone_mode=False)
+    except ForwarderError as exc:
+        click.echo(f"redis-forwarder: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("redis-forwarder: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("redis-forwarder: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

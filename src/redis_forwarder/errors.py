@@ -1,0 +1,119 @@
+"""The error tree. Every error a user can see is one of these, with a message that says
+what is wrong and what to do about it. Third-party exceptions are translated at the
+boundary that calls the library (keeping the cause as ``__cause__``), never shown raw.
+
+::
+
+    ForwarderError                  exit 1
+    ├── UsageError                  exit 2   a bad argument, config or spec
+    │   └── SpecError                        a topology spec that does not validate
+    ├── NotBuiltError               exit 69  a command that a later release fills in
+    └── LabError                    exit 3   the local lab could not do what was asked
+        ├── MissingBinaryError               redis-server, java, ... not installed
+        ├── PortInUseError                   a spec port is taken by another process
+        ├── LabAlreadyUpError                a lab already runs in that directory
+        ├── LabNotFoundError                 no lab in that directory
+        ├── LabBusyError                     another lab command holds the directory
+        └── LabStartError           exit 4   a process died or the deployment never got ready
+            ├── ProcessDiedError
+            └── NotReadyError
+
+The exit codes are part of the command line's contract (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ForwarderError(Exception):
+    """Base of every error the user may see. ``exit_code`` is the CLI's exit status."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class UsageError(ForwarderError):
+    """Bad input from the user: an argument, a config file, a topology spec."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A topology spec that does not parse or validate.
+
+    ``problems`` lists one line per problem, each naming the key path.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"topology spec {source} is not valid:\n{lines}")
+
+
+class NotBuiltError(ForwarderError):
+    """A command whose shape is fixed but whose work lands in a later release."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class LabError(ForwarderError):
+    """The local lab could not do what was asked; nothing it started is left running."""
+
+    exit_code = 3
+
+
+class MissingBinaryError(LabError):
+    def __init__(self, binary: str, package: str) -> None:
+        self.binary = binary
+        self.package = package
+        super().__init__(
+            f"{binary} was not found; install the Debian package {package} "
+            f"(apt-get install {package}) or run ./scripts/install"
+        )
+
+
+class PortInUseError(LabError):
+    def __init__(self, address: str, owner: str, source: str) -> None:
+        self.address = address
+        super().__init__(
+            f"{address} ({owner}) is already in use by another process; stop that process "
+            f"or change the port in {source}"
+        )
+
+
+class LabAlreadyUpError(LabError):
+    pass
+
+
+class LabNotFoundError(LabError):
+    pass
+
+
+class LabBusyError(LabError):
+    pass
+
+
+class LabStartError(LabError):
+    exit_code = 4
+
+
+class ProcessDiedError(LabStartError):
+    def __init__(self, name: str, exit_status: int | None, log_path: str, log_tail: str) -> None:
+        self.name = name
+        self.log_tail = log_tail
+        status = "" if exit_status is None else f" with status {exit_status}"
+        super().__init__(
+            f"{name} exited{status} during start; the last lines of its log {log_path}:\n"
+            f"{log_tail}"
+        )
+
+
+class NotReadyError(LabStartError):
+    def __init__(self, timeout: float, pending: list[str]) -> None:
+        self.pending = pending
+        lines = "\n".join(f"  - {p}" for p in pending)
+        super().__init__(
+            f"the deployment was not ready after {timeout:.0f}s; still waiting for:\n{lines}\n"
+            "Look at the logs in the lab directory, or give more time with --timeout."
+        )

@@ -1,0 +1,365 @@
+"""A local deployment in one directory: ``up`` starts it from a spec, ``status`` reports on
+it, ``down`` stops exactly the processes it started.
+
+Layout of a lab directory::
+
+    lab.json        the state file: spec, processes (pid + start time), addresses
+    .lock           held (flock) while up or down works on the directory
+    data/NAME/      each process's config and data (removed by down)
+    logs/NAME.log   each process's stdout and stderr (removed by down unless kept)
+
+Contract: ``up`` returns only when the deployment is ready (every Redis node answers,
+replicas are linked, cluster_state:ok everywhere, sentinels agree on each master and
+its replicas, ZooKeeper serves). If it cannot get there, it stops everything it started
+and raises; nothing is left running. Processes are detached from the caller's session,
+so a lab outlives the command that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from redis_forwarder.errors import (
+    LabAlreadyUpError,
+    LabBusyError,
+    LabError,
+    LabNotFoundError,
+    ProcessDiedError,
+)
+from redis_forwarder.lab import pids, probes
+from redis_forwarder.lab.binaries import find_binaries
+from redis_forwarder.lab.cluster_build import build_cluster
+from redis_forwarder.lab.plan import (
+    STOP_ORDER,
+    ProcessKind,
+    ProcessPlan,
+    data_dir,
+    log_path,
+    plan_processes,
+)
+from redis_forwarder.lab.ports import check_free
+from redis_forwarder.lab.readiness import (
+    Check,
+    Progress,
+    redis_answers,
+    replica_linked,
+    sentinel_agrees,
+    wait_for,
+    zookeeper_serving,
+)
+from redis_forwarder.lab.spec import DeploymentKind, TopologySpec, listening_addresses
+from redis_forwarder.lab.state import (
+    LabState,
+    ProcessRecord,
+    read_state,
+    state_path,
+    write_state,
+)
+from redis_forwarder.model import Address
+from redis_forwarder.retry import Deadline
+
+DEFAULT_LAB_DIR = ".lab"
+LAB_DIR_ENV = "REDIS_FORWARDER_LAB_DIR"
+DEFAULT_UP_TIMEOUT = 90.0
+LOG_TAIL_LINES = 20
+
+
+def default_lab_dir() -> Path:
+    """``$REDIS_FORWARDER_LAB_DIR``, else ``.lab`` in the current directory."""
+    return Path(os.environ.get(LAB_DIR_ENV) or DEFAULT_LAB_DIR)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in tail) or "    (the log is empty)"
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    record: ProcessRecord
+    running: bool
+    role: str  # what the process says it is now, or why it could not say
+
+
+@dataclass(frozen=True)
+class DownReport:
+    stopped: list[str]
+    already_gone: list[str]
+    still_running: list[str]
+
+
+class Lab:
+    """One lab directory. Methods are synchronous and bounded by their timeouts."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_lab_dir()
+        self.directory = self.directory.absolute()
+        # Children we started in this process: their exit status makes better errors.
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ---------------------------------------------------------------- reading
+
+    def state(self) -> LabState:
+        state = read_state(self.directory)
+        if state is None:
+            raise LabNotFoundError(
+                f"no lab is up in {self.directory} (no {state_path(self.directory).name}); "
+                "start one with `redis-forwarder lab up SPEC --dir DIR`"
+            )
+        return state
+
+    def status(self, *, probe: bool = True) -> list[ProcessStatus]:
+        """Each recorded process: running by pid and start time, and what it says it is."""
+        result = []
+        for record in self.state().processes:
+            running = pids.is_running(record.identity)
+            if not running:
+                role = "not running"
+            elif probe:
+                role = _current_role(record)
+            else:
+                role = record.role
+            result.append(ProcessStatus(record, running, role))
+        return result
+
+    # ---------------------------------------------------------------- up
+
+    def up(
+        self,
+        spec: TopologySpec,
+        *,
+        spec_path: str,
+        timeout: float = DEFAULT_UP_TIMEOUT,
+        progress: Progress | None = None,
+    ) -> LabState:
+        """Start the deployment and wait until it is ready; see the module's contract."""
+        report = progress or (lambda _message: None)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._refuse_if_up()
+            binaries = find_binaries(
+                sentinel=spec.kind is DeploymentKind.SENTINEL,
+                zookeeper=spec.zookeeper is not None,
+                redis_at_least=spec.redis.version_at_least,
+            )
+            check_free(listening_addresses(spec), spec_path)
+            plans = plan_processes(spec, self.directory, binaries)
+            state = LabState(
+                spec_name=spec.name, spec_path=spec_path, kind=spec.kind, started_at=time.time()
+            )
+            try:
+                self._start_all(spec, plans, state, Deadline(timeout), report)
+            except BaseException:
+                report("stopping what was started")
+                self._abort(state)
+                raise
+            state.ready = True
+            write_state(self.directory, state)
+            return state
+
+    def _start_all(
+        self,
+        spec: TopologySpec,
+        plans: list[ProcessPlan],
+        state: LabState,
+        deadline: Deadline,
+        report: Progress,
+    ) -> None:
+        watchdog = self._watchdog(state)
+        (self.directory / "logs").mkdir(exist_ok=True)
+        by_kind = {kind: [p for p in plans if p.kind is kind] for kind in ProcessKind}
+
+        # ZooKeeper and Redis start together; sentinels only once replicas are linked,
+        # so that their first INFO of each master already lists its replicas.
+        for plan in by_kind[ProcessKind.ZOOKEEPER] + by_kind[ProcessKind.REDIS]:
+            report(f"starting {plan.name} on {plan.address}")
+            self._start(plan, state)
+        wait_for(
+            [redis_answers(p.address) for p in by_kind[ProcessKind.REDIS]],
+            deadline.remaining, progress=report, watchdog=watchdog, stage="redis: ",
+        )
+        if spec.kind is DeploymentKind.CLUSTER:
+            build_cluster(spec, deadline.remaining, progress=report, watchdog=watchdog)
+        else:
+            wait_for(
+                [replica_linked(r, s.master) for s in spec.shards for r in s.replicas],
+                deadline.remaining, progress=report, watchdog=watchdog, stage="replication: ",
+            )
+        for plan in by_kind[ProcessKind.SENTINEL]:
+            report(f"starting {plan.name} on {plan.address}")
+            self._start(plan, state)
+        wait_for(
+            _sentinel_checks(spec) + _zookeeper_checks(spec),
+            deadline.remaining, progress=report, watchdog=watchdog, stage="agreement: ",
+        )
+
+    def _start(self, plan: ProcessPlan, state: LabState) -> None:
+        directory = data_dir(self.directory, plan.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        for file_name, content in plan.files:
+            (directory / file_name).write_text(content, encoding="utf-8")
+        log = log_path(self.directory, plan.name)
+        with open(log, "wb") as log_file:
+            child = _spawn(plan.argv, directory, log_file)
+        self._children[plan.name] = child
+        identity = pids.identify(child.pid)
+        record = ProcessRecord(
+            name=plan.name,
+            kind=plan.kind,
+            address=str(plan.address),
+            pid=child.pid,
+            # A process gone before we could read its start time gets an identity that
+            # matches nothing, so the watchdog reports it and nothing else is ever signalled.
+            start_ticks=identity.start_ticks if identity else -1,
+            log=str(log),
+            data_dir=str(directory),
+            shard=plan.shard,
+            role=plan.role,
+        )
+        state.processes.append(record)
+        write_state(self.directory, state)
+
+    def _watchdog(self, state: LabState) -> Callable[[], None]:
+        def check() -> None:
+            for record in state.processes:
+                if not pids.is_running(record.identity):
+                    child = self._children.get(record.name)
+                    status = child.poll() if child is not None else None
+                    raise ProcessDiedError(
+                        record.name, status, record.log, log_tail(Path(record.log))
+                    )
+
+        return check
+
+    def _abort(self, state: LabState) -> None:
+        """Undo a failed ``up``: stop everything, remove data; keep logs to read."""
+        self._stop_records(state.processes)
+        shutil.rmtree(self.directory / "data", ignore_errors=True)
+        state_path(self.directory).unlink(missing_ok=True)
+
+    def _refuse_if_up(self) -> None:
+        state = read_state(self.directory)
+        if state is None:
+            return
+        running = [p for p in state.processes if pids.is_running(p.identity)]
+        if running:
+            raise LabAlreadyUpError(
+                f"a lab from {state.spec_path} is already up in {self.directory} "
+                f"({len(running)} of {len(state.processes)} processes running); use it, stop "
+                f"it with `redis-forwarder lab down --dir {self.directory}`, or pick another --dir"
+            )
+        raise LabAlreadyUpError(
+            f"{self.directory} holds the state of an earlier lab from {state.spec_path} whose "
+            f"processes are all gone (a restart?); clear it with "
+            f"`redis-forwarder lab down --dir {self.directory}`"
+        )
+
+    # ---------------------------------------------------------------- down
+
+    def down(self, *, keep_logs: bool = False) -> DownReport:
+        """Stop every recorded process by pid (sentinels first), remove data and state."""
+        if not self.directory.exists():
+            return DownReport([], [], [])
+        with self._locked():
+            state = read_state(self.directory)
+            records = state.processes if state else []
+            gone = [r.name for r in records if not pids.is_running(r.identity)]
+            still = self._stop_records(records)
+            if still:
+                # Keep the state file: it is the only record of what still runs.
+                raise LabError(
+                    f"could not stop {', '.join(still)} even with SIGKILL; the state is kept "
+                    f"in {state_path(self.directory)}"
+                )
+            shutil.rmtree(self.directory / "data", ignore_errors=True)
+            if not keep_logs:
+                shutil.rmtree(self.directory / "logs", ignore_errors=True)
+            state_path(self.directory).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.directory / ".lock").unlink()
+            self.directory.rmdir()  # only when empty: never remove what we did not make
+        stopped = [r.name for r in records if r.name not in gone]
+        return DownReport(stopped=stopped, already_gone=gone, still_running=[])
+
+    def _stop_records(self, records: list[ProcessRecord]) -> list[str]:
+        """Stop in STOP_ORDER, a kind at a time. Return the names still running."""
+        left: list[str] = []
+        for kind in STOP_ORDER:
+            group = [r for r in records if r.kind == kind]
+            alive = pids.stop([r.identity for r in group])
+            left += [r.name for r in group if r.identity in alive]
+        for name, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[name]
+        return left
+
+    # ---------------------------------------------------------------- helpers
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = self.directory / ".lock"
+        with open(lock_path, "a+", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LabBusyError(
+                    f"another redis-forwarder lab command is working on {self.directory}; "
+                    "wait for it to finish"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _spawn(argv: tuple[str, ...], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    try:
+        # A session of its own: a Ctrl-C in the terminal that ran `lab up` does not reach
+        # the lab, and the lab outlives that command.
+        return subprocess.Popen(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    except OSError as exc:
+        raise LabError(f"cannot start {argv[0]}: {exc}") from exc
+
+
+def _sentinel_checks(spec: TopologySpec) -> list[Check]:
+    if spec.sentinel is None:
+        return []
+    others = len(spec.sentinel.addresses) - 1
+    return [
+        sentinel_agrees(sentinel, shard.name, shard.master, shard.replicas, others)
+        for sentinel in spec.sentinel.addresses
+        for shard in spec.shards
+    ]
+
+
+def _zookeeper_checks(spec: TopologySpec) -> list[Check]:
+    if spec.zookeeper is None:
+        return []
+    ensemble = len(spec.zookeeper.addresses) > 1
+    return [zookeeper_serving(address, ensemble) for address in spec.zookeeper.addresses]
+
+
+def _current_role(record: ProcessRecord) -> str:
+    address = Address.parse(record.address)
+    try:
+        if record.kind == ProcessKind.ZOOKEEPER:
+            return probes.zookeeper_mode(address)
+        return probes.redis_role(address)
+    except probes.ProbeFailed as exc:
+        return f"unreachable ({exc})"

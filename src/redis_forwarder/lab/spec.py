@@ -1,0 +1,327 @@
+"""Topology specs: a TOML file that describes a whole local deployment.
+
+A spec names the Redis deployment (standalone, sentinel or cluster: its shards, each a
+master with replicas), the sentinels, the ZooKeeper nodes, and (in later releases) the
+forwarder nodes and routes. The lab starts it; drills and compose read it. The format is
+documented in docs/topology-specs.md. Parsing is pure: no sockets, no processes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+from redis_forwarder.errors import SpecError
+from redis_forwarder.model import Address
+
+CLUSTER_SLOTS = 16384
+CLUSTER_BUS_PORT_OFFSET = 10000
+# ZooKeeper ensemble members talk on two more ports each; the spec gives the client port
+# and these offsets derive the others, so an ensemble is written as a list of addresses.
+ZK_QUORUM_PORT_OFFSET = 1000
+ZK_ELECTION_PORT_OFFSET = 2000
+
+# Directives the lab sets itself; a spec that sets them would break the lab's bookkeeping.
+LAB_OWNED_REDIS_SETTINGS = frozenset(
+    {
+        "port", "bind", "dir", "daemonize", "logfile", "pidfile", "cluster-enabled",
+        "cluster-config-file", "replicaof", "slaveof", "cluster-announce-ip",
+        "replica-announce-ip", "bind-source-addr", "include", "supervised",
+    }
+)
+
+
+def _parse_address(value: Any) -> Address:
+    if isinstance(value, Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an address is a string host:port, for example \"127.0.0.1:7000\"")
+    address = Address.parse(value)
+    try:
+        ip = ipaddress.ip_address(address.host)
+    except ValueError:
+        raise ValueError(
+            f"{value!r}: the lab runs on loopback only, so the host must be an IP in "
+            "127.0.0.0/8 (for example 127.0.0.1)"
+        ) from None
+    if not ip.is_loopback or ip.version != 4:
+        raise ValueError(
+            f"{value!r}: the lab runs on loopback only; use an address in 127.0.0.0/8"
+        )
+    return address
+
+
+LabAddress = Annotated[
+    Address, BeforeValidator(_parse_address), PlainSerializer(str, return_type=str)
+]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class DeploymentKind(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShardSpec(_Strict):
+    """One shard: a master and its replicas; on a cluster, its slot ranges."""
+
+    name: str = Field(description="sentinel: the monitored master name; otherwise a label")
+    master: LabAddress
+    replicas: tuple[LabAddress, ...] = ()
+    slots: tuple[tuple[int, int], ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"name {self.name!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                "(it is a Sentinel master name and a directory name)"
+            )
+        for start, end in self.slots or ():
+            if not 0 <= start <= end < CLUSTER_SLOTS:
+                raise ValueError(
+                    f"slot range [{start}, {end}] must satisfy 0 <= start <= end <= "
+                    f"{CLUSTER_SLOTS - 1}"
+                )
+        return self
+
+
+class SentinelSpec(_Strict):
+    addresses: tuple[LabAddress, ...] = Field(min_length=1)
+    quorum: int = Field(default=2, ge=1)
+    down_after_ms: int = Field(default=1000, ge=100)
+    failover_timeout_ms: int = Field(default=5000, ge=1000)
+    parallel_syncs: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.quorum > len(self.addresses):
+            raise ValueError(
+                f"quorum {self.quorum} is more than the {len(self.addresses)} sentinels; "
+                "no failover could ever be agreed"
+            )
+        return self
+
+
+class ClusterSpec(_Strict):
+    node_timeout_ms: int = Field(default=2000, ge=100)
+    require_full_coverage: bool = True
+
+
+class ZooKeeperSpec(_Strict):
+    addresses: tuple[LabAddress, ...] = Field(min_length=1)
+    tick_ms: int = Field(default=500, ge=50)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        count = len(self.addresses)
+        if count > 1 and count % 2 == 0:
+            raise ValueError(
+                f"{count} nodes: an ensemble of an even size tolerates no more failures "
+                f"than one of {count - 1}; use 1, 3 or 5 nodes"
+            )
+        return self
+
+    def peer_ports(self, client: Address) -> tuple[int, int]:
+        """The quorum and election ports of the member whose client address is given."""
+        return client.port + ZK_QUORUM_PORT_OFFSET, client.port + ZK_ELECTION_PORT_OFFSET
+
+
+RedisSettingValue = str | int | bool
+
+
+class RedisSpec(_Strict):
+    version_at_least: str = "7.0"
+    settings: dict[str, RedisSettingValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        owned = sorted(LAB_OWNED_REDIS_SETTINGS & {k.lower() for k in self.settings})
+        if owned:
+            raise ValueError(
+                f"settings {owned} are set by the lab from the shard addresses; remove them"
+            )
+        return self
+
+
+class TopologySpec(_Strict):
+    """A validated topology spec. Build one with :func:`parse_spec` or :func:`load_spec`."""
+
+    name: str
+    kind: DeploymentKind
+    description: str = ""
+    shards: tuple[ShardSpec, ...] = Field(alias="shard", min_length=1)
+    sentinel: SentinelSpec | None = None
+    cluster: ClusterSpec | None = None
+    zookeeper: ZooKeeperSpec | None = None
+    redis: RedisSpec = Field(default_factory=RedisSpec)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not _NAME.match(self.name):
+            raise ValueError(f"name {self.name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        names = [s.name for s in self.shards]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"shard names must be unique; repeated: {duplicated}")
+        if self.kind is DeploymentKind.STANDALONE and len(self.shards) != 1:
+            raise ValueError("a standalone deployment has exactly one [[shard]]")
+        if self.kind is DeploymentKind.SENTINEL and self.sentinel is None:
+            raise ValueError("kind = \"sentinel\" needs a [sentinel] table with addresses")
+        if self.kind is not DeploymentKind.SENTINEL and self.sentinel is not None:
+            raise ValueError(f"[sentinel] is only for kind = \"sentinel\", not {self.kind!r}")
+        if self.kind is not DeploymentKind.CLUSTER:
+            if self.cluster is not None:
+                raise ValueError(f"[cluster] is only for kind = \"cluster\", not {self.kind!r}")
+            if any(s.slots is not None for s in self.shards):
+                raise ValueError("shard slots are only for kind = \"cluster\"")
+        else:
+            _check_slot_coverage(self.shards, self.cluster or ClusterSpec())
+        _check_unique_ports(self)
+        return self
+
+    @property
+    def cluster_settings(self) -> ClusterSpec:
+        return self.cluster or ClusterSpec()
+
+    def slot_ranges(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Each cluster shard's slot ranges: as written, or the 16384 slots split evenly."""
+        if any(s.slots is not None for s in self.shards):
+            return {s.name: s.slots or () for s in self.shards}
+        count = len(self.shards)
+        ranges: dict[str, tuple[tuple[int, int], ...]] = {}
+        for index, shard in enumerate(self.shards):
+            start = index * CLUSTER_SLOTS // count
+            end = (index + 1) * CLUSTER_SLOTS // count - 1
+            ranges[shard.name] = ((start, end),)
+        return ranges
+
+    def redis_addresses(self) -> list[Address]:
+        return [a for s in self.shards for a in (s.master, *s.replicas)]
+
+
+def _check_slot_coverage(shards: tuple[ShardSpec, ...], cluster: ClusterSpec) -> None:
+    given = [s for s in shards if s.slots is not None]
+    if not given:
+        return
+    if len(given) != len(shards):
+        missing = [s.name for s in shards if s.slots is None]
+        raise ValueError(f"give slots for every cluster shard or for none; missing on {missing}")
+    owner: dict[int, str] = {}
+    for shard in shards:
+        for start, end in shard.slots or ():
+            for slot in range(start, end + 1):
+                if slot in owner:
+                    raise ValueError(
+                        f"slot {slot} is given to both {owner[slot]!r} and {shard.name!r}"
+                    )
+                owner[slot] = shard.name
+    if cluster.require_full_coverage and len(owner) != CLUSTER_SLOTS:
+        first_missing = next(slot for slot in range(CLUSTER_SLOTS) if slot not in owner)
+        raise ValueError(
+            f"{CLUSTER_SLOTS - len(owner)} slots have no shard (the first is {first_missing}); "
+            "cover 0-16383 or set [cluster] require_full_coverage = false"
+        )
+
+
+def _check_unique_ports(spec: TopologySpec) -> None:
+    """Every listening endpoint, derived ones included, must be distinct and in range."""
+    seen: dict[Address, str] = {}
+    for address, owner in listening_addresses(spec):
+        if not 0 < address.port < 65536:
+            raise ValueError(f"the {owner} would listen on port {address.port}, outside 1..65535")
+        if address in seen:
+            raise ValueError(f"{address} is used twice: by the {seen[address]} and the {owner}")
+        seen[address] = owner
+
+
+def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
+    """Every endpoint the deployment will listen on, with a label for error messages."""
+    result: list[tuple[Address, str]] = []
+    for shard in spec.shards:
+        for index, address in enumerate((shard.master, *shard.replicas)):
+            owner = f"shard {shard.name} " + ("master" if index == 0 else f"replica {index}")
+            result.append((address, owner))
+            if spec.kind is DeploymentKind.CLUSTER:
+                bus = address.with_port(address.port + CLUSTER_BUS_PORT_OFFSET)
+                result.append((bus, f"cluster bus of {owner}"))
+    for index, address in enumerate(spec.sentinel.addresses if spec.sentinel else ()):
+        result.append((address, f"sentinel {index + 1}"))
+    zookeeper = spec.zookeeper
+    for index, address in enumerate(zookeeper.addresses if zookeeper else ()):
+        result.append((address, f"zookeeper {index + 1}"))
+        if zookeeper and len(zookeeper.addresses) > 1:
+            quorum, election = zookeeper.peer_ports(address)
+            result.append((address.with_port(quorum), f"quorum port of zookeeper {index + 1}"))
+            result.append(
+                (address.with_port(election), f"election port of zookeeper {index + 1}")
+            )
+    return result
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Turn pydantic's location into the key path a user sees in the TOML file."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    # Errors from model validators arrive at the model's own location; the message names
+    # the key. Pydantic prefixes "Value error, "; it adds nothing for the reader.
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        message = "unknown key; check its spelling against docs/topology-specs.md"
+    elif kind == "missing":
+        message = "required key is missing"
+    return f"{_location(tuple(error['loc']))}: {message}"
+
+
+def parse_spec(text: str, source: str = "<spec>") -> TopologySpec:
+    """Parse and validate a spec's TOML text. Raise :class:`SpecError` naming every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, [f"not valid TOML: {exc}"]) from exc
+    try:
+        return TopologySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(source, [_describe(e) for e in exc.errors()]) from exc
+
+
+def load_spec(path: Path | str) -> TopologySpec:
+    """Read a spec file. A name without a path is looked up in the project's topology/."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), ["no such file; the shipped specs are in topology/"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [f"cannot be read: {exc}"]) from exc
+    return parse_spec(text, source=str(path))
