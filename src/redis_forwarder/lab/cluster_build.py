@@ -7,7 +7,8 @@ master/replica pairing (redis-cli would choose its own on one IP):
 1. give every master a distinct config epoch and its slot ranges;
 2. introduce every node to the first one (CLUSTER MEET) and wait until all know all;
 3. attach each replica to its master (CLUSTER REPLICATE);
-4. wait until every node reports cluster_state:ok and every replica is linked.
+4. wait until every node reports cluster_state:ok, every replica is linked, and every
+   node sees each replica under its master (CLUSTER NODES): clients ask any node.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from redis_forwarder.lab import probes
 from redis_forwarder.lab.readiness import (
     Check,
     Progress,
+    cluster_agrees,
     cluster_healthy,
     cluster_met,
     replica_linked,
     wait_for,
 )
 from redis_forwarder.lab.spec import TopologySpec
+from redis_forwarder.model import Address
 from redis_forwarder.retry import Deadline
 
 
@@ -49,7 +52,7 @@ def build_cluster(
     for node in nodes[1:]:
         probes.redis_call(first, "CLUSTER", "MEET", node.host, node.port)
     wait_for(
-        [cluster_met(node, len(nodes)) for node in nodes],
+        [cluster_met(node, set(nodes)) for node in nodes],
         deadline.remaining,
         progress=progress,
         watchdog=watchdog,
@@ -57,14 +60,19 @@ def build_cluster(
     )
 
     replica_checks: list[Check] = []
+    roles: dict[Address, Address | None] = {}
     for shard in spec.shards:
         master_id = str(probes.redis_call(shard.master, "CLUSTER", "MYID"))
+        roles[shard.master] = None
         for replica in shard.replicas:
             probes.redis_call(replica, "CLUSTER", "REPLICATE", master_id)
             replica_checks.append(replica_linked(replica, shard.master))
+            roles[replica] = shard.master
     covered = sum(end - start + 1 for ranges in slot_ranges.values() for start, end in ranges)
     wait_for(
-        replica_checks + [cluster_healthy(node, len(nodes), covered) for node in nodes],
+        replica_checks
+        + [cluster_healthy(node, len(nodes), covered) for node in nodes]
+        + [cluster_agrees(node, roles) for node in nodes],
         deadline.remaining,
         progress=progress,
         watchdog=watchdog,

@@ -105,18 +105,41 @@ def cluster_healthy(node: Address, known_nodes: int, slots: int) -> Check:
     return Check(f"cluster node {node} sees state ok", probe)
 
 
-def cluster_met(node: Address, known_nodes: int) -> Check:
+def cluster_view(node: Address) -> dict[Address, Address | None]:
+    """``CLUSTER NODES`` seen from ``node``: each node's address and, for a replica, its
+    master's address (None for a master). Nodes still in handshake are left out."""
+    text = str(probes.redis_call(node, "CLUSTER", "NODES"))
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    address_of = {row[0]: _cluster_address(row[1]) for row in rows}
+    return {
+        address_of[row[0]]: address_of.get(row[3]) if row[3] != "-" else None
+        for row in rows
+        if "handshake" not in row[2]
+    }
+
+
+def _cluster_address(field: str) -> Address:
+    # ip:port@cport[,hostname]
+    return Address.parse(field.split("@", 1)[0])
+
+
+def cluster_met(node: Address, expected: set[Address]) -> Check:
     def probe() -> str | None:
-        text = str(probes.redis_call(node, "CLUSTER", "NODES"))
-        lines = [line for line in text.splitlines() if line.strip()]
-        handshaking = [line.split()[1] for line in lines if "handshake" in line.split()[2]]
-        if len(lines) != known_nodes:
-            return f"knows {len(lines)} of {known_nodes} nodes"
-        if handshaking:
-            return f"still in handshake with {handshaking}"
-        return None
+        missing = sorted(str(a) for a in expected - set(cluster_view(node)))
+        return f"does not know {missing}" if missing else None
 
     return Check(f"cluster node {node} knows every node", probe)
+
+
+def cluster_agrees(node: Address, expected: dict[Address, Address | None]) -> Check:
+    """``node`` sees every node, and sees each replica attached to its own master."""
+
+    def probe() -> str | None:
+        view = cluster_view(node)
+        wrong = sorted(str(a) for a, master in expected.items() if view.get(a, a) != master)
+        return f"does not yet see the roles of {wrong}" if wrong else None
+
+    return Check(f"cluster node {node} sees every replica's master", probe)
 
 
 def sentinel_agrees(

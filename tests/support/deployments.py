@@ -1,0 +1,120 @@
+"""Deployments for tests, behind a provider so that a container provider can stand in.
+
+The process provider starts the shipped topology specs through the same lab code that
+operators use, moved to a loopback subnet of their own (127.A.B.x instead of 127.0.0.x)
+so that tests never collide with a lab an operator left running, nor with each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from redis_forwarder.lab import Lab, TopologySpec, parse_spec
+from redis_forwarder.lab.spec import DeploymentKind
+from redis_forwarder.model import Address
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "topology"
+SHIPPED_SPECS = ("standalone", "sentinel", "cluster", "zk-ensemble")
+
+
+def test_network() -> int:
+    """The second octet of this run's subnets: per process, so parallel runs differ."""
+    configured = os.environ.get("REDIS_FORWARDER_TEST_NET")
+    return int(configured) if configured else 10 + os.getpid() % 200
+
+
+def relocated_spec_text(name: str, subnet: str) -> str:
+    """A shipped spec's text with every 127.0.0.x address moved to ``subnet``.x."""
+    text = (SPECS / f"{name}.toml").read_text(encoding="utf-8")
+    return text.replace('"127.0.0.', f'"{subnet}.')
+
+
+@dataclass
+class Deployment:
+    """A running deployment as tests see it: addresses, and the lab behind it (if any)."""
+
+    spec: TopologySpec
+    lab: Lab | None
+    name: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> DeploymentKind:
+        return self.spec.kind
+
+    @property
+    def zookeeper_hosts(self) -> str:
+        assert self.spec.zookeeper is not None, f"{self.spec.name} has no ZooKeeper"
+        return ",".join(str(a) for a in self.spec.zookeeper.addresses)
+
+    @property
+    def sentinels(self) -> list[Address]:
+        return list(self.spec.sentinel.addresses) if self.spec.sentinel else []
+
+    @property
+    def redis_nodes(self) -> list[Address]:
+        return self.spec.redis_addresses()
+
+    def log_files(self) -> list[Path]:
+        if self.lab is None:
+            return []
+        return sorted((self.lab.directory / "logs").glob("*.log"))
+
+
+class DeploymentProvider(Protocol):
+    """Brings a shipped spec up and down. ``name`` shows in test ids and skip reasons."""
+
+    name: str
+
+    def up(self, spec_name: str) -> Deployment: ...
+
+    def down(self, deployment: Deployment) -> None: ...
+
+
+class ProcessProvider:
+    """Deployments as local processes, through :class:`redis_forwarder.lab.Lab`."""
+
+    name = "process"
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self._network = test_network()
+        self._counter = itertools.count(1)
+
+    def spec_text(self, spec_name: str) -> tuple[str, str]:
+        """A fresh subnet and the spec moved onto it."""
+        subnet = f"127.{self._network}.{next(self._counter)}"
+        return subnet, relocated_spec_text(spec_name, subnet)
+
+    def up(self, spec_name: str) -> Deployment:
+        subnet, text = self.spec_text(spec_name)
+        spec = parse_spec(text, source=f"{spec_name}.toml@{subnet}")
+        lab = Lab(self.base_dir / f"{spec_name}-{subnet}")
+        lab.up(spec, spec_path=str(SPECS / f"{spec_name}.toml"), timeout=60)
+        return Deployment(spec=spec, lab=lab, name=spec_name)
+
+    def down(self, deployment: Deployment) -> None:
+        if deployment.lab is not None:
+            deployment.lab.down(keep_logs=False)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Running processes whose command line mentions ``text`` (a lab directory):
+    what a lab would leave behind if it failed to stop something."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
