@@ -104,8 +104,7 @@ class ProcessDiedError(LabStartError):
         self.log_tail = log_tail
         status = "" if exit_status is None else f" with status {exit_status}"
         super().__init__(
-            f"{name} exited{status} during start; the last lines of its log {log_path}:\n"
-            f"{log_tail}"
+            f"{name} exited{status} during start; the last lines of its log {log_path}:\n{log_tail}"
         )
 
 

@@ -3,7 +3,6 @@ sentinel answers and ZooKeeper, checked with the clients the forwarder itself us
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +14,8 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from redis_forwarder.lab.probes import zookeeper_mode
 from redis_forwarder.lab.spec import CLUSTER_SLOTS
-from redis_forwarder.retry import Deadline
 from tests.support.deployments import Deployment
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 Shared = Callable[[str], Deployment]
@@ -25,13 +24,6 @@ Shared = Callable[[str], Deployment]
 def client(address: object) -> redis.Redis:
     host, port = str(address).rsplit(":", 1)
     return redis.Redis(host=host, port=int(port), decode_responses=True, socket_timeout=5)
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = Deadline(timeout)
-    while not condition():
-        assert not deadline.expired, f"not true after {timeout}s: {what}"
-        time.sleep(min(0.05, deadline.remaining))
 
 
 def as_map(reply: object) -> dict[str, Any]:
@@ -96,7 +88,7 @@ def test_sentinel_masters_replicas_and_sentinels_agree(shared_deployment: Shared
         master.set(key, "replicated")
         for replica_address in shard.replicas:
             replica = client(replica_address)
-            eventually(
+            wait_until(
                 lambda r=replica, k=key: r.get(k) == "replicated", f"{key} on {replica_address}"
             )
         master.delete(key)

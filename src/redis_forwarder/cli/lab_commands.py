@@ -35,7 +35,10 @@ def lab() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @dir_option
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=DEFAULT_UP_TIMEOUT, show_default=True,
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_UP_TIMEOUT,
+    show_default=True,
     help="Seconds to wait for the deployment to be ready.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -147,8 +150,13 @@ def print_status(target: Lab, state: LabState, statuses: list[ProcessStatus]) ->
     for s in statuses:
         running = "[green]yes[/green]" if s.running else "[red]no[/red]"
         table.add_row(
-            s.record.name, s.record.kind, s.record.shard or "", s.record.address,
-            str(s.record.pid), running, s.role,
+            s.record.name,
+            s.record.kind,
+            s.record.shard or "",
+            s.record.address,
+            str(s.record.pid),
+            running,
+            s.role,
         )
     out.print(table)
     for key, value in endpoints(state, statuses).items():

@@ -47,9 +47,7 @@ def redis_version(redis_server: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def find_binaries(
-    *, sentinel: bool, zookeeper: bool, redis_at_least: str = "7.0"
-) -> Binaries:
+def find_binaries(*, sentinel: bool, zookeeper: bool, redis_at_least: str = "7.0") -> Binaries:
     """Locate what a spec needs; raise :class:`MissingBinaryError` for the first missing one.
 
     ``REDIS_FORWARDER_ZOOKEEPER_JAR`` overrides the ZooKeeper jar's location.

@@ -189,21 +189,30 @@ class Lab:
             self._start(plan, state)
         wait_for(
             [redis_answers(p.address) for p in by_kind[ProcessKind.REDIS]],
-            deadline.remaining, progress=report, watchdog=watchdog, stage="redis: ",
+            deadline.remaining,
+            progress=report,
+            watchdog=watchdog,
+            stage="redis: ",
         )
         if spec.kind is DeploymentKind.CLUSTER:
             build_cluster(spec, deadline.remaining, progress=report, watchdog=watchdog)
         else:
             wait_for(
                 [replica_linked(r, s.master) for s in spec.shards for r in s.replicas],
-                deadline.remaining, progress=report, watchdog=watchdog, stage="replication: ",
+                deadline.remaining,
+                progress=report,
+                watchdog=watchdog,
+                stage="replication: ",
             )
         for plan in by_kind[ProcessKind.SENTINEL]:
             report(f"starting {plan.name} on {plan.address}")
             self._start(plan, state)
         wait_for(
             _sentinel_checks(spec) + _zookeeper_checks(spec),
-            deadline.remaining, progress=report, watchdog=watchdog, stage="agreement: ",
+            deadline.remaining,
+            progress=report,
+            watchdog=watchdog,
+            stage="agreement: ",
         )
 
     def _start(self, plan: ProcessPlan, state: LabState) -> None:
@@ -235,9 +244,9 @@ class Lab:
     def _watchdog(self, state: LabState) -> Callable[[], None]:
         def check() -> None:
             for record in state.processes:
-                if not pids.is_running(record.identity):
-                    child = self._children.get(record.name)
-                    status = child.poll() if child is not None else None
+                child = self._children.get(record.name)
+                status = child.poll() if child is not None else None
+                if status is not None or not pids.is_running(record.identity):
                     raise ProcessDiedError(
                         record.name, status, record.log, log_tail(Path(record.log))
                     )
@@ -330,8 +339,13 @@ def _spawn(argv: tuple[str, ...], cwd: Path, log: IO[bytes]) -> subprocess.Popen
         # A session of its own: a Ctrl-C in the terminal that ran `lab up` does not reach
         # the lab, and the lab outlives that command.
         return subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
     except OSError as exc:
         raise LabError(f"cannot start {argv[0]}: {exc}") from exc

@@ -8,7 +8,6 @@ kills a process it did not start.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -41,19 +40,15 @@ def identify(pid: int) -> ProcessIdentity | None:
 
 
 def is_running(identity: ProcessIdentity) -> bool:
-    """True while the process exists, is not a zombie, and is the one we started."""
-    _reap(identity.pid)
+    """True while the process exists, is not a zombie, and is the one we started.
+
+    A zombie counts as gone. It is not reaped here: its parent (a Popen, when the lab
+    runs in this process) collects the exit status for its error message."""
     fields = _stat_fields(identity.pid)
     if fields is None:
         return False
     state, start_ticks = fields[0], int(fields[19])
     return state not in ("Z", "X") and start_ticks == identity.start_ticks
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the process is our own child, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def send(identity: ProcessIdentity, sig: signal.Signals) -> bool:

@@ -104,8 +104,7 @@ def _redis_plans(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> list[
                     "cluster-config-file nodes.conf",
                     f"cluster-node-timeout {cluster.node_timeout_ms}",
                     f"cluster-announce-ip {address.host}",
-                    "cluster-require-full-coverage "
-                    + _redis_value(cluster.require_full_coverage),
+                    "cluster-require-full-coverage " + _redis_value(cluster.require_full_coverage),
                 ]
             elif role == "replica":
                 lines.append(f"replicaof {shard.master.host} {shard.master.port}")

@@ -143,7 +143,10 @@ def cluster_agrees(node: Address, expected: dict[Address, Address | None]) -> Ch
 
 
 def sentinel_agrees(
-    sentinel: Address, master_name: str, master: Address, replicas: tuple[Address, ...],
+    sentinel: Address,
+    master_name: str,
+    master: Address,
+    replicas: tuple[Address, ...],
     other_sentinels: int,
 ) -> Check:
     def probe() -> str | None:

@@ -38,9 +38,21 @@ ZK_ELECTION_PORT_OFFSET = 2000
 # Directives the lab sets itself; a spec that sets them would break the lab's bookkeeping.
 LAB_OWNED_REDIS_SETTINGS = frozenset(
     {
-        "port", "bind", "dir", "daemonize", "logfile", "pidfile", "cluster-enabled",
-        "cluster-config-file", "replicaof", "slaveof", "cluster-announce-ip",
-        "replica-announce-ip", "bind-source-addr", "include", "supervised",
+        "port",
+        "bind",
+        "dir",
+        "daemonize",
+        "logfile",
+        "pidfile",
+        "cluster-enabled",
+        "cluster-config-file",
+        "replicaof",
+        "slaveof",
+        "cluster-announce-ip",
+        "replica-announce-ip",
+        "bind-source-addr",
+        "include",
+        "supervised",
     }
 )
 
@@ -49,7 +61,7 @@ def _parse_address(value: Any) -> Address:
     if isinstance(value, Address):
         return value
     if not isinstance(value, str):
-        raise ValueError("an address is a string host:port, for example \"127.0.0.1:7000\"")
+        raise ValueError('an address is a string host:port, for example "127.0.0.1:7000"')
     address = Address.parse(value)
     try:
         ip = ipaddress.ip_address(address.host)
@@ -59,9 +71,7 @@ def _parse_address(value: Any) -> Address:
             "127.0.0.0/8 (for example 127.0.0.1)"
         ) from None
     if not ip.is_loopback or ip.version != 4:
-        raise ValueError(
-            f"{value!r}: the lab runs on loopback only; use an address in 127.0.0.0/8"
-        )
+        raise ValueError(f"{value!r}: the lab runs on loopback only; use an address in 127.0.0.0/8")
     return address
 
 
@@ -188,14 +198,14 @@ class TopologySpec(_Strict):
         if self.kind is DeploymentKind.STANDALONE and len(self.shards) != 1:
             raise ValueError("a standalone deployment has exactly one [[shard]]")
         if self.kind is DeploymentKind.SENTINEL and self.sentinel is None:
-            raise ValueError("kind = \"sentinel\" needs a [sentinel] table with addresses")
+            raise ValueError('kind = "sentinel" needs a [sentinel] table with addresses')
         if self.kind is not DeploymentKind.SENTINEL and self.sentinel is not None:
-            raise ValueError(f"[sentinel] is only for kind = \"sentinel\", not {self.kind!r}")
+            raise ValueError(f'[sentinel] is only for kind = "sentinel", not {self.kind!r}')
         if self.kind is not DeploymentKind.CLUSTER:
             if self.cluster is not None:
-                raise ValueError(f"[cluster] is only for kind = \"cluster\", not {self.kind!r}")
+                raise ValueError(f'[cluster] is only for kind = "cluster", not {self.kind!r}')
             if any(s.slots is not None for s in self.shards):
-                raise ValueError("shard slots are only for kind = \"cluster\"")
+                raise ValueError('shard slots are only for kind = "cluster"')
         else:
             _check_slot_coverage(self.shards, self.cluster or ClusterSpec())
         _check_unique_ports(self)
@@ -274,9 +284,7 @@ def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
         if zookeeper and len(zookeeper.addresses) > 1:
             quorum, election = zookeeper.peer_ports(address)
             result.append((address.with_port(quorum), f"quorum port of zookeeper {index + 1}"))
-            result.append(
-                (address.with_port(election), f"election port of zookeeper {index + 1}")
-            )
+            result.append((address.with_port(election), f"election port of zookeeper {index + 1}"))
     return result
 
 

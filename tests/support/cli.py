@@ -1,0 +1,37 @@
+"""Running the real command line in a subprocess, as an operator or a script would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "redis_forwarder", *args]
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 120, **env: str) -> Result:
+    done = subprocess.run(
+        cli_command(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**env)
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
