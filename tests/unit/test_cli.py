@@ -1,0 +1,51 @@
+"""The command line's shape and its contract for errors (no servers involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_cli
+
+COMMANDS = ("run", "topology", "status", "lab", "drill", "bench")
+
+
+def test_help_lists_every_command() -> None:
+    result = run_cli("--help")
+    assert result.code == 0
+    for command in COMMANDS:
+        assert f"  {command} " in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "topology", "status", "drain", "drill", "bench"])
+def test_unbuilt_commands_say_so_and_fail(command: str) -> None:
+    result = run_cli(command, "--config", "x.toml")
+    assert result.code == 69
+    assert f"`redis-forwarder {command}` is not built yet" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_spec_exits_2_naming_the_key(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "x"\nkind = "standalone"\ncolour = 1\n')
+    result = run_cli("lab", "up", str(spec), "--dir", str(tmp_path / "lab"))
+    assert result.code == 2
+    assert "colour: unknown key" in result.stderr
+    assert "shard: required key is missing" in result.stderr
+
+
+def test_status_without_a_lab_exits_3(tmp_path: Path) -> None:
+    result = run_cli("lab", "status", "--dir", str(tmp_path / "none"))
+    assert result.code == 3
+    assert "no lab is up" in result.stderr
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    result = run_cli("lab", "up", str(tmp_path / "nope.toml"), "--dir", str(tmp_path / "lab"))
+    assert result.code == 2 and "no such file" in result.stderr
+
+
+def test_default_lab_dir_comes_from_the_environment(tmp_path: Path) -> None:
+    result = run_cli("lab", "status", REDIS_FORWARDER_LAB_DIR=str(tmp_path / "envlab"))
+    assert result.code == 3 and str(tmp_path / "envlab") in result.stderr

@@ -1,0 +1,84 @@
+"""What the lab would start for a spec: config files and command lines. Pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis_forwarder.lab.binaries import Binaries
+from redis_forwarder.lab.plan import STOP_ORDER, ProcessKind, plan_processes
+from redis_forwarder.lab.spec import load_spec, parse_spec
+from tests.support.deployments import SPECS
+
+BINARIES = Binaries("/bin/redis-server", "/bin/redis-sentinel", "/bin/java", "/zk.jar")
+LAB = Path("/lab")
+
+
+def config(plan_files: tuple[tuple[str, str], ...], name: str) -> list[str]:
+    return dict(plan_files)[name].splitlines()
+
+
+def test_sentinel_plan_order_names_and_configs() -> None:
+    plans = plan_processes(load_spec(SPECS / "sentinel.toml"), LAB, BINARIES)
+    assert [p.kind for p in plans] == (
+        [ProcessKind.ZOOKEEPER] + [ProcessKind.REDIS] * 6 + [ProcessKind.SENTINEL] * 3
+    )
+    names = [p.name for p in plans]
+    assert len(set(names)) == len(names)
+    replica = next(p for p in plans if p.name == "alpha-replica-1")
+    lines = config(replica.files, "redis.conf")
+    assert "replicaof 127.0.0.1 7100" in lines
+    # announced as itself, not as the kernel's default loopback source address
+    assert "replica-announce-ip 127.0.0.1" in lines and "bind-source-addr 127.0.0.1" in lines
+    assert 'save ""' in lines and "appendonly no" in lines
+    assert replica.argv == ("/bin/redis-server", "/lab/data/alpha-replica-1/redis.conf")
+    sentinel = next(p for p in plans if p.name == "sentinel-2")
+    lines = config(sentinel.files, "sentinel.conf")
+    assert "sentinel monitor alpha 127.0.0.1 7100 2" in lines
+    assert "sentinel monitor beta 127.0.0.1 7110 2" in lines
+    assert "sentinel down-after-milliseconds beta 1000" in lines
+
+
+def test_cluster_plan_enables_cluster_mode_without_replicaof() -> None:
+    plans = plan_processes(load_spec(SPECS / "cluster.toml"), LAB, BINARIES)
+    for plan in (p for p in plans if p.kind is ProcessKind.REDIS):
+        lines = config(plan.files, "redis.conf")
+        assert "cluster-enabled yes" in lines
+        assert "cluster-node-timeout 2000" in lines
+        assert not any(line.startswith("replicaof") for line in lines)
+
+
+def test_zookeeper_ensemble_plan() -> None:
+    plans = [
+        p
+        for p in plan_processes(load_spec(SPECS / "zk-ensemble.toml"), LAB, BINARIES)
+        if p.kind is ProcessKind.ZOOKEEPER
+    ]
+    assert [dict(p.files)["myid"] for p in plans] == ["1\n", "2\n", "3\n"]
+    lines = config(plans[1].files, "zoo.cfg")
+    assert "clientPort=2331" in lines and "clientPortAddress=127.0.0.1" in lines
+    assert "server.1=127.0.0.1:3330:4330" in lines and "server.3=127.0.0.1:3332:4332" in lines
+    assert "admin.enableServer=false" in lines
+    assert plans[0].argv[0] == "/bin/java" and "/zk.jar" in plans[0].argv
+
+
+def test_single_zookeeper_has_no_server_lines() -> None:
+    plans = plan_processes(load_spec(SPECS / "standalone.toml"), LAB, BINARIES)
+    zookeeper = next(p for p in plans if p.kind is ProcessKind.ZOOKEEPER)
+    assert not any(line.startswith("server.") for line in config(zookeeper.files, "zoo.cfg"))
+
+
+def test_setting_values_are_quoted_for_redis() -> None:
+    spec = parse_spec(
+        'name = "q"\nkind = "standalone"\n[[shard]]\nname = "m"\nmaster = "127.0.0.1:7000"\n'
+        '[redis.settings]\nsave = ""\nlazyfree-lazy-eviction = true\nmaxmemory = 1000\n'
+        'notify-keyspace-events = "K E"\n'
+    )
+    lines = config(plan_processes(spec, LAB, BINARIES)[0].files, "redis.conf")
+    assert 'save ""' in lines
+    assert "lazyfree-lazy-eviction yes" in lines
+    assert "maxmemory 1000" in lines
+    assert 'notify-keyspace-events "K E"' in lines
+
+
+def test_sentinels_stop_first_and_zookeeper_last() -> None:
+    assert STOP_ORDER[0] is ProcessKind.SENTINEL and STOP_ORDER[-1] is ProcessKind.ZOOKEEPER
