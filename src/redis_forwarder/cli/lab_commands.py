@@ -144,6 +144,8 @@ def status_json(target: Lab, state: LabState, statuses: list[ProcessStatus]) -> 
 
 def print_status(target: Lab, state: LabState, statuses: list[ProcessStatus]) -> None:
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)  # piped: keep addresses whole rather than fit 80 columns
     table = Table(title=f"lab {state.spec_name} ({state.kind}) in {target.directory}")
     for column in ("name", "kind", "shard", "address", "pid", "running", "role"):
         table.add_column(column)
