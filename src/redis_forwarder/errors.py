@@ -8,6 +8,12 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     ├── UsageError                  exit 2   a bad argument, config or spec
     │   └── SpecError                        a topology spec that does not validate
     ├── NotBuiltError               exit 69  a command that a later release fills in
+    ├── DiscoveryError              exit 5   the deployment's topology could not be learned
+    │   ├── UnreachableError                 no seed answered (each seed's reason listed)
+    │   ├── AuthenticationError              a wrong user or password (never shown)
+    │   ├── WrongServerError                 a seed is not what the config says it is
+    │   ├── UnknownMasterError               no sentinel monitors that master name
+    │   └── MasterUnconfirmedError           the named master does not say it is one
     └── LabError                    exit 3   the local lab could not do what was asked
         ├── MissingBinaryError               redis-server, java, ... not installed
         ├── PortInUseError                   a spec port is taken by another process
@@ -55,6 +61,42 @@ class NotBuiltError(ForwarderError):
     """A command whose shape is fixed but whose work lands in a later release."""
 
     exit_code = 69  # EX_UNAVAILABLE
+
+
+class DiscoveryError(ForwarderError):
+    """The deployment's topology could not be learned."""
+
+    exit_code = 5
+
+
+class UnreachableError(DiscoveryError):
+    def __init__(self, what: str, reasons: dict[str, str]) -> None:
+        self.reasons = reasons
+        lines = "\n".join(f"  - {address}: {reason}" for address, reason in reasons.items())
+        super().__init__(
+            f"no {what} answered:\n{lines}\nCheck the addresses in the config and that the "
+            "servers run (redis-forwarder lab status, for a lab)."
+        )
+
+
+class AuthenticationError(DiscoveryError):
+    def __init__(self, address: str, what: str, reason: str) -> None:
+        super().__init__(
+            f"{address} refused our credentials ({reason}); check the {what} username and "
+            "password (password_env / password_file in the config)"
+        )
+
+
+class WrongServerError(DiscoveryError):
+    pass
+
+
+class UnknownMasterError(DiscoveryError):
+    pass
+
+
+class MasterUnconfirmedError(DiscoveryError):
+    pass
 
 
 class LabError(ForwarderError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass(frozen=True, order=True)
@@ -35,3 +36,60 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class DeploymentKind(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+SlotRange = tuple[int, int]  # inclusive, as Redis writes them
+
+
+@dataclass(frozen=True, order=True)
+class RedisNode:
+    """One redis-server. ``node_id`` is the cluster node id, empty elsewhere."""
+
+    address: Address
+    node_id: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The unit of ownership: a master with its replicas (and, on a cluster, its slots).
+
+    ``id`` survives a failover: sentinel, the master name; cluster, the Redis shard id
+    where Redis has one (7.2+), else an id carried over from the previous view (see
+    docs/topology.md); standalone, the server's address. ``learned`` says how this view
+    was obtained and takes no part in comparisons.
+    """
+
+    id: str
+    master: RedisNode
+    replicas: tuple[RedisNode, ...] = ()
+    slots: tuple[SlotRange, ...] = ()
+    learned: str = field(default="", compare=False)
+
+    def slot_set(self) -> frozenset[int]:
+        return frozenset(s for start, end in self.slots for s in range(start, end + 1))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A snapshot of a deployment's shards, ordered by id."""
+
+    kind: DeploymentKind
+    shards: tuple[Shard, ...]
+
+    def shard(self, shard_id: str) -> Shard | None:
+        return next((s for s in self.shards if s.id == shard_id), None)
+
+    def shard_for_slot(self, slot: int) -> Shard | None:
+        for shard in self.shards:
+            if any(start <= slot <= end for start, end in shard.slots):
+                return shard
+        return None

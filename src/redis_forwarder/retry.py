@@ -3,6 +3,7 @@ clock arithmetic lives so that callers only say what they wait for and for how l
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -25,3 +26,23 @@ class Deadline:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter and a cap; ``reset`` after a success.
+
+    One instance per loop that retries: state is never shared across callers.
+    """
+
+    initial: float = 0.1
+    cap: float = 2.0
+    _attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.initial * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 32)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._attempt = 0

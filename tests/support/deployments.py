@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from redis_forwarder.lab import Lab, TopologySpec, parse_spec
-from redis_forwarder.lab.spec import DeploymentKind
-from redis_forwarder.model import Address
+from redis_forwarder.model import Address, DeploymentKind
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "topology"

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from redis_forwarder.errors import SpecError
 from redis_forwarder.lab.spec import (
     CLUSTER_SLOTS,
-    DeploymentKind,
     TopologySpec,
     listening_addresses,
     load_spec,
     parse_spec,
     validate_spec,
 )
+from redis_forwarder.model import DeploymentKind
 from tests.support.deployments import SHIPPED_SPECS, SPECS
 
 SENTINEL = """

@@ -56,7 +56,7 @@ from redis_forwarder.lab.readiness import (
     wait_for,
     zookeeper_serving,
 )
-from redis_forwarder.lab.spec import DeploymentKind, TopologySpec, listening_addresses
+from redis_forwarder.lab.spec import TopologySpec, listening_addresses
 from redis_forwarder.lab.state import (
     LabState,
     ProcessRecord,
@@ -64,7 +64,7 @@ from redis_forwarder.lab.state import (
     state_path,
     write_state,
 )
-from redis_forwarder.model import Address
+from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.retry import Deadline
 
 DEFAULT_LAB_DIR = ".lab"

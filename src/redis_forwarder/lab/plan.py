@@ -14,8 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from redis_forwarder.lab.binaries import Binaries
-from redis_forwarder.lab.spec import DeploymentKind, RedisSettingValue, TopologySpec
-from redis_forwarder.model import Address
+from redis_forwarder.lab.spec import RedisSettingValue, TopologySpec
+from redis_forwarder.model import Address, DeploymentKind
 
 
 class ProcessKind(StrEnum):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -26,7 +25,7 @@ from pydantic import (
 )
 
 from redis_forwarder.errors import SpecError
-from redis_forwarder.model import Address
+from redis_forwarder.model import Address, DeploymentKind
 
 CLUSTER_SLOTS = 16384
 CLUSTER_BUS_PORT_OFFSET = 10000
@@ -79,12 +78,6 @@ LabAddress = Annotated[
     Address, BeforeValidator(_parse_address), PlainSerializer(str, return_type=str)
 ]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class DeploymentKind(StrEnum):
-    STANDALONE = "standalone"
-    SENTINEL = "sentinel"
-    CLUSTER = "cluster"
 
 
 class _Strict(BaseModel):

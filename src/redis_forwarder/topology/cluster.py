@@ -1,0 +1,161 @@
+"""Shards of a Redis Cluster, from ``CLUSTER SHARDS`` (Redis 7+) or ``CLUSTER SLOTS``.
+
+A shard is a master with its replicas and slot ranges. Its id must survive a failover:
+
+- Redis 7.2+ gives each shard an ``id`` in CLUSTER SHARDS: used as is.
+- Otherwise the id is the smallest node id among the shard's healthy members, cut to
+  12 hex digits; and :func:`carry_ids` keeps the previous id of any shard that shares a
+  member with a shard of the previous view, so a watcher never renames a shard whose
+  replica was promoted. See docs/topology.md for the limits of this.
+
+A master with no slots is a shard only while it is healthy (a node just added, before
+resharding); a failed master that lost its slots to a promoted replica is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from redis_forwarder.errors import AuthenticationError, UnreachableError, WrongServerError
+from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.topology.connections import CommandRefused, Connections, NodeFailed
+from redis_forwarder.topology.slots import ranges_of
+
+ID_LENGTH = 12
+
+
+async def discover_cluster(
+    seeds: Iterable[Address], conns: Connections, previous: Topology | None = None
+) -> Topology:
+    """Ask the known masters first, then the seeds, until one node answers."""
+    known = [s.master.address for s in previous.shards] if previous else []
+    candidates = list(dict.fromkeys([*known, *seeds]))
+    failures: dict[str, str] = {}
+    auth_errors: list[AuthenticationError] = []
+    for address in candidates:
+        try:
+            topology = await _ask(conns, address)
+        except AuthenticationError as exc:
+            auth_errors.append(exc)
+            failures[str(address)] = "refused our credentials"
+            continue
+        except NodeFailed as exc:
+            failures[str(address)] = exc.reason
+            continue
+        return carry_ids(previous, topology) if previous else topology
+    if auth_errors and len(auth_errors) == len(candidates):
+        raise auth_errors[0]
+    raise UnreachableError("cluster node", failures)
+
+
+async def _ask(conns: Connections, address: Address) -> Topology:
+    try:
+        reply = await conns.call(address, "CLUSTER", "SHARDS")
+        shards = _from_cluster_shards(reply, address)
+    except CommandRefused as exc:
+        reason = exc.reason.lower()
+        if "cluster support disabled" in reason:
+            raise WrongServerError(
+                f"{address} is a standalone Redis server (cluster support disabled); "
+                "use kind = standalone, or give the addresses of cluster nodes"
+            ) from None
+        if "unknown command" in reason and "'cluster'" in reason:
+            raise WrongServerError(
+                f"{address} does not know CLUSTER (is it a sentinel?); give cluster node "
+                "addresses, or use kind = sentinel"
+            ) from None
+        if "unknown subcommand" not in reason:
+            raise
+        # Before Redis 7: CLUSTER SLOTS has the same facts, less the empty masters.
+        shards = _from_cluster_slots(await conns.call(address, "CLUSTER", "SLOTS"), address)
+    return Topology(DeploymentKind.CLUSTER, tuple(sorted(shards, key=lambda s: s.id)))
+
+
+def _map(reply: Any) -> dict[str, Any]:
+    if isinstance(reply, dict):
+        return reply
+    return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+
+
+def _node_address(node: dict[str, Any]) -> Address:
+    host = node.get("endpoint") or node.get("ip")
+    if not host or host == "?":
+        host = node.get("ip", "")
+    port = node.get("port") or node.get("tls-port")
+    return Address(str(host), int(port or 0))
+
+
+def _from_cluster_shards(reply: Any, asked: Address) -> list[Shard]:
+    shards = []
+    for entry in reply:
+        fields = _map(entry)
+        nodes = [_map(n) for n in fields.get("nodes", [])]
+        masters = [n for n in nodes if n.get("role") == "master"]
+        if not masters:
+            continue
+        master = masters[0]
+        bounds = [int(b) for b in fields.get("slots", [])]
+        slots = tuple(zip(bounds[::2], bounds[1::2], strict=True))
+        if master.get("health") != "online" and not slots:
+            continue  # a failed master whose slots a promoted replica took over
+        replicas = [n for n in nodes if n.get("role") == "replica" and n.get("health") != "fail"]
+        members = [master, *replicas]
+        shard_id = str(fields.get("id") or min(str(n["id"]) for n in members)[:ID_LENGTH])
+        shards.append(
+            Shard(
+                id=shard_id,
+                master=RedisNode(_node_address(master), str(master["id"])),
+                replicas=tuple(sorted(RedisNode(_node_address(n), str(n["id"])) for n in replicas)),
+                slots=slots,
+                learned=f"CLUSTER SHARDS from {asked}",
+            )
+        )
+    return shards
+
+
+def _from_cluster_slots(reply: Any, asked: Address) -> list[Shard]:
+    by_master: dict[str, tuple[RedisNode, set[RedisNode], set[int]]] = {}
+    for start, end, master, *replicas in reply:
+        master_node = RedisNode(Address(str(master[0]), int(master[1])), str(master[2]))
+        _, known_replicas, slots = by_master.setdefault(
+            master_node.node_id, (master_node, set(), set())
+        )
+        slots.update(range(int(start), int(end) + 1))
+        known_replicas.update(RedisNode(Address(str(r[0]), int(r[1])), str(r[2])) for r in replicas)
+    shards = []
+    for master_node, replicas, slots in by_master.values():
+        members = [master_node.node_id, *(r.node_id for r in replicas)]
+        shards.append(
+            Shard(
+                id=min(members)[:ID_LENGTH],
+                master=master_node,
+                replicas=tuple(sorted(replicas)),
+                slots=ranges_of(slots),
+                learned=f"CLUSTER SLOTS from {asked}",
+            )
+        )
+    return shards
+
+
+def carry_ids(previous: Topology, fresh: Topology) -> Topology:
+    """Keep each shard's previous id when it shares a member (node id) with a shard of
+    the previous view. Pure. Shards that match none keep their fresh id."""
+    taken: set[str] = set()
+    renamed = []
+    previous_members = {s.id: _members(s) for s in previous.shards}
+    for shard in fresh.shards:
+        members = _members(shard)
+        overlap = [
+            (len(members & old), old_id)
+            for old_id, old in previous_members.items()
+            if members & old and old_id not in taken
+        ]
+        shard_id = max(overlap)[1] if overlap else shard.id
+        taken.add(shard_id)
+        renamed.append(Shard(shard_id, shard.master, shard.replicas, shard.slots, shard.learned))
+    return Topology(fresh.kind, tuple(sorted(renamed, key=lambda s: s.id)))
+
+
+def _members(shard: Shard) -> set[str]:
+    return {n.node_id for n in (shard.master, *shard.replicas) if n.node_id}

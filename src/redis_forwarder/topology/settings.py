@@ -1,0 +1,86 @@
+"""How to reach a deployment: its kind, seed addresses, master names and credentials.
+
+Passwords come from the environment or a file, resolved once when settings are built,
+and are kept out of ``repr`` so that no log line or traceback shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from redis_forwarder.errors import UsageError
+from redis_forwarder.lab.spec import TopologySpec
+from redis_forwarder.model import Address, DeploymentKind
+
+DEFAULT_SOCKET_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An ACL user and password (both optional). The password never shows in repr."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def given(self) -> bool:
+        return self.password is not None
+
+
+def read_password(*, env: str | None, file: str | None, what: str) -> str | None:
+    """The password named by an environment variable or a file; None if neither is set."""
+    if env and file:
+        raise UsageError(f"{what}: give password_env or password_file, not both")
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise UsageError(f"{what}: password_env names {env}, which is not set")
+        return value
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"{what}: password_file {file} cannot be read: {exc}") from exc
+    return None
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """Everything topology discovery needs to reach a deployment.
+
+    ``addresses`` are sentinels (sentinel), cluster seeds (cluster) or the server
+    (standalone). ``redis`` authenticates to Redis nodes, ``sentinel`` to sentinels.
+    TLS will be a field here too (the security issue); nothing else builds connections.
+    """
+
+    kind: DeploymentKind
+    addresses: tuple[Address, ...]
+    masters: tuple[str, ...] = ()
+    redis: Credentials = Credentials()
+    sentinel: Credentials = Credentials()
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise UsageError(f"a {self.kind} deployment needs at least one address")
+        if self.kind is DeploymentKind.SENTINEL and not self.masters:
+            raise UsageError("a sentinel deployment needs the master names to follow")
+        if self.kind is not DeploymentKind.SENTINEL and self.masters:
+            raise UsageError(f"master names are for sentinel deployments, not {self.kind}")
+        if self.kind is DeploymentKind.STANDALONE and len(self.addresses) != 1:
+            raise UsageError("a standalone deployment is one server: give one address")
+
+
+def settings_from_spec(spec: TopologySpec, **overrides: object) -> DeploymentSettings:
+    """Settings that reach a lab deployment described by ``spec``."""
+    if spec.kind is DeploymentKind.SENTINEL:
+        assert spec.sentinel is not None
+        addresses = tuple(spec.sentinel.addresses)
+        masters = tuple(s.name for s in spec.shards)
+    elif spec.kind is DeploymentKind.CLUSTER:
+        addresses, masters = tuple(s.master for s in spec.shards), ()
+    else:
+        addresses, masters = (spec.shards[0].master,), ()
+    return replace(DeploymentSettings(spec.kind, addresses, masters), **overrides)  # type: ignore[arg-type]

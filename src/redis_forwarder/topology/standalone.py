@@ -1,0 +1,31 @@
+"""A standalone server is one shard; its id is its address."""
+
+from __future__ import annotations
+
+from redis_forwarder.errors import UnreachableError, WrongServerError
+from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.topology.connections import Connections, NodeFailed
+
+
+async def discover_standalone(address: Address, conns: Connections) -> Topology:
+    try:
+        role = await conns.call(address, "ROLE")
+        cluster = await conns.call(address, "INFO", "cluster")
+    except NodeFailed as exc:
+        raise UnreachableError("server", {str(address): exc.reason}) from None
+    if role[0] == "sentinel":
+        raise WrongServerError(
+            f"{address} is a sentinel; use kind = sentinel with the master names to follow"
+        )
+    if int(cluster.get("cluster_enabled", 0)):
+        raise WrongServerError(
+            f"{address} is a Redis Cluster node; use kind = cluster with it as a seed"
+        )
+    if role[0] == "master":
+        replicas = tuple(RedisNode(Address(str(r[0]), int(r[1]))) for r in role[2])
+        learned = "ROLE says master"
+    else:
+        replicas = ()
+        learned = f"ROLE says replica of {role[1]}:{role[2]}; read as configured"
+    shard = Shard(str(address), RedisNode(address), tuple(sorted(replicas)), learned=learned)
+    return Topology(DeploymentKind.STANDALONE, (shard,))
