@@ -6,7 +6,8 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
 
     ForwarderError                  exit 1
     ├── UsageError                  exit 2   a bad argument, config or spec
-    │   └── SpecError                        a topology spec that does not validate
+    │   ├── SpecError                        a topology spec that does not validate
+    │   └── ConfigError                      a forwarder config that does not validate
     ├── NotBuiltError               exit 69  a command that a later release fills in
     ├── DiscoveryError              exit 5   the deployment's topology could not be learned
     │   ├── UnreachableError                 no seed answered (each seed's reason listed)
@@ -44,17 +45,27 @@ class UsageError(ForwarderError):
     exit_code = 2
 
 
-class SpecError(UsageError):
-    """A topology spec that does not parse or validate.
+class InvalidFileError(UsageError):
+    """A file of the user's that does not parse or validate.
 
     ``problems`` lists one line per problem, each naming the key path.
     """
+
+    noun: ClassVar[str] = "file"
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"topology spec {source} is not valid:\n{lines}")
+        super().__init__(f"{self.noun} {source} is not valid:\n{lines}")
+
+
+class SpecError(InvalidFileError):
+    noun = "topology spec"
+
+
+class ConfigError(InvalidFileError):
+    noun = "config"
 
 
 class NotBuiltError(ForwarderError):

@@ -26,6 +26,7 @@ from pydantic import (
 
 from redis_forwarder.errors import SpecError
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.validation import problems
 
 CLUSTER_SLOTS = 16384
 CLUSTER_BUS_PORT_OFFSET = 10000
@@ -281,29 +282,6 @@ def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
     return result
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    """Turn pydantic's location into the key path a user sees in the TOML file."""
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
-        else:
-            parts.append(str(item))
-    return ".".join(parts) or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    # Errors from model validators arrive at the model's own location; the message names
-    # the key. Pydantic prefixes "Value error, "; it adds nothing for the reader.
-    message = str(error["msg"]).removeprefix("Value error, ")
-    kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        message = "unknown key; check its spelling against docs/topology-specs.md"
-    elif kind == "missing":
-        message = "required key is missing"
-    return f"{_location(tuple(error['loc']))}: {message}"
-
-
 def parse_spec(text: str, source: str = "<spec>") -> TopologySpec:
     """Parse and validate a spec's TOML text. Raise :class:`SpecError` naming every problem."""
     try:
@@ -320,7 +298,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> TopologySpec:
     try:
         return TopologySpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(source, [_describe(e) for e in exc.errors()]) from exc
+        raise SpecError(source, problems(exc, "docs/topology-specs.md")) from exc
 
 
 def load_spec(path: Path | str) -> TopologySpec:
