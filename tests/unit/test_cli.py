@@ -18,7 +18,7 @@ def test_help_lists_every_command() -> None:
         assert f"  {command} " in result.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "topology", "status", "drain", "drill", "bench"])
+@pytest.mark.parametrize("command", ["run", "status", "drain", "drill", "bench"])
 def test_unbuilt_commands_say_so_and_fail(command: str) -> None:
     result = run_cli(command, "--config", "x.toml")
     assert result.code == 69
@@ -49,3 +49,32 @@ def test_missing_spec_file(tmp_path: Path) -> None:
 def test_default_lab_dir_comes_from_the_environment(tmp_path: Path) -> None:
     result = run_cli("lab", "status", REDIS_FORWARDER_LAB_DIR=str(tmp_path / "envlab"))
     assert result.code == 3 and str(tmp_path / "envlab") in result.stderr
+
+
+def test_topology_needs_exactly_one_deployment() -> None:
+    result = run_cli("topology")
+    assert result.code == 2 and "name the deployment once" in result.stderr
+    both = run_cli("topology", "--cluster", "127.0.0.1:7200", "--standalone", "127.0.0.1:7000")
+    assert both.code == 2 and "--cluster, --standalone" in both.stderr
+    masterless = run_cli("topology", "--sentinel", "127.0.0.1:26400")
+    assert masterless.code == 2 and "--master NAME" in masterless.stderr
+    bad = run_cli("topology", "--cluster", "127.0.0.1:port")
+    assert bad.code == 2 and "--cluster" in bad.stderr and "not a number" in bad.stderr
+
+
+def test_topology_password_env_must_exist() -> None:
+    result = run_cli(
+        "topology", "--standalone", "127.0.0.1:7000", "--password-env", "NO_SUCH_VAR_X"
+    )
+    assert result.code == 2 and "NO_SUCH_VAR_X, which is not set" in result.stderr
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "forwarder.toml"
+    config.write_text('[source]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\ncolor = 1\n')
+    result = run_cli("topology", "--config", str(config))
+    assert result.code == 2
+    assert "source.color: unknown key" in result.stderr
+    config.write_text('[source]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\n')
+    result = run_cli("topology", "--config", str(config))
+    assert result.code == 2 and "source: kind = \"sentinel\" needs masters" in result.stderr

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from redis_forwarder.lab.plan import (
     data_dir,
     log_path,
     plan_processes,
+    redis_plan,
 )
 from redis_forwarder.lab.ports import check_free
 from redis_forwarder.lab.readiness import (
@@ -275,6 +277,34 @@ class Lab:
             f"processes are all gone (a restart?); clear it with "
             f"`redis-forwarder lab down --dir {self.directory}`"
         )
+
+    # ---------------------------------------------------------------- changing a lab
+
+    def send_signal(self, name: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to one of the lab's processes (drills and tests: kill -9, STOP)."""
+        record = self.record(name)
+        if not pids.send(record.identity, sig):
+            raise LabError(f"{name} (pid {record.pid}) is not running")
+
+    def record(self, name: str) -> ProcessRecord:
+        for record in self.state().processes:
+            if record.name == name:
+                return record
+        raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+
+    def add_redis_node(
+        self, spec: TopologySpec, name: str, address: Address, timeout: float = 30
+    ) -> ProcessRecord:
+        """Start one more redis-server of the spec's kind (a cluster node joins no
+        cluster until it is met). Recorded in the state, so ``down`` stops it."""
+        with self._locked():
+            state = self.state()
+            binaries = find_binaries(sentinel=False, zookeeper=False)
+            check_free([(address, f"new node {name}")], "the new node's address")
+            plan = redis_plan(spec, self.directory, binaries, name, address)
+            self._start(plan, state)
+            wait_for([redis_answers(address)], timeout, watchdog=self._watchdog(state))
+            return state.processes[-1]
 
     # ---------------------------------------------------------------- down
 

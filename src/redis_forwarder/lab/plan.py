@@ -86,42 +86,66 @@ def _server_lines(address: Address, directory: Path) -> list[str]:
 def _redis_plans(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> list[ProcessPlan]:
     plans = []
     for shard in spec.shards:
-        members = [("master", shard.master)] + [("replica", r) for r in shard.replicas]
-        for index, (role, address) in enumerate(members):
-            name = f"{shard.name}-master" if index == 0 else f"{shard.name}-replica-{index}"
-            directory = data_dir(lab_dir, name)
-            lines = [
-                *_server_lines(address, directory),
-                f"replica-announce-ip {address.host}",
-                # The default waits 5 s for more replicas before a diskless sync.
-                "repl-diskless-sync yes",
-                "repl-diskless-sync-delay 0",
-            ]
-            if spec.kind is DeploymentKind.CLUSTER:
-                cluster = spec.cluster_settings
-                lines += [
-                    "cluster-enabled yes",
-                    "cluster-config-file nodes.conf",
-                    f"cluster-node-timeout {cluster.node_timeout_ms}",
-                    f"cluster-announce-ip {address.host}",
-                    "cluster-require-full-coverage " + _redis_value(cluster.require_full_coverage),
-                ]
-            elif role == "replica":
-                lines.append(f"replicaof {shard.master.host} {shard.master.port}")
-            lines += [f"{key} {_redis_value(value)}" for key, value in spec.redis.settings.items()]
-            config = directory / "redis.conf"
+        plans.append(
+            redis_plan(
+                spec, lab_dir, binaries, f"{shard.name}-master", shard.master, shard=shard.name
+            )
+        )
+        for index, replica in enumerate(shard.replicas, start=1):
             plans.append(
-                ProcessPlan(
-                    name=name,
-                    kind=ProcessKind.REDIS,
-                    address=address,
-                    argv=(binaries.redis_server, str(config)),
-                    files=(("redis.conf", "\n".join(lines) + "\n"),),
+                redis_plan(
+                    spec,
+                    lab_dir,
+                    binaries,
+                    f"{shard.name}-replica-{index}",
+                    replica,
                     shard=shard.name,
-                    role=role,
+                    replica_of=shard.master,
                 )
             )
     return plans
+
+
+def redis_plan(
+    spec: TopologySpec,
+    lab_dir: Path,
+    binaries: Binaries,
+    name: str,
+    address: Address,
+    *,
+    shard: str | None = None,
+    replica_of: Address | None = None,
+) -> ProcessPlan:
+    """One redis-server of the deployment (also used to add a node to a running lab)."""
+    directory = data_dir(lab_dir, name)
+    lines = [
+        *_server_lines(address, directory),
+        f"replica-announce-ip {address.host}",
+        # The default waits 5 s for more replicas before a diskless sync.
+        "repl-diskless-sync yes",
+        "repl-diskless-sync-delay 0",
+    ]
+    if spec.kind is DeploymentKind.CLUSTER:
+        cluster = spec.cluster_settings
+        lines += [
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {cluster.node_timeout_ms}",
+            f"cluster-announce-ip {address.host}",
+            "cluster-require-full-coverage " + _redis_value(cluster.require_full_coverage),
+        ]
+    elif replica_of is not None:
+        lines.append(f"replicaof {replica_of.host} {replica_of.port}")
+    lines += [f"{key} {_redis_value(value)}" for key, value in spec.redis.settings.items()]
+    return ProcessPlan(
+        name=name,
+        kind=ProcessKind.REDIS,
+        address=address,
+        argv=(binaries.redis_server, str(directory / "redis.conf")),
+        files=(("redis.conf", "\n".join(lines) + "\n"),),
+        shard=shard,
+        role="master" if replica_of is None else "replica",
+    )
 
 
 def _sentinel_plans(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> list[ProcessPlan]:
