@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis import exceptions as redis_errors
 
 from redis_forwarder.errors import AuthenticationError
@@ -52,9 +54,9 @@ class Connections:
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
                 decode_responses=True,
-                # Discovery has its own retry across nodes; a hidden retry here would
-                # only stretch the time to notice a dead node.
-                retry_on_timeout=False,
+                # Discovery has its own retry across nodes; redis-py's default retries
+                # (3, with backoff) would only stretch the time to notice a dead node.
+                retry=Retry(NoBackoff(), 0),
             )
         return self._clients[address]
 

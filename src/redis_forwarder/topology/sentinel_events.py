@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis import exceptions as redis_errors
 
 from redis_forwarder.model import Address
@@ -55,6 +57,7 @@ async def listen(
             password=credentials.password,
             socket_connect_timeout=timeout,
             health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=Retry(NoBackoff(), 0),  # this loop reconnects with its own backoff
             decode_responses=True,
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
