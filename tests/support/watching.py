@@ -58,6 +58,11 @@ class WatchRecorder:
                 with self._lock:
                     self.changes.extend(update.changes)
 
+    def refresh_soon(self, reason: str) -> None:
+        """What a source or sink does when it sees MOVED/ASK or loses a connection."""
+        assert self.watcher is not None
+        self._loop.call_soon_threadsafe(self.watcher.refresh_soon, reason)
+
     def current(self) -> Topology:
         assert self.watcher is not None
         return self.watcher.current

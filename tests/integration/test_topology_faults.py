@@ -1,0 +1,267 @@
+"""The watcher through real faults: Sentinel and Cluster failovers, kill -9 of masters, a
+dead and a stopped sentinel, slot migration, a new shard. Each test prints the measured
+detection delay (see docs/topology.md for the numbers)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from redis_forwarder.errors import MasterUnconfirmedError
+from redis_forwarder.model import Address
+from redis_forwarder.topology import ChangeKind, DeploymentSettings, discover
+from redis_forwarder.topology.settings import settings_from_spec
+from tests.support.deployments import Deployment
+from tests.support.waiting import wait_until
+from tests.support.watching import WatchRecorder
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+Fresh = Callable[[str], Deployment]
+
+
+def client(address: Address) -> redis.Redis:
+    return redis.Redis(
+        host=address.host, port=address.port, decode_responses=True, socket_timeout=5
+    )
+
+
+class SwitchClock:
+    """The time the first sentinel announced +switch-master: the sentinels' switch."""
+
+    def __init__(self, sentinels: list[Address]) -> None:
+        self.at: float | None = None
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._listen, args=(s,), daemon=True) for s in sentinels
+        ]
+
+    def _listen(self, sentinel: Address) -> None:
+        pubsub = client(sentinel).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe("+switch-master")
+        while not self._stop.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message and self.at is None:
+                self.at = time.time()
+        pubsub.close()
+
+    def __enter__(self) -> SwitchClock:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def report(what: str, delay: float) -> None:
+    print(f"DETECTION {what}: {delay * 1000:.0f} ms")
+
+
+def master_of(sentinel: Address, name: str) -> Address:
+    host, port = client(sentinel).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+    return Address(host, int(port))
+
+
+def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("sentinel")
+    old = deployment.spec.shards[0].master
+    with (
+        WatchRecorder(settings_from_spec(deployment.spec)) as watch,
+        SwitchClock(deployment.sentinels) as clock,
+    ):
+        client(deployment.sentinels[0]).execute_command("SENTINEL", "FAILOVER", "alpha")
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "alpha",
+            "master-changed for alpha",
+        )
+        assert change.previous == str(old)
+        assert change.master != str(old)
+        assert client(Address.parse(change.master)).execute_command("ROLE")[0] == "master"
+        wait_until(lambda: clock.at is not None, "+switch-master seen")
+        assert clock.at is not None
+        report("sentinel failover (after +switch-master)", change.at - clock.at)
+        # beta did not move
+        assert not [c for c in watch.changes if c.shard == "beta"]
+        assert watch.current().shard("alpha").master.address == Address.parse(change.master)  # type: ignore[union-attr]
+
+
+def test_sentinel_kill_master(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("sentinel")
+    assert deployment.lab is not None
+    old = deployment.spec.shards[1].master
+    with (
+        WatchRecorder(settings_from_spec(deployment.spec)) as watch,
+        SwitchClock(deployment.sentinels) as clock,
+    ):
+        killed_at = time.time()
+        deployment.lab.send_signal("beta-master", signal.SIGKILL)
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "beta",
+            "master-changed for beta after kill -9",
+            timeout=60,
+        )
+        assert change.previous == str(old)
+        assert Address.parse(change.master) in deployment.spec.shards[1].replicas
+        wait_until(lambda: clock.at is not None, "+switch-master seen")
+        assert clock.at is not None
+        report("sentinel kill -9 master (after +switch-master)", change.at - clock.at)
+        report("sentinel kill -9 master (after the kill)", change.at - killed_at)
+
+
+def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
+    """One sentinel dead, one stopped through a failover: discovery still gives the true
+    master, and a stale sentinel alone never sends us to the old master (now a replica)."""
+    deployment = fresh_deployment("sentinel")
+    assert deployment.lab is not None
+    deployment.lab.send_signal("sentinel-1", signal.SIGKILL)
+    settings = settings_from_spec(deployment.spec)
+    found = discover(settings)
+    assert found.shard("alpha").master.address == deployment.spec.shards[0].master  # type: ignore[union-attr]
+    assert "of 2 answering sentinels (3 configured)" in found.shards[0].learned
+
+    old = deployment.spec.shards[0].master
+    stale = deployment.sentinels[2]
+    deployment.lab.send_signal("sentinel-3", signal.SIGSTOP)
+    try:
+        with WatchRecorder(settings) as watch:
+            client(deployment.sentinels[1]).execute_command("SENTINEL", "FAILOVER", "alpha")
+            change = watch.wait_for_change(
+                lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "alpha",
+                "master-changed with one sentinel dead and one stopped",
+            )
+            new = Address.parse(change.master)
+            wait_until(
+                lambda: client(old).execute_command("ROLE")[0] == "slave",
+                "old master reconfigured as a replica",
+            )
+    finally:
+        deployment.lab.send_signal("sentinel-3", signal.SIGCONT)
+    only_stale = DeploymentSettings(settings.kind, (stale,), ("alpha",))
+    for _ in range(5):  # right after SIGCONT the stale sentinel may still name the old master
+        try:
+            assert discover(only_stale).shard("alpha").master.address == new  # type: ignore[union-attr]
+        except MasterUnconfirmedError as exc:
+            assert str(old) in str(exc) and "replica of" in str(exc)
+
+
+def _cluster_shard_of(watch: WatchRecorder, master: Address) -> str:
+    return next(s.id for s in watch.current().shards if s.master.address == master)
+
+
+def test_cluster_failover_keeps_the_shard(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("cluster")
+    spec_shard = deployment.spec.shards[0]
+    replica = spec_shard.replicas[0]
+    with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
+        shard_id = _cluster_shard_of(watch, spec_shard.master)
+        slots = watch.current().shard(shard_id).slots  # type: ignore[union-attr]
+        client(replica).execute_command("CLUSTER", "FAILOVER")
+        wait_until(
+            lambda: client(replica).execute_command("ROLE")[0] == "master",
+            "replica promoted",
+            timeout=30,
+        )
+        promoted_at = time.time()
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.MASTER_CHANGED, "master-changed after CLUSTER FAILOVER"
+        )
+        assert (change.shard, change.master, change.previous) == (
+            shard_id,
+            str(replica),
+            str(spec_shard.master),
+        )
+        assert watch.current().shard(shard_id).slots == slots  # type: ignore[union-attr]
+        report("cluster failover (after ROLE master, polled)", change.at - promoted_at)
+
+
+def test_cluster_kill_master_keeps_the_shard(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("cluster")
+    assert deployment.lab is not None
+    spec_shard = deployment.spec.shards[1]
+    with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
+        shard_id = _cluster_shard_of(watch, spec_shard.master)
+        killed_at = time.time()
+        deployment.lab.send_signal(f"{spec_shard.name}-master", signal.SIGKILL)
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.MASTER_CHANGED,
+            "master-changed after kill -9",
+            timeout=60,
+        )
+        assert (change.shard, change.master) == (shard_id, str(spec_shard.replicas[0]))
+        report("cluster kill -9 master (after the kill)", change.at - killed_at)
+        assert len(watch.current().shards) == 3  # the dead master is no shard of its own
+
+
+def _move_slots(masters: list[Address], source: Address, target: Address, slots: range) -> None:
+    source_client, target_client = client(source), client(target)
+    source_id = source_client.execute_command("CLUSTER", "MYID")
+    target_id = target_client.execute_command("CLUSTER", "MYID")
+    for slot in slots:
+        target_client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source_client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source_client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            source_client.execute_command(
+                "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys
+            )
+        for master in masters:
+            client(master).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> None:
+    """Slots 0-4 move (keys and all); a MOVED hint makes the watcher look at once."""
+    deployment = fresh_deployment("cluster")
+    masters = [s.master for s in deployment.spec.shards]
+    source, target = masters[0], masters[1]
+    keys = [f"{{k{i}}}" for i in range(200)]
+    moved = range(0, 5)
+    seed = client(source)
+    owned = [k for k in keys if seed.execute_command("CLUSTER", "KEYSLOT", k) in moved]
+    for key in owned:
+        seed.set(key, key)
+    # A long interval: the refresh must come from the hint a client gives on MOVED.
+    with WatchRecorder(settings_from_spec(deployment.spec), interval=60) as watch:
+        source_id, target_id = (_cluster_shard_of(watch, m) for m in (source, target))
+        _move_slots(masters, source, target, moved)
+        done_at = time.time()
+        watch.refresh_soon(f"MOVED {moved[0]} {target}")
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.SLOTS_MOVED and c.shard == target_id,
+            "slots-moved on the target shard",
+        )
+        report(
+            "slot migration (after the last SETSLOT NODE, with a MOVED hint)", change.at - done_at
+        )
+        watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.SLOTS_MOVED and c.shard == source_id,
+            "slots-moved on the source shard",
+        )
+        topology = watch.current()
+        for slot in moved:
+            assert topology.shard_for_slot(slot).id == target_id  # type: ignore[union-attr]
+        assert topology.shard_for_slot(5).id == source_id  # type: ignore[union-attr]
+    for key in owned:
+        assert client(target).get(key) == key
+
+
+def test_added_shard_appears(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("cluster")
+    assert deployment.lab is not None
+    first = deployment.spec.shards[0].master
+    new = Address(first.host, 7206)
+    with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
+        deployment.lab.add_redis_node(deployment.spec, "shard-d-master", new)
+        client(first).execute_command("CLUSTER", "MEET", new.host, new.port)
+        met_at = time.time()
+        change = watch.wait_for_change(
+            lambda c: c.kind is ChangeKind.SHARD_ADDED, "shard-added after CLUSTER MEET"
+        )
+        assert change.master == str(new)
+        report("shard added (after CLUSTER MEET)", change.at - met_at)
+        assert len(watch.current().shards) == 4
