@@ -175,3 +175,31 @@ def test_key_slot_matches_cluster_keyslot(key: bytes, shared_deployment: Shared)
     node = shared_deployment("cluster").redis_nodes[0]
     client = redis.Redis(host=node.host, port=node.port)
     assert key_slot(key) == client.execute_command("CLUSTER", "KEYSLOT", key)
+
+
+def test_sentinel_password_is_separate(fresh_deployment: Callable[[str], Deployment]) -> None:
+    """Sentinels with a password of their own; Redis nodes without one."""
+    deployment = fresh_deployment("sentinel")
+    secret = "sentinel-secret-x"
+    for sentinel in deployment.sentinels:
+        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
+            "ACL", "SETUSER", "default", "resetpass", f">{secret}"
+        )
+    base = settings_from_spec(deployment.spec)
+    with pytest.raises(AuthenticationError, match="sentinel username and password"):
+        discover(base)
+    wrong_side = DeploymentSettings(
+        base.kind, base.addresses, base.masters, redis=Credentials(password=secret)
+    )
+    with pytest.raises(AuthenticationError):
+        discover(wrong_side)
+    good = DeploymentSettings(
+        base.kind, base.addresses, base.masters, sentinel=Credentials(password=secret)
+    )
+    assert [s.id for s in discover(good).shards] == ["alpha", "beta"]
+    args = [f"--sentinel={a}" for a in deployment.sentinels] + ["--master=alpha", "--master=beta"]
+    result = run_cli(
+        "topology", *args, "--sentinel-password-env", "FWD_SENTINEL", "--json", FWD_SENTINEL=secret
+    )
+    assert result.code == 0, result.stderr
+    assert secret not in result.stdout + result.stderr

@@ -78,5 +78,10 @@ class WatchRecorder:
                 found[:] = [c for c in self.changes if matches(c)]
             return bool(found)
 
-        wait_until(seen, what, timeout)
+        try:
+            wait_until(seen, what, timeout)
+        except AssertionError as exc:
+            with self._lock:
+                seen_changes = [c.to_json() for c in self.changes]
+            raise AssertionError(f"{exc}; changes seen: {seen_changes}") from None
         return found[0]

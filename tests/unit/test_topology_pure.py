@@ -113,3 +113,48 @@ def test_carry_ids_keeps_the_shard_through_a_promotion() -> None:
     # a brand-new shard keeps its fresh id
     grown = Topology(DeploymentKind.CLUSTER, (*fresh.shards, Shard("ddd1", node(7206, "ddd1"))))
     assert {s.id for s in carry_ids(before, grown).shards} == {"aaa", "bbb", "ddd1"}
+
+
+def test_carry_ids_through_a_demotion_in_progress() -> None:
+    """Mid-failover a view can show the old master with no slots and not yet a replica:
+    it is not a new shard, and the shard keeps its id under the promoted master."""
+    before = Topology(
+        DeploymentKind.CLUSTER,
+        (Shard("aaa", node(7200, "aaa1"), (node(7203, "fff3"),), ((0, 99),)),),
+    )
+    mid = Topology(
+        DeploymentKind.CLUSTER,
+        (
+            Shard("aaa1", node(7200, "aaa1")),  # lost its slots
+            Shard("fff3", node(7203, "fff3"), (), ((0, 99),)),  # promoted
+        ),
+    )
+    carried = carry_ids(before, mid)
+    assert [(s.id, s.master.address.port) for s in carried.shards] == [("aaa", 7203)]
+    after = Topology(
+        DeploymentKind.CLUSTER,
+        (Shard("aaa1", node(7203, "fff3"), (node(7200, "aaa1"),), ((0, 99),)),),
+    )
+    assert [(s.id, s.master.address.port) for s in carry_ids(carried, after).shards] == [
+        ("aaa", 7203)
+    ]
+
+
+def test_carry_ids_follows_slots_and_keeps_emptied_shards() -> None:
+    before = Topology(
+        DeploymentKind.CLUSTER,
+        (
+            Shard("aaa", node(7200, "a1"), (), ((0, 99),)),
+            Shard("bbb", node(7201, "b1"), (), ((100, 199),)),
+        ),
+    )
+    # every slot of aaa migrated to bbb: aaa is still a shard, with no slots
+    moved = Topology(
+        DeploymentKind.CLUSTER,
+        (
+            Shard("a1", node(7200, "a1")),
+            Shard("b1", node(7201, "b1"), (), ((0, 199),)),
+        ),
+    )
+    carried = carry_ids(before, moved)
+    assert {(s.id, s.master.address.port) for s in carried.shards} == {("aaa", 7200), ("bbb", 7201)}

@@ -139,19 +139,33 @@ def _from_cluster_slots(reply: Any, asked: Address) -> list[Shard]:
 
 
 def carry_ids(previous: Topology, fresh: Topology) -> Topology:
-    """Keep each shard's previous id when it shares a member (node id) with a shard of
-    the previous view. Pure. Shards that match none keep their fresh id."""
+    """Give each shard of ``fresh`` its id in ``previous``. Pure.
+
+    Shards that serve slots are matched first, by the slots they share with a previous
+    shard (slots move only by migration, a few at a time), then by shared members. A
+    shard with no slots keeps the id of a previous shard it shares a member with, if
+    that id is still free (a shard whose slots all migrated away); if the id is taken,
+    it is a master in the middle of being demoted (it lost its slots to a promoted
+    replica and has not yet turned into a replica) and is left out of this view: it
+    reappears as a replica. Shards that match nothing keep their fresh id.
+    """
     taken: set[str] = set()
-    renamed = []
-    previous_members = {s.id: _members(s) for s in previous.shards}
-    for shard in fresh.shards:
-        members = _members(shard)
-        overlap = [
-            (len(members & old), old_id)
-            for old_id, old in previous_members.items()
-            if members & old and old_id not in taken
+    renamed: list[Shard] = []
+    ordered = sorted(fresh.shards, key=lambda s: (not s.slots, s.id))
+    for shard in ordered:
+        members, slots = _members(shard), shard.slot_set()
+        scores = [
+            (len(slots & old.slot_set()), len(members & _members(old)), old.id)
+            for old in previous.shards
+            if old.id not in taken
         ]
-        shard_id = max(overlap)[1] if overlap else shard.id
+        matches = [score for score in scores if score[0] or score[1]]
+        if matches:
+            shard_id = max(matches)[2]
+        elif not shard.slots and any(members & _members(old) for old in previous.shards):
+            continue  # a demoted master, between losing its slots and replicating
+        else:
+            shard_id = shard.id
         taken.add(shard_id)
         renamed.append(Shard(shard_id, shard.master, shard.replicas, shard.slots, shard.learned))
     return Topology(fresh.kind, tuple(sorted(renamed, key=lambda s: s.id)))

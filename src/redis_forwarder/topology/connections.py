@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis import exceptions as redis_errors
 
 from redis_forwarder.errors import AuthenticationError
 from redis_forwarder.model import Address

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis import exceptions as redis_errors
 
 from redis_forwarder.model import Address
 from redis_forwarder.retry import Backoff
