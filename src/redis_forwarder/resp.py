@@ -7,6 +7,8 @@ written with one syscall, and every complete reply in a read is parsed in one go
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -46,3 +48,99 @@ class ReplyParser:
     def replies(self) -> Iterator[Any]:
         while (reply := self._reader.gets()) is not False:
             yield reply
+
+
+class ConnectionLost(Exception):
+    """The connection failed or timed out; ``reason`` is short and holds no secret."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+READ_SIZE = 1 << 16
+
+
+class RespConnection:
+    """A plain TCP connection speaking RESP2, for the data path.
+
+    ``open`` connects and authenticates; ``write`` queues bytes (flushed by ``drain``);
+    ``read`` waits for the next chunk and returns every complete reply in it. Errors
+    become :class:`ConnectionLost`. Not safe for two concurrent readers.
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.name = f"{host}:{port}"
+        self._parser = ReplyParser()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self, username: str | None = None, password: str | None = None) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, limit=READ_SIZE), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionLost(self.name, str(exc) or type(exc).__name__) from None
+        if password is not None:
+            args = (
+                (b"AUTH", username.encode(), password.encode())
+                if username
+                else (b"AUTH", password.encode())
+            )
+            reply = await self.call(*args)
+            if isinstance(reply, ReplyError):
+                await self.close()
+                raise ConnectionLost(self.name, f"AUTH refused: {str(reply).split('.')[0]}")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._writer is None:
+            raise ConnectionLost(self.name, "not connected")
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        assert self._writer is not None
+        try:
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionLost(self.name, f"write: {exc or type(exc).__name__}") from None
+
+    async def read(self, timeout: float | None = None, *, idle_ok: bool = False) -> list[Any]:
+        """The complete replies of the next chunk, waiting up to ``timeout`` (default: the
+        connection's). On timeout: ``[]`` if ``idle_ok``, else ConnectionLost."""
+        if self._reader is None:
+            raise ConnectionLost(self.name, "not connected")
+        while True:
+            try:
+                data = await asyncio.wait_for(
+                    self._reader.read(READ_SIZE), self.timeout if timeout is None else timeout
+                )
+            except TimeoutError:
+                if idle_ok:
+                    return []
+                raise ConnectionLost(self.name, "read: timed out") from None
+            except OSError as exc:
+                raise ConnectionLost(self.name, f"read: {exc}") from None
+            if not data:
+                raise ConnectionLost(self.name, "closed by the server")
+            self._parser.feed(data)
+            replies = list(self._parser.replies())
+            if replies:
+                return replies
+
+    async def call(self, *args: bytes) -> Any:
+        """One command and its reply (control use: nothing else may be in flight)."""
+        self.write(encode(*args))
+        await self.drain()
+        return (await self.read())[0]
+
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)

@@ -12,6 +12,7 @@ import sys
 import click
 
 from redis_forwarder import __version__
+from redis_forwarder.cli.bench_command import bench
 from redis_forwarder.cli.lab_commands import lab
 from redis_forwarder.cli.topology_command import topology
 from redis_forwarder.errors import ForwarderError, NotBuiltError
@@ -53,7 +54,7 @@ cli.add_command(topology)
 cli.add_command(_not_built("status", "high availability"))
 cli.add_command(_not_built("drain", "high availability"))
 cli.add_command(_not_built("drill", "failover drills"))
-cli.add_command(_not_built("bench", "the forwarding engine"))
+cli.add_command(bench)
 
 
 def main() -> None:

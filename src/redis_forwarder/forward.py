@@ -1,0 +1,75 @@
+"""One task's loop for pub/sub: read what is available, encode it, write it as one
+pipelined batch, repeat. The writer's bound on commands in flight is the bounded
+buffer: when the sink is slower than the source, reading waits (policy ``block``) and
+the backlog builds up in Redis' output buffer for this subscriber, which Redis caps
+(``client-output-buffer-limit pubsub``); the loop then loses its connection and says so.
+
+Heartbeat: when nothing arrives for ``heartbeat`` seconds the loop sends PING on the
+subscription; if the next ``heartbeat`` seconds bring neither a message nor the PONG,
+the connection is declared lost (a half-open TCP connection must not hang a task).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.sink.commands import SinkCommand
+from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.source.pubsub import PubSubReader
+
+DEFAULT_HEARTBEAT = 1.0
+
+
+@dataclass
+class TaskStats:
+    received: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    last_message_at: float = 0.0
+    heartbeats: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class PubSubForwarding:
+    """Forward one subscription into one sink until the connection fails."""
+
+    def __init__(
+        self,
+        reader: PubSubReader,
+        writer: PipelineWriter,
+        command: SinkCommand,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.command = command
+        self.heartbeat = heartbeat
+        self.stats = TaskStats()
+
+    async def run(self) -> None:
+        """Run until the source or the sink connection is lost (ConnectionLost)."""
+        command, writer, stats = self.command, self.writer, self.stats
+        awaiting_pong = False
+        pongs = self.reader.pongs
+        while True:
+            batch = await self.reader.messages(self.heartbeat)
+            if batch:
+                awaiting_pong = False
+                await writer.send(b"".join([command(*message) for message in batch]), len(batch))
+                stats.received += len(batch)
+                stats.batches += 1
+                stats.largest_batch = max(stats.largest_batch, len(batch))
+                stats.last_message_at = time.time()
+            elif self.reader.pongs != pongs:
+                pongs, awaiting_pong = self.reader.pongs, False
+            elif awaiting_pong:
+                raise ConnectionLost(
+                    self.reader.connection.name,
+                    f"no answer to the heartbeat PING within {self.heartbeat:.1f}s",
+                )
+            else:
+                await self.reader.ping()
+                stats.heartbeats += 1
+                awaiting_pong = True

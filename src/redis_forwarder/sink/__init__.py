@@ -1,0 +1,1 @@
+"""Sinks: writing batches of messages to channels, streams or lists."""

@@ -1,0 +1,85 @@
+"""Pipelined writes to one Redis node: batches go out as one buffer each, replies are
+read as they come back, and a bound on commands in flight gives backpressure.
+
+Contract: ``send`` returns once the batch is written to the socket and fewer than
+``max_in_flight`` commands await their reply; ``flush`` returns once every reply is in.
+Each error reply is counted in ``refused`` with the last one kept; replies are never
+matched to messages here (the caller knows its batch order if it needs to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+
+DEFAULT_MAX_IN_FLIGHT = 20_000
+
+
+class PipelineWriter:
+    def __init__(
+        self, connection: RespConnection, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    ) -> None:
+        self.connection = connection
+        self.max_in_flight = max_in_flight
+        self.sent = 0
+        self.confirmed = 0
+        self.refused = 0
+        self.last_refusal = ""
+        self._progress = asyncio.Event()
+        self._pending = asyncio.Event()
+        self._failure: ConnectionLost | None = None
+        self._replies: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.confirmed
+
+    def start(self) -> None:
+        self._replies = asyncio.create_task(self._read_replies())
+
+    async def send(self, buffer: bytes, count: int) -> None:
+        while self.in_flight and self.in_flight + count > self.max_in_flight:
+            self._raise_if_failed()
+            self._progress.clear()
+            await self._progress.wait()
+        self._raise_if_failed()
+        self.connection.write(buffer)
+        self.sent += count
+        self._pending.set()
+        await self.connection.drain()
+
+    async def flush(self) -> None:
+        while self.in_flight:
+            self._raise_if_failed()
+            self._progress.clear()
+            await self._progress.wait()
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _read_replies(self) -> None:
+        try:
+            while True:
+                if not self.in_flight:
+                    self._pending.clear()
+                    await self._pending.wait()
+                # Replies are owed: a silent server past the timeout is a lost connection.
+                for reply in await self.connection.read():
+                    self.confirmed += 1
+                    if isinstance(reply, ReplyError):
+                        self.refused += 1
+                        self.last_refusal = str(reply)
+                self._progress.set()
+        except ConnectionLost as exc:
+            self._failure = exc
+            self._progress.set()
+
+    async def close(self) -> None:
+        if self._replies is not None:
+            self._replies.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replies
+        await self.connection.close()

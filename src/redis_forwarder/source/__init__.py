@@ -1,0 +1,1 @@
+"""Sources: reading messages from one shard (pub/sub, sharded pub/sub, streams)."""

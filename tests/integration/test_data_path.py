@@ -1,0 +1,186 @@
+"""The raw data path against a real Redis: subscriptions in, pipelined writes out,
+binary payloads byte for byte, order per channel, refusals counted, and the heartbeat
+noticing a source that stopped answering (SIGSTOP)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+
+from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.model import Address
+from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
+from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.templates import compile_template
+from tests.support.deployments import Deployment
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def forwarding(
+    server: Address,
+    channels: list[bytes],
+    patterns: list[bytes],
+    shape: SinkShape,
+    template: str,
+    heartbeat: float = 1.0,
+) -> PubSubForwarding:
+    source = RespConnection(server.host, server.port, timeout=2.0)
+    await source.open()
+    reader = PubSubReader(source)
+    await reader.subscribe(channels, patterns)
+    sink = RespConnection(server.host, server.port, timeout=2.0)
+    await sink.open()
+    writer = PipelineWriter(sink, max_in_flight=500)
+    writer.start()
+    command = sink_command(shape, compile_template(template).bind(route="r", shard="s"), "s")
+    return PubSubForwarding(reader, writer, command, heartbeat)
+
+
+async def run_until(
+    task: PubSubForwarding, done: Callable[[], Awaitable[bool]], timeout: float = 20.0
+) -> None:
+    runner = asyncio.create_task(task.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not await done():
+                if runner.done():
+                    runner.result()
+                await asyncio.sleep(0.02)
+        await task.writer.flush()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await task.writer.close()
+        await task.reader.connection.close()
+
+
+def test_channels_and_patterns_into_streams(shared_deployment: Callable[[str], Deployment]) -> None:
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8].encode()
+    plain, binary = b"plain." + tag, b"bin.\xff\x00." + tag
+    payloads = [bytes([i % 256]) * (i % 7) + b"\x00\xff\r\n" for i in range(300)]
+
+    async def scenario() -> None:
+        task = await forwarding(
+            server, [plain], [b"bin.*." + tag], SinkShape(SinkKind.STREAM), "out:{route}:{channel}"
+        )
+        for i, payload in enumerate(payloads):
+            client.publish(plain if i % 2 else binary, payload)
+        total = lambda: client.xlen(b"out:r:" + plain) + client.xlen(b"out:r:" + binary)  # noqa: E731
+
+        async def all_there() -> bool:
+            return bool(total() == len(payloads))
+
+        await run_until(task, all_there)
+        assert task.writer.refused == 0
+
+    asyncio.run(scenario())
+    for channel, expected in ((plain, payloads[1::2]), (binary, payloads[0::2])):
+        entries = client.xrange(b"out:r:" + channel)
+        assert [fields[b"payload"] for _, fields in entries] == expected  # order kept
+        assert all(fields[b"channel"] == channel for _, fields in entries)
+        assert all(fields[b"shard"] == b"s" for _, fields in entries)
+    binary_fields = client.xrange(b"out:r:" + binary)[0][1]
+    assert binary_fields[b"pattern"] == b"bin.*." + tag
+    client.delete(b"out:r:" + plain, b"out:r:" + binary)
+
+
+def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) -> None:
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    source_channel = f"src.{tag}".encode()
+    listener = client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(f"copy.{tag}.src.{tag}")
+
+    async def scenario() -> None:
+        to_channel = await forwarding(
+            server, [source_channel], [], SinkShape(SinkKind.CHANNEL), f"copy.{tag}.{{channel}}"
+        )
+        to_list = await forwarding(
+            server, [source_channel], [], SinkShape(SinkKind.LIST), f"list:{tag}"
+        )
+        for i in range(50):
+            client.publish(source_channel, f"m{i}")
+
+        async def listed() -> bool:
+            return bool(client.llen(f"list:{tag}") == 50)
+
+        async def copied() -> bool:
+            return to_channel.stats.received == 50
+
+        await asyncio.gather(run_until(to_list, listed), run_until(to_channel, copied))
+
+    asyncio.run(scenario())
+    assert client.lrange(f"list:{tag}", 0, -1) == [f"m{i}".encode() for i in range(50)]
+    got: list[bytes] = []
+
+    def all_copied() -> bool:
+        message = listener.get_message(timeout=0.1)  # the first is the subscribe confirmation
+        if message is not None:
+            got.append(message["data"])
+        return len(got) == 50
+
+    wait_until(all_copied, "50 messages copied to the channel")
+    assert got == [f"m{i}".encode() for i in range(50)]
+    listener.close()
+    client.delete(f"list:{tag}")
+
+
+def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deployment]) -> None:
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    client.set(f"taken:{tag}", "a string, so XADD gets WRONGTYPE")
+
+    async def scenario() -> PubSubForwarding:
+        task = await forwarding(
+            server, [f"c.{tag}".encode()], [], SinkShape(SinkKind.STREAM), f"taken:{tag}"
+        )
+        for i in range(10):
+            client.publish(f"c.{tag}", str(i))
+
+        async def answered() -> bool:
+            return task.writer.confirmed == 10
+
+        await run_until(task, answered)
+        return task
+
+    task = asyncio.run(scenario())
+    assert task.writer.refused == 10 and "WRONGTYPE" in task.writer.last_refusal
+    client.delete(f"taken:{tag}")
+
+
+def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], Deployment]) -> None:
+    deployment = fresh_deployment("standalone")
+    assert deployment.lab is not None
+    server = deployment.spec.shards[0].master
+
+    async def scenario() -> None:
+        task = await forwarding(
+            server, [b"quiet"], [], SinkShape(SinkKind.LIST), "l", heartbeat=0.3
+        )
+        runner = asyncio.create_task(task.run())
+        async with asyncio.timeout(10):
+            while task.stats.heartbeats < 2:  # PINGs answered while the server runs
+                await asyncio.sleep(0.05)
+            deployment.lab.send_signal("main-master", signal.SIGSTOP)  # type: ignore[union-attr]
+            with pytest.raises(ConnectionLost, match="heartbeat"):
+                await runner
+        await task.writer.close()
+        await task.reader.connection.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        deployment.lab.send_signal("main-master", signal.SIGCONT)
