@@ -103,9 +103,14 @@ class RespConnection:
         self._writer.write(data)
 
     async def drain(self) -> None:
-        assert self._writer is not None
+        if self._writer is None:
+            raise ConnectionLost(self.name, "not connected")
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+            return  # everything went straight to the socket: nothing to wait for
         try:
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
         except (OSError, TimeoutError) as exc:
             raise ConnectionLost(self.name, f"write: {exc or type(exc).__name__}") from None
 
@@ -116,9 +121,10 @@ class RespConnection:
             raise ConnectionLost(self.name, "not connected")
         while True:
             try:
-                data = await asyncio.wait_for(
-                    self._reader.read(READ_SIZE), self.timeout if timeout is None else timeout
-                )
+                # asyncio.timeout, not wait_for: wait_for costs a task per read, and this
+                # runs once per batch on the hot path.
+                async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                    data = await self._reader.read(READ_SIZE)
             except TimeoutError:
                 if idle_ok:
                     return []

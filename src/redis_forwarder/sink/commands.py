@@ -40,35 +40,54 @@ def sink_command(
             if shape.maxlen is None
             else (_bulk(b"MAXLEN") + _bulk(b"~") + _bulk(str(shape.maxlen).encode()))
         )
-        trim_args = 0 if shape.maxlen is None else 3
-        tail = _bulk(b"shard") + _bulk(shard.encode())
-        head = _bulk(b"XADD")
-        star = _bulk(b"*") + _bulk(b"payload")
+        # XADD key [MAXLEN ~ n] * payload P channel C [pattern X] shard S
+        args = 2 + (3 if shape.maxlen is not None else 0) + 1 + 6
+        head = b"*%d\r\n" % args + _bulk(b"XADD")
+        head_with_pattern = b"*%d\r\n" % (args + 2) + _bulk(b"XADD")
+        middle = trim + _bulk(b"*") + _bulk(b"payload")
         channel_key = _bulk(b"channel")
+        tail = _bulk(b"shard") + _bulk(shard.encode())
         pattern_key = _bulk(b"pattern")
-        base_args = 2 + trim_args + 1 + 2 + 2 + 2  # XADD key [trim] * payload p channel c shard s
 
         def stream(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
-            args = base_args + (2 if pattern else 0)
-            return b"".join(
-                (
-                    b"*%d\r\n" % args,
-                    head,
-                    _bulk(target(channel, pattern)),
-                    trim,
-                    star,
-                    _bulk(payload),
+            key = target(channel, pattern)
+            if pattern:
+                return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
+                    head_with_pattern,
+                    len(key),
+                    key,
+                    middle,
+                    len(payload),
+                    payload,
                     channel_key,
-                    _bulk(channel),
-                    pattern_key + _bulk(pattern) if pattern else b"",
+                    len(channel),
+                    channel,
+                    pattern_key,
+                    len(pattern),
+                    pattern,
                     tail,
                 )
+            # One formatting operation per message: this runs for every message.
+            return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
+                head,
+                len(key),
+                key,
+                middle,
+                len(payload),
+                payload,
+                channel_key,
+                len(channel),
+                channel,
+                tail,
             )
 
         return stream
     verb = _bulk(b"PUBLISH" if shape.kind is SinkKind.CHANNEL else b"RPUSH")
 
+    head = b"*3\r\n" + verb
+
     def simple(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
-        return b"*3\r\n" + verb + _bulk(target(channel, pattern)) + _bulk(payload)
+        key = target(channel, pattern)
+        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (head, len(key), key, len(payload), payload)
 
     return simple
