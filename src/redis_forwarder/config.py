@@ -1,6 +1,6 @@
-"""The forwarder's config file (TOML). This release reads ``[source]``: the deployment
-to read from. The forwarding engine adds ``[targets.*]``, ``[[route]]`` and the rest;
-their tables are accepted here and validated when that lands.
+"""The forwarder's config file (TOML): ``[source]``, ``[targets.NAME]``, ``[[route]]``,
+``[node]`` (docs/configuration.md). ``[coordination]`` is accepted as it is until high
+availability lands.
 
 Errors name the key and say how to fix it (exit code 2). Passwords are never written in
 the file: ``password_env`` names an environment variable, ``password_file`` a file.
@@ -8,6 +8,7 @@ the file: ``password_env`` names an environment variable, ``password_file`` a fi
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Self
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.sink.commands import SinkKind
+from redis_forwarder.templates import TemplateError, compile_template
 from redis_forwarder.topology.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
@@ -72,14 +75,149 @@ class SourceConfig(BaseModel):
         )
 
 
+_EXPANSION = re.compile(r"\{(\d+)\.\.(\d+)\}")
+MAX_EXPANDED_CHANNELS = 100_000
+
+
+def expand_channels(names: list[str]) -> list[str]:
+    """``orders:{0..3}`` -> orders:0 .. orders:3 (any number of ranges, nested as a
+    product). Braces that are not ``{N..M}`` (hash tags such as ``{user}``) stay."""
+    result: list[str] = []
+    for name in names:
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            match = _EXPANSION.search(current)
+            if match is None:
+                result.append(current)
+                continue
+            low, high = int(match.group(1)), int(match.group(2))
+            if low > high:
+                raise ValueError(f"{name!r}: range {{{low}..{high}}} runs backwards")
+            if len(result) + len(pending) + high - low + 1 > MAX_EXPANDED_CHANNELS:
+                raise ValueError(f"{name!r} expands to more than {MAX_EXPANDED_CHANNELS} names")
+            head, tail = current[: match.start()], current[match.end() :]
+            pending.extend(f"{head}{n}{tail}" for n in range(high, low - 1, -1))
+    return result
+
+
+class FromConfig(BaseModel):
+    """What a route reads: classic channels and/or patterns, sharded channels, or streams
+    through a consumer group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    sharded: list[str] = Field(default_factory=list)
+    streams: list[str] = Field(default_factory=list)
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        kinds = [k for k in ("channels", "patterns", "sharded", "streams") if getattr(self, k)]
+        if not kinds:
+            raise ValueError("name what to read: channels, patterns, sharded or streams")
+        if "sharded" in kinds and len(kinds) > 1:
+            raise ValueError(
+                "sharded channels go in a route of their own (Redis has no sharded patterns)"
+            )
+        if "streams" in kinds and len(kinds) > 1:
+            raise ValueError("streams go in a route of their own")
+        if self.streams and not self.group:
+            raise ValueError('streams need group = "...": the consumer group to read with')
+        if self.group and not self.streams:
+            raise ValueError("group is for streams")
+        object.__setattr__(self, "channels", expand_channels(self.channels))
+        object.__setattr__(self, "sharded", expand_channels(self.sharded))
+        return self
+
+
+class ToConfig(BaseModel):
+    """Where a route writes: one of stream, channel or list (a name template)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    target: str = "source"
+    stream: str | None = None
+    channel: str | None = None
+    list_: str | None = Field(default=None, alias="list")
+    maxlen: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        given = [
+            k
+            for k, v in (("stream", self.stream), ("channel", self.channel), ("list", self.list_))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of stream, channel or list (given: {given or 'none'})"
+            )
+        if self.maxlen is not None and self.stream is None:
+            raise ValueError("maxlen is for stream sinks")
+        try:
+            compile_template(self.name_template)
+        except TemplateError as exc:
+            raise ValueError(f"{given[0]}: {exc}") from None
+        return self
+
+    @property
+    def kind(self) -> SinkKind:
+        if self.stream is not None:
+            return SinkKind.STREAM
+        return SinkKind.CHANNEL if self.channel is not None else SinkKind.LIST
+
+    @property
+    def name_template(self) -> str:
+        return self.stream or self.channel or self.list_ or ""
+
+
+class RouteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    from_: FromConfig = Field(alias="from")
+    to: ToConfig
+    max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
+    heartbeat: float = Field(default=1.0, gt=0, le=60)
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
+    metrics: str | None = None  # host:port for /metrics, /healthz, /readyz
+    topology_interval: float = Field(default=1.0, gt=0, le=60)
+
+
 class ForwarderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     source: SourceConfig
-    # Filled in by the forwarding engine; accepted as they are until then.
-    targets: dict[str, Any] = Field(default_factory=dict)
-    routes: list[dict[str, Any]] = Field(default_factory=list, alias="route")
+    targets: dict[str, SourceConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list, alias="route")
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    # Filled in by high availability; accepted as it is until then.
     coordination: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        names = [r.name for r in self.routes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"route names must be unique; repeated: {repeated}")
+        for route in self.routes:
+            if route.to.target != "source" and route.to.target not in self.targets:
+                known = ", ".join(["source", *self.targets]) or "source"
+                raise ValueError(
+                    f"route {route.name!r} writes to target {route.to.target!r}, which no "
+                    f"[targets.{route.to.target}] table defines (known: {known})"
+                )
+        if "source" in self.targets:
+            raise ValueError('[targets.source] is reserved: "source" means the source itself')
+        return self
 
 
 def load_config(path: Path | str) -> ForwarderConfig:

@@ -1,0 +1,94 @@
+"""The forwarder config: a full example loads; each mistake is named with its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from redis_forwarder.config import expand_channels, load_config
+from redis_forwarder.errors import ConfigError
+from redis_forwarder.model import DeploymentKind
+from redis_forwarder.sink.commands import SinkKind
+
+EXAMPLE = """
+[source]
+kind = "sentinel"
+addresses = ["127.0.0.1:26400", "127.0.0.1:26401"]
+masters = ["alpha", "beta"]
+
+[targets.archive]
+kind = "standalone"
+addresses = ["127.0.0.1:7000"]
+
+[[route]]
+name = "orders"
+from = { patterns = ["orders.*"] }
+to = { target = "archive", stream = "mirror:{channel}", maxlen = 1000000 }
+
+[[route]]
+name = "copies"
+from = { channels = ["c:{0..3}"] }
+to = { channel = "copy.{channel}" }
+
+[node]
+metrics = "127.0.0.1:9464"
+"""
+
+
+def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "forwarder.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    return str(caught.value)
+
+
+def test_full_example(tmp_path: Path) -> None:
+    config = load(tmp_path, EXAMPLE)
+    assert config.source.kind is DeploymentKind.SENTINEL
+    orders, copies = config.routes
+    assert orders.from_.patterns == ["orders.*"] and orders.to.target == "archive"
+    assert orders.to.kind is SinkKind.STREAM and orders.to.maxlen == 1_000_000
+    assert copies.from_.channels == ["c:0", "c:1", "c:2", "c:3"]
+    assert copies.to.kind is SinkKind.CHANNEL and copies.to.target == "source"
+    assert config.node.metrics == "127.0.0.1:9464"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('{ patterns = ["orders.*"] }', "{ }"), "name what to read"),
+        (
+            ('{ patterns = ["orders.*"] }', '{ sharded = ["a"], patterns = ["b"] }'),
+            "sharded channels go in a route of their own",
+        ),
+        (('{ patterns = ["orders.*"] }', '{ streams = ["s"] }'), "need group"),
+        (
+            ('stream = "mirror:{channel}", maxlen = 1000000', 'stream = "a", list = "b"'),
+            "exactly one of stream, channel or list",
+        ),
+        (("mirror:{channel}", "mirror:{chanel}"), "names {chanel}"),
+        (('target = "archive"', 'target = "nowhere"'), "no [targets.nowhere] table"),
+        (('name = "copies"', 'name = "orders"'), "route names must be unique"),
+        (('copy.{channel}" }', 'copy.{channel}", maxlen = 5 }'), "maxlen is for stream"),
+        (("c:{0..3}", "c:{3..0}"), "runs backwards"),
+        (("metrics =", "metricz ="), "node.metricz: unknown key"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in EXAMPLE
+    assert expected in problems(tmp_path, EXAMPLE.replace(old, new, 1))
+
+
+def test_channel_expansion() -> None:
+    assert expand_channels(["a{0..1}:{2..3}"]) == ["a0:2", "a0:3", "a1:2", "a1:3"]
+    assert expand_channels(["{user}.x", "plain"]) == ["{user}.x", "plain"]
+    assert len(expand_channels(["orders:{0..1023}"])) == 1024
+    with pytest.raises(ValueError, match="more than"):
+        expand_channels(["x{0..999999}"])
