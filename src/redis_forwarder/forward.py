@@ -12,6 +12,7 @@ the connection is declared lost (a half-open TCP connection must not hang a task
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis_forwarder.resp import ConnectionLost
@@ -41,7 +42,9 @@ class PubSubForwarding:
         writer: PipelineWriter,
         command: SinkCommand,
         heartbeat: float = DEFAULT_HEARTBEAT,
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
+        self.on_batch = on_batch  # (messages, commands in flight) after each batch
         self.reader = reader
         self.writer = writer
         self.command = command
@@ -62,6 +65,11 @@ class PubSubForwarding:
                 stats.batches += 1
                 stats.largest_batch = max(stats.largest_batch, len(batch))
                 stats.last_message_at = time.time()
+                if writer.refused and writer.last_refusal.startswith("READONLY"):
+                    # The sink's master became a replica: write where the master is now.
+                    raise ConnectionLost(writer.connection.name, "sink is READONLY (a replica now)")
+                if self.on_batch is not None:
+                    self.on_batch(len(batch), writer.in_flight)
             elif self.reader.pongs != pongs:
                 pongs, awaiting_pong = self.reader.pongs, False
             elif awaiting_pong:

@@ -18,7 +18,7 @@ def test_help_lists_every_command() -> None:
         assert f"  {command} " in result.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "status", "drain", "drill"])
+@pytest.mark.parametrize("command", ["status", "drain", "drill"])
 def test_unbuilt_commands_say_so_and_fail(command: str) -> None:
     result = run_cli(command, "--config", "x.toml")
     assert result.code == 69

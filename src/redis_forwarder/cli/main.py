@@ -14,6 +14,7 @@ import click
 from redis_forwarder import __version__
 from redis_forwarder.cli.bench_command import bench
 from redis_forwarder.cli.lab_commands import lab
+from redis_forwarder.cli.run_command import run
 from redis_forwarder.cli.topology_command import topology
 from redis_forwarder.errors import ForwarderError, NotBuiltError
 
@@ -49,7 +50,7 @@ def _not_built(name: str, issue: str) -> click.Command:
 
 
 cli.add_command(lab)
-cli.add_command(_not_built("run", "the forwarding engine"))
+cli.add_command(run)
 cli.add_command(topology)
 cli.add_command(_not_built("status", "high availability"))
 cli.add_command(_not_built("drain", "high availability"))

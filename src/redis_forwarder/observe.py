@@ -1,0 +1,121 @@
+"""Metrics (Prometheus) and the health endpoints of a forwarder node.
+
+``/metrics`` is the Prometheus text format; ``/healthz`` answers 200 while the node's
+event loop keeps beating (a stalled loop turns it 503); ``/readyz`` answers 200 while
+every task is forwarding. The server runs in a thread of its own so that a stalled
+event loop is still reported. It binds to loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from redis_forwarder.model import Address
+
+LOOP_STALL_AFTER = 5.0
+
+
+class Metrics:
+    """The node's metrics, in a registry of its own (tests run several nodes)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("route", "shard")
+        self.received = Counter(
+            "forwarder_received_messages",
+            "Messages read from the source",
+            labels,
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "forwarder_refused_writes", "Sink writes Redis refused", labels, registry=self.registry
+        )
+        self.reconnects = Counter(
+            "forwarder_reconnects",
+            "Task connections re-established",
+            labels,
+            registry=self.registry,
+        )
+        self.gaps = Counter(
+            "forwarder_gaps",
+            "Interruptions of a task (pub/sub may lose messages inside them)",
+            labels,
+            registry=self.registry,
+        )
+        self.gap_seconds = Counter(
+            "forwarder_gap_seconds", "Time tasks spent interrupted", labels, registry=self.registry
+        )
+        self.batches = Counter(
+            "forwarder_batches", "Batches written", labels, registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "forwarder_in_flight", "Sink commands awaiting a reply", labels, registry=self.registry
+        )
+        self.running = Gauge(
+            "forwarder_task_running", "1 while the task forwards", labels, registry=self.registry
+        )
+
+
+class HealthServer:
+    """Serves /metrics, /healthz and /readyz from a daemon thread."""
+
+    def __init__(
+        self, address: Address, metrics: Metrics, ready: Callable[[], dict[str, bool]]
+    ) -> None:
+        self.metrics = metrics
+        self.ready = ready
+        self.last_beat = time.monotonic()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._send(200, generate_latest(owner.metrics.registry), CONTENT_TYPE_LATEST)
+                elif self.path == "/healthz":
+                    stalled = time.monotonic() - owner.last_beat > LOOP_STALL_AFTER
+                    status = {"status": "stalled" if stalled else "ok"}
+                    self._send(503 if stalled else 200, json.dumps(status).encode())
+                elif self.path == "/readyz":
+                    tasks = owner.ready()
+                    ok = bool(tasks) and all(tasks.values())
+                    body: dict[str, object] = {"ready": ok, "tasks": tasks}
+                    self._send(200 if ok else 503, json.dumps(body).encode())
+                else:
+                    self._send(404, b'{"error": "not found"}')
+
+            def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass  # scrapes every few seconds would drown the node's own log
+
+        self.server = ThreadingHTTPServer((address.host, address.port), Handler)
+        self.address = Address(address.host, self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def beat(self) -> None:
+        """Called from the event loop on every cycle: proof that it is not stalled."""
+        self.last_beat = time.monotonic()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

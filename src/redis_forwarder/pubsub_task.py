@@ -1,0 +1,156 @@
+"""One pub/sub task (a route on a shard), kept forwarding through failures.
+
+Contract: ``run`` never returns until cancelled. Each loss of the source or the sink
+connection opens a *gap* (start, reason), asks topology for a refresh, and reconnects
+with backoff (50 ms doubling to 2 s, jittered) to wherever the shard's master and the
+sink's master are *now*; the gap closes when forwarding resumes. ``rehome`` ends the
+current connections at once (the watcher saw the master move). Pub/sub keeps nothing,
+so messages published inside a gap are lost: that is what gaps measure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis_forwarder.config import RouteConfig
+from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.model import Address
+from redis_forwarder.observe import Metrics
+from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.retry import Backoff
+from redis_forwarder.sink.commands import SinkShape, sink_command
+from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.templates import compile_template
+from redis_forwarder.topology.settings import Credentials
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 2.0
+
+
+@dataclass
+class Gap:
+    start: float
+    reason: str
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect now, and as whom."""
+
+    address: Address
+    credentials: Credentials
+
+
+class PubSubTask:
+    def __init__(
+        self,
+        route: RouteConfig,
+        shard: str,
+        locate_source: Callable[[], Endpoint],
+        locate_sink: Callable[[], Endpoint],
+        on_lost: Callable[[str], None],
+        metrics: Metrics,
+    ) -> None:
+        self.route = route
+        self.shard = shard
+        self.locate_source = locate_source
+        self.locate_sink = locate_sink
+        self.on_lost = on_lost
+        self.metrics = metrics
+        self.gaps: list[Gap] = []
+        self.running = False
+        self.received = 0
+        self._current: asyncio.Task[None] | None = None
+        self._rehome_reason = ""
+        target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
+        self._command = sink_command(SinkShape(route.to.kind, route.to.maxlen), target, shard)
+        self._labels = {"route": route.name, "shard": shard}
+
+    @property
+    def name(self) -> str:
+        return f"{self.route.name}@{self.shard}"
+
+    def rehome(self, reason: str) -> None:
+        """Drop the current connections and reconnect where the masters are now."""
+        if self._current is not None and not self._current.done():
+            self._rehome_reason = reason
+            self._current.cancel()
+
+    async def run(self) -> None:
+        backoff = Backoff(initial=0.05, cap=2.0)
+        while True:
+            self._current = asyncio.ensure_future(self._forward_once())
+            try:
+                await self._current
+                reason = "stopped"
+            except ConnectionLost as exc:
+                reason = exc.reason if exc.address in exc.reason else f"{exc.address}: {exc.reason}"
+            except asyncio.CancelledError:
+                if not self._rehome_reason:
+                    raise  # the task itself was cancelled: stop
+                reason, self._rehome_reason = self._rehome_reason, ""
+                backoff.reset()
+            self._open_gap(reason)
+            self.on_lost(f"{self.name}: {reason}")
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _forward_once(self) -> None:
+        source_end, sink_end = self.locate_source(), self.locate_sink()
+        source = RespConnection(
+            source_end.address.host, source_end.address.port, timeout=CONNECT_TIMEOUT
+        )
+        sink = RespConnection(sink_end.address.host, sink_end.address.port, timeout=CONNECT_TIMEOUT)
+        writer = PipelineWriter(sink, self.route.max_in_flight)
+        forwarding: PubSubForwarding | None = None
+        try:
+            await source.open(source_end.credentials.username, source_end.credentials.password)
+            reader = PubSubReader(source)
+            await reader.subscribe(
+                [c.encode() for c in self.route.from_.channels],
+                [p.encode() for p in self.route.from_.patterns],
+            )
+            await sink.open(sink_end.credentials.username, sink_end.credentials.password)
+            writer.start()
+            forwarding = PubSubForwarding(
+                reader, writer, self._command, self.route.heartbeat, on_batch=self._count
+            )
+            self._close_gap()
+            self.running = True
+            self.metrics.running.labels(**self._labels).set(1)
+            log.info("%s forwarding from %s to %s", self.name, source_end.address, sink_end.address)
+            await forwarding.run()
+        finally:
+            self.running = False
+            self.metrics.running.labels(**self._labels).set(0)
+            self.metrics.refused.labels(**self._labels).inc(writer.refused)
+            with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
+                await writer.close()
+            await source.close()
+
+    def _count(self, messages: int, in_flight: int) -> None:
+        self.received += messages
+        self.metrics.received.labels(**self._labels).inc(messages)
+        self.metrics.batches.labels(**self._labels).inc()
+        self.metrics.in_flight.labels(**self._labels).set(in_flight)
+
+    def _open_gap(self, reason: str) -> None:
+        if self.gaps and self.gaps[-1].end is None:
+            return
+        log.warning("%s interrupted: %s", self.name, reason)
+        self.gaps.append(Gap(time.time(), reason))
+        self.metrics.gaps.labels(**self._labels).inc()
+
+    def _close_gap(self) -> None:
+        if self.gaps and self.gaps[-1].end is None:
+            gap = self.gaps[-1]
+            gap.end = time.time()
+            self.metrics.gap_seconds.labels(**self._labels).inc(gap.end - gap.start)
+            self.metrics.reconnects.labels(**self._labels).inc()
+            log.warning("%s resumed after %.3fs (%s)", self.name, gap.end - gap.start, gap.reason)
