@@ -69,6 +69,7 @@ class PubSubTask:
         self.received = 0
         self._current: asyncio.Task[None] | None = None
         self._rehome_reason = ""
+        self._retry_now = asyncio.Event()
         target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
         self._command = sink_command(SinkShape(route.to.kind, route.to.maxlen), target, shard)
         self._labels = {"route": route.name, "shard": shard}
@@ -78,10 +79,12 @@ class PubSubTask:
         return f"{self.route.name}@{self.shard}"
 
     def rehome(self, reason: str) -> None:
-        """Drop the current connections and reconnect where the masters are now."""
+        """Drop the current connections and reconnect where the masters are now; if the
+        task is waiting to retry, retry at once."""
         if self._current is not None and not self._current.done():
             self._rehome_reason = reason
             self._current.cancel()
+        self._retry_now.set()
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.05, cap=2.0)
@@ -99,7 +102,10 @@ class PubSubTask:
                 backoff.reset()
             self._open_gap(reason)
             self.on_lost(f"{self.name}: {reason}")
-            await asyncio.sleep(backoff.next_delay())
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next_delay()):
+                    await self._retry_now.wait()
 
     async def _forward_once(self) -> None:
         source_end, sink_end = self.locate_source(), self.locate_sink()

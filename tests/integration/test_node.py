@@ -1,0 +1,161 @@
+"""A forwarder node through real faults on a Sentinel deployment: a failover, a master
+killed with SIGKILL, a master frozen with SIGSTOP (the heartbeat must notice). It keeps
+forwarding; each interruption is a counted gap; after it, nothing published is lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from redis_forwarder.model import Address
+from tests.support.deployments import Deployment
+from tests.support.node_runner import NodeRunner, Publisher
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.integration]
+Fresh = Callable[[str], Deployment]
+
+
+def config_for(deployment: Deployment, metrics: bool = False) -> dict[str, object]:
+    config: dict[str, object] = {
+        "source": {
+            "kind": "sentinel",
+            "addresses": [str(a) for a in deployment.sentinels],
+            "masters": [s.name for s in deployment.spec.shards],
+        },
+        "route": [
+            {
+                "name": "orders",
+                "from": {"patterns": ["orders.*"]},
+                "to": {"stream": "mirror:{shard}:{channel}"},
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    if metrics:
+        host = deployment.sentinels[0].host
+        with socket.socket() as probe:  # a free port for the metrics endpoint
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        config["node"] = {"topology_interval": 0.5, "metrics": f"{host}:{port}"}
+    return config
+
+
+def master_locator(deployment: Deployment, name: str) -> Callable[[], Address]:
+    def locate() -> Address:
+        for sentinel in deployment.sentinels:
+            try:
+                client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=0.5)
+                host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+                return Address(host.decode(), int(port))
+            except (redis.RedisError, OSError):
+                continue
+        raise OSError("no sentinel answered")
+
+    return locate
+
+
+def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
+    address = locate()
+    client = redis.Redis(host=address.host, port=address.port, socket_timeout=2)
+    return {int(fields[b"payload"]) for _, fields in client.xrange(key)}
+
+
+def run_fault(
+    deployment: Deployment,
+    fault: Callable[[], None],
+    recover: Callable[[], None],
+    slow: bool = False,
+) -> None:
+    alpha = master_locator(deployment, "alpha")
+    key = "mirror:alpha:orders.a"
+    with NodeRunner(config_for(deployment)) as runner:
+        wait_until(runner.all_running, "both tasks forwarding", timeout=15)
+        with Publisher(alpha, "orders.a") as publisher:
+            wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
+            fault()
+            task = runner.node.tasks[("orders", "alpha")]
+            wait_until(lambda: bool(task.gaps), "a gap opened", timeout=30)
+            recover()
+            wait_until(
+                lambda: task.gaps[-1].end is not None and task.running,
+                "the task resumed",
+                timeout=30,
+            )
+            resumed = task.gaps[-1].end
+            assert resumed is not None
+            wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+        after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
+        wait_until(
+            lambda: after <= forwarded(alpha, key),
+            "everything sent after resume forwarded",
+            timeout=15,
+        )
+        gap = task.gaps[-1]
+        print(f"GAP {gap.reason}: {gap.end - gap.start:.3f}s")  # type: ignore[operator]
+        assert runner.node.tasks[("orders", "beta")].gaps == []  # the other shard went on
+
+
+def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("sentinel")
+    sentinel = deployment.sentinels[0]
+    run_fault(
+        deployment,
+        lambda: redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
+            "SENTINEL", "FAILOVER", "alpha"
+        ),
+        lambda: None,
+    )
+
+
+@pytest.mark.slow
+def test_source_master_killed_while_forwarding(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("sentinel")
+    assert deployment.lab is not None
+    run_fault(
+        deployment,
+        lambda: deployment.lab.send_signal("alpha-master", signal.SIGKILL),  # type: ignore[union-attr]
+        lambda: None,
+    )
+
+
+@pytest.mark.slow
+def test_source_master_frozen_is_noticed_by_the_heartbeat(fresh_deployment: Fresh) -> None:
+    """SIGSTOP: the TCP connection stays open and silent. The heartbeat ends it; the
+    sentinels fail over; the node re-homes; then the old master is let go."""
+    deployment = fresh_deployment("sentinel")
+    assert deployment.lab is not None
+    lab = deployment.lab
+    try:
+        run_fault(deployment, lambda: lab.send_signal("alpha-master", signal.SIGSTOP), lambda: None)
+    finally:
+        lab.send_signal("alpha-master", signal.SIGCONT)
+
+
+def test_metrics_and_health_endpoints(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("sentinel")
+    with NodeRunner(config_for(deployment, metrics=True)) as runner:
+        wait_until(runner.all_running, "both tasks forwarding", timeout=15)
+        health = runner.node.health
+        assert health is not None
+        base = f"http://{health.address}"
+        master = deployment.spec.shards[0].master
+        redis.Redis(host=master.host, port=master.port).publish("orders.m", "hello")
+        wait_until(lambda: runner.node.tasks[("orders", "alpha")].received == 1, "one received")
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:
+            assert json.loads(answer.read()) == {
+                "ready": True,
+                "tasks": {"orders@alpha": True, "orders@beta": True},
+            }
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+            assert json.loads(answer.read()) == {"status": "ok"}
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        assert 'forwarder_received_messages_total{route="orders",shard="alpha"} 1.0' in text
+        assert 'forwarder_task_running{route="orders",shard="beta"} 1.0' in text
