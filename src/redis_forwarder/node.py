@@ -19,7 +19,7 @@ from typing import Any
 
 from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig
 from redis_forwarder.errors import NotBuiltError
-from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
 from redis_forwarder.pubsub_task import Endpoint, PubSubTask
 from redis_forwarder.resp import ConnectionLost
@@ -98,6 +98,10 @@ class Node:
                 await watcher.close()
             if self.health is not None:
                 self.health.stop()
+
+    def source_topology(self) -> Topology:
+        """The source deployment as the node sees it now (after ``run`` has started)."""
+        return self._watchers[SOURCE].current
 
     def readiness(self) -> dict[str, bool]:
         return {task.name: task.running for task in self.tasks.values()}

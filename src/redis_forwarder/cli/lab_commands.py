@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -9,11 +10,14 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from redis_forwarder.lab import Lab, ProcessStatus, load_spec
+from redis_forwarder.lab.demo import run_demo
 from redis_forwarder.lab.lab import DEFAULT_UP_TIMEOUT, LAB_DIR_ENV
 from redis_forwarder.lab.state import LabState
+from redis_forwarder.node import Node
 
 EXIT_DEGRADED = 1
 
@@ -164,3 +168,50 @@ def print_status(target: Lab, state: LabState, statuses: list[ProcessStatus]) ->
     for key, value in endpoints(state, statuses).items():
         shown = ", ".join(value) if isinstance(value, list) else value
         out.print(f"{key}: {shown}")
+
+
+@lab.command()
+@dir_option
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1, max=3600),
+    default=10,
+    show_default=True,
+    help="How long to publish.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1, max=100_000),
+    default=1000,
+    show_default=True,
+    help="Messages per second, spread over the masters.",
+)
+def demo(directory: Path | None, seconds: float, rate: float) -> None:
+    """Forward a sample load on the running lab and show live counts.
+
+    A forwarder node reads every demo.* message of each master into a stream
+    demo:SHARD:CHANNEL. Exit status 0 when every published message was forwarded.
+    """
+    state = Lab(directory).state()
+    out = Console()
+
+    def table(node: Node, published: int, elapsed: float) -> Table:
+        view = Table(title=f"lab demo: {published} published in {elapsed:.1f}s")
+        for column in ("task", "forwarding", "received", "gaps"):
+            view.add_column(column)
+        for task in node.tasks.values():
+            view.add_row(
+                task.name, "yes" if task.running else "no", str(task.received), str(len(task.gaps))
+            )
+        return view
+
+    with Live(console=out, refresh_per_second=4, transient=not out.is_terminal) as live:
+        result = asyncio.run(
+            run_demo(state, seconds, rate, lambda node, n, t: live.update(table(node, n, t)))
+        )
+    out.print(
+        f"published {result.published}, forwarded {result.forwarded}, "
+        f"lost {result.lost} in {result.seconds:.1f}s"
+    )
+    if result.lost:
+        sys.exit(EXIT_DEGRADED)
