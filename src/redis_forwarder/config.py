@@ -183,6 +183,24 @@ class RouteConfig(BaseModel):
     max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
     heartbeat: float = Field(default=1.0, gt=0, le=60)
 
+    @model_validator(mode="after")
+    def _no_loop(self) -> Self:
+        """A route that writes back into what it reads would forward forever."""
+        if self.to.target != "source":
+            return self
+        same_kind = (self.to.kind is SinkKind.STREAM and self.from_.streams) or (
+            self.to.kind is SinkKind.CHANNEL and (self.from_.channels or self.from_.patterns)
+        )
+        template = self.to.name_template
+        if same_kind and (
+            template == "{channel}" or template in (*self.from_.channels, *self.from_.streams)
+        ):
+            raise ValueError(
+                f"to.{self.to.kind} = {template!r} on the source writes into what the route "
+                "reads: it would forward its own output forever; give it another name"
+            )
+        return self
+
 
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

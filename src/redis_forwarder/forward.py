@@ -1,12 +1,15 @@
-"""One task's loop for pub/sub: read what is available, encode it, write it as one
-pipelined batch, repeat. The writer's bound on commands in flight is the bounded
-buffer: when the sink is slower than the source, reading waits (policy ``block``) and
-the backlog builds up in Redis' output buffer for this subscriber, which Redis caps
-(``client-output-buffer-limit pubsub``); the loop then loses its connection and says so.
+"""One task's loop. Pub/sub (:class:`PubSubForwarding`): read what is available,
+encode it, write it as one pipelined batch, repeat. The writer's bound on commands in
+flight is the bounded buffer: when the sink is slower than the source, reading waits
+(policy ``block``) and the backlog builds up in Redis' output buffer for this
+subscriber, which Redis caps (``client-output-buffer-limit pubsub``); the loop then
+loses its connection and says so.
 
 Heartbeat: when nothing arrives for ``heartbeat`` seconds the loop sends PING on the
 subscription; if the next ``heartbeat`` seconds bring neither a message nor the PONG,
 the connection is declared lost (a half-open TCP connection must not hang a task).
+
+Streams (:class:`StreamForwarding`): at least once, acknowledged after the sink's reply.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis_forwarder.resp import ConnectionLost
-from redis_forwarder.sink.commands import SinkCommand
+from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, SinkCommand
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.source.streams import StreamReader
 
 DEFAULT_HEARTBEAT = 1.0
 
@@ -81,3 +85,69 @@ class PubSubForwarding:
                 await self.reader.ping()
                 stats.heartbeats += 1
                 awaiting_pong = True
+
+
+RECLAIM_INTERVAL = 30.0  # how often entries left pending (refused by the sink) are retried
+
+
+class StreamForwarding:
+    """Forward stream entries through a consumer group until a connection is lost.
+
+    Per batch: claim or read, write every entry in one pipeline, read each reply, XACK
+    only the entries the sink took (or already had: a copied id at or below the sink's
+    last one). Refused entries stay pending and are claimed again later; nothing is
+    acknowledged that was not written.
+    """
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        sink: RespConnection,
+        command: EntryCommand,
+        batch: int,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.sink = sink
+        self.command = command
+        self.batch = batch
+        self.heartbeat = heartbeat
+        self.on_batch = on_batch
+        self.acked = 0
+        self.duplicates = 0
+        self.refused = 0
+        self.last_refusal = ""
+
+    async def run(self) -> None:
+        await self.reader.ensure_groups()
+        reclaim_at = time.monotonic() + RECLAIM_INTERVAL
+        block_ms = max(1, int(self.heartbeat * 1000))
+        while True:
+            if self.reader.claiming:
+                entries = await self.reader.claim(self.batch)
+            else:
+                entries = await self.reader.read(self.batch, block_ms)
+                if time.monotonic() >= reclaim_at:
+                    self.reader.reclaim()
+                    reclaim_at = time.monotonic() + RECLAIM_INTERVAL
+            if not entries:
+                continue
+            buffer = b"".join([self.command(*entry) for entry in entries])
+            replies = await self.sink.call_many(buffer, len(entries))
+            done: dict[bytes, list[bytes]] = {}
+            for (stream, entry_id, _fields), reply in zip(entries, replies, strict=True):
+                if isinstance(reply, ReplyError):
+                    message = str(reply)
+                    if ALREADY_WRITTEN not in message:
+                        self.refused += 1
+                        self.last_refusal = message
+                        continue
+                    self.duplicates += 1
+                done.setdefault(stream, []).append(entry_id)
+            await self.reader.ack(done)
+            self.acked += sum(len(ids) for ids in done.values())
+            if self.last_refusal.startswith("READONLY"):
+                raise ConnectionLost(self.sink.name, "sink is READONLY (a replica now)")
+            if self.on_batch is not None:
+                self.on_batch(len(entries), 0)

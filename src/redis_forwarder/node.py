@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,8 +22,8 @@ from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig
 from redis_forwarder.errors import NotBuiltError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
-from redis_forwarder.pubsub_task import Endpoint, PubSubTask
 from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.task import Endpoint, ForwardingTask
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.diff import ChangeKind
 
@@ -32,7 +33,8 @@ SOURCE = "source"
 
 
 def check_supported(config: ForwarderConfig) -> None:
-    """This release forwards classic pub/sub between standalone and Sentinel deployments."""
+    """This release forwards pub/sub and streams between standalone and Sentinel
+    deployments."""
     deployments = {SOURCE: config.source, **config.targets}
     for name, deployment in deployments.items():
         if deployment.kind is DeploymentKind.CLUSTER:
@@ -41,10 +43,10 @@ def check_supported(config: ForwarderConfig) -> None:
                 "(topology already follows clusters: redis-forwarder topology)"
             )
     for route in config.routes:
-        if route.from_.sharded or route.from_.streams:
+        if route.from_.sharded:
             raise NotBuiltError(
-                f"route {route.name!r}: sharded and stream sources are not built yet; "
-                "channels and patterns are"
+                f"route {route.name!r}: sharded pub/sub is not built yet; channels, "
+                "patterns and streams are"
             )
     if not config.routes:
         raise NotBuiltError("the config has no [[route]]: nothing to forward")
@@ -55,12 +57,14 @@ class Node:
         check_supported(config)
         self.config = config
         self.metrics = metrics or Metrics()
-        self.tasks: dict[tuple[str, str], PubSubTask] = {}
+        self.tasks: dict[tuple[str, str], ForwardingTask] = {}
         self._runners: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._watchers: dict[str, TopologyWatcher] = {}
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
         self._wake = asyncio.Event()
         self.health: HealthServer | None = None
+        # The consumer name in stream groups: stable across restarts of this node.
+        self.node_id = config.node.id or socket.gethostname()
 
     def _deployments(self) -> dict[str, SourceConfig]:
         return {SOURCE: self.config.source, **self.config.targets}
@@ -128,7 +132,7 @@ class Node:
         )
 
     def _start(self, route: RouteConfig, shard: str) -> None:
-        task = PubSubTask(
+        task = ForwardingTask(
             route,
             shard,
             locate_source=self._locator(SOURCE, shard),
@@ -137,6 +141,7 @@ class Node:
             ),
             on_lost=self._on_lost(route.to.target),
             metrics=self.metrics,
+            consumer=self.node_id,
         )
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)

@@ -140,9 +140,17 @@ class RespConnection:
 
     async def call(self, *args: bytes) -> Any:
         """One command and its reply (control use: nothing else may be in flight)."""
-        self.write(encode(*args))
+        return (await self.call_many(encode(*args), 1))[0]
+
+    async def call_many(self, buffer: bytes, count: int) -> list[Any]:
+        """Write ``count`` pipelined commands and return their ``count`` replies in order
+        (error replies in their place). Nothing else may be in flight."""
+        self.write(buffer)
         await self.drain()
-        return (await self.read())[0]
+        replies: list[Any] = []
+        while len(replies) < count:
+            replies.extend(await self.read())
+        return replies
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None

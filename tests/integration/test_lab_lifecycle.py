@@ -166,7 +166,8 @@ def test_interrupted_up_stops_what_it_started(spec_file, lab_dir: Path) -> None:
 
 def test_lab_demo_forwards_everything(shared_deployment) -> None:  # type: ignore[no-untyped-def]
     deployment = shared_deployment("sentinel")
-    result = run_cli("lab", "demo", "--dir", str(deployment.lab.directory), "--seconds", "2",
-                     "--rate", "500")
+    result = run_cli(
+        "lab", "demo", "--dir", str(deployment.lab.directory), "--seconds", "2", "--rate", "500"
+    )
     assert result.code == 0, result.stderr
     assert "lost 0" in result.stdout

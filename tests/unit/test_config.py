@@ -92,3 +92,16 @@ def test_channel_expansion() -> None:
     assert len(expand_channels(["orders:{0..1023}"])) == 1024
     with pytest.raises(ValueError, match="more than"):
         expand_channels(["x{0..999999}"])
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        'from = { channels = ["a"] }\nto = { channel = "{channel}" }',
+        'from = { streams = ["s"], group = "g" }\nto = { stream = "s" }',
+    ],
+)
+def test_a_route_may_not_feed_itself(tmp_path: Path, route: str) -> None:
+    text = '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+    text += f'[[route]]\nname = "loop"\n{route}\n'
+    assert "forward its own output forever" in problems(tmp_path, text)

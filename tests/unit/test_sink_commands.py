@@ -74,3 +74,24 @@ def test_resp_round_trip() -> None:
     assert replies[0] == b"OK" and str(replies[1]).startswith("WRONGTYPE") and replies[2] == 3
     parser.feed(b"c\r\n")
     assert list(parser.replies()) == [b"abc"]
+
+
+def test_entry_commands() -> None:
+    from redis_forwarder.sink.commands import entry_command, entry_payload
+
+    fields = [b"seq", b"1", b"payload", b"\xff"]
+    copy = entry_command(SinkShape(SinkKind.STREAM), target("c:{channel}"), copy_ids=True)
+    assert parsed(copy(b"ev", b"5-1", fields)) == [b"XADD", b"c:ev", b"5-1", *fields]
+    fresh = entry_command(SinkShape(SinkKind.STREAM, maxlen=9), target("c"), copy_ids=False)
+    assert parsed(fresh(b"ev", b"5-1", fields)) == [
+        b"XADD",
+        b"c",
+        b"MAXLEN",
+        b"~",
+        b"9",
+        b"*",
+        *fields,
+    ]
+    push = entry_command(SinkShape(SinkKind.LIST), target("q"), copy_ids=False)
+    assert parsed(push(b"ev", b"5-1", fields)) == [b"RPUSH", b"q", b"\xff"]
+    assert entry_payload([b"a", b"1", b"b", b"2"]) == b"a=1 b=2"

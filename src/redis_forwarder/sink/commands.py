@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redis_forwarder.resp import encode
+
 SinkCommand = Callable[[bytes, bytes, bytes], bytes]  # (channel, payload, pattern) -> RESP
 
 
@@ -89,5 +91,44 @@ def sink_command(
     def simple(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
         key = target(channel, pattern)
         return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (head, len(key), key, len(payload), payload)
+
+    return simple
+
+
+EntryCommand = Callable[[bytes, bytes, list[bytes]], bytes]  # (stream, id, fields) -> RESP
+# What Redis says when XADD gets an id at or below the stream's last one: with ids
+# copied from the source, that entry was already written (a restart replays it).
+ALREADY_WRITTEN = "equal or smaller than the target stream top item"
+
+
+def entry_payload(fields: list[bytes]) -> bytes:
+    """What a channel or list sink gets from a stream entry: its ``payload`` field, or
+    else the whole entry as ``field=value`` pairs joined by spaces."""
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == b"payload":
+            return fields[index + 1]
+    return b" ".join(fields[i] + b"=" + fields[i + 1] for i in range(0, len(fields) - 1, 2))
+
+
+def entry_command(
+    shape: SinkShape, target: Callable[[bytes, bytes], bytes], copy_ids: bool
+) -> EntryCommand:
+    """Encode one stream entry for the sink. Stream sinks copy the fields; with
+    ``copy_ids`` they also keep the entry id, which makes a replayed entry a no-op."""
+    if shape.kind is SinkKind.STREAM:
+        trim: tuple[bytes, ...] = (
+            () if shape.maxlen is None else (b"MAXLEN", b"~", str(shape.maxlen).encode())
+        )
+
+        def stream(source: bytes, entry_id: bytes, fields: list[bytes]) -> bytes:
+            return encode(
+                b"XADD", target(source, b""), *trim, entry_id if copy_ids else b"*", *fields
+            )
+
+        return stream
+    verb = b"PUBLISH" if shape.kind is SinkKind.CHANNEL else b"RPUSH"
+
+    def simple(source: bytes, _entry_id: bytes, fields: list[bytes]) -> bytes:
+        return encode(verb, target(source, b""), entry_payload(fields))
 
     return simple

@@ -1,11 +1,12 @@
-"""One pub/sub task (a route on a shard), kept forwarding through failures.
+"""One task (a route on a shard), kept forwarding through failures: pub/sub or streams.
 
 Contract: ``run`` never returns until cancelled. Each loss of the source or the sink
 connection opens a *gap* (start, reason), asks topology for a refresh, and reconnects
 with backoff (50 ms doubling to 2 s, jittered) to wherever the shard's master and the
 sink's master are *now*; the gap closes when forwarding resumes. ``rehome`` ends the
 current connections at once (the watcher saw the master move). Pub/sub keeps nothing,
-so messages published inside a gap are lost: that is what gaps measure.
+so messages published inside a gap are lost: that is what gaps measure. Stream tasks
+lose nothing in a gap: unacknowledged entries are claimed again when they reconnect.
 """
 
 from __future__ import annotations
@@ -14,23 +15,38 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from redis_forwarder.config import RouteConfig
-from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.forward import PubSubForwarding, StreamForwarding
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
-from redis_forwarder.sink.commands import SinkShape, sink_command
+from redis_forwarder.sink.commands import SinkShape, entry_command, sink_command
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.source.streams import StreamReader
 from redis_forwarder.templates import compile_template
 from redis_forwarder.topology.settings import Credentials
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2.0
+STREAM_BATCH = 500
+
+
+def copies_stream_ids(route: RouteConfig) -> bool:
+    """Whether a stream route may keep entry ids in its sink, which makes a replay a
+    no-op: only when each source stream has a sink stream of its own (the name holds
+    {channel}, and {shard} unless it writes back into the same shard)."""
+    template = route.to.stream or ""
+    return (
+        bool(route.from_.streams)
+        and "{channel}" in template
+        and (route.to.target == "source" or "{shard}" in template)
+    )
 
 
 @dataclass
@@ -48,7 +64,7 @@ class Endpoint:
     credentials: Credentials
 
 
-class PubSubTask:
+class ForwardingTask:
     def __init__(
         self,
         route: RouteConfig,
@@ -57,6 +73,7 @@ class PubSubTask:
         locate_sink: Callable[[], Endpoint],
         on_lost: Callable[[str], None],
         metrics: Metrics,
+        consumer: str = "redis-forwarder",
     ) -> None:
         self.route = route
         self.shard = shard
@@ -64,6 +81,7 @@ class PubSubTask:
         self.locate_sink = locate_sink
         self.on_lost = on_lost
         self.metrics = metrics
+        self.consumer = consumer  # the consumer name in stream groups
         self.gaps: list[Gap] = []
         self.running = False
         self.received = 0
@@ -71,7 +89,10 @@ class PubSubTask:
         self._rehome_reason = ""
         self._retry_now = asyncio.Event()
         target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
-        self._command = sink_command(SinkShape(route.to.kind, route.to.maxlen), target, shard)
+        shape = SinkShape(route.to.kind, route.to.maxlen)
+        self._command = sink_command(shape, target, shard)
+        self._entry_command = entry_command(shape, target, copies_stream_ids(route))
+        self.streams: StreamForwarding | None = None
         self._labels = {"route": route.name, "shard": shard}
 
     @property
@@ -109,36 +130,65 @@ class PubSubTask:
 
     async def _forward_once(self) -> None:
         source_end, sink_end = self.locate_source(), self.locate_sink()
+        # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
         source = RespConnection(
-            source_end.address.host, source_end.address.port, timeout=CONNECT_TIMEOUT
+            source_end.address.host,
+            source_end.address.port,
+            timeout=CONNECT_TIMEOUT + self.route.heartbeat,
         )
         sink = RespConnection(sink_end.address.host, sink_end.address.port, timeout=CONNECT_TIMEOUT)
         writer = PipelineWriter(sink, self.route.max_in_flight)
-        forwarding: PubSubForwarding | None = None
         try:
             await source.open(source_end.credentials.username, source_end.credentials.password)
-            reader = PubSubReader(source)
-            await reader.subscribe(
-                [c.encode() for c in self.route.from_.channels],
-                [p.encode() for p in self.route.from_.patterns],
-            )
             await sink.open(sink_end.credentials.username, sink_end.credentials.password)
-            writer.start()
-            forwarding = PubSubForwarding(
-                reader, writer, self._command, self.route.heartbeat, on_batch=self._count
-            )
+            if self.route.from_.streams:
+                loop = self._stream_loop(source, sink)
+            else:
+                loop = await self._pubsub_loop(source, writer)
             self._close_gap()
             self.running = True
             self.metrics.running.labels(**self._labels).set(1)
             log.info("%s forwarding from %s to %s", self.name, source_end.address, sink_end.address)
-            await forwarding.run()
+            await loop
         finally:
             self.running = False
             self.metrics.running.labels(**self._labels).set(0)
             self.metrics.refused.labels(**self._labels).inc(writer.refused)
             with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
                 await writer.close()
+            await sink.close()
             await source.close()
+
+    async def _pubsub_loop(
+        self, source: RespConnection, writer: PipelineWriter
+    ) -> Coroutine[Any, Any, None]:
+        reader = PubSubReader(source)
+        await reader.subscribe(
+            [c.encode() for c in self.route.from_.channels],
+            [p.encode() for p in self.route.from_.patterns],
+        )
+        writer.start()
+        forwarding = PubSubForwarding(
+            reader, writer, self._command, self.route.heartbeat, on_batch=self._count
+        )
+        return forwarding.run()
+
+    def _stream_loop(
+        self, source: RespConnection, sink: RespConnection
+    ) -> Coroutine[Any, Any, None]:
+        group = (self.route.from_.group or "").encode()
+        reader = StreamReader(
+            source, [s.encode() for s in self.route.from_.streams], group, self.consumer.encode()
+        )
+        self.streams = StreamForwarding(
+            reader,
+            sink,
+            self._entry_command,
+            STREAM_BATCH,
+            self.route.heartbeat,
+            on_batch=self._count,
+        )
+        return self.streams.run()
 
     def _count(self, messages: int, in_flight: int) -> None:
         self.received += messages

@@ -1,0 +1,95 @@
+"""Stream routes: at least once, and no duplicates when entry ids are copied. The
+forwarder process is killed with SIGKILL mid-stream and another node (another consumer
+name) takes over: every entry arrives once, in order, with its source id."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.cli import cli_command, cli_env
+from tests.support.deployments import Deployment
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+TOTAL = 3000
+
+
+def config(server: str, node_id: str) -> str:
+    return f"""
+[source]
+kind = "standalone"
+addresses = ["{server}"]
+
+[[route]]
+name = "events"
+from = {{ streams = ["events"], group = "fwd" }}
+to = {{ stream = "copy:{{channel}}" }}
+
+[node]
+id = "{node_id}"
+topology_interval = 0.5
+"""
+
+
+def start(tmp_path: Path, server: str, node_id: str) -> subprocess.Popen[bytes]:
+    path = tmp_path / f"{node_id}.toml"
+    path.write_text(config(server, node_id))
+    return subprocess.Popen(
+        cli_command("--log-level", "info", "run", "--config", str(path)),
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / f"{node_id}.log", "wb"),
+    )
+
+
+def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
+    fresh_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    server = fresh_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    first = start(tmp_path, str(server), "node-a")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_until(
+            lambda: bool(client.exists("events")) and bool(client.xinfo_groups("events")),
+            "the group created",
+            timeout=20,
+        )
+        produced: list[bytes] = []
+
+        def produce() -> None:
+            for seq in range(TOTAL):
+                produced.append(client.xadd("events", {"seq": seq, "blob": b"\xff\x00" * 10}))
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_until(lambda: client.xlen("copy:events") > 300, "forwarding under way")
+        first.send_signal(signal.SIGKILL)  # mid-batch, nothing flushed, nothing acked
+        first.wait(10)
+        assert client.xlen("copy:events") < TOTAL, "killed too late to test anything"
+        second = start(tmp_path, str(server), "node-b")
+        producer.join(60)
+        wait_until(lambda: client.xlen("copy:events") >= TOTAL, "every entry forwarded", timeout=60)
+        wait_until(
+            lambda: client.xpending("events", "fwd")["pending"] == 0,
+            "every entry acknowledged",
+            timeout=30,
+        )
+        consumers = {c["name"] for c in client.xinfo_consumers("events", "fwd")}
+        assert consumers == {b"node-a", b"node-b"} or consumers == {"node-a", "node-b"}
+        copied = client.xrange("copy:events")
+        assert [entry_id for entry_id, _ in copied] == produced  # same ids, once each, in order
+        assert [int(fields[b"seq"]) for _, fields in copied] == list(range(TOTAL))
+        assert all(fields[b"blob"] == b"\xff\x00" * 10 for _, fields in copied)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(20)
