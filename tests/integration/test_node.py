@@ -159,3 +159,110 @@ def test_metrics_and_health_endpoints(fresh_deployment: Fresh) -> None:
             text = answer.read().decode()
         assert 'forwarder_received_messages_total{route="orders",shard="alpha"} 1.0' in text
         assert 'forwarder_task_running{route="orders",shard="beta"} 1.0' in text
+
+
+def sentinel_source(deployment: Deployment) -> dict[str, object]:
+    return {
+        "kind": "sentinel",
+        "addresses": [str(a) for a in deployment.sentinels],
+        "masters": [s.name for s in deployment.spec.shards],
+    }
+
+
+def test_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
+    """The target deployment fails over: writes follow its new master."""
+    source = fresh_deployment("standalone")
+    target = fresh_deployment("sentinel")
+    server = source.spec.shards[0].master
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(server)]},
+        "targets": {"archive": sentinel_source(target)},
+        "route": [
+            {
+                "name": "copy",
+                "from": {"channels": ["events"]},
+                "to": {"target": "archive", "stream": "mirror:{channel}"},
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    alpha = master_locator(target, "alpha")  # an archive target writes to its first master
+    with NodeRunner(config) as runner, Publisher(lambda: server, "events") as publisher:
+        wait_until(runner.all_running, "the task forwarding", timeout=15)
+        wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
+        sentinel = target.sentinels[0]
+        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
+            "SENTINEL", "FAILOVER", "alpha"
+        )
+        task = next(iter(runner.node.tasks.values()))
+        wait_until(
+            lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+            "the task re-homed its sink",
+            timeout=30,
+        )
+        resumed = task.gaps[-1].end
+        assert resumed is not None
+        wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+    after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
+    wait_until(
+        lambda: after <= forwarded(alpha, "mirror:events"), "all sent after resume kept", timeout=15
+    )
+
+
+@pytest.mark.slow
+def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
+    """A stream route through a Sentinel failover of its source: every entry the new
+    master has is forwarded (what replication itself lost is not the forwarder's)."""
+    deployment = fresh_deployment("sentinel")
+    config = {
+        "source": sentinel_source(deployment),
+        "route": [
+            {
+                "name": "ev",
+                "from": {"streams": ["events"], "group": "fwd"},
+                "to": {"stream": "copy:{channel}"},
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    alpha = master_locator(deployment, "alpha")
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "tasks forwarding", timeout=15)
+        written = 0
+
+        def add(count: int) -> None:
+            nonlocal written
+            address = alpha()
+            client = redis.Redis(host=address.host, port=address.port)
+            for _ in range(count):
+                client.xadd("events", {"seq": written})
+                written += 1
+
+        add(500)
+        sentinel = deployment.sentinels[0]
+        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
+            "SENTINEL", "FAILOVER", "alpha"
+        )
+        task = runner.node.tasks[("ev", "alpha")]
+        wait_until(
+            lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+            "the task re-homed",
+            timeout=30,
+        )
+        add(500)
+
+        def source_and_copy() -> tuple[set[bytes], set[bytes]]:
+            address = alpha()
+            client = redis.Redis(host=address.host, port=address.port)
+            return (
+                {i for i, _ in client.xrange("events")},
+                {i for i, _ in client.xrange("copy:events")},
+            )
+
+        wait_until(
+            lambda: source_and_copy()[0] <= source_and_copy()[1],
+            "every entry of the new master copied",
+            timeout=30,
+        )
+        source_ids, copied_ids = source_and_copy()
+        assert len(source_ids) >= 500 and copied_ids == source_ids
