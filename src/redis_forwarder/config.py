@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -182,6 +182,8 @@ class RouteConfig(BaseModel):
     to: ToConfig
     max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
     heartbeat: float = Field(default=1.0, gt=0, le=60)
+    overflow: Literal["block", "drop-oldest"] = "block"
+    buffer: int = Field(default=100_000, ge=1, le=10_000_000)
 
     @model_validator(mode="after")
     def _no_loop(self) -> Self:

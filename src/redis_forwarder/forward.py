@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, SinkCommand
+from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
@@ -47,8 +48,11 @@ class PubSubForwarding:
         command: SinkCommand,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
+        overflow: DropOldestBuffer | None = None,
     ) -> None:
         self.on_batch = on_batch  # (messages, commands in flight) after each batch
+        # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
+        self.send = overflow.send if overflow is not None else writer.send
         self.reader = reader
         self.writer = writer
         self.command = command
@@ -64,7 +68,7 @@ class PubSubForwarding:
             batch = await self.reader.messages(self.heartbeat)
             if batch:
                 awaiting_pong = False
-                await writer.send(b"".join([command(*message) for message in batch]), len(batch))
+                await self.send(b"".join([command(*message) for message in batch]), len(batch))
                 stats.received += len(batch)
                 stats.batches += 1
                 stats.largest_batch = max(stats.largest_batch, len(batch))

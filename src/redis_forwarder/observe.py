@@ -39,6 +39,12 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "forwarder_dropped_messages",
+            "Messages dropped by the drop-oldest overflow policy",
+            labels,
+            registry=self.registry,
+        )
         self.refused = Counter(
             "forwarder_refused_writes", "Sink writes Redis refused", labels, registry=self.registry
         )

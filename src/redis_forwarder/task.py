@@ -26,6 +26,7 @@ from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.commands import SinkShape, entry_command, sink_command
+from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
@@ -85,6 +86,7 @@ class ForwardingTask:
         self.gaps: list[Gap] = []
         self.running = False
         self.received = 0
+        self.dropped = 0
         self._current: asyncio.Task[None] | None = None
         self._rehome_reason = ""
         self._retry_now = asyncio.Event()
@@ -168,10 +170,37 @@ class ForwardingTask:
             [p.encode() for p in self.route.from_.patterns],
         )
         writer.start()
+        overflow = None
+        if self.route.overflow == "drop-oldest":
+            overflow = DropOldestBuffer(writer, self.route.buffer, self._dropped)
         forwarding = PubSubForwarding(
-            reader, writer, self._command, self.route.heartbeat, on_batch=self._count
+            reader,
+            writer,
+            self._command,
+            self.route.heartbeat,
+            on_batch=self._count,
+            overflow=overflow,
         )
-        return forwarding.run()
+        return self._closing(forwarding.run(), overflow)
+
+    @staticmethod
+    async def _closing(loop: Coroutine[Any, Any, None], overflow: DropOldestBuffer | None) -> None:
+        try:
+            await loop
+        finally:
+            if overflow is not None:
+                await overflow.close()
+
+    def _dropped(self, count: int) -> None:
+        self.dropped += count
+        self.metrics.dropped.labels(**self._labels).inc(count)
+        if self.dropped == count or self.dropped // 10_000 != (self.dropped - count) // 10_000:
+            log.warning(
+                "%s: the sink is slower than the source; %d messages dropped so far "
+                "(overflow = drop-oldest)",
+                self.name,
+                self.dropped,
+            )
 
     def _stream_loop(
         self, source: RespConnection, sink: RespConnection

@@ -184,3 +184,61 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
         asyncio.run(scenario())
     finally:
         deployment.lab.send_signal("main-master", signal.SIGCONT)
+
+
+@pytest.mark.parametrize("policy", ["block", "drop-oldest"])
+def test_overflow_policy_with_a_paused_sink(
+    policy: str,
+    shared_deployment: Callable[[str], Deployment],
+    fresh_deployment: Callable[[str], Deployment],
+) -> None:
+    """The sink stops answering for a while (CLIENT PAUSE WRITE) under a burst: block
+    loses nothing; drop-oldest keeps reading, drops the oldest, counts every drop."""
+    from redis_forwarder.sink.overflow import DropOldestBuffer
+
+    source = shared_deployment("standalone").spec.shards[0].master
+    target = fresh_deployment("standalone").spec.shards[0].master
+    publisher = redis.Redis(host=source.host, port=source.port)
+    sink_client = redis.Redis(host=target.host, port=target.port)
+    channel = f"burst.{uuid.uuid4().hex[:8]}"
+    total = 5000
+
+    async def scenario() -> tuple[int, int]:
+        src = RespConnection(source.host, source.port, timeout=2.0)
+        await src.open()
+        reader = PubSubReader(src)
+        await reader.subscribe([channel.encode()], [])
+        sink = RespConnection(target.host, target.port, timeout=5.0)
+        await sink.open()
+        writer = PipelineWriter(sink, max_in_flight=100)
+        writer.start()
+        dropped: list[int] = []
+        overflow = (
+            DropOldestBuffer(writer, 500, dropped.append) if policy == "drop-oldest" else None
+        )
+        command = sink_command(SinkShape(SinkKind.STREAM), compile_template("out").bind(), "s")
+        task = PubSubForwarding(reader, writer, command, overflow=overflow)
+        sink_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        pipe = publisher.pipeline(transaction=False)
+        for i in range(total):
+            pipe.publish(channel, str(i))
+        pipe.execute()
+
+        async def settled() -> bool:
+            return task.stats.received == total and (
+                overflow is None or (overflow.queued == 0 and writer.in_flight == 0)
+            )
+
+        await run_until(task, settled, timeout=30)
+        if overflow is not None:
+            await overflow.close()
+        return sum(dropped), int(sink_client.xlen("out"))
+
+    dropped, forwarded = asyncio.run(scenario())
+    last = sink_client.xrevrange("out", count=1)[0][1][b"payload"]
+    sink_client.delete("out")
+    assert last == str(total - 1).encode()  # the newest is never the one dropped
+    if policy == "block":
+        assert (dropped, forwarded) == (0, total)
+    else:
+        assert dropped > 0 and dropped + forwarded == total
