@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
-from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, SinkCommand
-from redis_forwarder.sink.overflow import DropOldestBuffer
-from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.sink.batch import BatchSink
+from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 
@@ -39,45 +38,43 @@ class TaskStats:
 
 
 class PubSubForwarding:
-    """Forward one subscription into one sink until the connection fails."""
+    """Forward one subscription into one sink until a connection fails."""
 
     def __init__(
         self,
         reader: PubSubReader,
-        writer: PipelineWriter,
-        command: SinkCommand,
+        sink: BatchSink,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
-        overflow: DropOldestBuffer | None = None,
     ) -> None:
         self.on_batch = on_batch  # (messages, commands in flight) after each batch
-        # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
-        self.send = overflow.send if overflow is not None else writer.send
         self.reader = reader
-        self.writer = writer
-        self.command = command
+        self.sink = sink
         self.heartbeat = heartbeat
         self.stats = TaskStats()
 
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost)."""
-        command, writer, stats = self.command, self.writer, self.stats
+        sink, stats = self.sink, self.stats
         awaiting_pong = False
         pongs = self.reader.pongs
         while True:
             batch = await self.reader.messages(self.heartbeat)
+            if self.reader.unsubscribed:
+                # Redis took a sharded channel away: its slot moved to another shard.
+                raise ConnectionLost(
+                    self.reader.connection.name, "a sharded channel's slot moved away"
+                )
             if batch:
                 awaiting_pong = False
-                await self.send(b"".join([command(*message) for message in batch]), len(batch))
+                await sink.write(batch)
                 stats.received += len(batch)
                 stats.batches += 1
                 stats.largest_batch = max(stats.largest_batch, len(batch))
                 stats.last_message_at = time.time()
-                if writer.refused and writer.last_refusal.startswith("READONLY"):
-                    # The sink's master became a replica: write where the master is now.
-                    raise ConnectionLost(writer.connection.name, "sink is READONLY (a replica now)")
+                sink.check()
                 if self.on_batch is not None:
-                    self.on_batch(len(batch), writer.in_flight)
+                    self.on_batch(len(batch), sink.in_flight())
             elif self.reader.pongs != pongs:
                 pongs, awaiting_pong = self.reader.pongs, False
             elif awaiting_pong:

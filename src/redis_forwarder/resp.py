@@ -15,6 +15,7 @@ from typing import Any
 import hiredis
 
 ReplyError = hiredis.ReplyError
+RawMessage = tuple[bytes, bytes, bytes]  # a pub/sub message: channel, payload, pattern
 
 
 def encode(*args: bytes) -> bytes:

@@ -21,10 +21,11 @@ from typing import Any
 
 from redis_forwarder.config import RouteConfig
 from redis_forwarder.forward import PubSubForwarding, StreamForwarding
-from redis_forwarder.model import Address
+from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
+from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
 from redis_forwarder.sink.commands import SinkShape, entry_command, sink_command
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
@@ -57,6 +58,9 @@ class Gap:
     end: float | None = None
 
 
+ClusterTarget = tuple[Callable[[], Topology], Credentials, Callable[[str], None]]
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where to connect now, and as whom."""
@@ -75,7 +79,12 @@ class ForwardingTask:
         on_lost: Callable[[str], None],
         metrics: Metrics,
         consumer: str = "redis-forwarder",
+        cluster_sink: ClusterTarget | None = None,
+        sharded_channels: Callable[[], list[str]] | None = None,
     ) -> None:
+        """``cluster_sink``: the target is a cluster (its topology now, credentials, and
+        whom to tell about MOVED). ``sharded_channels``: a sharded route's channels that
+        this shard serves now."""
         self.route = route
         self.shard = shard
         self.locate_source = locate_source
@@ -83,6 +92,8 @@ class ForwardingTask:
         self.on_lost = on_lost
         self.metrics = metrics
         self.consumer = consumer  # the consumer name in stream groups
+        self.cluster_sink = cluster_sink
+        self.sharded_channels = sharded_channels
         self.gaps: list[Gap] = []
         self.running = False
         self.received = 0
@@ -90,10 +101,10 @@ class ForwardingTask:
         self._current: asyncio.Task[None] | None = None
         self._rehome_reason = ""
         self._retry_now = asyncio.Event()
-        target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
+        self._target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
         shape = SinkShape(route.to.kind, route.to.maxlen)
-        self._command = sink_command(shape, target, shard)
-        self._entry_command = entry_command(shape, target, copies_stream_ids(route))
+        self._command = sink_command(shape, self._target, shard)
+        self._entry_command = entry_command(shape, self._target, copies_stream_ids(route))
         self.streams: StreamForwarding | None = None
         self._labels = {"route": route.name, "shard": shard}
 
@@ -131,76 +142,81 @@ class ForwardingTask:
                     await self._retry_now.wait()
 
     async def _forward_once(self) -> None:
-        source_end, sink_end = self.locate_source(), self.locate_sink()
+        source_end = self.locate_source()
         # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
         source = RespConnection(
             source_end.address.host,
             source_end.address.port,
             timeout=CONNECT_TIMEOUT + self.route.heartbeat,
         )
-        sink = RespConnection(sink_end.address.host, sink_end.address.port, timeout=CONNECT_TIMEOUT)
-        writer = PipelineWriter(sink, self.route.max_in_flight)
+        sink: BatchSink | None = None
+        stream_sink: RespConnection | None = None
         try:
             await source.open(source_end.credentials.username, source_end.credentials.password)
-            await sink.open(sink_end.credentials.username, sink_end.credentials.password)
             if self.route.from_.streams:
-                loop = self._stream_loop(source, sink)
+                sink_end = self.locate_sink()
+                stream_sink = await self._connect(sink_end, CONNECT_TIMEOUT)
+                loop = self._stream_loop(source, stream_sink)
+                where = str(sink_end.address)
             else:
-                loop = await self._pubsub_loop(source, writer)
+                sink, where = await self._batch_sink()
+                loop = await self._pubsub_loop(source, sink)
             self._close_gap()
             self.running = True
             self.metrics.running.labels(**self._labels).set(1)
-            log.info("%s forwarding from %s to %s", self.name, source_end.address, sink_end.address)
+            log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
             await loop
         finally:
             self.running = False
             self.metrics.running.labels(**self._labels).set(0)
-            self.metrics.refused.labels(**self._labels).inc(writer.refused)
-            with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
-                await writer.close()
-            await sink.close()
+            if sink is not None:
+                self.metrics.refused.labels(**self._labels).inc(sink.refused)
+                with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
+                    await sink.close()
+            if stream_sink is not None:
+                await stream_sink.close()
             await source.close()
 
-    async def _pubsub_loop(
-        self, source: RespConnection, writer: PipelineWriter
-    ) -> Coroutine[Any, Any, None]:
-        reader = PubSubReader(source)
-        await reader.subscribe(
-            [c.encode() for c in self.route.from_.channels],
-            [p.encode() for p in self.route.from_.patterns],
-        )
+    @staticmethod
+    async def _connect(end: Endpoint, timeout: float) -> RespConnection:
+        connection = RespConnection(end.address.host, end.address.port, timeout=timeout)
+        await connection.open(end.credentials.username, end.credentials.password)
+        return connection
+
+    async def _batch_sink(self) -> tuple[BatchSink, str]:
+        """The sink of a pub/sub task: one node, or every master of a cluster target."""
+        if self.cluster_sink is not None:
+            topology, credentials, on_moved = self.cluster_sink
+            cluster = ClusterSink(
+                self._command,
+                self._target,
+                topology,
+                credentials,
+                self.route.max_in_flight,
+                CONNECT_TIMEOUT,
+                on_moved,
+            )
+            return cluster, "the target cluster's masters"
+        end = self.locate_sink()
+        writer = PipelineWriter(await self._connect(end, CONNECT_TIMEOUT), self.route.max_in_flight)
         writer.start()
         overflow = None
         if self.route.overflow == "drop-oldest":
             overflow = DropOldestBuffer(writer, self.route.buffer, self._dropped)
-        forwarding = PubSubForwarding(
-            reader,
-            writer,
-            self._command,
-            self.route.heartbeat,
-            on_batch=self._count,
-            overflow=overflow,
+        return SingleNodeSink(writer, self._command, overflow), str(end.address)
+
+    async def _pubsub_loop(
+        self, source: RespConnection, sink: BatchSink
+    ) -> Coroutine[Any, Any, None]:
+        reader = PubSubReader(source)
+        sharded = self.sharded_channels() if self.sharded_channels is not None else []
+        await reader.subscribe(
+            [c.encode() for c in self.route.from_.channels],
+            [p.encode() for p in self.route.from_.patterns],
+            [c.encode() for c in sharded],
         )
-        return self._closing(forwarding.run(), overflow)
-
-    @staticmethod
-    async def _closing(loop: Coroutine[Any, Any, None], overflow: DropOldestBuffer | None) -> None:
-        try:
-            await loop
-        finally:
-            if overflow is not None:
-                await overflow.close()
-
-    def _dropped(self, count: int) -> None:
-        self.dropped += count
-        self.metrics.dropped.labels(**self._labels).inc(count)
-        if self.dropped == count or self.dropped // 10_000 != (self.dropped - count) // 10_000:
-            log.warning(
-                "%s: the sink is slower than the source; %d messages dropped so far "
-                "(overflow = drop-oldest)",
-                self.name,
-                self.dropped,
-            )
+        forwarding = PubSubForwarding(reader, sink, self.route.heartbeat, on_batch=self._count)
+        return forwarding.run()
 
     def _stream_loop(
         self, source: RespConnection, sink: RespConnection
@@ -218,6 +234,17 @@ class ForwardingTask:
             on_batch=self._count,
         )
         return self.streams.run()
+
+    def _dropped(self, count: int) -> None:
+        self.dropped += count
+        self.metrics.dropped.labels(**self._labels).inc(count)
+        if self.dropped == count or self.dropped // 10_000 != (self.dropped - count) // 10_000:
+            log.warning(
+                "%s: the sink is slower than the source; %d messages dropped so far "
+                "(overflow = drop-oldest)",
+                self.name,
+                self.dropped,
+            )
 
     def _count(self, messages: int, in_flight: int) -> None:
         self.received += messages

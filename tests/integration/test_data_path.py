@@ -15,6 +15,7 @@ import redis
 from redis_forwarder.forward import PubSubForwarding
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.sink.batch import SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
@@ -42,7 +43,12 @@ async def forwarding(
     writer = PipelineWriter(sink, max_in_flight=500)
     writer.start()
     command = sink_command(shape, compile_template(template).bind(route="r", shard="s"), "s")
-    return PubSubForwarding(reader, writer, command, heartbeat)
+    return PubSubForwarding(reader, SingleNodeSink(writer, command), heartbeat)
+
+
+def writer_of(task: PubSubForwarding) -> PipelineWriter:
+    assert isinstance(task.sink, SingleNodeSink)
+    return task.sink.writer
 
 
 async def run_until(
@@ -55,11 +61,11 @@ async def run_until(
                 if runner.done():
                     runner.result()
                 await asyncio.sleep(0.02)
-        await task.writer.flush()
+        await task.sink.flush()
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-        await task.writer.close()
+        await task.sink.close()
         await task.reader.connection.close()
 
 
@@ -82,7 +88,7 @@ def test_channels_and_patterns_into_streams(shared_deployment: Callable[[str], D
             return bool(total() == len(payloads))
 
         await run_until(task, all_there)
-        assert task.writer.refused == 0
+        assert writer_of(task).refused == 0
 
     asyncio.run(scenario())
     for channel, expected in ((plain, payloads[1::2]), (binary, payloads[0::2])):
@@ -151,13 +157,13 @@ def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deploymen
             client.publish(f"c.{tag}", str(i))
 
         async def answered() -> bool:
-            return task.writer.confirmed == 10
+            return writer_of(task).confirmed == 10
 
         await run_until(task, answered)
         return task
 
     task = asyncio.run(scenario())
-    assert task.writer.refused == 10 and "WRONGTYPE" in task.writer.last_refusal
+    assert writer_of(task).refused == 10 and "WRONGTYPE" in writer_of(task).last_refusal
     client.delete(f"taken:{tag}")
 
 
@@ -177,7 +183,7 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
             deployment.lab.send_signal("main-master", signal.SIGSTOP)  # type: ignore[union-attr]
             with pytest.raises(ConnectionLost, match="heartbeat"):
                 await runner
-        await task.writer.close()
+        await task.sink.close()
         await task.reader.connection.close()
 
     try:
@@ -217,7 +223,7 @@ def test_overflow_policy_with_a_paused_sink(
             DropOldestBuffer(writer, 500, dropped.append) if policy == "drop-oldest" else None
         )
         command = sink_command(SinkShape(SinkKind.STREAM), compile_template("out").bind(), "s")
-        task = PubSubForwarding(reader, writer, command, overflow=overflow)
+        task = PubSubForwarding(reader, SingleNodeSink(writer, command, overflow))
         sink_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
         pipe = publisher.pipeline(transaction=False)
         for i in range(total):
@@ -230,8 +236,6 @@ def test_overflow_policy_with_a_paused_sink(
             )
 
         await run_until(task, settled, timeout=30)
-        if overflow is not None:
-            await overflow.close()
         return sum(dropped), int(sink_client.xlen("out"))
 
     dropped, forwarded = asyncio.run(scenario())

@@ -23,6 +23,7 @@ import redis
 
 from redis_forwarder.forward import PubSubForwarding
 from redis_forwarder.resp import RespConnection, encode
+from redis_forwarder.sink.batch import SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
@@ -89,7 +90,7 @@ async def ours(host: str, port: int, pattern: str, stream: str) -> None:
     stream_name = stream.encode()
     command = sink_command(SinkShape(SinkKind.STREAM), lambda _c, _p: stream_name, "bench")
     print("ready", flush=True)
-    await PubSubForwarding(reader, writer, command).run()
+    await PubSubForwarding(reader, SingleNodeSink(writer, command)).run()
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Pub/sub on the raw wire: SUBSCRIBE / PSUBSCRIBE on one connection, and every message
+"""Pub/sub on the raw wire: SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE on one connection, and every message
 of each read handed over at once as ``(channel, payload, pattern)`` tuples.
 
 Tuples, not objects: at a few hundred thousand messages a second, one allocation per
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis_forwarder.resp import ConnectionLost, RespConnection, encode
+from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection, encode
+from redis_forwarder.topology.slots import key_slot
 
-RawMessage = tuple[bytes, bytes, bytes]  # channel, payload, pattern (b"" if none)
 NO_PATTERN = b""
+_CONFIRMATIONS = (b"subscribe", b"psubscribe", b"ssubscribe")
 
 
 class PubSubReader:
@@ -22,21 +23,34 @@ class PubSubReader:
         self.connection = connection
         self.subscribed = 0
         self.pongs = 0
+        self.unsubscribed = 0  # sharded channels Redis dropped (their slot moved)
 
-    async def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> None:
-        expected = len(channels) + len(patterns)
+    async def subscribe(
+        self,
+        channels: Sequence[bytes],
+        patterns: Sequence[bytes],
+        sharded: Sequence[bytes] = (),
+    ) -> None:
+        """Subscribe and wait for every confirmation. Sharded channels go in one
+        SSUBSCRIBE per slot (Redis refuses a command across slots)."""
+        expected = len(channels) + len(patterns) + len(sharded)
         if channels:
             self.connection.write(encode(b"SUBSCRIBE", *channels))
         if patterns:
             self.connection.write(encode(b"PSUBSCRIBE", *patterns))
+        by_slot: dict[int, list[bytes]] = {}
+        for channel in sharded:
+            by_slot.setdefault(key_slot(channel), []).append(channel)
+        for group in by_slot.values():
+            self.connection.write(encode(b"SSUBSCRIBE", *group))
         await self.connection.drain()
         confirmed = 0
         while confirmed < expected:
             for reply in await self.connection.read():
-                if isinstance(reply, list) and reply[0] in (b"subscribe", b"psubscribe"):
+                if isinstance(reply, list) and reply[0] in _CONFIRMATIONS:
                     confirmed += 1
                 else:
-                    raise ConnectionLost(self.connection.name, f"unexpected reply {reply!r:.80}")
+                    raise ConnectionLost(self.connection.name, f"subscribe refused: {reply!s:.200}")
         self.subscribed = expected
 
     async def messages(self, timeout: float) -> list[RawMessage]:
@@ -51,6 +65,10 @@ class PubSubReader:
                 batch.append((reply[1], reply[2], NO_PATTERN))
             elif kind == b"pmessage":
                 batch.append((reply[2], reply[3], reply[1]))
+            elif kind == b"smessage":
+                batch.append((reply[1], reply[2], NO_PATTERN))
+            elif kind == b"sunsubscribe":
+                self.unsubscribed += 1
             elif kind == b"pong":
                 self.pongs += 1
         return batch

@@ -1,0 +1,152 @@
+"""Where a pub/sub loop's batches go: one node (:class:`SingleNodeSink`) or a Redis
+Cluster, each message to the master of its key's slot (:class:`ClusterSink`).
+
+Both take a batch of ``(channel, payload, pattern)`` messages, encode it with the
+route's sink command, and write it pipelined; both count refusals, and ``check``
+raises ConnectionLost when the sink turned read-only (a master that became a replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from redis_forwarder.model import Address, Topology
+from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection
+from redis_forwarder.sink.commands import SinkCommand
+from redis_forwarder.sink.overflow import DropOldestBuffer
+from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.topology.settings import Credentials
+from redis_forwarder.topology.slots import key_slot
+
+
+class BatchSink(Protocol):
+    @property
+    def refused(self) -> int: ...
+
+    async def write(self, batch: Sequence[RawMessage]) -> None: ...
+
+    def in_flight(self) -> int: ...
+
+    def check(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SingleNodeSink:
+    def __init__(
+        self, writer: PipelineWriter, command: SinkCommand, overflow: DropOldestBuffer | None = None
+    ) -> None:
+        self.writer = writer
+        self.command = command
+        self.overflow = overflow
+        # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
+        self._send = overflow.send if overflow is not None else writer.send
+
+    @property
+    def refused(self) -> int:
+        return self.writer.refused
+
+    async def write(self, batch: Sequence[RawMessage]) -> None:
+        command = self.command
+        await self._send(b"".join([command(*message) for message in batch]), len(batch))
+
+    def in_flight(self) -> int:
+        return self.writer.in_flight
+
+    def check(self) -> None:
+        if self.writer.refused and self.writer.last_refusal.startswith("READONLY"):
+            raise ConnectionLost(self.writer.connection.name, "sink is READONLY (a replica now)")
+
+    async def flush(self) -> None:
+        if self.overflow is not None:
+            while self.overflow.queued:
+                await asyncio.sleep(0.01)
+        await self.writer.flush()
+
+    async def close(self) -> None:
+        if self.overflow is not None:
+            await self.overflow.close()
+        with contextlib.suppress(ConnectionLost):
+            await self.writer.close()
+
+
+class ClusterSink:
+    """Each message to the master that serves its target key's slot, as the target's
+    topology says now. A writer per master, opened on first use. A ``MOVED``/``ASK``
+    refusal (the topology was behind) is counted and reported through ``on_moved``, so
+    the topology is refreshed and the next batches go to the right node."""
+
+    def __init__(
+        self,
+        command: SinkCommand,
+        key_of: Callable[[bytes, bytes], bytes],
+        topology: Callable[[], Topology],
+        credentials: Credentials,
+        max_in_flight: int,
+        timeout: float,
+        on_moved: Callable[[str], None],
+    ) -> None:
+        self.command = command
+        self.key_of = key_of
+        self.topology = topology
+        self.credentials = credentials
+        self.max_in_flight = max_in_flight
+        self.timeout = timeout
+        self.on_moved = on_moved
+        self.writers: dict[Address, PipelineWriter] = {}
+        self._moved_seen = 0
+
+    @property
+    def refused(self) -> int:
+        return sum(w.refused for w in self.writers.values())
+
+    async def write(self, batch: Sequence[RawMessage]) -> None:
+        topology = self.topology()
+        groups: dict[Address, list[bytes]] = {}
+        for channel, payload, pattern in batch:
+            shard = topology.shard_for_slot(key_slot(self.key_of(channel, pattern)))
+            if shard is None:
+                raise ConnectionLost("cluster sink", "a slot of the target has no master")
+            groups.setdefault(shard.master.address, []).append(
+                self.command(channel, payload, pattern)
+            )
+        for address, commands in groups.items():
+            writer = await self._writer(address)
+            await writer.send(b"".join(commands), len(commands))
+
+    async def _writer(self, address: Address) -> PipelineWriter:
+        writer = self.writers.get(address)
+        if writer is None:
+            connection = RespConnection(address.host, address.port, timeout=self.timeout)
+            await connection.open(self.credentials.username, self.credentials.password)
+            writer = PipelineWriter(connection, self.max_in_flight)
+            writer.start()
+            self.writers[address] = writer
+        return writer
+
+    def in_flight(self) -> int:
+        return sum(w.in_flight for w in self.writers.values())
+
+    def check(self) -> None:
+        for writer in self.writers.values():
+            refusal = writer.last_refusal
+            if refusal.startswith(("MOVED", "ASK")) and writer.refused > self._moved_seen:
+                self._moved_seen = writer.refused
+                self.on_moved(f"cluster sink: {refusal}")
+            elif writer.refused and refusal.startswith("READONLY"):
+                raise ConnectionLost(writer.connection.name, "sink is READONLY (a replica now)")
+
+    async def flush(self) -> None:
+        for writer in list(self.writers.values()):
+            await writer.flush()
+
+    async def close(self) -> None:
+        for writer in self.writers.values():
+            with contextlib.suppress(ConnectionLost):
+                await writer.close()
+        self.writers.clear()
