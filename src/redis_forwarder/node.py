@@ -26,6 +26,7 @@ from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.task import Endpoint, ForwardingTask
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.diff import ChangeKind
+from redis_forwarder.work import sharded_channels, wanted_tasks
 
 log = logging.getLogger(__name__)
 CYCLE = 1.0
@@ -33,20 +34,14 @@ SOURCE = "source"
 
 
 def check_supported(config: ForwarderConfig) -> None:
-    """This release forwards pub/sub and streams between standalone and Sentinel
-    deployments."""
+    """Refuse, before anything starts, what this release cannot forward."""
     deployments = {SOURCE: config.source, **config.targets}
-    for name, deployment in deployments.items():
-        if deployment.kind is DeploymentKind.CLUSTER:
-            raise NotBuiltError(
-                f"{name} is a cluster: forwarding from or to a Redis Cluster is not built yet "
-                "(topology already follows clusters: redis-forwarder topology)"
-            )
     for route in config.routes:
-        if route.from_.sharded:
+        target = deployments[route.to.target]
+        if route.from_.streams and DeploymentKind.CLUSTER in (config.source.kind, target.kind):
             raise NotBuiltError(
-                f"route {route.name!r}: sharded pub/sub is not built yet; channels, "
-                "patterns and streams are"
+                f"route {route.name!r}: stream routes from or to a Redis Cluster are not "
+                "built yet; pub/sub and sharded pub/sub are"
             )
     if not config.routes:
         raise NotBuiltError("the config has no [[route]]: nothing to forward")
@@ -111,13 +106,12 @@ class Node:
         return {task.name: task.running for task in self.tasks.values()}
 
     def _reconcile(self) -> None:
-        shards = [s.id for s in self._watchers[SOURCE].current.shards]
-        wanted = {(route.name, shard) for route in self.config.routes for shard in shards}
+        wanted = wanted_tasks(self.config.routes, self._watchers[SOURCE].current)
         for key in wanted - self.tasks.keys():
             route = next(r for r in self.config.routes if r.name == key[0])
             self._start(route, key[1])
         for key in self.tasks.keys() - wanted:
-            log.info("stopping %s@%s: its shard is gone", *key)
+            log.info("stopping %s@%s: the topology no longer calls for it", *key)
             self._runners.pop(key).cancel()
             del self.tasks[key]
         running = sum(1 for t in self.tasks.values() if t.running)
@@ -132,6 +126,16 @@ class Node:
         )
 
     def _start(self, route: RouteConfig, shard: str) -> None:
+        target = route.to.target
+        cluster_sink = None
+        if self._settings[target].kind is DeploymentKind.CLUSTER:
+            watcher = self._watchers[target]
+            cluster_sink = (
+                lambda: watcher.current,
+                self._settings[target].redis,
+                watcher.refresh_soon,
+            )
+        source = self._watchers[SOURCE]
         task = ForwardingTask(
             route,
             shard,
@@ -142,6 +146,12 @@ class Node:
             on_lost=self._on_lost(route.to.target),
             metrics=self.metrics,
             consumer=self.node_id,
+            cluster_sink=cluster_sink,
+            sharded_channels=(
+                (lambda: sharded_channels(route, shard, source.current))
+                if route.from_.sharded
+                else None
+            ),
         )
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
@@ -172,6 +182,11 @@ class Node:
         async for update in watcher.updates():
             for change in update.changes:
                 log.info("topology %s: %s", name, change.to_json())
+                if change.kind is ChangeKind.SLOTS_MOVED and name == SOURCE:
+                    for (_route, shard), task in self.tasks.items():
+                        if shard == change.shard and task.route.from_.sharded:
+                            task.rehome(f"slots of {change.shard} moved")
+                    continue
                 if change.kind is not ChangeKind.MASTER_CHANGED:
                     continue
                 for (_route, shard), task in self.tasks.items():

@@ -94,6 +94,7 @@ class ForwardingTask:
         self.consumer = consumer  # the consumer name in stream groups
         self.cluster_sink = cluster_sink
         self.sharded_channels = sharded_channels
+        self.subscribed_sharded: list[str] = []  # what the current connection serves
         self.gaps: list[Gap] = []
         self.running = False
         self.received = 0
@@ -210,6 +211,7 @@ class ForwardingTask:
     ) -> Coroutine[Any, Any, None]:
         reader = PubSubReader(source)
         sharded = self.sharded_channels() if self.sharded_channels is not None else []
+        self.subscribed_sharded = list(sharded)
         await reader.subscribe(
             [c.encode() for c in self.route.from_.channels],
             [p.encode() for p in self.route.from_.patterns],

@@ -16,6 +16,7 @@ from redis_forwarder.errors import MasterUnconfirmedError
 from redis_forwarder.model import Address
 from redis_forwarder.topology import ChangeKind, DeploymentSettings, discover
 from redis_forwarder.topology.settings import settings_from_spec
+from tests.support.cluster import move_slots
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 from tests.support.watching import WatchRecorder
@@ -199,21 +200,6 @@ def test_cluster_kill_master_keeps_the_shard(fresh_deployment: Fresh) -> None:
         assert len(watch.current().shards) == 3  # the dead master is no shard of its own
 
 
-def _move_slots(masters: list[Address], source: Address, target: Address, slots: range) -> None:
-    source_client, target_client = client(source), client(target)
-    source_id = source_client.execute_command("CLUSTER", "MYID")
-    target_id = target_client.execute_command("CLUSTER", "MYID")
-    for slot in slots:
-        target_client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        source_client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        while keys := source_client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            source_client.execute_command(
-                "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys
-            )
-        for master in masters:
-            client(master).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-
-
 def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> None:
     """Slots 0-4 move (keys and all); a MOVED hint makes the watcher look at once."""
     deployment = fresh_deployment("cluster")
@@ -228,7 +214,7 @@ def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> N
     # A long interval: the refresh must come from the hint a client gives on MOVED.
     with WatchRecorder(settings_from_spec(deployment.spec), interval=60) as watch:
         source_id, target_id = (_cluster_shard_of(watch, m) for m in (source, target))
-        _move_slots(masters, source, target, moved)
+        move_slots(masters, source, target, moved)
         done_at = time.time()
         watch.refresh_soon(f"MOVED {moved[0]} {target}")
         change = watch.wait_for_change(

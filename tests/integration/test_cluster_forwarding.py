@@ -1,0 +1,130 @@
+"""Forwarding on a Redis Cluster: classic pub/sub exactly once (PUBLISH reaches every
+node; one subscription per route), writes routed to each key's master, and sharded
+pub/sub following a slot migration."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from redis_forwarder.topology.slots import key_slot
+from tests.support.cluster import client, move_slots, owner_of
+from tests.support.deployments import Deployment
+from tests.support.node_runner import NodeRunner
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+Fresh = Callable[[str], Deployment]
+
+
+def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str, object]:
+    return {
+        "source": {"kind": "cluster", "addresses": [str(s.master) for s in deployment.spec.shards]},
+        "route": [route],
+        "node": {"topology_interval": 0.5},
+    }
+
+
+def reader(deployment: Deployment) -> RedisCluster:
+    seed = deployment.spec.shards[0].master
+    return RedisCluster(startup_nodes=[ClusterNode(seed.host, seed.port)], socket_timeout=5)
+
+
+def test_classic_pubsub_on_a_cluster_is_forwarded_once(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("cluster")
+    route = {
+        "name": "orders",
+        "from": {"patterns": ["orders.*"]},
+        "to": {"stream": "mirror:{channel}"},
+    }
+    channels = [f"orders.{i}" for i in range(12)]
+    assert len({key_slot(f"mirror:{c}") for c in channels}) > 3  # spread over the shards
+    with NodeRunner(cluster_config(deployment, route)) as runner:
+        wait_until(runner.all_running, "the route's task forwarding", timeout=20)
+        assert len(runner.node.tasks) == 1  # one subscription for the whole cluster
+        publishers = [client(a) for a in deployment.redis_nodes]  # masters and replicas
+        for i in range(600):
+            publishers[i % len(publishers)].publish(channels[i % len(channels)], str(i))
+        cluster = reader(deployment)
+        wait_until(
+            lambda: sum(cluster.xlen(f"mirror:{c}") for c in channels) >= 600,
+            "600 messages forwarded",
+            timeout=20,
+        )
+        for index, channel in enumerate(channels):
+            payloads = [int(f[b"payload"]) for _, f in cluster.xrange(f"mirror:{channel}")]
+            assert payloads == list(range(index, 600, len(channels)))  # once each, in order
+        cluster.close()
+
+
+def test_sharded_pubsub_follows_a_slot_migration(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("cluster")
+    masters = [s.master for s in deployment.spec.shards]
+    channels = [f"s:{i}" for i in range(8)]
+    route = {
+        "name": "shards",
+        "from": {"sharded": ["s:{0..7}"]},
+        "to": {"list": "copied:{channel}"},
+    }
+    moving = channels[0]
+    slot = key_slot(moving)
+    sent: list[tuple[str, int]] = []
+    halt = threading.Event()
+
+    def publish() -> None:
+        seq = 0
+        while not halt.is_set():
+            channel = channels[seq % len(channels)]
+            try:
+                owner = owner_of(masters, key_slot(channel))
+                client(owner).execute_command("SPUBLISH", channel, str(seq))
+                sent.append((channel, seq))
+            except redis.RedisError:
+                pass  # MOVED mid-migration: the message was not published
+            seq += 1
+            halt.wait(0.003)
+
+    with NodeRunner(cluster_config(deployment, route)) as runner:
+        wait_until(runner.all_running, "sharded tasks forwarding", timeout=20)
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        try:
+            wait_until(lambda: len(sent) > 200, "traffic flowing")
+            source = owner_of(masters, slot)
+            target = next(m for m in masters if m != source)
+            move_slots(masters, source, target, range(slot, slot + 1))
+
+            def moving_served_by_target() -> bool:
+                shard = next(
+                    (s for s in runner.node.source_topology().shards if s.master.address == target),
+                    None,
+                )
+                task = runner.node.tasks.get(("shards", shard.id)) if shard else None
+                return bool(task and task.running and moving in task.subscribed_sharded)
+
+            wait_until(
+                moving_served_by_target, "the target shard's task took the channel", timeout=30
+            )
+            resubscribed = len(sent)
+            wait_until(lambda: len(sent) > resubscribed + 300, "traffic after the move", timeout=30)
+        finally:
+            halt.set()
+            publisher.join(10)
+        # Once the target shard's task serves the channel, nothing is lost.
+        late = sent[resubscribed:]
+        cluster = reader(deployment)
+
+        def copied(channel: str) -> set[int]:
+            return {int(v) for v in cluster.lrange(f"copied:{channel}", 0, -1)}
+
+        wait_until(lambda: all(s in copied(c) for c, s in late), "late messages copied", timeout=20)
+        assert any(c == moving for c, _ in late)
+        target_shard = next(
+            s for s in runner.node.source_topology().shards if s.master.address == target
+        )
+        assert ("shards", target_shard.id) in runner.node.tasks
+        cluster.close()

@@ -1,0 +1,53 @@
+"""Which tasks a topology calls for. Pure."""
+
+from __future__ import annotations
+
+from redis_forwarder.config import RouteConfig
+from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.topology.slots import key_slot
+from redis_forwarder.work import sharded_channels, wanted_tasks
+
+
+def route(name: str, **source: object) -> RouteConfig:
+    return RouteConfig.model_validate({"name": name, "from": source, "to": {"list": "q"}})
+
+
+def node(port: int) -> RedisNode:
+    return RedisNode(Address("127.0.0.1", port))
+
+
+CLUSTER = Topology(
+    DeploymentKind.CLUSTER,
+    (
+        Shard("a", node(7000), slots=((0, 8191),)),
+        Shard("b", node(7001), slots=((8192, 16383),)),
+    ),
+)
+SENTINEL = Topology(
+    DeploymentKind.SENTINEL, (Shard("alpha", node(7100)), Shard("beta", node(7110)))
+)
+
+
+def test_classic_pubsub_is_one_task_on_a_cluster_and_one_per_master_elsewhere() -> None:
+    routes = [route("c", patterns=["x.*"])]
+    assert wanted_tasks(routes, CLUSTER) == {("c", "a")}
+    assert wanted_tasks(routes, SENTINEL) == {("c", "alpha"), ("c", "beta")}
+
+
+def test_sharded_tasks_follow_the_slots() -> None:
+    channels = [f"s:{i}" for i in range(20)]
+    sharded = route("s", sharded=channels)
+    on_a = [c for c in channels if key_slot(c) <= 8191]
+    assert sharded_channels(sharded, "a", CLUSTER) == on_a
+    assert sorted(
+        sharded_channels(sharded, "a", CLUSTER) + sharded_channels(sharded, "b", CLUSTER)
+    ) == sorted(channels)
+    only_b = route("s", sharded=[c for c in channels if c not in on_a])
+    assert wanted_tasks([only_b], CLUSTER) == {("s", "b")}
+    assert sharded_channels(sharded, "alpha", SENTINEL) == channels
+
+
+def test_streams_are_per_shard_and_no_topology_no_tasks() -> None:
+    streams = route("t", streams=["s"], group="g")
+    assert wanted_tasks([streams], SENTINEL) == {("t", "alpha"), ("t", "beta")}
+    assert wanted_tasks([streams], Topology(DeploymentKind.SENTINEL, ())) == set()
