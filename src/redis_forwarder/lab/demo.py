@@ -35,10 +35,7 @@ def demo_config(state: LabState) -> dict[str, Any]:
     elif state.kind == DeploymentKind.STANDALONE:
         source = {"kind": "standalone", "addresses": [redis_nodes[0].address]}
     else:
-        raise UsageError(
-            f"lab demo runs on a standalone or sentinel lab; this one is {state.kind} "
-            "(forwarding from a cluster is not built yet)"
-        )
+        source = {"kind": "cluster", "addresses": [p.address for p in redis_nodes]}
     return {
         "source": source,
         "route": [
