@@ -24,6 +24,7 @@ from redis_forwarder.topology.settings import (
     Credentials,
     DeploymentSettings,
     read_password,
+    shape_problem,
 )
 from redis_forwarder.validation import problems
 
@@ -46,12 +47,9 @@ class SourceConfig(BaseModel):
     def _check(self) -> Self:
         for text in self.addresses:
             Address.parse(text)  # ValueError names the bad address
-        if self.kind is DeploymentKind.SENTINEL and not self.masters:
-            raise ValueError('kind = "sentinel" needs masters = ["name", ...] to follow')
-        if self.kind is not DeploymentKind.SENTINEL and self.masters:
-            raise ValueError(f'masters is for kind = "sentinel", not {self.kind!r}')
-        if self.kind is DeploymentKind.STANDALONE and len(self.addresses) != 1:
-            raise ValueError("a standalone source is one server: give one address")
+        problem = shape_problem(self.kind, len(self.addresses), bool(self.masters))
+        if problem:
+            raise ValueError(problem)
         return self
 
     def settings(self) -> DeploymentSettings:

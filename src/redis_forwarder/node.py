@@ -1,9 +1,10 @@
 """A forwarder node: a reconcile loop over topology and tasks.
 
 Single-node mode (no ``[coordination]``): the node owns every task that the topology
-calls for (``work.wanted_tasks``). Each cycle reads the current topology, starts the tasks that should run
-and stops those whose shard is gone, then logs one status line. Topology changes wake
-it early; a master that moved re-homes the tasks that read from it or write to it.
+calls for (``work.wanted_tasks``). Each cycle reads the current topology, starts the
+tasks that should run and stops those no longer called for, then logs one status line.
+Topology changes wake it early; a master that moved re-homes the tasks that read from
+it or write to it.
 
 Stop order (``stop`` set): tasks are cancelled (their connections close, what was in
 flight is answered or counted), then the watchers close.

@@ -77,4 +77,4 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert "source.color: unknown key" in result.stderr
     config.write_text('[source]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\n')
     result = run_cli("topology", "--config", str(config))
-    assert result.code == 2 and 'source: kind = "sentinel" needs masters' in result.stderr
+    assert result.code == 2 and "source: a sentinel deployment needs masters" in result.stderr

@@ -53,25 +53,10 @@ def sink_command(
 
         def stream(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
             key = target(channel, pattern)
-            if pattern:
-                return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
-                    head_with_pattern,
-                    len(key),
-                    key,
-                    middle,
-                    len(payload),
-                    payload,
-                    channel_key,
-                    len(channel),
-                    channel,
-                    pattern_key,
-                    len(pattern),
-                    pattern,
-                    tail,
-                )
+            extra = pattern_key + _bulk(pattern) if pattern else b""
             # One formatting operation per message: this runs for every message.
-            return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
-                head,
+            return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s%s" % (
+                head_with_pattern if pattern else head,
                 len(key),
                 key,
                 middle,
@@ -80,6 +65,7 @@ def sink_command(
                 channel_key,
                 len(channel),
                 channel,
+                extra,
                 tail,
             )
 

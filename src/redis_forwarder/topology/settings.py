@@ -46,6 +46,19 @@ def read_password(*, env: str | None, file: str | None, what: str) -> str | None
     return None
 
 
+def shape_problem(kind: DeploymentKind, addresses: int, has_masters: bool) -> str | None:
+    """What is wrong with a deployment's addresses and master names, if anything."""
+    if not addresses:
+        return f"a {kind} deployment needs at least one address"
+    if kind is DeploymentKind.SENTINEL and not has_masters:
+        return 'a sentinel deployment needs masters = ["name", ...]: the master names to follow'
+    if kind is not DeploymentKind.SENTINEL and has_masters:
+        return f"master names are for sentinel deployments, not {kind}"
+    if kind is DeploymentKind.STANDALONE and addresses != 1:
+        return "a standalone deployment is one server: give one address"
+    return None
+
+
 @dataclass(frozen=True)
 class DeploymentSettings:
     """Everything topology discovery needs to reach a deployment.
@@ -63,14 +76,9 @@ class DeploymentSettings:
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
 
     def __post_init__(self) -> None:
-        if not self.addresses:
-            raise UsageError(f"a {self.kind} deployment needs at least one address")
-        if self.kind is DeploymentKind.SENTINEL and not self.masters:
-            raise UsageError("a sentinel deployment needs the master names to follow")
-        if self.kind is not DeploymentKind.SENTINEL and self.masters:
-            raise UsageError(f"master names are for sentinel deployments, not {self.kind}")
-        if self.kind is DeploymentKind.STANDALONE and len(self.addresses) != 1:
-            raise UsageError("a standalone deployment is one server: give one address")
+        problem = shape_problem(self.kind, len(self.addresses), bool(self.masters))
+        if problem:
+            raise UsageError(problem)
 
 
 def settings_from_spec(spec: TopologySpec, **overrides: object) -> DeploymentSettings:
