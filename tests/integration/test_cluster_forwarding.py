@@ -5,6 +5,7 @@ pub/sub following a slot migration."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -127,4 +128,68 @@ def test_sharded_pubsub_follows_a_slot_migration(fresh_deployment: Fresh) -> Non
             s for s in runner.node.source_topology().shards if s.master.address == target
         )
         assert ("shards", target_shard.id) in runner.node.tasks
+        cluster.close()
+
+
+def test_cluster_failover_of_the_home_shard_while_forwarding(fresh_deployment: Fresh) -> None:
+    """The master the route subscribes on fails over (CLUSTER FAILOVER): the task
+    follows the promoted replica; after it resumes, nothing published is lost, and the
+    writes to keys on that shard follow it too."""
+    deployment = fresh_deployment("cluster")
+    route = {"name": "orders", "from": {"channels": ["orders"]}, "to": {"list": "copied:{shard}"}}
+    publishers = [client(a) for a in deployment.redis_nodes]
+    sent: list[tuple[int, float]] = []
+    halt = threading.Event()
+
+    def publish() -> None:
+        seq = 0
+        while not halt.is_set():
+            try:
+                publishers[seq % len(publishers)].publish("orders", str(seq))
+                sent.append((seq, time.time()))
+            except redis.RedisError:
+                pass
+            seq += 1
+            halt.wait(0.003)
+
+    with NodeRunner(cluster_config(deployment, route)) as runner:
+        wait_until(runner.all_running, "the route's task forwarding", timeout=20)
+        (task,) = runner.node.tasks.values()
+        home = runner.node.source_topology().shard(task.shard)
+        assert home is not None and home.replicas
+        replica = home.replicas[0].address
+        thread = threading.Thread(target=publish)
+        thread.start()
+        try:
+            wait_until(lambda: len(sent) > 200, "traffic flowing")
+            client(replica).execute_command("CLUSTER", "FAILOVER")
+            wait_until(
+                lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+                "the task re-homed",
+                timeout=30,
+            )
+            resumed = task.gaps[-1].end
+            assert resumed is not None
+            wait_until(lambda: sent[-1][1] > resumed + 1.0, "traffic after resume")
+        finally:
+            halt.set()
+            thread.join(10)
+        # One gap: a stale node's view must not flip the master back (ROLE is checked).
+        assert len(task.gaps) == 1, task.gaps
+        assert runner.node.source_topology().shard(task.shard).master.address == replica  # type: ignore[union-attr]
+        cluster = reader(deployment)
+        after = {seq for seq, at in sent if at > resumed + 0.2}
+
+        def copied() -> set[int]:
+            return {int(v) for v in cluster.lrange(f"copied:{task.shard}", 0, -1)}
+
+        try:
+            wait_until(lambda: after <= copied(), "everything after resume copied", timeout=20)
+        except AssertionError:
+            missing = sorted(after - copied())
+            raise AssertionError(
+                f"missing {len(missing)} of {len(after)}: {missing[:20]}; "
+                f"gaps {task.gaps}; copied {len(copied())}, sent {len(sent)}"
+            ) from None
+        print(f"GAP cluster failover: {task.gaps[-1].end - task.gaps[-1].start:.3f}s")  # type: ignore[operator]
         cluster.close()

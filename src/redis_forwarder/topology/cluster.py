@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis_forwarder.errors import AuthenticationError, UnreachableError, WrongServerError
+from redis_forwarder.errors import (
+    AuthenticationError,
+    MasterUnconfirmedError,
+    UnreachableError,
+    WrongServerError,
+)
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.topology.connections import CommandRefused, Connections, NodeFailed
 from redis_forwarder.topology.slots import ranges_of
@@ -28,7 +33,15 @@ ID_LENGTH = 12
 async def discover_cluster(
     seeds: Iterable[Address], conns: Connections, previous: Topology | None = None
 ) -> Topology:
-    """Ask the known masters first, then the seeds, until one node answers."""
+    """Ask the known masters first, then the seeds, until one node gives a view whose
+    masters do not deny it.
+
+    A node's view can lag a failover by a gossip round: right after CLUSTER FAILOVER a
+    node may still list the old master. So, as with sentinels, each master of the view is
+    asked ROLE; a view naming a node that says it is a replica is stale and the next node
+    is asked. (A master that does not answer at all is kept: it may just have died, and
+    the cluster has not failed it over yet.)
+    """
     known = [s.master.address for s in previous.shards] if previous else []
     candidates = list(dict.fromkeys([*known, *seeds]))
     failures: dict[str, str] = {}
@@ -36,6 +49,7 @@ async def discover_cluster(
     for address in candidates:
         try:
             topology = await _ask(conns, address)
+            denial = await _denied_master(conns, topology)
         except AuthenticationError as exc:
             auth_errors.append(exc)
             failures[str(address)] = "refused our credentials"
@@ -43,10 +57,30 @@ async def discover_cluster(
         except NodeFailed as exc:
             failures[str(address)] = exc.reason
             continue
+        if denial:
+            failures[str(address)] = f"stale view: {denial}"
+            continue
         return carry_ids(previous, topology) if previous else topology
     if auth_errors and len(auth_errors) == len(candidates):
         raise auth_errors[0]
+    if failures and all(r.startswith("stale view") for r in failures.values()):
+        raise MasterUnconfirmedError(
+            "every cluster node's view names a master that says it is a replica "
+            f"({next(iter(failures.values()))}); a failover is under way: try again"
+        )
     raise UnreachableError("cluster node", failures)
+
+
+async def _denied_master(conns: Connections, topology: Topology) -> str:
+    """The first master of ``topology`` that says ROLE replica, described; or ""."""
+    for shard in topology.shards:
+        try:
+            role = await conns.call(shard.master.address, "ROLE")
+        except NodeFailed:
+            continue
+        if role and role[0] != "master":
+            return f"{shard.master} says it is a {role[0]}"
+    return ""
 
 
 async def _ask(conns: Connections, address: Address) -> Topology:
