@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
 
 from redis_forwarder.model import Address
+from tests.support.cli import cli_command, cli_env
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher
 from tests.support.waiting import wait_until
@@ -266,3 +269,35 @@ def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
         )
         source_ids, copied_ids = source_and_copy()
         assert len(source_ids) >= 500 and copied_ids == source_ids
+
+
+def test_run_logs_json_and_stops_cleanly_on_sigterm(
+    shared_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    server = shared_deployment("standalone").spec.shards[0].master
+    config = tmp_path / "forwarder.toml"
+    config.write_text(
+        f'[source]\nkind = "standalone"\naddresses = ["{server}"]\n'
+        '[[route]]\nname = "logs"\nfrom = { channels = ["log.test"] }\n'
+        'to = { list = "log-copy" }\n'
+    )
+    log_file = tmp_path / "run.log"
+    with open(log_file, "wb") as err:
+        process = subprocess.Popen(
+            cli_command(
+                "--log-level", "info", "--log-format", "json", "run", "--config", str(config)
+            ),
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_until(
+            lambda: b"forwarding from" in log_file.read_bytes(), "the task started", timeout=20
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
+    assert any("logs@" in e["message"] and "forwarding from" in e["message"] for e in lines)

@@ -6,7 +6,6 @@ leaves as one line on stderr with the error's exit code, never as a traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -17,6 +16,7 @@ from redis_forwarder.cli.lab_commands import lab
 from redis_forwarder.cli.run_command import run
 from redis_forwarder.cli.topology_command import topology
 from redis_forwarder.errors import ForwarderError, NotBuiltError
+from redis_forwarder.observe import configure_logging
 
 EXIT_INTERRUPTED = 130
 
@@ -30,11 +30,16 @@ EXIT_INTERRUPTED = 130
     show_default=True,
     help="Logging on stderr.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, for log collectors.",
+)
+def cli(log_level: str, log_format: str) -> None:
     """A high-availability message forwarder for Redis pub/sub and streams."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, log_format)
 
 
 def _not_built(name: str, issue: str) -> click.Command:
