@@ -135,6 +135,11 @@ class ForwardingTask:
                     raise  # the task itself was cancelled: stop
                 reason, self._rehome_reason = self._rehome_reason, ""
                 backoff.reset()
+            except Exception as exc:
+                # Not a lost connection: garbage on the wire, a bug. Say so loudly, count it
+                # as a gap, and start over with fresh connections.
+                log.exception("%s failed unexpectedly; reconnecting", self.name)
+                reason = f"unexpected {type(exc).__name__}: {exc}"
             self._open_gap(reason)
             self.on_lost(f"{self.name}: {reason}")
             self._retry_now.clear()

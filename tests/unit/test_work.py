@@ -51,3 +51,31 @@ def test_streams_are_per_shard_and_no_topology_no_tasks() -> None:
     streams = route("t", streams=["s"], group="g")
     assert wanted_tasks([streams], SENTINEL) == {("t", "alpha"), ("t", "beta")}
     assert wanted_tasks([streams], Topology(DeploymentKind.SENTINEL, ())) == set()
+
+
+def test_a_task_survives_an_unexpected_error() -> None:
+    """A bug in one pass (here: the locator raising) is a logged gap, not a dead task."""
+    import asyncio
+
+    from redis_forwarder.observe import Metrics
+    from redis_forwarder.task import Endpoint, ForwardingTask
+
+    calls: list[str] = []
+
+    def broken() -> Endpoint:
+        calls.append("x")
+        raise RuntimeError("boom")
+
+    async def scenario() -> ForwardingTask:
+        task = ForwardingTask(
+            route("c", channels=["a"]), "s", broken, broken, calls.append, Metrics()
+        )
+        runner = asyncio.create_task(task.run())
+        while len([c for c in calls if c == "x"]) < 2:  # it came back for a second try
+            await asyncio.sleep(0.01)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        return task
+
+    task = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert task.gaps and "unexpected RuntimeError: boom" in task.gaps[0].reason
