@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
+from redis_forwarder.task import ForwardingTask
 from tests.support.cli import cli_command, cli_env
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher
@@ -70,6 +71,20 @@ def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
     return {int(fields[b"payload"]) for _, fields in client.xrange(key)}
 
 
+def wait_resumed(task: ForwardingTask, publisher: Publisher) -> float:
+    """Wait until the task's last gap closed and a second of traffic followed; return
+    when it resumed."""
+    wait_until(
+        lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+        "the task resumed",
+        timeout=30,
+    )
+    resumed = task.gaps[-1].end
+    assert resumed is not None
+    wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+    return resumed
+
+
 def run_fault(
     deployment: Deployment,
     fault: Callable[[], None],
@@ -86,14 +101,7 @@ def run_fault(
             task = runner.node.tasks[("orders", "alpha")]
             wait_until(lambda: bool(task.gaps), "a gap opened", timeout=30)
             recover()
-            wait_until(
-                lambda: task.gaps[-1].end is not None and task.running,
-                "the task resumed",
-                timeout=30,
-            )
-            resumed = task.gaps[-1].end
-            assert resumed is not None
-            wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+            resumed = wait_resumed(task, publisher)
         after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
         wait_until(
             lambda: after <= forwarded(alpha, key),
@@ -198,14 +206,7 @@ def test_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
             "SENTINEL", "FAILOVER", "alpha"
         )
         task = next(iter(runner.node.tasks.values()))
-        wait_until(
-            lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
-            "the task re-homed its sink",
-            timeout=30,
-        )
-        resumed = task.gaps[-1].end
-        assert resumed is not None
-        wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+        resumed = wait_resumed(task, publisher)
     after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
     wait_until(
         lambda: after <= forwarded(alpha, "mirror:events"), "all sent after resume kept", timeout=15
