@@ -4,6 +4,7 @@ pub/sub following a slot migration."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +32,9 @@ def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str
 
 
 def reader(deployment: Deployment) -> RedisCluster:
-    seed = deployment.spec.shards[0].master
-    return RedisCluster(startup_nodes=[ClusterNode(seed.host, seed.port)], socket_timeout=5)
+    """A cluster client seeded with every node: any one of them may have been killed."""
+    seeds = [ClusterNode(a.host, a.port) for a in deployment.redis_nodes]
+    return RedisCluster(startup_nodes=seeds, socket_timeout=5)
 
 
 def test_classic_pubsub_on_a_cluster_is_forwarded_once(fresh_deployment: Fresh) -> None:
@@ -192,4 +194,64 @@ def test_cluster_failover_of_the_home_shard_while_forwarding(fresh_deployment: F
                 f"gaps {task.gaps}; copied {len(copied())}, sent {len(sent)}"
             ) from None
         print(f"GAP cluster failover: {task.gaps[-1].end - task.gaps[-1].start:.3f}s")  # type: ignore[operator]
+        cluster.close()
+
+
+@pytest.mark.slow
+def test_cluster_master_killed_while_forwarding(fresh_deployment: Fresh) -> None:
+    """kill -9 of the home shard's master: the cluster promotes its replica (node
+    timeout 2 s), the task follows it, and nothing published after it resumed is lost."""
+    deployment = fresh_deployment("cluster")
+    assert deployment.lab is not None
+    route = {"name": "orders", "from": {"channels": ["orders"]}, "to": {"list": "copied:{shard}"}}
+    survivors: list[redis.Redis] = []
+    sent: list[tuple[int, float]] = []
+    halt = threading.Event()
+
+    def publish() -> None:
+        seq = 0
+        while not halt.is_set():
+            try:
+                survivors[seq % len(survivors)].publish("orders", str(seq))
+                sent.append((seq, time.time()))
+            except redis.RedisError:
+                pass
+            seq += 1
+            halt.wait(0.003)
+
+    with NodeRunner(cluster_config(deployment, route)) as runner:
+        wait_until(runner.all_running, "the route's task forwarding", timeout=20)
+        (task,) = runner.node.tasks.values()
+        home = runner.node.source_topology().shard(task.shard)
+        assert home is not None
+        victim = next(
+            p for p in deployment.lab.state().processes if p.address == str(home.master.address)
+        )
+        survivors.extend(client(a) for a in deployment.redis_nodes if a != home.master.address)
+        thread = threading.Thread(target=publish)
+        thread.start()
+        try:
+            wait_until(lambda: len(sent) > 200, "traffic flowing")
+            killed_at = time.time()
+            deployment.lab.send_signal(victim.name, signal.SIGKILL)
+            wait_until(
+                lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+                "the task followed the promotion",
+                timeout=60,
+            )
+            resumed = task.gaps[-1].end
+            assert resumed is not None
+            wait_until(lambda: sent[-1][1] > resumed + 1.0, "traffic after resume")
+        finally:
+            halt.set()
+            thread.join(10)
+        assert runner.node.source_topology().shard(task.shard).master.address != home.master.address  # type: ignore[union-attr]
+        cluster = reader(deployment)
+        after = {seq for seq, at in sent if at > resumed + 0.2}
+        wait_until(
+            lambda: after <= {int(v) for v in cluster.lrange(f"copied:{task.shard}", 0, -1)},
+            "everything after resume copied",
+            timeout=30,
+        )
+        print(f"GAP cluster kill -9: resumed {resumed - killed_at:.3f}s after the kill")
         cluster.close()
