@@ -42,6 +42,8 @@ class SourceConfig(BaseModel):
     sentinel_password_env: str | None = None
     sentinel_password_file: str | None = None
     socket_timeout: float = Field(default=DEFAULT_SOCKET_TIMEOUT, gt=0, le=60)
+    # Pub/sub may read from a replica (messages reach replicas too); streams cannot.
+    read_from: Literal["master", "replica"] = "master"
 
     @model_validator(mode="after")
     def _check(self) -> Self:

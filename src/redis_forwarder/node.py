@@ -140,7 +140,12 @@ class Node:
         task = ForwardingTask(
             route,
             shard,
-            locate_source=self._locator(SOURCE, shard),
+            # XREADGROUP writes (the group's pending list): streams read from masters.
+            locate_source=self._locator(
+                SOURCE,
+                shard,
+                replicas=self.config.source.read_from == "replica" and not route.from_.streams,
+            ),
             locate_sink=self._locator(
                 route.to.target, shard if route.to.target == SOURCE else None
             ),
@@ -157,17 +162,24 @@ class Node:
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
 
-    def _locator(self, deployment: str, shard: str | None) -> Callable[[], Endpoint]:
+    def _locator(
+        self, deployment: str, shard: str | None, replicas: bool = False
+    ) -> Callable[[int], Endpoint]:
         """Where a task connects now: the current master of ``shard`` (or, for another
-        deployment, of its first shard)."""
+        deployment, of its first shard). With ``replicas``, the shard's replicas come
+        first and the master last, and each failed attempt moves to the next one, so a
+        dead replica costs one retry, not the task."""
         credentials = self._settings[deployment].redis
 
-        def locate() -> Endpoint:
+        def locate(attempt: int) -> Endpoint:
             topology = self._watchers[deployment].current
             chosen = topology.shard(shard) if shard is not None else topology.shards[0]
             if chosen is None:  # the reconcile loop will stop the task
                 raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
-            return Endpoint(chosen.master.address, credentials)
+            if not replicas:
+                return Endpoint(chosen.master.address, credentials)
+            candidates = [r.address for r in chosen.replicas] + [chosen.master.address]
+            return Endpoint(candidates[attempt % len(candidates)], credentials)
 
         return locate
 

@@ -74,8 +74,8 @@ class ForwardingTask:
         self,
         route: RouteConfig,
         shard: str,
-        locate_source: Callable[[], Endpoint],
-        locate_sink: Callable[[], Endpoint],
+        locate_source: Callable[[int], Endpoint],
+        locate_sink: Callable[[int], Endpoint],
         on_lost: Callable[[str], None],
         metrics: Metrics,
         consumer: str = "redis-forwarder",
@@ -96,6 +96,9 @@ class ForwardingTask:
         self.sharded_channels = sharded_channels
         self.subscribed_sharded: list[str] = []  # what the current connection serves
         self.gaps: list[Gap] = []
+        self.source_address: Address | None = None  # where it reads now
+        self._attempt = 0  # consecutive failed attempts: a locator may move on
+        self._ran_since_failure = False
         self.running = False
         self.received = 0
         self.dropped = 0
@@ -140,6 +143,8 @@ class ForwardingTask:
                 # as a gap, and start over with fresh connections.
                 log.exception("%s failed unexpectedly; reconnecting", self.name)
                 reason = f"unexpected {type(exc).__name__}: {exc}"
+            self._attempt = 0 if self._ran_since_failure else self._attempt + 1
+            self._ran_since_failure = False
             self._open_gap(reason)
             self.on_lost(f"{self.name}: {reason}")
             self._retry_now.clear()
@@ -148,7 +153,8 @@ class ForwardingTask:
                     await self._retry_now.wait()
 
     async def _forward_once(self) -> None:
-        source_end = self.locate_source()
+        source_end = self.locate_source(self._attempt)
+        self.source_address = source_end.address
         # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
         source = RespConnection(
             source_end.address.host,
@@ -160,7 +166,7 @@ class ForwardingTask:
         try:
             await source.open(source_end.credentials.username, source_end.credentials.password)
             if self.route.from_.streams:
-                sink_end = self.locate_sink()
+                sink_end = self.locate_sink(0)
                 stream_sink = await self._connect(sink_end, CONNECT_TIMEOUT)
                 loop = self._stream_loop(source, stream_sink)
                 where = str(sink_end.address)
@@ -169,6 +175,7 @@ class ForwardingTask:
                 loop = await self._pubsub_loop(source, sink)
             self._close_gap()
             self.running = True
+            self._ran_since_failure = True
             self.metrics.running.labels(**self._labels).set(1)
             log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
             await loop
@@ -203,7 +210,7 @@ class ForwardingTask:
                 on_moved,
             )
             return cluster, "the target cluster's masters"
-        end = self.locate_sink()
+        end = self.locate_sink(0)
         writer = PipelineWriter(await self._connect(end, CONNECT_TIMEOUT), self.route.max_in_flight)
         writer.start()
         overflow = None

@@ -302,3 +302,32 @@ def test_run_logs_json_and_stops_cleanly_on_sigterm(
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
     assert any("logs@" in e["message"] and "forwarding from" in e["message"] for e in lines)
+
+
+@pytest.mark.slow
+def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> None:
+    """read_from = "replica": the subscription sits on a replica (PUBLISH on the master
+    reaches it through replication); when that replica is killed, the task moves on."""
+    deployment = fresh_deployment("sentinel")
+    assert deployment.lab is not None
+    config = config_for(deployment)
+    config["source"] = {**sentinel_source(deployment), "read_from": "replica"}
+    alpha = deployment.spec.shards[0]
+    with NodeRunner(config) as runner, Publisher(lambda: alpha.master, "orders.r") as publisher:
+        wait_until(runner.all_running, "tasks forwarding", timeout=15)
+        task = runner.node.tasks[("orders", "alpha")]
+        assert task.source_address in alpha.replicas
+        wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
+        victim = next(
+            p for p in deployment.lab.state().processes if p.address == str(task.source_address)
+        )
+        deployment.lab.send_signal(victim.name, signal.SIGKILL)
+        resumed = wait_resumed(task, publisher)
+        assert task.source_address != Address.parse(victim.address)
+    after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
+    master = master_locator(deployment, "alpha")
+    wait_until(
+        lambda: after <= forwarded(master, "mirror:alpha:orders.r"),
+        "everything after resume forwarded",
+        timeout=15,
+    )

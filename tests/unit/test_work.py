@@ -62,7 +62,7 @@ def test_a_task_survives_an_unexpected_error() -> None:
 
     calls: list[str] = []
 
-    def broken() -> Endpoint:
+    def broken(_attempt: int) -> Endpoint:
         calls.append("x")
         raise RuntimeError("boom")
 
