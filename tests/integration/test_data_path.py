@@ -246,3 +246,41 @@ def test_overflow_policy_with_a_paused_sink(
         assert (dropped, forwarded) == (0, total)
     else:
         assert dropped > 0 and dropped + forwarded == total
+
+
+def test_subscribing_under_traffic_keeps_early_messages(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """Messages arrive as soon as the first subscription is confirmed, before the
+    others: subscribing under load must keep them, not fail."""
+    import threading
+
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    channels = [f"busy.{tag}.{i}".encode() for i in range(3)]
+    halt = threading.Event()
+
+    def flood() -> None:
+        while not halt.is_set():
+            client.publish(channels[0], "x")
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+
+        async def scenario() -> int:
+            total = 0
+            for _ in range(20):  # each a fresh subscription racing the flood
+                connection = RespConnection(server.host, server.port, timeout=2.0)
+                await connection.open()
+                reader = PubSubReader(connection)
+                await reader.subscribe(channels, [b"busy." + tag.encode() + b".*"])
+                total += len(await reader.messages(1.0))
+                await connection.close()
+            return total
+
+        assert asyncio.run(scenario()) > 0
+    finally:
+        halt.set()
+        thread.join(10)

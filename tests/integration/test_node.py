@@ -326,8 +326,12 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
         assert task.source_address != Address.parse(victim.address)
     after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
     master = master_locator(deployment, "alpha")
-    wait_until(
-        lambda: after <= forwarded(master, "mirror:alpha:orders.r"),
-        "everything after resume forwarded",
-        timeout=15,
-    )
+    try:
+        wait_until(
+            lambda: after <= forwarded(master, "mirror:alpha:orders.r"),
+            "everything after resume forwarded",
+            timeout=15,
+        )
+    except AssertionError:
+        missing = sorted(after - forwarded(master, "mirror:alpha:orders.r"))
+        raise AssertionError(f"missing {len(missing)}: {missing[:10]}; gaps {task.gaps}") from None

@@ -8,8 +8,9 @@ message is most of the budget.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection, encode
+from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, RespConnection, encode
 from redis_forwarder.topology.slots import key_slot
 
 NO_PATTERN = b""
@@ -24,6 +25,7 @@ class PubSubReader:
         self.subscribed = 0
         self.pongs = 0
         self.unsubscribed = 0  # sharded channels Redis dropped (their slot moved)
+        self._early: list[RawMessage] = []  # messages that came with the confirmations
 
     async def subscribe(
         self,
@@ -46,11 +48,15 @@ class PubSubReader:
         await self.connection.drain()
         confirmed = 0
         while confirmed < expected:
-            for reply in await self.connection.read():
+            replies = await self.connection.read()
+            for reply in replies:
                 if isinstance(reply, list) and reply[0] in _CONFIRMATIONS:
                     confirmed += 1
-                else:
+                elif isinstance(reply, ReplyError) or not isinstance(reply, list):
                     raise ConnectionLost(self.connection.name, f"subscribe refused: {reply!s:.200}")
+            # Messages flow as soon as the first subscription is confirmed, often in the
+            # same read: keep them for the first ``messages`` call.
+            self._early.extend(self._messages(replies))
         self.subscribed = expected
 
     async def messages(self, timeout: float) -> list[RawMessage]:
@@ -58,8 +64,16 @@ class PubSubReader:
 
         Other pushes (PONG of the heartbeat, unsubscribe confirmations) are skipped.
         """
+        if self._early:
+            early, self._early = self._early, []
+            return early
+        return self._messages(await self.connection.read(timeout, idle_ok=True))
+
+    def _messages(self, replies: list[Any]) -> list[RawMessage]:
         batch: list[RawMessage] = []
-        for reply in await self.connection.read(timeout, idle_ok=True):
+        for reply in replies:
+            if not isinstance(reply, list):
+                continue
             kind = reply[0]
             if kind == b"message":
                 batch.append((reply[1], reply[2], NO_PATTERN))
