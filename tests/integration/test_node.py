@@ -16,10 +16,9 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
-from redis_forwarder.task import ForwardingTask
 from tests.support.cli import cli_command, cli_env
 from tests.support.deployments import Deployment
-from tests.support.node_runner import NodeRunner, Publisher
+from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration]
@@ -69,20 +68,6 @@ def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
     address = locate()
     client = redis.Redis(host=address.host, port=address.port, socket_timeout=2)
     return {int(fields[b"payload"]) for _, fields in client.xrange(key)}
-
-
-def wait_resumed(task: ForwardingTask, publisher: Publisher) -> float:
-    """Wait until the task's last gap closed and a second of traffic followed; return
-    when it resumed."""
-    wait_until(
-        lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
-        "the task resumed",
-        timeout=30,
-    )
-    resumed = task.gaps[-1].end
-    assert resumed is not None
-    wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
-    return resumed
 
 
 def run_fault(

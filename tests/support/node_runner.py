@@ -14,6 +14,8 @@ import redis
 from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.model import Address
 from redis_forwarder.node import Node
+from redis_forwarder.task import ForwardingTask
+from tests.support.waiting import wait_until
 
 
 class NodeRunner:
@@ -99,3 +101,17 @@ class Publisher:
     def __exit__(self, *_exc: object) -> None:
         self._halt.set()
         self._thread.join(10)
+
+
+def wait_resumed(task: ForwardingTask, publisher: Publisher) -> float:
+    """Wait until the task's last gap closed and a second of traffic followed; return
+    when it resumed."""
+    wait_until(
+        lambda: bool(task.gaps) and task.gaps[-1].end is not None and task.running,
+        "the task resumed",
+        timeout=30,
+    )
+    resumed = task.gaps[-1].end
+    assert resumed is not None
+    wait_until(lambda: publisher.sent[-1][1] > resumed + 1.0, "traffic after resume")
+    return resumed
