@@ -103,8 +103,11 @@ class ProcessProvider:
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """Running processes whose command line mentions ``text`` (a lab directory):
-    what a lab would leave behind if it failed to stop something."""
+    """Running processes whose command line or working directory mentions ``text`` (a
+    lab directory): what a lab would leave behind if it failed to stop something.
+
+    The working directory matters: redis-server rewrites its command line to
+    ``redis-server HOST:PORT``, but it runs in its data directory inside the lab."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -112,8 +115,9 @@ def processes_mentioning(text: str) -> list[str]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if text in cmdline and state not in ("Z", "X"):
-            found.append(f"{entry.name}: {cmdline.strip()}")
+        if (text in cmdline or text in cwd) and state not in ("Z", "X"):
+            found.append(f"{entry.name}: {cmdline.strip()} (in {cwd})")
     return found

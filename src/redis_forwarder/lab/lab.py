@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class Lab:
         self.directory = self.directory.absolute()
         # Children we started in this process: their exit status makes better errors.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._interrupted = False
 
     # ---------------------------------------------------------------- reading
 
@@ -163,7 +165,8 @@ class Lab:
                 spec_name=spec.name, spec_path=spec_path, kind=spec.kind, started_at=time.time()
             )
             try:
-                self._start_all(spec, plans, state, Deadline(timeout), report)
+                with self._deferred_interrupts():
+                    self._start_all(spec, plans, state, Deadline(timeout), report)
             except BaseException:
                 report("stopping what was started")
                 self._abort(state)
@@ -217,15 +220,41 @@ class Lab:
             stage="agreement: ",
         )
 
+    @contextlib.contextmanager
+    def _deferred_interrupts(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM only set a flag while processes are being spawned; it is
+        acted on between two starts and in every wait. A KeyboardInterrupt raised inside
+        subprocess.Popen would leak the child it had just forked, unrecorded."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(_signum: int, _frame: object) -> None:
+            self._interrupted = True
+
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _raise_if_interrupted(self) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+
     def _start(self, plan: ProcessPlan, state: LabState) -> None:
+        self._raise_if_interrupted()
         directory = data_dir(self.directory, plan.name)
         directory.mkdir(parents=True, exist_ok=True)
         for file_name, content in plan.files:
             (directory / file_name).write_text(content, encoding="utf-8")
         log = log_path(self.directory, plan.name)
         with open(log, "wb") as log_file:
-            child = _spawn(plan.argv, directory, log_file)
-        self._children[plan.name] = child
+            # Kept at once: if Ctrl-C lands before the record below is written, _abort
+            # still knows this child and stops it.
+            child = self._children[plan.name] = _spawn(plan.argv, directory, log_file)
         identity = pids.identify(child.pid)
         record = ProcessRecord(
             name=plan.name,
@@ -245,6 +274,7 @@ class Lab:
 
     def _watchdog(self, state: LabState) -> Callable[[], None]:
         def check() -> None:
+            self._raise_if_interrupted()
             for record in state.processes:
                 child = self._children.get(record.name)
                 status = child.poll() if child is not None else None
@@ -257,6 +287,11 @@ class Lab:
 
     def _abort(self, state: LabState) -> None:
         """Undo a failed ``up``: stop everything, remove data; keep logs to read."""
+        recorded = {r.name for r in state.processes}
+        for name, child in self._children.items():
+            if name not in recorded and child.poll() is None:  # spawned, not yet recorded
+                child.kill()
+                child.wait(5)
         self._stop_records(state.processes)
         shutil.rmtree(self.directory / "data", ignore_errors=True)
         state_path(self.directory).unlink(missing_ok=True)
