@@ -211,6 +211,12 @@ class NodeConfig(BaseModel):
     metrics: str | None = None  # host:port for /metrics, /healthz, /readyz
     topology_interval: float = Field(default=1.0, gt=0, le=60)
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.metrics is not None:
+            Address.parse(self.metrics)  # ValueError names the bad address
+        return self
+
 
 class ForwarderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

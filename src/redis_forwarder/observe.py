@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from redis_forwarder.errors import ForwarderError
 from redis_forwarder.model import Address
 
 LOOP_STALL_AFTER = 5.0
@@ -139,7 +140,13 @@ class HealthServer:
             def log_message(self, *_args: object) -> None:
                 pass  # scrapes every few seconds would drown the node's own log
 
-        self.server = ThreadingHTTPServer((address.host, address.port), Handler)
+        try:
+            self.server = ThreadingHTTPServer((address.host, address.port), Handler)
+        except OSError as exc:
+            raise ForwarderError(
+                f"cannot serve metrics on {address} ({exc.strerror or exc}); pick another "
+                "[node] metrics address, or stop what listens there"
+            ) from exc
         self.address = Address(address.host, self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

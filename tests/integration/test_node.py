@@ -320,3 +320,22 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
     except AssertionError:
         missing = sorted(after - forwarded(master, "mirror:alpha:orders.r"))
         raise AssertionError(f"missing {len(missing)}: {missing[:10]}; gaps {task.gaps}") from None
+
+
+def test_metrics_port_in_use_is_a_clear_error(fresh_deployment: Fresh) -> None:
+    deployment = fresh_deployment("standalone")
+    server = deployment.spec.shards[0].master
+    with socket.socket() as squatter:
+        squatter.bind((server.host, 0))
+        squatter.listen()
+        taken = f"{server.host}:{squatter.getsockname()[1]}"
+        config = {
+            "source": {"kind": "standalone", "addresses": [str(server)]},
+            "route": [{"name": "r", "from": {"channels": ["c"]}, "to": {"list": "l"}}],
+            "node": {"metrics": taken},
+        }
+        runner = NodeRunner(config)
+        with runner:
+            wait_until(lambda: runner.error is not None, "the node refused to start")
+    assert f"cannot serve metrics on {taken}" in str(runner.error)
+    assert "[node] metrics" in str(runner.error)

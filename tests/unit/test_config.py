@@ -78,6 +78,7 @@ def test_full_example(tmp_path: Path) -> None:
         (('copy.{channel}" }', 'copy.{channel}", maxlen = 5 }'), "maxlen is for stream"),
         (("c:{0..3}", "c:{3..0}"), "runs backwards"),
         (("metrics =", "metricz ="), "node.metricz: unknown key"),
+        (("127.0.0.1:9464", "127.0.0.1"), "is not host:port"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

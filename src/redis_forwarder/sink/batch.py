@@ -8,7 +8,6 @@ raises ConnectionLost when the sink turned read-only (a master that became a rep
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -64,8 +63,7 @@ class SingleNodeSink:
 
     async def flush(self) -> None:
         if self.overflow is not None:
-            while self.overflow.queued:
-                await asyncio.sleep(0.01)
+            await self.overflow.drain()
         await self.writer.flush()
 
     async def close(self) -> None:

@@ -28,6 +28,8 @@ class DropOldestBuffer:
         self.dropped = 0
         self._batches: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._pump: asyncio.Task[None] | None = None
 
     async def send(self, buffer: bytes, count: int) -> None:
@@ -36,6 +38,7 @@ class DropOldestBuffer:
         elif self._pump.done():
             self._pump.result()  # raises what ended it
         self._batches.append((buffer, count))
+        self._empty.clear()
         self.queued += count
         while self.queued > self.capacity and len(self._batches) > 1:
             _, lost = self._batches.popleft()
@@ -47,11 +50,23 @@ class DropOldestBuffer:
     async def _run_pump(self) -> None:
         while True:
             while not self._batches:
+                self._empty.set()
                 self._ready.clear()
                 await self._ready.wait()
             buffer, count = self._batches.popleft()
             self.queued -= count
             await self.writer.send(buffer, count)
+
+    async def drain(self) -> None:
+        """Wait until every queued batch went to the writer; raise what ended the pump."""
+        while not self._empty.is_set():
+            if self._pump is None or self._pump.done():
+                if self._pump is not None:
+                    self._pump.result()
+                return
+            waiter = asyncio.ensure_future(self._empty.wait())
+            await asyncio.wait([waiter, self._pump], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
 
     async def close(self) -> None:
         if self._pump is not None:
