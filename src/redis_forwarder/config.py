@@ -142,7 +142,12 @@ class ToConfig(BaseModel):
     stream: str | None = None
     channel: str | None = None
     list_: str | None = Field(default=None, alias="list")
+    # stream: XADD MAXLEN ~ n; list: LTRIM to the newest n after each push.
     maxlen: int | None = Field(default=None, gt=0)
+    # channel: SPUBLISH instead of PUBLISH, for subscribers that use SSUBSCRIBE.
+    sharded: bool = False
+    # stream: add the writing node's id and its ownership epoch to every entry.
+    node_fields: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -155,8 +160,12 @@ class ToConfig(BaseModel):
             raise ValueError(
                 f"give exactly one of stream, channel or list (given: {given or 'none'})"
             )
-        if self.maxlen is not None and self.stream is None:
-            raise ValueError("maxlen is for stream sinks")
+        if self.maxlen is not None and self.channel is not None:
+            raise ValueError("maxlen is for stream and list sinks: a channel keeps nothing")
+        if self.sharded and self.channel is None:
+            raise ValueError("sharded is for channel sinks (SPUBLISH)")
+        if self.node_fields and self.stream is None:
+            raise ValueError("node_fields is for stream sinks")
         try:
             compile_template(self.name_template)
         except TemplateError as exc:
@@ -182,6 +191,8 @@ class RouteConfig(BaseModel):
     to: ToConfig
     max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
     heartbeat: float = Field(default=1.0, gt=0, le=60)
+    # How long the sink may leave a write unanswered before its connection counts as lost.
+    sink_timeout: float = Field(default=5.0, gt=0, le=300)
     overflow: Literal["block", "drop-oldest"] = "block"
     buffer: int = Field(default=100_000, ge=1, le=10_000_000)
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.resp import ConnectionLost, ReplyError
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
+from redis_forwarder.sink.entries import EntrySink
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 
@@ -89,6 +90,8 @@ class PubSubForwarding:
 
 
 RECLAIM_INTERVAL = 30.0  # how often entries left pending (refused by the sink) are retried
+# Refusals that mean the sink is elsewhere now: reconnect where the topology says.
+MOVED_ON = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "MASTERDOWN")
 
 
 class StreamForwarding:
@@ -103,8 +106,9 @@ class StreamForwarding:
     def __init__(
         self,
         reader: StreamReader,
-        sink: RespConnection,
+        sink: EntrySink,
         command: EntryCommand,
+        key_of: Callable[[bytes], bytes],
         batch: int,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
@@ -112,6 +116,7 @@ class StreamForwarding:
         self.reader = reader
         self.sink = sink
         self.command = command
+        self.key_of = key_of  # source stream -> sink key
         self.batch = batch
         self.heartbeat = heartbeat
         self.on_batch = on_batch
@@ -134,8 +139,10 @@ class StreamForwarding:
                     reclaim_at = time.monotonic() + RECLAIM_INTERVAL
             if not entries:
                 continue
-            buffer = b"".join([self.command(*entry) for entry in entries])
-            replies = await self.sink.call_many(buffer, len(entries))
+            command, key_of = self.command, self.key_of
+            replies = await self.sink.write(
+                [(key_of(entry[0]), command(*entry)) for entry in entries]
+            )
             done: dict[bytes, list[bytes]] = {}
             for (stream, entry_id, _fields), reply in zip(entries, replies, strict=True):
                 if isinstance(reply, ReplyError):
@@ -148,7 +155,10 @@ class StreamForwarding:
                 done.setdefault(stream, []).append(entry_id)
             await self.reader.ack(done)
             self.acked += sum(len(ids) for ids in done.values())
-            if self.last_refusal.startswith("READONLY"):
-                raise ConnectionLost(self.sink.name, "sink is READONLY (a replica now)")
+            if self.last_refusal.startswith(MOVED_ON):
+                # Refused entries stay pending; the reconnect claims them again.
+                raise ConnectionLost(
+                    self.sink.name, f"the sink moved ({self.last_refusal.split(' ')[0]})"
+                )
             if self.on_batch is not None:
                 self.on_batch(len(entries), 0)

@@ -24,10 +24,11 @@ from redis_forwarder.errors import NotBuiltError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
 from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.sink.commands import Owner
 from redis_forwarder.task import Endpoint, ForwardingTask
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.diff import ChangeKind
-from redis_forwarder.work import sharded_channels, wanted_tasks
+from redis_forwarder.work import keys_served, wanted_tasks
 
 log = logging.getLogger(__name__)
 CYCLE = 1.0
@@ -36,14 +37,6 @@ SOURCE = "source"
 
 def check_supported(config: ForwarderConfig) -> None:
     """Refuse, before anything starts, what this release cannot forward."""
-    deployments = {SOURCE: config.source, **config.targets}
-    for route in config.routes:
-        target = deployments[route.to.target]
-        if route.from_.streams and DeploymentKind.CLUSTER in (config.source.kind, target.kind):
-            raise NotBuiltError(
-                f"route {route.name!r}: stream routes from or to a Redis Cluster are not "
-                "built yet; pub/sub and sharded pub/sub are"
-            )
     if not config.routes:
         raise NotBuiltError("the config has no [[route]]: nothing to forward")
 
@@ -153,11 +146,10 @@ class Node:
             metrics=self.metrics,
             consumer=self.node_id,
             cluster_sink=cluster_sink,
-            sharded_channels=(
-                (lambda: sharded_channels(route, shard, source.current))
-                if route.from_.sharded
-                else None
-            ),
+            keys_served=lambda: keys_served(route, shard, source.current),
+            source_is_cluster=self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
+            # Without coordination there is one owner, always: epoch 0.
+            owner=Owner(self.node_id, 0),
         )
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
@@ -197,7 +189,8 @@ class Node:
                 log.info("topology %s: %s", name, change.to_json())
                 if change.kind is ChangeKind.SLOTS_MOVED and name == SOURCE:
                     for (_route, shard), task in self.tasks.items():
-                        if shard == change.shard and task.route.from_.sharded:
+                        keyed = task.route.from_.sharded or task.route.from_.streams
+                        if shard == change.shard and keyed:
                             task.rehome(f"slots of {change.shard} moved")
                     continue
                 if change.kind is not ChangeKind.MASTER_CHANGED:

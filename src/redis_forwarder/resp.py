@@ -71,10 +71,15 @@ class RespConnection:
     become :class:`ConnectionLost`. Not safe for two concurrent readers.
     """
 
-    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout: float, connect_timeout: float | None = None
+    ) -> None:
+        """``timeout``: how long a reply or a write may take; ``connect_timeout``: how
+        long connecting may take (default: ``timeout``)."""
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.name = f"{host}:{port}"
         self._parser = ReplyParser()
         self._reader: asyncio.StreamReader | None = None
@@ -83,7 +88,8 @@ class RespConnection:
     async def open(self, username: str | None = None, password: str | None = None) -> None:
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=READ_SIZE), self.timeout
+                asyncio.open_connection(self.host, self.port, limit=READ_SIZE),
+                self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectionLost(self.name, str(exc) or type(exc).__name__) from None

@@ -26,13 +26,15 @@ from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
-from redis_forwarder.sink.commands import SinkShape, entry_command, sink_command
+from redis_forwarder.sink.commands import Owner, SinkShape, entry_command, sink_command
+from redis_forwarder.sink.entries import ClusterEntrySink, EntrySink, NodeEntrySink
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 from redis_forwarder.templates import compile_template
 from redis_forwarder.topology.settings import Credentials
+from redis_forwarder.work import slot_groups
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2.0
@@ -49,6 +51,19 @@ def copies_stream_ids(route: RouteConfig) -> bool:
         and "{channel}" in template
         and (route.to.target == "source" or "{shard}" in template)
     )
+
+
+async def first_failure(loops: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``loops`` together until one ends; cancel the others and raise what ended it."""
+    running = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for finished in done:
+            finished.result()  # raises the loop's error
+    finally:
+        for loop in running:
+            loop.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 @dataclass
@@ -80,11 +95,14 @@ class ForwardingTask:
         metrics: Metrics,
         consumer: str = "redis-forwarder",
         cluster_sink: ClusterTarget | None = None,
-        sharded_channels: Callable[[], list[str]] | None = None,
+        keys_served: Callable[[], list[str]] | None = None,
+        source_is_cluster: bool = False,
+        owner: Owner | None = None,
     ) -> None:
         """``cluster_sink``: the target is a cluster (its topology now, credentials, and
-        whom to tell about MOVED). ``sharded_channels``: a sharded route's channels that
-        this shard serves now."""
+        whom to tell about MOVED). ``keys_served``: the sharded channels or streams of
+        the route that this shard serves now (default: all of them). ``owner``: the
+        node and epoch that stream sinks stamp on entries, if the route asks for it."""
         self.route = route
         self.shard = shard
         self.locate_source = locate_source
@@ -93,7 +111,9 @@ class ForwardingTask:
         self.metrics = metrics
         self.consumer = consumer  # the consumer name in stream groups
         self.cluster_sink = cluster_sink
-        self.sharded_channels = sharded_channels
+        every_key = list(route.from_.sharded or route.from_.streams)
+        self.keys_served = keys_served or (lambda: every_key)
+        self.source_is_cluster = source_is_cluster
         self.subscribed_sharded: list[str] = []  # what the current connection serves
         self.gaps: list[Gap] = []
         self.source_address: Address | None = None  # where it reads now
@@ -106,10 +126,16 @@ class ForwardingTask:
         self._rehome_reason = ""
         self._retry_now = asyncio.Event()
         self._target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
-        shape = SinkShape(route.to.kind, route.to.maxlen)
-        self._command = sink_command(shape, self._target, shard)
-        self._entry_command = entry_command(shape, self._target, copies_stream_ids(route))
-        self.streams: StreamForwarding | None = None
+        self._shape = SinkShape(
+            route.to.kind,
+            route.to.maxlen,
+            sharded=route.to.sharded,
+            owner=owner if route.to.node_fields else None,
+        )
+        self._command = sink_command(self._shape, self._target, shard)
+        self._entry_command = entry_command(self._shape, self._target, copies_stream_ids(route))
+        self.pubsub: PubSubForwarding | None = None
+        self.streams: list[StreamForwarding] = []
         self._labels = {"route": route.name, "shard": shard}
 
     @property
@@ -155,99 +181,146 @@ class ForwardingTask:
     async def _forward_once(self) -> None:
         source_end = self.locate_source(self._attempt)
         self.source_address = source_end.address
-        # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
-        source = RespConnection(
-            source_end.address.host,
-            source_end.address.port,
-            timeout=CONNECT_TIMEOUT + self.route.heartbeat,
-        )
-        sink: BatchSink | None = None
-        stream_sink: RespConnection | None = None
         try:
-            await source.open(source_end.credentials.username, source_end.credentials.password)
-            if self.route.from_.streams:
-                sink_end = self.locate_sink(0)
-                stream_sink = await self._connect(sink_end, CONNECT_TIMEOUT)
-                loop = self._stream_loop(source, stream_sink)
-                where = str(sink_end.address)
-            else:
-                sink, where = await self._batch_sink()
-                loop = await self._pubsub_loop(source, sink)
-            self._close_gap()
-            self.running = True
-            self._ran_since_failure = True
-            self.metrics.running.labels(**self._labels).set(1)
-            log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
-            await loop
+            async with contextlib.AsyncExitStack() as stack:
+                if self.route.from_.streams:
+                    loop, where = await self._stream_loops(source_end, stack)
+                else:
+                    loop, where = await self._pubsub_loop(source_end, stack)
+                self._close_gap()
+                self.running = True
+                self._ran_since_failure = True
+                self.metrics.running.labels(**self._labels).set(1)
+                log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
+                await loop
         finally:
             self.running = False
             self.metrics.running.labels(**self._labels).set(0)
-            if sink is not None:
-                self.metrics.refused.labels(**self._labels).inc(sink.refused)
-                with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
-                    await sink.close()
-            if stream_sink is not None:
-                await stream_sink.close()
-            await source.close()
 
-    @staticmethod
-    async def _connect(end: Endpoint, timeout: float) -> RespConnection:
-        connection = RespConnection(end.address.host, end.address.port, timeout=timeout)
+    async def _connect(
+        self, end: Endpoint, stack: contextlib.AsyncExitStack, timeout: float
+    ) -> RespConnection:
+        connection = RespConnection(
+            end.address.host, end.address.port, timeout=timeout, connect_timeout=CONNECT_TIMEOUT
+        )
+        stack.push_async_callback(connection.close)
         await connection.open(end.credentials.username, end.credentials.password)
         return connection
 
-    async def _batch_sink(self) -> tuple[BatchSink, str]:
+    def _source_timeout(self) -> float:
+        # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
+        return CONNECT_TIMEOUT + self.route.heartbeat
+
+    async def _batch_sink(self, stack: contextlib.AsyncExitStack) -> tuple[BatchSink, str]:
         """The sink of a pub/sub task: one node, or every master of a cluster target."""
+        sink: BatchSink
         if self.cluster_sink is not None:
             topology, credentials, on_moved = self.cluster_sink
-            cluster = ClusterSink(
+            sink = ClusterSink(
                 self._command,
                 self._target,
                 topology,
                 credentials,
                 self.route.max_in_flight,
-                CONNECT_TIMEOUT,
+                self.route.sink_timeout,
                 on_moved,
+                self._shape.replies_per_message,
+                CONNECT_TIMEOUT,
             )
-            return cluster, "the target cluster's masters"
-        end = self.locate_sink(0)
-        writer = PipelineWriter(await self._connect(end, CONNECT_TIMEOUT), self.route.max_in_flight)
-        writer.start()
-        overflow = None
-        if self.route.overflow == "drop-oldest":
-            overflow = DropOldestBuffer(writer, self.route.buffer, self._dropped)
-        return SingleNodeSink(writer, self._command, overflow), str(end.address)
+            where = "the target cluster's masters"
+        else:
+            end = self.locate_sink(0)
+            connection = RespConnection(
+                end.address.host,
+                end.address.port,
+                timeout=self.route.sink_timeout,
+                connect_timeout=CONNECT_TIMEOUT,
+            )
+            stack.push_async_callback(connection.close)
+            await connection.open(end.credentials.username, end.credentials.password)
+            writer = PipelineWriter(connection, self.route.max_in_flight)
+            writer.start()
+            overflow = None
+            if self.route.overflow == "drop-oldest":
+                overflow = DropOldestBuffer(
+                    writer, self.route.buffer, self._dropped, self._shape.replies_per_message
+                )
+            sink = SingleNodeSink(writer, self._command, overflow, self._shape.replies_per_message)
+            where = str(end.address)
+
+        async def close_sink() -> None:
+            self.metrics.refused.labels(**self._labels).inc(sink.refused)
+            with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
+                await sink.close()
+
+        stack.push_async_callback(close_sink)
+        return sink, where
 
     async def _pubsub_loop(
-        self, source: RespConnection, sink: BatchSink
-    ) -> Coroutine[Any, Any, None]:
+        self, source_end: Endpoint, stack: contextlib.AsyncExitStack
+    ) -> tuple[Coroutine[Any, Any, None], str]:
+        source = await self._connect(source_end, stack, self._source_timeout())
+        sink, where = await self._batch_sink(stack)
         reader = PubSubReader(source)
-        sharded = self.sharded_channels() if self.sharded_channels is not None else []
+        sharded = self.keys_served() if self.route.from_.sharded else []
         self.subscribed_sharded = list(sharded)
         await reader.subscribe(
             [c.encode() for c in self.route.from_.channels],
             [p.encode() for p in self.route.from_.patterns],
             [c.encode() for c in sharded],
         )
-        forwarding = PubSubForwarding(reader, sink, self.route.heartbeat, on_batch=self._count)
-        return forwarding.run()
+        self.pubsub = PubSubForwarding(reader, sink, self.route.heartbeat, on_batch=self._count)
+        return self.pubsub.run(), where
 
-    def _stream_loop(
-        self, source: RespConnection, sink: RespConnection
-    ) -> Coroutine[Any, Any, None]:
+    async def _stream_loops(
+        self, source_end: Endpoint, stack: contextlib.AsyncExitStack
+    ) -> tuple[Coroutine[Any, Any, None], str]:
+        """A loop per group of streams that one XREADGROUP may read together (on a
+        cluster, one slot's streams), each with its own connections: a blocking read
+        holds its connection."""
+        groups = slot_groups(self.keys_served(), self.source_is_cluster)
+        if not groups:
+            raise ConnectionLost(str(source_end.address), "the shard serves none of the streams")
         group = (self.route.from_.group or "").encode()
-        reader = StreamReader(
-            source, [s.encode() for s in self.route.from_.streams], group, self.consumer.encode()
-        )
-        self.streams = StreamForwarding(
-            reader,
-            sink,
-            self._entry_command,
-            STREAM_BATCH,
-            self.route.heartbeat,
-            on_batch=self._count,
-        )
-        return self.streams.run()
+        self.streams = []
+        where = ""
+        for streams in groups:
+            source = await self._connect(source_end, stack, self._source_timeout())
+            sink: EntrySink
+            if self.cluster_sink is not None:
+                topology, credentials, _on_moved = self.cluster_sink
+                sink = ClusterEntrySink(
+                    topology,
+                    credentials,
+                    self._shape.replies_per_message,
+                    CONNECT_TIMEOUT,
+                    self.route.sink_timeout,
+                )
+                stack.push_async_callback(sink.close)
+                where = "the target cluster's masters"
+            else:
+                sink_end = self.locate_sink(0)
+                connection = await self._connect(sink_end, stack, self.route.sink_timeout)
+                sink = NodeEntrySink(connection, self._shape.replies_per_message)
+                where = str(sink_end.address)
+            reader = StreamReader(
+                source, [s.encode() for s in streams], group, self.consumer.encode()
+            )
+            self.streams.append(
+                StreamForwarding(
+                    reader,
+                    sink,
+                    self._entry_command,
+                    self._stream_key,
+                    STREAM_BATCH,
+                    self.route.heartbeat,
+                    on_batch=self._count,
+                )
+            )
+        return first_failure([loop.run() for loop in self.streams]), where
+
+    def _stream_key(self, stream: bytes) -> bytes:
+        return self._target(stream, b"")
 
     def _dropped(self, count: int) -> None:
         self.dropped += count

@@ -7,7 +7,9 @@
 - Sharded pub/sub: on a cluster, a task per shard that serves the slot of at least one
   of the route's channels, subscribed to those channels only; elsewhere, a task per
   shard with every channel.
-- Streams: a task per shard.
+- Streams: a task per shard on standalone and Sentinel deployments; on a cluster, a
+  task per shard that serves the slot of at least one of the route's streams, reading
+  those streams only (like sharded channels: each key lives in one slot).
 """
 
 from __future__ import annotations
@@ -19,15 +21,27 @@ from redis_forwarder.topology.slots import key_slot
 TaskKey = tuple[str, str]  # route name, shard id
 
 
-def sharded_channels(route: RouteConfig, shard_id: str, topology: Topology) -> list[str]:
-    """The sharded channels of ``route`` that ``shard_id`` serves now."""
+def keys_served(route: RouteConfig, shard_id: str, topology: Topology) -> list[str]:
+    """The sharded channels or streams of ``route`` that ``shard_id`` serves now."""
+    keys = route.from_.sharded or route.from_.streams
     if topology.kind is not DeploymentKind.CLUSTER:
-        return list(route.from_.sharded)
+        return list(keys)
     shard = topology.shard(shard_id)
     if shard is None:
         return []
     slots = shard.slot_set()
-    return [c for c in route.from_.sharded if key_slot(c) in slots]
+    return [key for key in keys if key_slot(key) in slots]
+
+
+def slot_groups(keys: list[str], cluster: bool) -> list[list[str]]:
+    """Keys that one multi-key command may name together: on a cluster, those of one
+    slot (else CROSSSLOT); elsewhere, all of them. Order kept within each group."""
+    if not cluster:
+        return [list(keys)] if keys else []
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key), []).append(key)
+    return list(groups.values())
 
 
 def wanted_tasks(routes: list[RouteConfig], topology: Topology) -> set[TaskKey]:
@@ -37,13 +51,11 @@ def wanted_tasks(routes: list[RouteConfig], topology: Topology) -> set[TaskKey]:
     cluster = topology.kind is DeploymentKind.CLUSTER
     wanted: set[TaskKey] = set()
     for route in routes:
-        if route.from_.sharded:
+        if route.from_.sharded or (cluster and route.from_.streams):
             wanted.update(
-                (route.name, shard)
-                for shard in shard_ids
-                if sharded_channels(route, shard, topology)
+                (route.name, shard) for shard in shard_ids if keys_served(route, shard, topology)
             )
-        elif cluster and not route.from_.streams:
+        elif cluster:
             wanted.add((route.name, shard_ids[0]))
         else:
             wanted.update((route.name, shard) for shard in shard_ids)

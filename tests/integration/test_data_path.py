@@ -43,7 +43,8 @@ async def forwarding(
     writer = PipelineWriter(sink, max_in_flight=500)
     writer.start()
     command = sink_command(shape, compile_template(template).bind(route="r", shard="s"), "s")
-    return PubSubForwarding(reader, SingleNodeSink(writer, command), heartbeat)
+    sink = SingleNodeSink(writer, command, replies_per_message=shape.replies_per_message)
+    return PubSubForwarding(reader, sink, heartbeat)
 
 
 def writer_of(task: PubSubForwarding) -> PipelineWriter:
@@ -116,6 +117,9 @@ def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) 
         to_list = await forwarding(
             server, [source_channel], [], SinkShape(SinkKind.LIST), f"list:{tag}"
         )
+        to_short_list = await forwarding(
+            server, [source_channel], [], SinkShape(SinkKind.LIST, maxlen=10), f"short:{tag}"
+        )
         for i in range(50):
             client.publish(source_channel, f"m{i}")
 
@@ -125,10 +129,18 @@ def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) 
         async def copied() -> bool:
             return to_channel.stats.received == 50
 
-        await asyncio.gather(run_until(to_list, listed), run_until(to_channel, copied))
+        async def trimmed() -> bool:  # RPUSH and LTRIM answered for each message
+            return writer_of(to_short_list).confirmed == 100
+
+        await asyncio.gather(
+            run_until(to_list, listed),
+            run_until(to_channel, copied),
+            run_until(to_short_list, trimmed),
+        )
 
     asyncio.run(scenario())
     assert client.lrange(f"list:{tag}", 0, -1) == [f"m{i}".encode() for i in range(50)]
+    assert client.lrange(f"short:{tag}", 0, -1) == [f"m{i}".encode() for i in range(40, 50)]
     got: list[bytes] = []
 
     def all_copied() -> bool:
@@ -140,7 +152,7 @@ def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) 
     wait_until(all_copied, "50 messages copied to the channel")
     assert got == [f"m{i}".encode() for i in range(50)]
     listener.close()
-    client.delete(f"list:{tag}")
+    client.delete(f"list:{tag}", f"short:{tag}")
 
 
 def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deployment]) -> None:

@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redis_forwarder.resp import ReplyParser, encode, encode_many
-from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
+from redis_forwarder.sink.commands import (
+    Owner,
+    SinkKind,
+    SinkShape,
+    entry_command,
+    sink_command,
+)
 from redis_forwarder.templates import compile_template
 
 
@@ -95,3 +101,36 @@ def test_entry_commands() -> None:
     push = entry_command(SinkShape(SinkKind.LIST), target("q"), copy_ids=False)
     assert parsed(push(b"ev", b"5-1", fields)) == [b"RPUSH", b"q", b"\xff"]
     assert entry_payload([b"a", b"1", b"b", b"2"]) == b"a=1 b=2"
+
+
+def parsed_all(data: bytes) -> list[list[bytes]]:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    commands = []
+    while (command := reader.gets()) is not False:
+        commands.append(list(command))
+    return commands
+
+
+def test_sharded_channel_list_trim_and_owner_fields() -> None:
+    spublish = sink_command(SinkShape(SinkKind.CHANNEL, sharded=True), target("c.{channel}"), "s")
+    assert parsed(spublish(b"x", b"p", b"")) == [b"SPUBLISH", b"c.x", b"p"]
+    trimmed = SinkShape(SinkKind.LIST, maxlen=50)
+    assert trimmed.replies_per_message == 2
+    push = sink_command(trimmed, target("q:{channel}"), "s")
+    assert parsed_all(push(b"x", b"p", b"")) == [
+        [b"RPUSH", b"q:x", b"p"],
+        [b"LTRIM", b"q:x", b"-50", b"-1"],
+    ]
+    entry_push = entry_command(trimmed, target("q:{channel}"), copy_ids=False)
+    assert parsed_all(entry_push(b"st", b"1-1", [b"payload", b"v"])) == [
+        [b"RPUSH", b"q:st", b"v"],
+        [b"LTRIM", b"q:st", b"-50", b"-1"],
+    ]
+    owned = SinkShape(SinkKind.STREAM, owner=Owner("node-a", 42))
+    xadd = parsed(sink_command(owned, target("m"), "s")(b"c", b"p", b"pat"))
+    assert xadd[-6:] == [b"shard", b"s", b"node", b"node-a", b"epoch", b"42"]
+    copied = entry_command(owned, target("m:{channel}"), copy_ids=True)
+    assert parsed(copied(b"st", b"5-1", [b"k", b"v"])) == [
+        b"XADD", b"m:st", b"5-1", b"k", b"v", b"node", b"node-a", b"epoch", b"42",
+    ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis_forwarder.config import RouteConfig
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.topology.slots import key_slot
-from redis_forwarder.work import sharded_channels, wanted_tasks
+from redis_forwarder.work import keys_served, slot_groups, wanted_tasks
 
 
 def route(name: str, **source: object) -> RouteConfig:
@@ -38,19 +38,36 @@ def test_sharded_tasks_follow_the_slots() -> None:
     channels = [f"s:{i}" for i in range(20)]
     sharded = route("s", sharded=channels)
     on_a = [c for c in channels if key_slot(c) <= 8191]
-    assert sharded_channels(sharded, "a", CLUSTER) == on_a
+    assert keys_served(sharded, "a", CLUSTER) == on_a
     assert sorted(
-        sharded_channels(sharded, "a", CLUSTER) + sharded_channels(sharded, "b", CLUSTER)
+        keys_served(sharded, "a", CLUSTER) + keys_served(sharded, "b", CLUSTER)
     ) == sorted(channels)
     only_b = route("s", sharded=[c for c in channels if c not in on_a])
     assert wanted_tasks([only_b], CLUSTER) == {("s", "b")}
-    assert sharded_channels(sharded, "alpha", SENTINEL) == channels
+    assert keys_served(sharded, "alpha", SENTINEL) == channels
 
 
 def test_streams_are_per_shard_and_no_topology_no_tasks() -> None:
     streams = route("t", streams=["s"], group="g")
     assert wanted_tasks([streams], SENTINEL) == {("t", "alpha"), ("t", "beta")}
     assert wanted_tasks([streams], Topology(DeploymentKind.SENTINEL, ())) == set()
+
+
+def test_cluster_streams_go_to_the_shards_that_hold_them_grouped_by_slot() -> None:
+    names = ["{orders}:eu", "{orders}:us", "audit", "clicks"]
+    streams = route("t", streams=names, group="g")
+    on_a = [n for n in names if key_slot(n) <= 8191]
+    on_b = [n for n in names if key_slot(n) > 8191]
+    assert keys_served(streams, "a", CLUSTER) == on_a
+    assert keys_served(streams, "b", CLUSTER) == on_b
+    holders = {shard for shard, keys in (("a", on_a), ("b", on_b)) if keys}
+    assert wanted_tasks([streams], CLUSTER) == {("t", shard) for shard in holders}
+    groups = slot_groups(names, cluster=True)
+    assert ["{orders}:eu", "{orders}:us"] in groups  # one hash tag: one XREADGROUP
+    assert sorted(k for g in groups for k in g) == sorted(names)
+    assert all(len({key_slot(k) for k in g}) == 1 for g in groups)
+    assert slot_groups(names, cluster=False) == [names]
+    assert slot_groups([], cluster=True) == []
 
 
 def test_a_task_survives_an_unexpected_error() -> None:

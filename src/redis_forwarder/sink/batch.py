@@ -38,13 +38,16 @@ class BatchSink(Protocol):
 
 class SingleNodeSink:
     def __init__(
-        self, writer: PipelineWriter, command: SinkCommand, overflow: DropOldestBuffer | None = None
+        self,
+        writer: PipelineWriter,
+        command: SinkCommand,
+        overflow: DropOldestBuffer | None = None,
+        replies_per_message: int = 1,
     ) -> None:
         self.writer = writer
         self.command = command
         self.overflow = overflow
-        # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
-        self._send = overflow.send if overflow is not None else writer.send
+        self.replies_per_message = replies_per_message
 
     @property
     def refused(self) -> int:
@@ -52,7 +55,12 @@ class SingleNodeSink:
 
     async def write(self, batch: Sequence[RawMessage]) -> None:
         command = self.command
-        await self._send(b"".join([command(*message) for message in batch]), len(batch))
+        buffer = b"".join([command(*message) for message in batch])
+        # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
+        if self.overflow is not None:
+            await self.overflow.send(buffer, len(batch))
+        else:
+            await self.writer.send(buffer, len(batch) * self.replies_per_message)
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -88,6 +96,8 @@ class ClusterSink:
         max_in_flight: int,
         timeout: float,
         on_moved: Callable[[str], None],
+        replies_per_message: int = 1,
+        connect_timeout: float | None = None,
     ) -> None:
         self.command = command
         self.key_of = key_of
@@ -96,6 +106,8 @@ class ClusterSink:
         self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.on_moved = on_moved
+        self.replies_per_message = replies_per_message
+        self.connect_timeout = connect_timeout
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
 
@@ -115,12 +127,17 @@ class ClusterSink:
             )
         for address, commands in groups.items():
             writer = await self._writer(address)
-            await writer.send(b"".join(commands), len(commands))
+            await writer.send(b"".join(commands), len(commands) * self.replies_per_message)
 
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)
         if writer is None:
-            connection = RespConnection(address.host, address.port, timeout=self.timeout)
+            connection = RespConnection(
+                address.host,
+                address.port,
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
+            )
             await connection.open(self.credentials.username, self.credentials.password)
             writer = PipelineWriter(connection, self.max_in_flight)
             writer.start()

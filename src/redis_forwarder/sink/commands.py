@@ -1,8 +1,9 @@
 """What a route writes for each message, encoded straight into RESP. Pure.
 
-stream: ``XADD target [MAXLEN ~ n] * payload P channel C [pattern X] shard S``
-channel: ``PUBLISH target P``
-list: ``RPUSH target P``
+stream: ``XADD target [MAXLEN ~ n] * payload P channel C [pattern X] shard S
+[node N epoch E]``
+channel: ``PUBLISH target P`` (``SPUBLISH`` when sharded)
+list: ``RPUSH target P`` (then ``LTRIM target -n -1`` with a maxlen: two replies)
 """
 
 from __future__ import annotations
@@ -23,9 +24,34 @@ class SinkKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who writes: stamped into stream entries so that two owners of one task (an
+    overlap during a handover) can be told apart in the sink."""
+
+    node: str
+    epoch: int
+
+
+@dataclass(frozen=True)
 class SinkShape:
     kind: SinkKind
     maxlen: int | None = None
+    sharded: bool = False  # channel sinks: SPUBLISH
+    owner: Owner | None = None  # stream sinks: node and epoch fields
+
+    @property
+    def replies_per_message(self) -> int:
+        return 2 if self.kind is SinkKind.LIST and self.maxlen is not None else 1
+
+    def owner_fields(self) -> tuple[bytes, ...]:
+        if self.owner is None:
+            return ()
+        return (b"node", self.owner.node.encode(), b"epoch", b"%d" % self.owner.epoch)
+
+    def verb(self) -> bytes:
+        if self.kind is SinkKind.CHANNEL:
+            return b"SPUBLISH" if self.sharded else b"PUBLISH"
+        return b"RPUSH"
 
 
 def _bulk(value: bytes) -> bytes:
@@ -42,13 +68,14 @@ def sink_command(
             if shape.maxlen is None
             else (_bulk(b"MAXLEN") + _bulk(b"~") + _bulk(str(shape.maxlen).encode()))
         )
-        # XADD key [MAXLEN ~ n] * payload P channel C [pattern X] shard S
-        args = 2 + (3 if shape.maxlen is not None else 0) + 1 + 6
+        # XADD key [MAXLEN ~ n] * payload P channel C [pattern X] shard S [node N epoch E]
+        owner = shape.owner_fields()
+        args = 2 + (3 if shape.maxlen is not None else 0) + 1 + 6 + len(owner)
         head = b"*%d\r\n" % args + _bulk(b"XADD")
         head_with_pattern = b"*%d\r\n" % (args + 2) + _bulk(b"XADD")
         middle = trim + _bulk(b"*") + _bulk(b"payload")
         channel_key = _bulk(b"channel")
-        tail = _bulk(b"shard") + _bulk(shard.encode())
+        tail = _bulk(b"shard") + _bulk(shard.encode()) + b"".join(map(_bulk, owner))
         pattern_key = _bulk(b"pattern")
 
         def stream(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
@@ -70,9 +97,22 @@ def sink_command(
             )
 
         return stream
-    verb = _bulk(b"PUBLISH" if shape.kind is SinkKind.CHANNEL else b"RPUSH")
+    head = b"*3\r\n" + _bulk(shape.verb())
+    if shape.kind is SinkKind.LIST and shape.maxlen is not None:
+        keep = _bulk(b"-%d" % shape.maxlen) + _bulk(b"-1")
 
-    head = b"*3\r\n" + verb
+        def pushed_and_trimmed(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
+            key = _bulk(target(channel, pattern))
+            return b"%s%s$%d\r\n%s\r\n*4\r\n$5\r\nLTRIM\r\n%s%s" % (
+                head,
+                key,
+                len(payload),
+                payload,
+                key,
+                keep,
+            )
+
+        return pushed_and_trimmed
 
     def simple(channel: bytes, payload: bytes, pattern: bytes) -> bytes:
         key = target(channel, pattern)
@@ -106,15 +146,25 @@ def entry_command(
             () if shape.maxlen is None else (b"MAXLEN", b"~", str(shape.maxlen).encode())
         )
 
+        owner = shape.owner_fields()
+
         def stream(source: bytes, entry_id: bytes, fields: list[bytes]) -> bytes:
             return encode(
-                b"XADD", target(source, b""), *trim, entry_id if copy_ids else b"*", *fields
+                b"XADD",
+                target(source, b""),
+                *trim,
+                entry_id if copy_ids else b"*",
+                *fields,
+                *owner,
             )
 
         return stream
-    verb = b"PUBLISH" if shape.kind is SinkKind.CHANNEL else b"RPUSH"
+    verb = shape.verb()
+    trim_to = b"-%d" % shape.maxlen if shape.kind is SinkKind.LIST and shape.maxlen else None
 
     def simple(source: bytes, _entry_id: bytes, fields: list[bytes]) -> bytes:
-        return encode(verb, target(source, b""), entry_payload(fields))
+        key = target(source, b"")
+        pushed = encode(verb, key, entry_payload(fields))
+        return pushed if trim_to is None else pushed + encode(b"LTRIM", key, trim_to, b"-1")
 
     return simple

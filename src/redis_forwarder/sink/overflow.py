@@ -19,9 +19,15 @@ from redis_forwarder.sink.writer import PipelineWriter
 
 class DropOldestBuffer:
     def __init__(
-        self, writer: PipelineWriter, capacity: int, on_drop: Callable[[int], None]
+        self,
+        writer: PipelineWriter,
+        capacity: int,
+        on_drop: Callable[[int], None],
+        replies_per_message: int = 1,
     ) -> None:
+        """``capacity`` and every count here are messages, not commands."""
         self.writer = writer
+        self.replies_per_message = replies_per_message
         self.capacity = capacity
         self.on_drop = on_drop
         self.queued = 0
@@ -55,7 +61,7 @@ class DropOldestBuffer:
                 await self._ready.wait()
             buffer, count = self._batches.popleft()
             self.queued -= count
-            await self.writer.send(buffer, count)
+            await self.writer.send(buffer, count * self.replies_per_message)
 
     async def drain(self) -> None:
         """Wait until every queued batch went to the writer; raise what ended the pump."""

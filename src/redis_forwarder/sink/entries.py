@@ -1,0 +1,118 @@
+"""Where a stream task's entries go, with one answer per entry: the stream loop must
+know which entries the sink took before it acknowledges them (XACK).
+
+:class:`NodeEntrySink` writes to one node; :class:`ClusterEntrySink` sends each entry
+to the master of its target key's slot, the nodes written to at the same time, and
+hands the answers back in the entries' order. An entry whose command has several
+replies (RPUSH then LTRIM) is answered by its first error, or else its first reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from redis_forwarder.model import Address, Topology
+from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.topology.settings import Credentials
+from redis_forwarder.topology.slots import key_slot
+
+Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
+
+
+class EntrySink(Protocol):
+    name: str
+
+    async def write(self, commands: Sequence[Keyed]) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+def _answers(replies: list[Any], per_entry: int) -> list[Any]:
+    if per_entry == 1:
+        return replies
+    answers = []
+    for start in range(0, len(replies), per_entry):
+        group = replies[start : start + per_entry]
+        answers.append(next((r for r in group if isinstance(r, ReplyError)), group[0]))
+    return answers
+
+
+class NodeEntrySink:
+    def __init__(self, connection: RespConnection, replies_per_entry: int) -> None:
+        self.connection = connection
+        self.name = connection.name
+        self.replies_per_entry = replies_per_entry
+
+    async def write(self, commands: Sequence[Keyed]) -> list[Any]:
+        buffer = b"".join([command for _key, command in commands])
+        replies = await self.connection.call_many(buffer, len(commands) * self.replies_per_entry)
+        return _answers(replies, self.replies_per_entry)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class ClusterEntrySink:
+    """Entries to the masters of a cluster, as its topology says now; a connection per
+    master, opened on first use. A MOVED answer means the topology was behind: the
+    caller treats it as a lost connection, which refreshes the topology."""
+
+    name = "cluster sink"
+
+    def __init__(
+        self,
+        topology: Callable[[], Topology],
+        credentials: Credentials,
+        replies_per_entry: int,
+        connect_timeout: float,
+        timeout: float,
+    ) -> None:
+        self.topology = topology
+        self.credentials = credentials
+        self.replies_per_entry = replies_per_entry
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.connections: dict[Address, RespConnection] = {}
+
+    async def write(self, commands: Sequence[Keyed]) -> list[Any]:
+        topology = self.topology()
+        positions: dict[Address, list[int]] = {}
+        for index, (key, _command) in enumerate(commands):
+            shard = topology.shard_for_slot(key_slot(key))
+            if shard is None:
+                raise ConnectionLost(self.name, f"slot {key_slot(key)} of the target has no master")
+            positions.setdefault(shard.master.address, []).append(index)
+        answers: list[Any] = [None] * len(commands)
+
+        async def write_to(address: Address, indexes: list[int]) -> None:
+            connection = await self._connection(address)
+            buffer = b"".join([commands[i][1] for i in indexes])
+            replies = await connection.call_many(buffer, len(indexes) * self.replies_per_entry)
+            entry_answers = _answers(replies, self.replies_per_entry)
+            for index, answer in zip(indexes, entry_answers, strict=True):
+                answers[index] = answer
+
+        await asyncio.gather(*(write_to(a, i) for a, i in positions.items()))
+        return answers
+
+    async def _connection(self, address: Address) -> RespConnection:
+        connection = self.connections.get(address)
+        if connection is None:
+            connection = RespConnection(
+                address.host,
+                address.port,
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
+            )
+            await connection.open(self.credentials.username, self.credentials.password)
+            self.connections[address] = connection
+        return connection
+
+    async def close(self) -> None:
+        for connection in self.connections.values():
+            with contextlib.suppress(ConnectionLost):
+                await connection.close()
+        self.connections.clear()
