@@ -26,6 +26,16 @@ from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 
 DEFAULT_HEARTBEAT = 1.0
+# A write that waits this long for the sink means the loop fell behind the source, and
+# Redis started to buffer for this subscriber.
+STALL = 0.05
+STALL_MEMORY = 10.0  # how long a stall explains a closed subscription
+OUTPUT_BUFFER_HINT = (
+    "closed by the server {ago:.1f}s after the sink held the loop up for {stall:.2f}s: "
+    "most likely Redis' client-output-buffer-limit for pub/sub was exceeded, and what it "
+    "had buffered for this subscriber is lost; make the sink faster, raise max_in_flight, "
+    'set overflow = "drop-oldest", or raise the limit on the source'
+)
 
 
 @dataclass
@@ -53,6 +63,18 @@ class PubSubForwarding:
         self.sink = sink
         self.heartbeat = heartbeat
         self.stats = TaskStats()
+        self.last_stall = 0.0  # the last write that waited on the sink: how long, and when
+        self.last_stall_end = float("-inf")
+
+    def _explained(self, lost: ConnectionLost) -> ConnectionLost:
+        """Redis closes a subscriber whose output buffer passes its limit, and says so
+        only in its own log: name the likely cause when the sink held the loop up."""
+        ago = time.monotonic() - self.last_stall_end
+        if lost.reason != "closed by the server" or ago > STALL_MEMORY:
+            return lost
+        return ConnectionLost(
+            lost.address, OUTPUT_BUFFER_HINT.format(ago=ago, stall=self.last_stall)
+        )
 
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost)."""
@@ -60,7 +82,10 @@ class PubSubForwarding:
         awaiting_pong = False
         pongs = self.reader.pongs
         while True:
-            batch = await self.reader.messages(self.heartbeat)
+            try:
+                batch = await self.reader.messages(self.heartbeat)
+            except ConnectionLost as exc:
+                raise self._explained(exc) from None
             if self.reader.unsubscribed:
                 # Redis took a sharded channel away: its slot moved to another shard.
                 raise ConnectionLost(
@@ -68,7 +93,11 @@ class PubSubForwarding:
                 )
             if batch:
                 awaiting_pong = False
+                started = time.monotonic()
                 await sink.write(batch)
+                waited = time.monotonic() - started
+                if waited >= STALL:
+                    self.last_stall, self.last_stall_end = waited, time.monotonic()
                 stats.received += len(batch)
                 stats.batches += 1
                 stats.largest_batch = max(stats.largest_batch, len(batch))

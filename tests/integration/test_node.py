@@ -339,3 +339,42 @@ def test_metrics_port_in_use_is_a_clear_error(fresh_deployment: Fresh) -> None:
             wait_until(lambda: runner.error is not None, "the node refused to start")
     assert f"cannot serve metrics on {taken}" in str(runner.error)
     assert "[node] metrics" in str(runner.error)
+
+
+def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fresh) -> None:
+    """The sink holds the loop up (CLIENT PAUSE WRITE) while the source publishes
+    faster than it can be forwarded: Redis closes the subscriber past its output buffer
+    limit. The gap says why, and the node subscribes again and goes on."""
+    source = fresh_deployment("standalone").spec.shards[0].master
+    target = fresh_deployment("standalone").spec.shards[0].master
+    publisher = redis.Redis(host=source.host, port=source.port)
+    publisher.config_set("client-output-buffer-limit", "pubsub 64kb 0 0")
+    sink = redis.Redis(host=target.host, port=target.port)
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "targets": {"out": {"kind": "standalone", "addresses": [str(target)]}},
+        "route": [
+            {
+                "name": "burst",
+                "from": {"channels": ["burst"]},
+                "to": {"target": "out", "list": "copied"},
+                "max_in_flight": 100,
+                "sink_timeout": 30,
+            }
+        ],
+    }
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "the route forwarding", timeout=20)
+        (task,) = runner.node.tasks.values()
+        sink.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
+        pipe = publisher.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.publish("burst", b"%05d" % i + b"x" * 995)  # 20 MB: past socket buffers
+        pipe.execute()
+        wait_until(lambda: bool(task.gaps), "the closed subscription noticed", timeout=20)
+        assert "client-output-buffer-limit" in task.gaps[0].reason, task.gaps[0].reason
+        wait_until(lambda: task.running, "subscribed again", timeout=20)
+        before = sink.llen("copied")
+        publisher.publish("burst", b"after")
+        wait_until(lambda: sink.llen("copied") > before, "forwarding after the gap")
+        assert before < 20_000  # what Redis had buffered was lost, and the gap says so
