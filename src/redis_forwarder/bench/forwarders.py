@@ -3,13 +3,15 @@
 - ``naive``: redis-py, one message, one round trip, as a blog post writes it;
 - ``raw``: a bare raw-socket loop with hiredis and one buffer per read, no features
   (no reply checks, no heartbeat, no backpressure): the ceiling for a Python loop;
-- ``ours``: the forwarder's own data path (PubSubReader, sink command, PipelineWriter,
-  PubSubForwarding), with heartbeat and reply checks.
+- ``ours``: the forwarder's own data path (PubSubReader, sink command, PipelineWriter
+  or ClusterSink, PubSubForwarding), with heartbeat and reply checks.
 
-Each subscribes to ``PATTERN`` on HOST:PORT and writes every message to stream
-``STREAM`` as ``XADD STREAM * payload P channel C``, then prints "ready" once subscribed.
+Each subscribes to ``PATTERN`` on HOST:PORT and writes every message to ``OUT`` +
+its channel: a stream (``XADD key * payload P channel C``) or a channel (``PUBLISH``).
+On a cluster (KIND ``cluster``) each key goes to the master of its slot. Each prints
+"ready" once subscribed.
 
-    python -m redis_forwarder.bench.forwarders VARIANT HOST PORT PATTERN STREAM
+    python -m redis_forwarder.bench.forwarders VARIANT SINK KIND HOST PORT PATTERN OUT
 """
 
 from __future__ import annotations
@@ -20,87 +22,142 @@ import sys
 
 import hiredis
 import redis
+from redis.cluster import RedisCluster
 
 from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.resp import RespConnection, encode
-from redis_forwarder.sink.batch import SingleNodeSink
+from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.topology import DeploymentSettings, discover_async, key_slot
+from redis_forwarder.topology.settings import Credentials
 
 
-def naive(host: str, port: int, pattern: str, stream: str) -> None:
+def naive(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str) -> None:
     source = redis.Redis(host=host, port=port)
-    sink = redis.Redis(host=host, port=port)
+    sink: redis.Redis | RedisCluster = (
+        RedisCluster(host=host, port=port) if cluster else redis.Redis(host=host, port=port)
+    )
     pubsub = source.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.psubscribe(pattern)
     while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
         pass
     print("ready", flush=True)
+    prefix = out.encode()
     for message in pubsub.listen():
-        if message["type"] == "pmessage":
-            sink.xadd(stream, {"payload": message["data"], "channel": message["channel"]})
+        if message["type"] != "pmessage":
+            continue
+        key = prefix + message["channel"]
+        if sink_kind == "channel":
+            sink.publish(key, message["data"])
+        else:
+            sink.xadd(key, {"payload": message["data"], "channel": message["channel"]})
 
 
-def raw(host: str, port: int, pattern: str, stream: str) -> None:
+def _slot_owners(host: str, port: int) -> dict[int, tuple[str, int]]:
+    owners: dict[int, tuple[str, int]] = {}
+    for start, end, master, *_replicas in redis.Redis(host=host, port=port).cluster("SLOTS"):
+        address = (master[0].decode() if isinstance(master[0], bytes) else master[0], master[1])
+        owners.update({slot: address for slot in range(start, end + 1)})
+    return owners
+
+
+def raw(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str) -> None:
     source = socket.create_connection((host, port))
-    sink = socket.create_connection((host, port))
     source.sendall(encode(b"PSUBSCRIBE", pattern.encode()))
-    reader, replies = hiredis.Reader(), hiredis.Reader()
+    reader = hiredis.Reader()
     while reader.gets() is False:
         reader.feed(source.recv(65536))
+    owners = _slot_owners(host, port) if cluster else {}
+    sockets: dict[tuple[str, int], socket.socket] = {}
+    replies: dict[tuple[str, int], hiredis.Reader] = {}
+    route: dict[bytes, tuple[str, int]] = {}  # output key -> node, cached
+
+    def node_of(key: bytes) -> tuple[str, int]:
+        if key not in route:
+            route[key] = owners[key_slot(key)] if cluster else (host, port)
+            if route[key] not in sockets:
+                sockets[route[key]] = socket.create_connection(route[key])
+                replies[route[key]] = hiredis.Reader()
+        return route[key]
+
     print("ready", flush=True)
-    head = b"$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$7\r\npayload\r\n" % (
-        len(stream),
-        stream.encode(),
-    )
-    sink.setblocking(True)
+    prefix = out.encode()
     while True:
         reader.feed(source.recv(65536))
-        parts = []
+        parts: dict[tuple[str, int], list[bytes]] = {}
         while (message := reader.gets()) is not False:
             channel, payload = message[2], message[3]
-            parts.append(
-                b"*7\r\n%s$%d\r\n%s\r\n$7\r\nchannel\r\n$%d\r\n%s\r\n"
-                % (head, len(payload), payload, len(channel), channel)
-            )
-        if parts:
-            sink.sendall(b"".join(parts))
+            key = prefix + channel
+            if sink_kind == "channel":
+                command = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                    len(key),
+                    key,
+                    len(payload),
+                    payload,
+                )
+            else:
+                command = (
+                    b"*7\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$7\r\npayload\r\n"
+                    b"$%d\r\n%s\r\n$7\r\nchannel\r\n$%d\r\n%s\r\n"
+                    % (len(key), key, len(payload), payload, len(channel), channel)
+                )
+            parts.setdefault(node_of(key), []).append(command)
+        for node, commands in parts.items():
+            sink = sockets[node]
+            sink.sendall(b"".join(commands))
             # drain whatever replies are there, without waiting: no features
             sink.setblocking(False)
             try:
                 while data := sink.recv(1 << 20):
-                    replies.feed(data)
-                    while replies.gets() is not False:
+                    replies[node].feed(data)
+                    while replies[node].gets() is not False:
                         pass
             except BlockingIOError:
                 pass
             sink.setblocking(True)
 
 
-async def ours(host: str, port: int, pattern: str, stream: str) -> None:
+async def ours(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str) -> None:
     source = RespConnection(host, port, timeout=5.0)
     await source.open()
     reader = PubSubReader(source)
     await reader.subscribe((), (pattern.encode(),))
-    sink = RespConnection(host, port, timeout=5.0)
-    await sink.open()
-    writer = PipelineWriter(sink)
-    writer.start()
-    stream_name = stream.encode()
-    command = sink_command(SinkShape(SinkKind.STREAM), lambda _c, _p: stream_name, "bench")
+    prefix = out.encode()
+
+    def key_of(channel: bytes, _pattern: bytes) -> bytes:
+        return prefix + channel
+
+    shape = SinkShape(SinkKind.CHANNEL if sink_kind == "channel" else SinkKind.STREAM)
+    command = sink_command(shape, key_of, "bench")
+    sink: BatchSink
+    if cluster:
+        settings = DeploymentSettings(DeploymentKind.CLUSTER, addresses=(Address(host, port),))
+        topology = await discover_async(settings)
+        sink = ClusterSink(
+            command, key_of, lambda: topology, Credentials(), 20_000, 5.0, lambda _reason: None
+        )
+    else:
+        connection = RespConnection(host, port, timeout=5.0)
+        await connection.open()
+        writer = PipelineWriter(connection)
+        writer.start()
+        sink = SingleNodeSink(writer, command)
     print("ready", flush=True)
-    await PubSubForwarding(reader, SingleNodeSink(writer, command)).run()
+    await PubSubForwarding(reader, sink).run()
 
 
 def main() -> None:
-    variant, host, port, pattern, stream = sys.argv[1:6]
+    variant, sink_kind, kind, host, port, pattern, out = sys.argv[1:8]
+    cluster = kind == "cluster"
     if variant == "naive":
-        naive(host, int(port), pattern, stream)
+        naive(sink_kind, cluster, host, int(port), pattern, out)
     elif variant == "raw":
-        raw(host, int(port), pattern, stream)
+        raw(sink_kind, cluster, host, int(port), pattern, out)
     elif variant == "ours":
-        asyncio.run(ours(host, int(port), pattern, stream))
+        asyncio.run(ours(sink_kind, cluster, host, int(port), pattern, out))
     else:
         raise SystemExit(f"unknown variant {variant!r}: naive, raw or ours")
 

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from redis_forwarder.bench.runner import VARIANTS, Result, Scenario, run_variant
+from redis_forwarder.bench.runner import VARIANTS, Result, Scenario, Setup, run_variant
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, load_spec
 from redis_forwarder.model import Address, DeploymentKind
@@ -21,24 +21,32 @@ from redis_forwarder.model import Address, DeploymentKind
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "topology" / "standalone.toml"
 
 
+BENCH_KINDS = (DeploymentKind.STANDALONE, DeploymentKind.CLUSTER)
+
+
 @contextmanager
-def standalone_server(directory: Path | None, spec_path: Path) -> Iterator[Address]:
-    """A standalone server: the one of the lab in ``directory``, or a lab of our own."""
+def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Address, bool]]:
+    """Where to publish and subscribe, and whether it is a cluster: the lab up in
+    ``directory`` (standalone or cluster), or a lab of our own from ``spec_path``."""
     if directory is not None:
-        lab = Lab(directory)
-        state = lab.state()
-        if state.kind != DeploymentKind.STANDALONE:
-            raise UsageError(f"the lab in {directory} is {state.kind}; bench needs standalone")
-        yield Address.parse(next(p.address for p in state.processes if p.kind == "redis"))
+        state = Lab(directory).state()
+        if state.kind not in BENCH_KINDS:
+            raise UsageError(
+                f"the lab in {directory} is {state.kind}; bench needs a standalone or cluster lab"
+            )
+        first = next(p.address for p in state.processes if p.kind == "redis")
+        yield Address.parse(first), state.kind == DeploymentKind.CLUSTER
         return
     spec = load_spec(spec_path)
-    if spec.kind is not DeploymentKind.STANDALONE:
-        raise UsageError(f"{spec_path} is a {spec.kind} spec; bench needs a standalone one")
+    if spec.kind not in BENCH_KINDS:
+        raise UsageError(
+            f"{spec_path} is a {spec.kind} spec; bench needs a standalone or cluster one"
+        )
     with tempfile.TemporaryDirectory(prefix="redis-forwarder-bench-") as temporary:
         lab = Lab(Path(temporary) / "lab")
         lab.up(spec, spec_path=str(spec_path))
         try:
-            yield spec.shards[0].master
+            yield spec.shards[0].master, spec.kind is DeploymentKind.CLUSTER
         finally:
             lab.down()
 
@@ -48,7 +56,7 @@ def standalone_server(directory: Path | None, spec_path: Path) -> Iterator[Addre
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Use the standalone lab already up in DIR.",
+    help="Use the standalone or cluster lab already up in DIR.",
 )
 @click.option(
     "--spec",
@@ -56,7 +64,14 @@ def standalone_server(directory: Path | None, spec_path: Path) -> Iterator[Addre
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_SPEC,
     show_default="topology/standalone.toml",
-    help="Otherwise bring up this standalone spec for the run.",
+    help="Otherwise bring up this standalone or cluster spec for the run.",
+)
+@click.option(
+    "--sink",
+    type=click.Choice(["stream", "channel"]),
+    default="stream",
+    show_default=True,
+    help="Forward into streams (XADD) or channels (PUBLISH).",
 )
 @click.option(
     "--messages",
@@ -89,6 +104,7 @@ def standalone_server(directory: Path | None, spec_path: Path) -> Iterator[Addre
 def bench(
     directory: Path | None,
     spec_path: Path,
+    sink: str,
     messages: int,
     size: int,
     rate: float,
@@ -96,7 +112,8 @@ def bench(
     variants: str,
     as_json: bool,
 ) -> None:
-    """Channel to stream on a standalone Redis: ours vs naive vs a bare raw loop."""
+    """Channel to stream or channel, standalone or cluster: ours vs naive vs a bare
+    raw loop, in the same run."""
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
@@ -106,10 +123,11 @@ def bench(
         scenarios.append(Scenario(f"{rate:.0f} msg/s", int(rate * seconds), size, rate))
     err = Console(stderr=True)
     results: list[Result] = []
-    with standalone_server(directory, spec_path) as server, err.status("bench") as status:
+    with bench_server(directory, spec_path) as (server, cluster), err.status("bench") as status:
+        setup = Setup(server, cluster, sink)
         for scenario in scenarios:
             for variant in chosen:
-                results.append(run_variant(variant, server, scenario, status.update))
+                results.append(run_variant(variant, setup, scenario, status.update))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -120,7 +138,8 @@ def print_results(results: list[Result]) -> None:
     out = Console()
     if not out.is_terminal:
         out = Console(width=200)
-    table = Table(title="channel -> stream, standalone, one forwarder process")
+    title = results[0].setup if results else ""
+    table = Table(title=f"{title}, one forwarder process")
     for column in (
         "scenario",
         "forwarder",
@@ -133,7 +152,7 @@ def print_results(results: list[Result]) -> None:
         "p99 ms",
         "p99.9 ms",
         "CPU s",
-        "RSS MB",
+        "RSS MB start/peak/end",
     ):
         table.add_column(column, justify="right" if column != "forwarder" else "left")
     naive = {r.scenario: r.msgs_per_second for r in results if r.variant == "naive"}
@@ -151,6 +170,6 @@ def print_results(results: list[Result]) -> None:
             f"{r.latency_ms['p99']:.1f}",
             f"{r.latency_ms['p99.9']:.1f}",
             f"{r.cpu_seconds:.2f}",
-            f"{r.rss_mb:.0f}",
+            f"{r.rss_start_mb:.0f}/{r.rss_peak_mb:.0f}/{r.rss_mb:.0f}",
         )
     out.print(table)

@@ -81,6 +81,34 @@ class SingleNodeSink:
             await self.writer.close()
 
 
+class RouteCache:
+    """Which master each target key goes to, for one topology: hashing a key's slot in
+    Python costs more than the rest of a message's work, and targets repeat. Emptied
+    when the topology changes, or when it grows past ``LIMIT`` keys."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._topology: Topology | None = None
+        self._routes: dict[bytes, Address] = {}
+
+    def of(self, topology: Topology) -> dict[bytes, Address]:
+        if topology is not self._topology:
+            self._topology, self._routes = topology, {}
+        return self._routes
+
+    def route(self, key: bytes) -> Address:
+        assert self._topology is not None, "call of() first"
+        slot = key_slot(key)
+        shard = self._topology.shard_for_slot(slot)
+        if shard is None:
+            raise ConnectionLost("cluster sink", f"slot {slot} of the target has no master")
+        if len(self._routes) >= self.LIMIT:
+            self._routes.clear()
+        self._routes[key] = shard.master.address
+        return shard.master.address
+
+
 class ClusterSink:
     """Each message to the master that serves its target key's slot, as the target's
     topology says now. A writer per master, opened on first use. A ``MOVED``/``ASK``
@@ -110,21 +138,20 @@ class ClusterSink:
         self.connect_timeout = connect_timeout
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
+        self._routes = RouteCache()
 
     @property
     def refused(self) -> int:
         return sum(w.refused for w in self.writers.values())
 
     async def write(self, batch: Sequence[RawMessage]) -> None:
-        topology = self.topology()
+        routes = self._routes.of(self.topology())
+        key_of, command = self.key_of, self.command
         groups: dict[Address, list[bytes]] = {}
         for channel, payload, pattern in batch:
-            shard = topology.shard_for_slot(key_slot(self.key_of(channel, pattern)))
-            if shard is None:
-                raise ConnectionLost("cluster sink", "a slot of the target has no master")
-            groups.setdefault(shard.master.address, []).append(
-                self.command(channel, payload, pattern)
-            )
+            key = key_of(channel, pattern)
+            address = routes.get(key) or self._routes.route(key)
+            groups.setdefault(address, []).append(command(channel, payload, pattern))
         for address, commands in groups.items():
             writer = await self._writer(address)
             await writer.send(b"".join(commands), len(commands) * self.replies_per_message)

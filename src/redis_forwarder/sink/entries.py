@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.sink.batch import RouteCache
 from redis_forwarder.topology.settings import Credentials
-from redis_forwarder.topology.slots import key_slot
 
 Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
 
@@ -76,15 +76,14 @@ class ClusterEntrySink:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.connections: dict[Address, RespConnection] = {}
+        self._routes = RouteCache()
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]:
-        topology = self.topology()
+        routes = self._routes.of(self.topology())
         positions: dict[Address, list[int]] = {}
         for index, (key, _command) in enumerate(commands):
-            shard = topology.shard_for_slot(key_slot(key))
-            if shard is None:
-                raise ConnectionLost(self.name, f"slot {key_slot(key)} of the target has no master")
-            positions.setdefault(shard.master.address, []).append(index)
+            address = routes.get(key) or self._routes.route(key)
+            positions.setdefault(address, []).append(index)
         answers: list[Any] = [None] * len(commands)
 
         async def write_to(address: Address, indexes: list[int]) -> None:
