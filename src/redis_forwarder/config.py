@@ -8,10 +8,12 @@ the file: ``password_env`` names an environment variable, ``password_file`` a fi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -229,6 +231,34 @@ class NodeConfig(BaseModel):
         return self
 
 
+class CoordinationConfig(BaseModel):
+    """ZooKeeper high availability: several nodes share the tasks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zookeeper: str = Field(min_length=1)  # "host:port,host:port[/chroot]"
+    root: str = Field(default="/redis-forwarder", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
+    session_timeout: float = Field(default=6.0, ge=2, le=120)
+    # A loop that makes no progress for this long gives its session up (default: half
+    # the session timeout).
+    stall_timeout: float | None = Field(default=None, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for server in self.zookeeper.split("/", 1)[0].split(","):
+            Address.parse(server.strip())  # ValueError names the bad address
+        if self.stall_timeout is not None and self.stall_timeout >= self.session_timeout:
+            raise ValueError(
+                "stall_timeout must be below session_timeout: a stalled node must give its "
+                "session up before ZooKeeper would expire it anyway"
+            )
+        return self
+
+    @property
+    def stall_limit(self) -> float:
+        return self.stall_timeout or self.session_timeout / 2
+
+
 class ForwarderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -236,8 +266,7 @@ class ForwarderConfig(BaseModel):
     targets: dict[str, SourceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list, alias="route")
     node: NodeConfig = Field(default_factory=NodeConfig)
-    # Filled in by high availability; accepted as it is until then.
-    coordination: dict[str, Any] = Field(default_factory=dict)
+    coordination: CoordinationConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -254,7 +283,24 @@ class ForwarderConfig(BaseModel):
                 )
         if "source" in self.targets:
             raise ValueError('[targets.source] is reserved: "source" means the source itself')
+        if self.coordination is not None:
+            slowest = max((r.heartbeat for r in self.routes), default=0.0)
+            if self.coordination.session_timeout < 2 * slowest:
+                raise ValueError(
+                    f"[coordination] session_timeout = {self.coordination.session_timeout:g} "
+                    f"is less than twice the slowest route heartbeat ({slowest:g} s): a task "
+                    "could not notice a dead source within a session; raise it or lower the "
+                    "heartbeat"
+                )
         return self
+
+    def fingerprint(self) -> str:
+        """A hash of what decides forwarding (deployments and routes, not secrets: only
+        where they come from), published by each node so that the controller assigns
+        work only to nodes that run the same config."""
+        relevant = self.model_dump(mode="json", include={"source", "targets", "routes"})
+        text = json.dumps(relevant, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_config(path: Path | str) -> ForwarderConfig:

@@ -15,6 +15,8 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     │   ├── WrongServerError                 a seed is not what the config says it is
     │   ├── UnknownMasterError               no sentinel monitors that master name
     │   └── MasterUnconfirmedError           the named master does not say it is one
+    ├── CoordinationError           exit 6   ZooKeeper could not be used
+    │   └── ZooKeeperUnreachableError        no ZooKeeper server answered in time
     └── LabError                    exit 3   the local lab could not do what was asked
         ├── MissingBinaryError               redis-server, java, ... not installed
         ├── PortInUseError                   a spec port is taken by another process
@@ -108,6 +110,21 @@ class UnknownMasterError(DiscoveryError):
 
 class MasterUnconfirmedError(DiscoveryError):
     pass
+
+
+class CoordinationError(ForwarderError):
+    """ZooKeeper refused or failed an operation the node needs."""
+
+    exit_code = 6
+
+
+class ZooKeeperUnreachableError(CoordinationError):
+    def __init__(self, hosts: str, timeout: float, reason: str) -> None:
+        super().__init__(
+            f"ZooKeeper at {hosts} did not answer within {timeout:.0f}s ({reason}); check "
+            "[coordination] zookeeper in the config and that the ensemble is up "
+            "(lab status shows the lab's)"
+        )
 
 
 class LabError(ForwarderError):

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.resp import ConnectionLost, ReplyError
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
@@ -141,9 +142,12 @@ class StreamForwarding:
         batch: int,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
+        self.gate = gate
+        self.last_message_at = 0.0
         self.command = command
         self.key_of = key_of  # source stream -> sink key
         self.batch = batch
@@ -168,6 +172,9 @@ class StreamForwarding:
                     reclaim_at = time.monotonic() + RECLAIM_INTERVAL
             if not entries:
                 continue
+            self.last_message_at = time.time()
+            if self.gate is not None and not self.gate.may_write():
+                await self.gate.wait()  # read, not written: pending until acknowledged
             command, key_of = self.command, self.key_of
             replies = await self.sink.write(
                 [(key_of(entry[0]), command(*entry)) for entry in entries]

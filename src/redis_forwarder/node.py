@@ -1,13 +1,19 @@
-"""A forwarder node: a reconcile loop over topology and tasks.
+"""A forwarder node: a reconcile loop over topology, coordination and tasks.
 
-Single-node mode (no ``[coordination]``): the node owns every task that the topology
-calls for (``work.wanted_tasks``). Each cycle reads the current topology, starts the
-tasks that should run and stops those no longer called for, then logs one status line.
-Topology changes wake it early; a master that moved re-homes the tasks that read from
-it or write to it.
+Each cycle reads the current topology, asks the coordinator which of the tasks it
+calls for (``work.wanted_tasks``) this node may run now, starts those, stops the
+others (gracefully: what is in flight is flushed, then the ownership is released),
+and logs one status line. Single-node mode (no ``[coordination]``): the node owns
+every task. With ZooKeeper (``coordination.coordinator``) the controller's assignment
+and the task's ownership znode decide, and a lost session drops every task at once.
+Topology changes and ZooKeeper watches wake the loop early; a master that moved
+re-homes the tasks that read from it or write to it.
 
-Stop order (``stop`` set): tasks are cancelled (their connections close, what was in
-flight is answered or counted), then the watchers close.
+A watchdog thread (with coordination) gives the ZooKeeper session up when the event
+loop stops beating for ``stall_timeout``: a stuck node cannot hold its tasks hostage.
+
+Stop order (``stop`` set): tasks stop (flush, ack), ownership is released, membership
+left, the session closed, then the watchers close.
 """
 
 from __future__ import annotations
@@ -15,11 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig
+from redis_forwarder.coordination.assignment import TaskKey
+from redis_forwarder.coordination.coordinator import (
+    Coordinator,
+    LocalCoordinator,
+    ZooKeeperCoordinator,
+)
 from redis_forwarder.errors import NotBuiltError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
@@ -41,26 +56,54 @@ def check_supported(config: ForwarderConfig) -> None:
         raise NotBuiltError("the config has no [[route]]: nothing to forward")
 
 
+STOP_TIMEOUT = 5.0  # how long a stopping task may take to flush
+
+
+def default_node_id(coordinated: bool) -> str:
+    """Alone: the host name (the stream consumer name stays the same across restarts).
+    Coordinated: host and pid, so that two nodes on one host never share an id."""
+    host = socket.gethostname()
+    return f"{host}-{os.getpid()}" if coordinated else host
+
+
 class Node:
-    def __init__(self, config: ForwarderConfig, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, config: ForwarderConfig, metrics: Metrics | None = None, node_id: str | None = None
+    ) -> None:
         check_supported(config)
         self.config = config
         self.metrics = metrics or Metrics()
-        self.tasks: dict[tuple[str, str], ForwardingTask] = {}
-        self._runners: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.tasks: dict[TaskKey, ForwardingTask] = {}
+        self._runners: dict[TaskKey, asyncio.Task[None]] = {}
         self._watchers: dict[str, TopologyWatcher] = {}
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
         self._wake = asyncio.Event()
         self.health: HealthServer | None = None
-        # The consumer name in stream groups: stable across restarts of this node.
-        self.node_id = config.node.id or socket.gethostname()
+        # The consumer name in stream groups, and the name in ZooKeeper.
+        self.node_id = node_id or config.node.id or default_node_id(bool(config.coordination))
+        self.coordinator: Coordinator = LocalCoordinator()
+        self._loop_beat = time.monotonic()
 
     def _deployments(self) -> dict[str, SourceConfig]:
         return {SOURCE: self.config.source, **self.config.targets}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Forward until ``stop`` is set. Raises if a deployment cannot be reached at start."""
+        """Forward until ``stop`` is set. Raises if a deployment or ZooKeeper cannot be
+        reached at start."""
+        watchdog: threading.Thread | None = None
+        halt_watchdog = threading.Event()
         try:
+            if self.config.coordination is not None:
+                coordinator = ZooKeeperCoordinator(
+                    self.config.coordination,
+                    self.node_id,
+                    self.config.fingerprint(),
+                    self.config.node.metrics,
+                    self._wake.set,
+                )
+                self.coordinator = coordinator
+                await coordinator.start()
+                watchdog = self._start_watchdog(coordinator, halt_watchdog)
             for name, settings in self._settings.items():
                 watcher = TopologyWatcher(settings, self.config.node.topology_interval)
                 self._watchers[name] = watcher
@@ -75,22 +118,53 @@ class Node:
                 )
                 self.health.start()
                 log.info("metrics and health on http://%s", self.health.address)
+            beats = asyncio.create_task(self._beat())
             while not stop.is_set():
-                self._reconcile()
+                self._wake.clear()
+                await self._reconcile()
                 if self.health is not None:
                     self.health.beat()
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CYCLE):
                         await _first(stop.wait(), self._wake.wait())
-            for follower in followers:
+            for follower in [*followers, beats]:
                 follower.cancel()
         finally:
+            halt_watchdog.set()
             await self._stop_tasks()
+            await self.coordinator.leave()
             for watcher in self._watchers.values():
                 await watcher.close()
             if self.health is not None:
                 self.health.stop()
+            if watchdog is not None:
+                watchdog.join(2)
+
+    async def _beat(self) -> None:
+        """The loop's heartbeat, for the watchdog thread."""
+        while True:
+            self._loop_beat = time.monotonic()
+            await asyncio.sleep(0.2)
+
+    def _start_watchdog(
+        self, coordinator: ZooKeeperCoordinator, halt: threading.Event
+    ) -> threading.Thread:
+        assert self.config.coordination is not None
+        limit = self.config.coordination.stall_limit
+
+        def watch() -> None:
+            fired_for = 0.0
+            while not halt.wait(0.2):
+                beat = self._loop_beat
+                if time.monotonic() - beat > limit and beat != fired_for:
+                    fired_for = beat  # once per stall
+                    coordinator.session.expire_now(
+                        f"the event loop made no progress for {limit:.1f}s"
+                    )
+
+        thread = threading.Thread(target=watch, name="watchdog", daemon=True)
+        thread.start()
+        return thread
 
     def source_topology(self) -> Topology:
         """The source deployment as the node sees it now (after ``run`` has started)."""
@@ -99,27 +173,61 @@ class Node:
     def readiness(self) -> dict[str, bool]:
         return {task.name: task.running for task in self.tasks.values()}
 
-    def _reconcile(self) -> None:
+    async def _reconcile(self) -> None:
         wanted = wanted_tasks(self.config.routes, self._watchers[SOURCE].current)
-        for key in wanted - self.tasks.keys():
-            route = next(r for r in self.config.routes if r.name == key[0])
-            self._start(route, key[1])
-        for key in self.tasks.keys() - wanted:
-            log.info("stopping %s@%s: the topology no longer calls for it", *key)
-            self._runners.pop(key).cancel()
-            del self.tasks[key]
+        decision = await self.coordinator.cycle(wanted, self._progress())
+        if decision.drop_all and self.tasks:
+            log.error("dropping %d tasks: the ZooKeeper session is gone", len(self.tasks))
+            for key in list(self.tasks):
+                await self._stop(key, graceful=False)
+        for key in sorted((self.tasks.keys() - decision.run.keys()) | decision.release):
+            if key in self.tasks:
+                log.info("stopping %s@%s: no longer this node's", *key)
+                await self._stop(key, graceful=True)
+            await self.coordinator.released(key)
+        for key, epoch in sorted(decision.run.items()):
+            task = self.tasks.get(key)
+            if task is not None and task.epoch != epoch:
+                await self._stop(key, graceful=False)  # owned anew: a new epoch
+            if key not in self.tasks:
+                route = next(r for r in self.config.routes if r.name == key[0])
+                self._start(route, key[1], epoch)
         running = sum(1 for t in self.tasks.values() if t.running)
         received = sum(t.received for t in self.tasks.values())
         open_gaps = sum(1 for t in self.tasks.values() if t.gaps and t.gaps[-1].end is None)
         log.info(
-            "status: %d/%d tasks forwarding, %d received, %d in a gap",
+            "status: %d/%d tasks forwarding, %d received, %d in a gap (%s, ZooKeeper %s)",
             running,
             len(self.tasks),
             received,
             open_gaps,
+            self.coordinator.role,
+            self.coordinator.session_state,
         )
 
-    def _start(self, route: RouteConfig, shard: str) -> None:
+    def _progress(self) -> dict[str, Any]:
+        """What this node tells the fleet about its tasks (``status`` reads it)."""
+        return {
+            f"{key[0]}@{key[1]}": {
+                "epoch": task.epoch,
+                "running": task.running,
+                "forwarded": task.received,
+                "last_message_at": task.last_message_at,
+                "gaps": len(task.gaps),
+            }
+            for key, task in self.tasks.items()
+        }
+
+    async def _stop(self, key: TaskKey, graceful: bool) -> None:
+        task = self.tasks.pop(key)
+        runner = self._runners.pop(key)
+        task.stop(graceful)
+        runner.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await asyncio.gather(runner, return_exceptions=True)
+
+    def _start(self, route: RouteConfig, shard: str, epoch: int = 0) -> None:
         target = route.to.target
         cluster_sink = None
         if self._settings[target].kind is DeploymentKind.CLUSTER:
@@ -148,8 +256,8 @@ class Node:
             cluster_sink=cluster_sink,
             keys_served=lambda: keys_served(route, shard, source.current),
             source_is_cluster=self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
-            # Without coordination there is one owner, always: epoch 0.
-            owner=Owner(self.node_id, 0),
+            owner=Owner(self.node_id, epoch),
+            gate=self.coordinator.gate,
         )
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
@@ -205,10 +313,18 @@ class Node:
             self._wake.set()
 
     async def _stop_tasks(self) -> None:
-        for runner in self._runners.values():
-            runner.cancel()
-        await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        """Stop every task gracefully, all at once, then release their ownership."""
+        keys = list(self.tasks)
+        for key in keys:
+            self.tasks[key].stop(graceful=True)
+            self._runners[key].cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await asyncio.gather(*self._runners.values(), return_exceptions=True)
         self._runners.clear()
+        self.tasks.clear()
+        for key in keys:
+            await self.coordinator.released(key)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_forwarder.config import RouteConfig
+from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.forward import PubSubForwarding, StreamForwarding
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
@@ -98,11 +99,14 @@ class ForwardingTask:
         keys_served: Callable[[], list[str]] | None = None,
         source_is_cluster: bool = False,
         owner: Owner | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
         """``cluster_sink``: the target is a cluster (its topology now, credentials, and
         whom to tell about MOVED). ``keys_served``: the sharded channels or streams of
         the route that this shard serves now (default: all of them). ``owner``: the
-        node and epoch that stream sinks stamp on entries, if the route asks for it."""
+        node and epoch that stream sinks stamp on entries, if the route asks for it.
+        ``gate``: no sink write starts while it is closed (a suspended ZooKeeper
+        session)."""
         self.route = route
         self.shard = shard
         self.locate_source = locate_source
@@ -114,6 +118,9 @@ class ForwardingTask:
         every_key = list(route.from_.sharded or route.from_.streams)
         self.keys_served = keys_served or (lambda: every_key)
         self.source_is_cluster = source_is_cluster
+        self.epoch = owner.epoch if owner is not None else 0
+        self.gate = gate
+        self._graceful = False  # stopping: flush what is in flight before closing
         self.subscribed_sharded: list[str] = []  # what the current connection serves
         self.gaps: list[Gap] = []
         self.source_address: Address | None = None  # where it reads now
@@ -141,6 +148,17 @@ class ForwardingTask:
     @property
     def name(self) -> str:
         return f"{self.route.name}@{self.shard}"
+
+    @property
+    def last_message_at(self) -> float:
+        if self.pubsub is not None:
+            return self.pubsub.stats.last_message_at
+        return max((loop.last_message_at for loop in self.streams), default=0.0)
+
+    def stop(self, graceful: bool) -> None:
+        """Say how the coming cancellation should end: ``graceful`` flushes what was
+        read before closing (a hand-off); otherwise close at once (ownership is gone)."""
+        self._graceful = graceful
 
     def rehome(self, reason: str) -> None:
         """Drop the current connections and reconnect where the masters are now; if the
@@ -226,6 +244,7 @@ class ForwardingTask:
                 on_moved,
                 self._shape.replies_per_message,
                 CONNECT_TIMEOUT,
+                self.gate,
             )
             where = "the target cluster's masters"
         else:
@@ -238,7 +257,7 @@ class ForwardingTask:
             )
             stack.push_async_callback(connection.close)
             await connection.open(end.credentials.username, end.credentials.password)
-            writer = PipelineWriter(connection, self.route.max_in_flight)
+            writer = PipelineWriter(connection, self.route.max_in_flight, self.gate)
             writer.start()
             overflow = None
             if self.route.overflow == "drop-oldest":
@@ -249,6 +268,10 @@ class ForwardingTask:
             where = str(end.address)
 
         async def close_sink() -> None:
+            if self._graceful:
+                with contextlib.suppress(ConnectionLost, TimeoutError):
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await sink.flush()
             self.metrics.refused.labels(**self._labels).inc(sink.refused)
             with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
                 await sink.close()
@@ -315,6 +338,7 @@ class ForwardingTask:
                     STREAM_BATCH,
                     self.route.heartbeat,
                     on_batch=self._count,
+                    gate=self.gate,
                 )
             )
         return first_failure([loop.run() for loop in self.streams]), where

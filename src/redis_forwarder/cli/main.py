@@ -12,6 +12,7 @@ import click
 
 from redis_forwarder import __version__
 from redis_forwarder.cli.bench_command import bench
+from redis_forwarder.cli.fleet_commands import drain, pause, rebalance, resume, status, undrain
 from redis_forwarder.cli.lab_commands import lab
 from redis_forwarder.cli.run_command import run
 from redis_forwarder.cli.topology_command import topology
@@ -57,8 +58,8 @@ def _not_built(name: str, issue: str) -> click.Command:
 cli.add_command(lab)
 cli.add_command(run)
 cli.add_command(topology)
-cli.add_command(_not_built("status", "high availability"))
-cli.add_command(_not_built("drain", "high availability"))
+for fleet_command in (status, drain, undrain, pause, resume, rebalance):
+    cli.add_command(fleet_command)
 cli.add_command(_not_built("drill", "failover drills"))
 cli.add_command(bench)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -20,14 +23,31 @@ from redis_forwarder.node import Node
     type=click.Path(dir_okay=False, path_type=Path),
     help="The forwarder config.",
 )
-def run(config_path: Path) -> None:
+@click.option(
+    "--node-id",
+    help="This node's name in ZooKeeper and in stream groups "
+    "(default: [node] id, else host-pid with coordination, the host alone without).",
+)
+def run(config_path: Path, node_id: str | None) -> None:
     """Forward messages as the config's routes say, following failovers, until stopped.
 
-    SIGTERM or Ctrl-C stop it cleanly: tasks close their connections, then it exits 0.
+    SIGTERM or Ctrl-C stop it cleanly: tasks flush what they read and close, ownership
+    is released and membership left (successors start at once), then it exits 0.
     """
     config = load_config(config_path)
-    node = Node(config)
+    node = Node(config, node_id=node_id)
     asyncio.run(_serve(node))
+
+
+# Tests only: with this set to 1, SIGUSR1 freezes the event loop for
+# REDIS_FORWARDER_STALL_SECONDS (default 10), as a wedged node would be.
+FAULT_INJECTION = "REDIS_FORWARDER_FAULT_INJECTION"
+
+
+def _stall() -> None:
+    seconds = float(os.environ.get("REDIS_FORWARDER_STALL_SECONDS", "10"))
+    logging.getLogger(__name__).warning("fault injection: stalling the loop for %.1fs", seconds)
+    time.sleep(seconds)
 
 
 async def _serve(node: Node) -> None:
@@ -35,4 +55,6 @@ async def _serve(node: Node) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get(FAULT_INJECTION) == "1":
+        loop.add_signal_handler(signal.SIGUSR1, _stall)
     await node.run(stop)

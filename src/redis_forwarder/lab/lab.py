@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -268,6 +268,7 @@ class Lab:
             data_dir=str(directory),
             shard=plan.shard,
             role=plan.role,
+            argv=tuple(plan.argv),
         )
         state.processes.append(record)
         write_state(self.directory, state)
@@ -320,6 +321,32 @@ class Lab:
         record = self.record(name)
         if not pids.send(record.identity, sig):
             raise LabError(f"{name} (pid {record.pid}) is not running")
+
+    def restart(self, name: str, *, hard: bool = False) -> ProcessRecord:
+        """Stop one of the lab's processes (SIGTERM, or SIGKILL when ``hard``) and start
+        it again the same way, on the same data: a restart drill. Returns its new record
+        (readiness is the caller's to wait for)."""
+        with self._locked():
+            state = self.state()
+            record = next((r for r in state.processes if r.name == name), None)
+            if record is None:
+                raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+            if not record.argv:
+                raise LabError(f"{name} was started by an older version: restart the lab")
+            if hard:
+                pids.send(record.identity, signal.SIGKILL)
+            left = pids.stop([record.identity])
+            if left:
+                raise LabError(f"{name} (pid {record.pid}) did not stop; it was not restarted")
+            with open(record.log, "ab") as log_file:
+                child = self._children[name] = _spawn(record.argv, Path(record.data_dir), log_file)
+            identity = pids.identify(child.pid)
+            restarted = replace(
+                record, pid=child.pid, start_ticks=identity.start_ticks if identity else -1
+            )
+            state.processes[state.processes.index(record)] = restarted
+            write_state(self.directory, state)
+            return restarted
 
     def record(self, name: str) -> ProcessRecord:
         for record in self.state().processes:

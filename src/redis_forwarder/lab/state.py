@@ -31,6 +31,7 @@ class ProcessRecord:
     data_dir: str
     shard: str | None = None
     role: str = ""
+    argv: tuple[str, ...] = ()  # how it was started: ``restart`` starts it the same way
 
     @property
     def identity(self) -> ProcessIdentity:
@@ -52,7 +53,10 @@ class LabState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> LabState:
-        processes = [ProcessRecord(**p) for p in raw.pop("processes", [])]
+        processes = [
+            ProcessRecord(**{**p, "argv": tuple(p.get("argv", ()))})
+            for p in raw.pop("processes", [])
+        ]
         return cls(**raw, processes=processes)
 
 

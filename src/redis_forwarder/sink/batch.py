@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection
 from redis_forwarder.sink.commands import SinkCommand
@@ -126,6 +127,7 @@ class ClusterSink:
         on_moved: Callable[[str], None],
         replies_per_message: int = 1,
         connect_timeout: float | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
         self.command = command
         self.key_of = key_of
@@ -136,6 +138,7 @@ class ClusterSink:
         self.on_moved = on_moved
         self.replies_per_message = replies_per_message
         self.connect_timeout = connect_timeout
+        self.gate = gate
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
         self._routes = RouteCache()
@@ -166,7 +169,7 @@ class ClusterSink:
                 connect_timeout=self.connect_timeout,
             )
             await connection.open(self.credentials.username, self.credentials.password)
-            writer = PipelineWriter(connection, self.max_in_flight)
+            writer = PipelineWriter(connection, self.max_in_flight, self.gate)
             writer.start()
             self.writers[address] = writer
         return writer

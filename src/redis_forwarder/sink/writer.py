@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
 
 DEFAULT_MAX_IN_FLIGHT = 20_000
@@ -19,9 +20,14 @@ DEFAULT_MAX_IN_FLIGHT = 20_000
 
 class PipelineWriter:
     def __init__(
-        self, connection: RespConnection, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+        self,
+        connection: RespConnection,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        gate: WriteGate | None = None,
     ) -> None:
+        """``gate``: while it is closed, ``send`` waits before writing anything."""
         self.connection = connection
+        self.gate = gate
         self.max_in_flight = max_in_flight
         self.sent = 0
         self.confirmed = 0
@@ -45,6 +51,9 @@ class PipelineWriter:
             self._progress.clear()
             await self._progress.wait()
         self._raise_if_failed()
+        if self.gate is not None and not self.gate.may_write():
+            await self.gate.wait()
+            self._raise_if_failed()
         self.connection.write(buffer)
         self.sent += count
         self._pending.set()

@@ -1,0 +1,138 @@
+"""The fleet commands: ``status``, ``drain`` / ``undrain``, ``pause`` / ``resume``,
+``rebalance``. Each reads the config's ``[coordination]`` and talks to ZooKeeper; the
+controller acts on what they write within a cycle (its watches wake it)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from redis_forwarder.config import CoordinationConfig, load_config
+from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.fleet import fleet_status, set_flag
+from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.errors import UsageError
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The forwarder config (its [coordination] says where the fleet is).",
+)
+
+
+def _coordination(config_path: Path) -> CoordinationConfig:
+    config = load_config(config_path)
+    if config.coordination is None:
+        raise UsageError(
+            f"{config_path} has no [coordination] section: a node without one runs alone, "
+            "and there is no fleet to show or steer"
+        )
+    return config.coordination
+
+
+def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
+    coordination = _coordination(config_path)
+    return FleetClient(coordination.zookeeper), Paths(coordination.root)
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (docs/cli.md).")
+def status(config_path: Path, as_json: bool) -> None:
+    """Members, controller, assignment, and each task's owner, epoch and progress."""
+    client, paths = _fleet(config_path)
+    with client:
+        document = fleet_status(client, paths)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    _print_status(document)
+
+
+def _print_status(document: dict[str, Any]) -> None:
+    out = Console()
+    out.print(f"controller: {document['controller'] or 'none'}")
+    members = Table(title="members")
+    for column in ("id", "host", "pid", "version", "drained", "config"):
+        members.add_column(column)
+    for m in document["members"]:
+        config = str(m.get("config", ""))[:8] + (" (drift)" if m.get("config_drift") else "")
+        members.add_row(
+            str(m.get("id")),
+            str(m.get("host")),
+            str(m.get("pid")),
+            str(m.get("version")),
+            "yes" if m.get("drained") else "",
+            config,
+        )
+    out.print(members)
+    tasks = Table(title=f"tasks (assignment {document['assignment_serial']})")
+    for column in ("route", "shard", "assigned", "owner", "epoch", "forwarded", "last message"):
+        tasks.add_column(column)
+    now = time.time()
+    for t in document["tasks"]:
+        last = t["last_message_at"]
+        tasks.add_row(
+            t["route"] + (" (paused)" if t["route"] in document["paused"] else ""),
+            t["shard"],
+            str(t["assigned"] or "-"),
+            str(t["owner"] or "-") + ("" if t["running"] else " (not running)"),
+            str(t["epoch"] or "-"),
+            str(t["forwarded"]),
+            f"{now - last:.1f}s ago" if last else "-",
+        )
+    out.print(tasks)
+    if document["paused"]:
+        out.print(f"paused routes: {', '.join(document['paused'])}")
+
+
+def _flag_command(
+    name: str, folder: Callable[[Paths], str], on: bool, noun: str, doc: str
+) -> click.Command:
+    @click.command(name, help=doc)
+    @config_option
+    @click.argument("target")
+    def command(config_path: Path, target: str) -> None:
+        client, paths = _fleet(config_path)
+        with client:
+            changed = set_flag(client, folder(paths), target, on, {"at": time.time()})
+        state = "already " if not changed else ""
+        verb = {"drain": "drained", "undrain": "undrained", "pause": "paused"}.get(name, "resumed")
+        click.echo(f"{noun} {target}: {state}{verb}")
+
+    return command
+
+
+drain = _flag_command(
+    "drain",
+    lambda p: p.drained,
+    True,
+    "node",
+    "Move every task off NODE (it stays a member, assigned nothing) until undrain.",
+)
+undrain = _flag_command("undrain", lambda p: p.drained, False, "node", "Let NODE take tasks again.")
+pause = _flag_command(
+    "pause", lambda p: p.paused, True, "route", "Stop forwarding ROUTE on every node."
+)
+resume = _flag_command("resume", lambda p: p.paused, False, "route", "Forward ROUTE again.")
+
+
+@click.command()
+@config_option
+def rebalance(config_path: Path) -> None:
+    """Recompute the assignment from scratch (not sticky): spreads each route's shards
+    round robin again. Tasks that move have a short gap."""
+    client, paths = _fleet(config_path)
+    with client:
+        client.put(paths.rebalance, znodes.encode({"at": time.time()}))
+    click.echo("rebalance requested: the controller recomputes within a cycle")

@@ -1,0 +1,65 @@
+"""Which node forwards which task: balanced and sticky. Pure.
+
+``assign`` takes the tasks the topology calls for, the nodes that may run them, and the
+assignment in force, and returns the new one:
+
+- every task of a route that is not paused goes to exactly one eligible node (a live
+  member, not drained, running the controller's config);
+- loads differ by at most one task;
+- as few tasks as possible change owner: a node keeps its tasks up to its share, and
+  the nodes that already hold the most get the shares that are one task larger.
+
+Ties are broken by names, so the same inputs always give the same assignment: a newly
+elected controller computes what the old one did and nothing churns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+TaskKey = tuple[str, str]  # route name, shard id
+Assignment = dict[TaskKey, str]  # task -> node id
+
+
+def assign(
+    tasks: Iterable[TaskKey],
+    nodes: Iterable[str],
+    previous: Mapping[TaskKey, str],
+    paused_routes: Iterable[str] = (),
+) -> Assignment:
+    """The new assignment of ``tasks`` to ``nodes`` (the eligible ones only)."""
+    paused = set(paused_routes)
+    wanted = sorted(t for t in set(tasks) if t[0] not in paused)
+    eligible = sorted(set(nodes))
+    if not eligible or not wanted:
+        return {}
+    held: dict[str, list[TaskKey]] = {node: [] for node in eligible}
+    for task in wanted:
+        owner = previous.get(task)
+        if owner is not None and owner in held:
+            held[owner].append(task)
+    base, extra = divmod(len(wanted), len(eligible))
+    # The larger shares go to the nodes that hold the most already: fewest moves.
+    by_holdings = sorted(eligible, key=lambda node: (-len(held[node]), node))
+    share = {node: base + (1 if rank < extra else 0) for rank, node in enumerate(by_holdings)}
+    result: Assignment = {}
+    for node in eligible:
+        for task in held[node][: share[node]]:
+            result[task] = node
+    room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
+    # Round robin over the nodes with room, so that a new route's shards spread out.
+    open_nodes = [node for node in eligible if room[node]]
+    turn = 0
+    for task in (task for task in wanted if task not in result):
+        while not room[open_nodes[turn % len(open_nodes)]]:
+            turn += 1
+        node = open_nodes[turn % len(open_nodes)]
+        result[task] = node
+        room[node] -= 1
+        turn += 1
+    return result
+
+
+def moves(before: Mapping[TaskKey, str], after: Mapping[TaskKey, str]) -> list[TaskKey]:
+    """Tasks that had an owner and now have another one."""
+    return sorted(t for t, owner in after.items() if before.get(t) not in (None, owner))

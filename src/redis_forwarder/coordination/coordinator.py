@@ -1,0 +1,305 @@
+"""What a node may run, decided once per reconcile cycle.
+
+:class:`LocalCoordinator` (no ``[coordination]``): the node owns every task, epoch 0.
+
+:class:`ZooKeeperCoordinator`, one ``cycle(wanted)`` at a time:
+
+1. Session: lost (or its local lease ran out) -> run nothing (the node drops every
+   task: its ownership znodes are gone); suspended -> keep what runs, but the write
+   gate is closed until ZooKeeper confirms the session; a new session -> register
+   again (membership, progress) and own nothing.
+2. Election: try the controller lock (kazoo's Lock recipe, not blocking); a node that
+   holds it is the controller only while its session is connected.
+3. Controller: read members (only those running the same config fingerprint),
+   drained nodes and paused routes, compute ``assign`` from the assignment in force,
+   write it back if it changed (compare-and-set on the znode version).
+4. Ownership: for each task assigned here, create its ephemeral owner znode; its czxid
+   is the epoch. A task whose znode another node (or an older session) still holds
+   waits, with a watch that wakes the loop when it goes. Tasks no longer assigned
+   here are handed back to the node to stop; ``released`` deletes their znodes.
+
+Watches on members, drained, paused, the assignment and blocking owner znodes wake
+the reconcile loop early (``on_change``), so a hand-off takes one round trip, not a
+polling interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from redis_forwarder import __version__
+from redis_forwarder.config import CoordinationConfig
+from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.assignment import Assignment, TaskKey, assign, moves
+from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.zk import (
+    NodeExists,
+    SessionState,
+    ZooKeeperError,
+    ZooKeeperSession,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    run: dict[TaskKey, int]  # task -> epoch: what may run now
+    release: set[TaskKey] = field(default_factory=set)  # stop these, then ``released``
+    drop_all: bool = False  # the session is gone: stop everything at once
+
+
+class Coordinator(Protocol):
+    gate: WriteGate
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def session_state(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision: ...
+
+    async def released(self, task: TaskKey) -> None: ...
+
+    async def leave(self) -> None: ...
+
+
+class LocalCoordinator:
+    """A node alone: every task is its own, the gate always open."""
+
+    role = "alone"
+    session_state = "none"
+
+    def __init__(self) -> None:
+        self.gate = WriteGate()
+
+    async def start(self) -> None:
+        return None
+
+    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision:
+        return Decision(run=dict.fromkeys(wanted, 0))
+
+    async def released(self, task: TaskKey) -> None:
+        return None
+
+    async def leave(self) -> None:
+        return None
+
+
+class ZooKeeperCoordinator:
+    def __init__(
+        self,
+        config: CoordinationConfig,
+        node_id: str,
+        fingerprint: str,
+        metrics_address: str | None,
+        on_change: Any,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.fingerprint = fingerprint
+        self.metrics_address = metrics_address
+        self.paths = Paths(config.root)
+        self.session = ZooKeeperSession(config.zookeeper, config.session_timeout, on_change)
+        self.gate = self.session.gate
+        self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
+        self.is_controller = False
+        self._registered_generation: int | None = None
+        self._lock: Any = None
+        self._waiting_logged: set[TaskKey] = set()
+
+    @property
+    def role(self) -> str:
+        return "controller" if self.is_controller else "member"
+
+    @property
+    def session_state(self) -> str:
+        return str(self.session.state)
+
+    async def start(self) -> None:
+        await self.session.start()
+        await self.session.ensure(
+            self.paths.members,
+            self.paths.owners,
+            self.paths.progress,
+            self.paths.drained,
+            self.paths.paused,
+            self.paths.controller,
+        )
+
+    # ---------------------------------------------------------------- the cycle
+    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision:
+        session = self.session
+        session.check_lease()
+        if session.state is SessionState.LOST:
+            return self._forget_everything()
+        if session.state is SessionState.SUSPENDED:
+            return Decision(run=dict(self.owned))  # gate closed: running, not writing
+        dropped = False
+        try:
+            if self._registered_generation != session.generation:
+                dropped = bool(self.owned) or self._registered_generation is not None
+                self.owned.clear()
+                await self._register()
+            await self._publish_progress(progress)
+            await self._elect()
+            if self.is_controller:
+                await self._control(wanted)
+            assignment = await self._read_assignment()
+        except ZooKeeperError as exc:
+            log.warning("coordination cycle: %s; trying again next cycle", exc)
+            return Decision(run=dict(self.owned), drop_all=dropped)
+        mine = {task for task, node in assignment.items() if node == self.node_id}
+        mine &= wanted
+        release = set(self.owned) - mine
+        for task in sorted(mine - set(self.owned)):
+            await self._try_to_own(task)
+        run = {task: epoch for task, epoch in self.owned.items() if task in mine}
+        return Decision(run=run, release=release, drop_all=dropped)
+
+    def _forget_everything(self) -> Decision:
+        if self.owned or self.is_controller:
+            log.error("ZooKeeper session lost: %d tasks dropped", len(self.owned))
+        self.owned.clear()
+        self.is_controller = False
+        self._lock = None
+        return Decision(run={}, drop_all=True)
+
+    async def _register(self) -> None:
+        member = {
+            "id": self.node_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
+            "metrics": self.metrics_address,
+            "config": self.fingerprint,
+            "started_at": time.time(),
+        }
+        path = self.paths.member(self.node_id)
+        existing = await self.session.get(path)
+        if existing is not None:
+            # Ours from an older session, or another process with our id: either way the
+            # newest registration is the one that counts.
+            log.warning("member %s was registered already; replacing it", self.node_id)
+            await self.session.delete(path)
+        await self.session.create(path, znodes.encode(member), ephemeral=True)
+        progress_path = self.paths.progress_of(self.node_id)
+        await self.session.delete(progress_path)
+        await self.session.create(progress_path, znodes.encode({}), ephemeral=True)
+        self._lock = self.session.lock(self.paths.controller, self.node_id)
+        self.is_controller = False
+        self._registered_generation = self.session.generation
+        log.info("registered as %s in %s", self.node_id, self.config.root)
+
+    async def _publish_progress(self, progress: dict[str, Any]) -> None:
+        await self.session.set(self.paths.progress_of(self.node_id), znodes.encode(progress))
+
+    async def _elect(self) -> None:
+        if self.is_controller or self._lock is None:
+            return
+        lock = self._lock
+        if await self.session.call(lambda: lock.acquire(blocking=False)):
+            self.is_controller = True
+            log.info("elected controller")
+        else:  # be woken when the controller's lock znode goes
+            await self.session.children(self.paths.controller, watch=True)
+
+    async def _control(self, wanted: set[TaskKey]) -> None:
+        session, paths = self.session, self.paths
+        members: dict[str, dict[str, Any]] = {}
+        for name in await session.children(paths.members, watch=True):
+            znode = await session.get(f"{paths.members}/{name}")
+            document = znodes.decode(znode.data) if znode else None
+            if isinstance(document, dict) and "id" in document:
+                members[str(document["id"])] = document
+        drained = {
+            znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
+        }
+        paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
+        eligible = [
+            node
+            for node, member in members.items()
+            if member.get("config") == self.fingerprint and node not in drained
+        ]
+        current = await session.get(paths.assignment)
+        previous, serial = znodes.assignment_of(current.data if current else None)
+        rebalance = await session.get(paths.rebalance, watch=True)
+        new = assign(wanted, eligible, {} if rebalance else previous, paused)
+        if rebalance is not None:
+            await session.delete(paths.rebalance)
+        if new == previous:
+            return
+        document = znodes.assignment_document(new, self.node_id, serial + 1)
+        if current is None:
+            try:
+                await session.create(paths.assignment, document)
+            except NodeExists:
+                return  # another controller wrote first: read it next cycle
+        else:
+            await session.set(paths.assignment, document, version=current.version)
+        moved = moves(previous, new)
+        log.info(
+            "assignment %d: %d tasks on %d nodes, %d moved",
+            serial + 1,
+            len(new),
+            len(eligible),
+            len(moved),
+        )
+
+    async def _read_assignment(self) -> Assignment:
+        znode = await self.session.get(self.paths.assignment, watch=True)
+        return znodes.assignment_of(znode.data if znode else None)[0]
+
+    async def _try_to_own(self, task: TaskKey) -> None:
+        path = self.paths.owner(task)
+        claim = {"node": self.node_id, "session": self.session.session_id}
+        try:
+            created = await self.session.create(path, znodes.encode(claim), ephemeral=True)
+        except NodeExists:
+            holder = await self.session.get(path, watch=True)
+            if holder is not None and znodes.decode(holder.data) == claim:
+                self.owned[task] = holder.czxid  # ours, from this session
+                return
+            if task not in self._waiting_logged:
+                self._waiting_logged.add(task)
+                who = znodes.decode(holder.data) if holder else None
+                log.info("%s@%s: waiting for its owner to let go: %s", *task, who)
+            return
+        self._waiting_logged.discard(task)
+        self.owned[task] = created.czxid
+        log.info("%s@%s: owned, epoch %d", task[0], task[1], created.czxid)
+
+    # ---------------------------------------------------------------- hand-back
+    async def released(self, task: TaskKey) -> None:
+        """The node stopped ``task``: delete its owner znode, so the next owner starts
+        without waiting for our session to expire."""
+        if self.owned.pop(task, None) is None:
+            return
+        try:
+            await self.session.delete(self.paths.owner(task))
+        except ZooKeeperError as exc:
+            log.warning("%s@%s: could not release (%s); it goes with the session", *task, exc)
+
+    async def leave(self) -> None:
+        """Graceful stop, after the node stopped its tasks: release what is left, leave
+        membership, close the session."""
+        if self.session.connected:
+            for task in list(self.owned):
+                await self.released(task)
+            try:
+                if self.is_controller and self._lock is not None:
+                    lock = self._lock
+                    await self.session.call(lock.release)
+                await self.session.delete(self.paths.member(self.node_id))
+            except ZooKeeperError as exc:
+                log.warning("leaving: %s", exc)
+        await self.session.close()

@@ -1,0 +1,93 @@
+"""The fleet as ZooKeeper holds it, for operators: ``status`` reads it, ``drain`` /
+``undrain`` / ``pause`` / ``resume`` / ``rebalance`` write the requests the controller
+acts on (within a cycle: its watches wake it).
+
+The status document (stable; docs/cli.md):
+
+    {"controller": "n1",
+     "members": [{"id": "n1", "host": "...", "pid": 123, "version": "0.1.0",
+                  "metrics": null, "config": "3f2a...", "drained": false,
+                  "config_drift": false, "started_at": 1763900000.1}],
+     "drained": [], "paused": [], "assignment_serial": 4,
+     "tasks": [{"route": "orders", "shard": "alpha", "assigned": "n1", "owner": "n1",
+                "epoch": 4294967312, "running": true, "forwarded": 1234,
+                "last_message_at": 1763900000.5, "gaps": 0}]}
+
+``config_drift`` marks members whose config fingerprint differs from the
+controller's: the controller assigns them nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.zk import FleetClient
+
+
+def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
+    holder = client.lock_holder(paths.controller)
+    members: list[dict[str, Any]] = []
+    for name in sorted(client.children(paths.members)):
+        znode = client.get(f"{paths.members}/{name}")
+        document = znodes.decode(znode.data) if znode else None
+        if isinstance(document, dict):
+            members.append(document)
+    drained = sorted(znodes.unquote_name(n) for n in client.children(paths.drained))
+    paused = sorted(znodes.unquote_name(n) for n in client.children(paths.paused))
+    controller_config = next((m.get("config") for m in members if m.get("id") == holder), None)
+    for member in members:
+        member["drained"] = member.get("id") in drained
+        member["config_drift"] = (
+            controller_config is not None and member.get("config") != controller_config
+        )
+    assignment_znode = client.get(paths.assignment)
+    assignment, serial = znodes.assignment_of(assignment_znode.data if assignment_znode else None)
+    progress: dict[str, dict[str, Any]] = {}
+    for member in members:
+        znode = client.get(paths.progress_of(str(member.get("id"))))
+        document = znodes.decode(znode.data) if znode else None
+        if isinstance(document, dict):
+            progress.update(document)
+    owners: dict[tuple[str, str], tuple[str | None, int]] = {}
+    for name in client.children(paths.owners):
+        znode = client.get(f"{paths.owners}/{name}")
+        if znode is not None:
+            claim = znodes.decode(znode.data) or {}
+            owners[znodes.task_of(name)] = (claim.get("node"), znode.czxid)
+    tasks = []
+    for task in sorted(set(assignment) | set(owners)):
+        owner, epoch = owners.get(task, (None, None))
+        seen = progress.get(f"{task[0]}@{task[1]}", {})
+        tasks.append(
+            {
+                "route": task[0],
+                "shard": task[1],
+                "assigned": assignment.get(task),
+                "owner": owner,
+                "epoch": epoch,
+                "running": bool(seen.get("running", False)),
+                "forwarded": seen.get("forwarded", 0),
+                "last_message_at": seen.get("last_message_at") or None,
+                "gaps": seen.get("gaps", 0),
+            }
+        )
+    return {
+        "controller": holder,
+        "members": members,
+        "drained": drained,
+        "paused": paused,
+        "assignment_serial": serial,
+        "tasks": tasks,
+    }
+
+
+def set_flag(client: FleetClient, folder: str, name: str, on: bool, note: dict[str, Any]) -> bool:
+    """Add or remove ``folder/name``; return whether anything changed."""
+    path = f"{folder}/{znodes.quote_name(name)}"
+    if on:
+        changed = not client.exists(path)
+        client.put(path, znodes.encode(note))
+        return changed
+    return client.remove(path)

@@ -1,0 +1,53 @@
+"""The write gate: whether a node may write to sinks now. Apart from ``zk`` so that the
+data path does not import kazoo.
+
+Two conditions, both needed:
+
+- ``open``: the session is connected (closed from kazoo's thread the moment it is
+  suspended, and by the watchdog; a plain attribute, so any thread can close it);
+- the *lease*: ZooKeeper heard from this node less than a fraction of the session
+  timeout ago (``renew`` after each operation that succeeded, stamped with when it
+  was sent). A process that was frozen (SIGSTOP, a stalled loop, a long GC) wakes up
+  with its lease run out on the monotonic clock, before any thread of it had a chance
+  to notice that the session is gone: it writes nothing for tasks it may have lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+NO_LEASE = float("inf")
+POLL = 0.05  # how often a waiting writer looks at the lease again
+
+
+class WriteGate:
+    def __init__(self, lease_until: float = NO_LEASE) -> None:
+        self.open = True
+        self.lease_until = lease_until
+        self._changed = asyncio.Event()
+
+    def may_write(self) -> bool:
+        return self.open and time.monotonic() < self.lease_until
+
+    def close(self) -> None:
+        self.open = False
+
+    def reopen(self) -> None:
+        self.open = True
+        self._changed.set()
+
+    def renew(self, until: float) -> None:
+        if until > self.lease_until or self.lease_until is NO_LEASE:
+            self.lease_until = until
+        self._changed.set()
+
+    async def wait(self) -> None:
+        """Until writing is allowed again (the caller's task may be cancelled meanwhile)."""
+        while not self.may_write():
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(POLL):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass

@@ -1,0 +1,126 @@
+"""Where things live under the configured root, and how they are encoded. Pure.
+
+::
+
+    {root}/members/{node}      ephemeral  who is alive: id, host, pid, version, metrics,
+                                          config hash
+    {root}/controller/         kazoo Lock recipe: its holder is the controller
+    {root}/assignment          persistent one JSON document: task -> node, versioned
+    {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
+    {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch
+    {root}/drained/{node}      persistent an operator drained this node
+    {root}/paused/{route}      persistent an operator paused this route
+    {root}/rebalance           persistent a request: recompute without stickiness
+
+A task's name is ``route@shard`` (route names cannot hold ``@``), percent-quoted so
+that any shard id is one znode name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from redis_forwarder.coordination.assignment import Assignment, TaskKey
+
+DEFAULT_ROOT = "/redis-forwarder"
+
+
+def quote_name(name: str) -> str:
+    """Any node id or route name as one znode name."""
+    return quote(name, safe="")
+
+
+def unquote_name(name: str) -> str:
+    return unquote(name)
+
+
+def task_name(task: TaskKey) -> str:
+    return quote(f"{task[0]}@{task[1]}", safe="")
+
+
+def task_of(name: str) -> TaskKey:
+    route, _, shard = unquote(name).partition("@")
+    return route, shard
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str
+
+    @property
+    def members(self) -> str:
+        return f"{self.root}/members"
+
+    def member(self, node: str) -> str:
+        return f"{self.members}/{quote_name(node)}"
+
+    @property
+    def controller(self) -> str:
+        return f"{self.root}/controller"
+
+    @property
+    def assignment(self) -> str:
+        return f"{self.root}/assignment"
+
+    @property
+    def owners(self) -> str:
+        return f"{self.root}/owners"
+
+    def owner(self, task: TaskKey) -> str:
+        return f"{self.owners}/{task_name(task)}"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.root}/progress"
+
+    def progress_of(self, node: str) -> str:
+        return f"{self.progress}/{quote_name(node)}"
+
+    @property
+    def drained(self) -> str:
+        return f"{self.root}/drained"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.root}/paused"
+
+    @property
+    def rebalance(self) -> str:
+        return f"{self.root}/rebalance"
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(data: bytes | None) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def assignment_document(assignment: Assignment, controller: str, serial: int) -> bytes:
+    return encode(
+        {
+            "controller": controller,
+            "serial": serial,
+            "tasks": {task_name(task): node for task, node in sorted(assignment.items())},
+        }
+    )
+
+
+def assignment_of(data: bytes | None) -> tuple[Assignment, int]:
+    """The assignment and its serial (0 when there is none yet or it is unreadable)."""
+    document = decode(data)
+    if not isinstance(document, dict):
+        return {}, 0
+    tasks = document.get("tasks") or {}
+    return {task_of(name): str(node) for name, node in tasks.items()}, int(
+        document.get("serial", 0)
+    )

@@ -1,0 +1,345 @@
+"""The ZooKeeper session, in one place: the only module that imports kazoo.
+
+State contract (what the rest of the node may rely on):
+
+- ``state`` is CONNECTED, SUSPENDED or LOST, as kazoo last reported it, and LOST too
+  once the *local lease* ran out: kazoo reports LOST only after it reconnects, so with
+  ZooKeeper unreachable the node decides by itself, ``session_timeout`` after the
+  suspension, that its session (and with it every ephemeral znode) is gone.
+- ``gate`` is open only while the session is CONNECTED. It is closed from kazoo's
+  thread the moment the connection is suspended (a plain attribute, read before every
+  sink write), so no write starts after ZooKeeper went quiet, even if the event loop
+  is busy. A stalled-loop watchdog closes it from its own thread too.
+- ``generation`` counts sessions: it changes when a new session replaced a lost one,
+  which tells the node to re-register and to treat what it owned as gone.
+- kazoo calls block: they run in a small thread pool (``call``), each bounded by the
+  session timeout, and kazoo's errors are translated into :class:`ZooKeeperError`.
+- kazoo's callbacks (state changes, watches) run on kazoo's thread and only schedule
+  ``on_change`` on the loop (``call_soon_threadsafe``): they never touch loop state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+    SessionExpiredError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.retry import KazooRetry
+
+from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.errors import CoordinationError, ZooKeeperUnreachableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# The part of the session timeout that a confirmed session lets the node write for.
+LEASE_FRACTION = 2 / 3
+
+
+class SessionState(StrEnum):
+    CONNECTED = "connected"
+    SUSPENDED = "suspended"
+    LOST = "lost"
+
+
+class ZooKeeperError(CoordinationError):
+    """A ZooKeeper operation failed (connection loss, expired session, timeout)."""
+
+
+class NodeExists(ZooKeeperError):
+    pass
+
+
+class NoNode(ZooKeeperError):
+    pass
+
+
+@dataclass(frozen=True)
+class Znode:
+    data: bytes
+    version: int
+    czxid: int  # the creation transaction id: unique and increasing per creation
+
+    @classmethod
+    def of(cls, data: bytes, stat: ZnodeStat) -> Znode:
+        return cls(data, stat.version, stat.czxid)
+
+
+class ZooKeeperSession:
+    def __init__(self, hosts: str, session_timeout: float, on_change: Callable[[], None]) -> None:
+        self.hosts = hosts
+        self.session_timeout = session_timeout
+        self.on_change = on_change  # called on the loop after any state change or watch
+        self.state = SessionState.LOST
+        self.generation = 0
+        # Closed until the first session is confirmed; the lease starts run out.
+        self.gate = WriteGate(lease_until=0.0)
+        self.gate.close()
+        self.suspended_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session_id: int | None = None
+        self._closing = False
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
+        self.client = KazooClient(
+            hosts=hosts,
+            timeout=session_timeout,
+            # Reconnect forever (the node decides about its session with its lease);
+            # operations are not retried here: the reconcile loop tries again next cycle.
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
+            logger=logging.getLogger("kazoo"),
+        )
+        self.client.add_listener(self._on_state)
+
+    # ------------------------------------------------------------ life
+    async def start(self, timeout: float = 10.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._loop.run_in_executor(self._pool, lambda: self.client.start(timeout))
+        except (KazooTimeoutError, KazooException, OSError) as exc:
+            await self._loop.run_in_executor(self._pool, self.client.close)
+            raise ZooKeeperUnreachableError(self.hosts, timeout, type(exc).__name__) from exc
+        self._connected()
+
+    async def close(self) -> None:
+        """End the session now: its ephemeral znodes go at once (a graceful leave)."""
+        self._closing = True
+        self.gate.close()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._pool, self.client.stop), 5.0)
+            await asyncio.wait_for(loop.run_in_executor(self._pool, self.client.close), 5.0)
+        except (TimeoutError, KazooException) as exc:
+            log.warning("closing the ZooKeeper session: %s", exc)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.state = SessionState.LOST
+
+    def expire_now(self, why: str) -> None:
+        """Give the session up from any thread (the watchdog): stop writing at once and
+        close the connection, so ZooKeeper drops our ephemeral znodes and others take
+        over. kazoo reconnects with a new session afterwards."""
+        log.error("giving up the ZooKeeper session: %s", why)
+        self.gate.close()
+        threading.Thread(target=self._drop_connection, daemon=True).start()
+
+    def _drop_connection(self) -> None:
+        try:
+            self.client.stop()
+            self.client.start(self.session_timeout * 3)
+        except (KazooTimeoutError, KazooException, OSError) as exc:
+            log.warning("reconnecting to ZooKeeper after giving up the session: %s", exc)
+
+    # ------------------------------------------------------------ state
+    def _on_state(self, state: str) -> None:
+        """kazoo's thread: record, close the gate at once if suspended, tell the loop."""
+        if state == KazooState.SUSPENDED or state == KazooState.LOST:
+            self.gate.close()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._apply, state)
+
+    def _apply(self, state: str) -> None:
+        if state == KazooState.CONNECTED:
+            self._connected()
+        elif state == KazooState.SUSPENDED:
+            self.state = SessionState.SUSPENDED
+            self.suspended_at = time.monotonic()
+            log.warning("ZooKeeper connection suspended: not writing until it is back")
+        else:
+            self._lost("kazoo reports the session lost")
+        self.on_change()
+
+    def _connected(self) -> None:
+        session_id = self.client.client_id[0] if self.client.client_id else None
+        if session_id != self._session_id:
+            if self._session_id is not None:
+                log.warning("a new ZooKeeper session replaced the lost one")
+            self._session_id = session_id
+            self.generation += 1
+        elif self.state is SessionState.SUSPENDED:
+            log.info("ZooKeeper connection back, session kept: writing again")
+        self.state = SessionState.CONNECTED
+        self.suspended_at = None
+        self.gate.reopen()
+
+    def _lost(self, why: str) -> None:
+        if self.state is not SessionState.LOST:
+            log.error("ZooKeeper session lost (%s): dropping every task", why)
+        self.state = SessionState.LOST
+        self.gate.close()
+
+    def check_lease(self) -> None:
+        """Declare the session lost once it has been suspended for a session timeout:
+        ZooKeeper has expired it by then, whatever kazoo says later."""
+        if self.state is not SessionState.SUSPENDED or self.suspended_at is None:
+            return
+        if time.monotonic() - self.suspended_at >= self.session_timeout:
+            self._lost(f"suspended for {self.session_timeout:.1f}s, the session timeout")
+            self._session_id = None  # whatever session comes next is a new one
+
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
+
+    # ------------------------------------------------------------ operations
+    async def call(self, operation: Callable[[], T]) -> T:
+        """Run one kazoo call in the pool, bounded by the session timeout."""
+        loop = asyncio.get_running_loop()
+        sent = time.monotonic()
+        try:
+            async with asyncio.timeout(self.session_timeout):
+                result = await loop.run_in_executor(self._pool, operation)
+            self._heard(sent)
+            return result
+        except NodeExistsError as exc:
+            self._heard(sent)
+            raise NodeExists(str(exc) or "node exists") from exc
+        except NoNodeError as exc:
+            self._heard(sent)
+            raise NoNode(str(exc) or "no node") from exc
+        except SessionExpiredError as exc:
+            self._lost("an operation found the session expired")
+            raise ZooKeeperError("session expired") from exc
+        except (KazooException, KazooTimeoutError, TimeoutError) as exc:
+            raise ZooKeeperError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _heard(self, sent: float) -> None:
+        """ZooKeeper answered a request sent at ``sent``: it cannot expire the session
+        before ``sent + session_timeout``; writes may go on until a safe part of that."""
+        if self.state is SessionState.CONNECTED:
+            self.gate.renew(sent + self.session_timeout * LEASE_FRACTION)
+
+    def watcher(self) -> Callable[[Any], None]:
+        """A one-shot kazoo watch function that wakes the loop."""
+
+        def fired(_event: Any) -> None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.on_change)
+
+        return fired
+
+    async def ensure(self, *paths: str) -> None:
+        for path in paths:
+            await self.call(lambda p=path: self.client.ensure_path(p))  # type: ignore[misc]
+
+    async def create(self, path: str, data: bytes, *, ephemeral: bool = False) -> Znode:
+        """Create ``path``; return it as created (its czxid is its epoch)."""
+        _path, stat = await self.call(
+            lambda: self.client.create(
+                path, data, ephemeral=ephemeral, makepath=True, include_data=True
+            )
+        )
+        return Znode.of(data, stat)
+
+    async def get(self, path: str, watch: bool = False) -> Znode | None:
+        try:
+            data, stat = await self.call(
+                lambda: self.client.get(path, watch=self.watcher() if watch else None)
+            )
+        except NoNode:
+            if watch:  # be told when it appears
+                await self.call(lambda: self.client.exists(path, watch=self.watcher()))
+            return None
+        return Znode.of(data, stat)
+
+    async def children(self, path: str, watch: bool = False) -> list[str]:
+        try:
+            return await self.call(
+                lambda: self.client.get_children(path, watch=self.watcher() if watch else None)
+            )
+        except NoNode:
+            return []
+
+    async def set(self, path: str, data: bytes, version: int = -1) -> None:
+        await self.call(lambda: self.client.set(path, data, version=version))
+
+    async def delete(self, path: str, version: int = -1) -> None:
+        with contextlib.suppress(NoNode):
+            await self.call(lambda: self.client.delete(path, version=version))
+
+    def lock(self, path: str, identifier: str) -> Any:
+        return self.client.Lock(path, identifier)
+
+    @property
+    def session_id(self) -> int | None:
+        return self._session_id
+
+
+class FleetClient:
+    """A short synchronous session for the command line (status, drain, pause, ...)."""
+
+    def __init__(self, hosts: str, timeout: float = 10.0) -> None:
+        self.hosts = hosts
+        self.client = KazooClient(hosts=hosts, timeout=timeout)
+        try:
+            self.client.start(timeout)
+        except (KazooTimeoutError, KazooException, OSError) as exc:
+            self.client.close()
+            raise ZooKeeperUnreachableError(hosts, timeout, type(exc).__name__) from exc
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.client.stop()
+        self.client.close()
+
+    def get(self, path: str) -> Znode | None:
+        try:
+            data, stat = self.client.get(path)
+        except NoNodeError:
+            return None
+        except KazooException as exc:
+            raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
+        return Znode.of(data, stat)
+
+    def children(self, path: str) -> list[str]:
+        try:
+            return list(self.client.get_children(path))
+        except NoNodeError:
+            return []
+        except KazooException as exc:
+            raise ZooKeeperError(f"listing {path}: {type(exc).__name__}") from exc
+
+    def exists(self, path: str) -> bool:
+        return self.client.exists(path) is not None
+
+    def put(self, path: str, data: bytes) -> None:
+        """Create or overwrite a persistent znode."""
+        try:
+            self.client.ensure_path(path)
+            self.client.set(path, data)
+        except KazooException as exc:
+            raise ZooKeeperError(f"writing {path}: {type(exc).__name__}") from exc
+
+    def remove(self, path: str) -> bool:
+        """Delete ``path``; False if it was not there."""
+        try:
+            self.client.delete(path)
+        except NoNodeError:
+            return False
+        except KazooException as exc:
+            raise ZooKeeperError(f"deleting {path}: {type(exc).__name__}") from exc
+        return True
+
+    def lock_holder(self, path: str) -> str | None:
+        try:
+            contenders = self.client.Lock(path).contenders()
+        except KazooException as exc:
+            raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
+        return contenders[0] if contenders else None

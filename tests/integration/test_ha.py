@@ -1,0 +1,248 @@
+"""High availability with real node processes and a real ZooKeeper: takeover after
+kill -9, hand-off on SIGTERM, a frozen node that wakes up after losing its tasks, the
+controller's death without churn, a join with minimal moves, drain and pause, and a
+stalled event loop given up by the watchdog.
+
+Each test's fleet has a ZooKeeper root of its own; sinks are streams whose entries
+carry the writing node's id and epoch, so overlap would show in the data."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.cli import run_cli
+from tests.support.deployments import Deployment
+from tests.support.fleet import Fleet, entries, fleet
+from tests.support.node_runner import Publisher
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+Shared = Callable[[str], Deployment]
+
+
+def source_of(deployment: Deployment) -> redis.Redis:
+    address = deployment.spec.shards[0].master
+    return redis.Redis(host=address.host, port=address.port, socket_timeout=5)
+
+
+def first_entry_by(
+    client: redis.Redis, stream: str, node: str, after: float
+) -> tuple[float, dict[bytes, bytes]] | None:
+    return next(
+        (
+            (at, f)
+            for at, f in entries(client, stream)
+            if f[b"node"] == node.encode() and at >= after
+        ),
+        None,
+    )
+
+
+def takeover(fleet_: Fleet, client: redis.Redis, route: str, victim: str, after: float) -> float:
+    """Seconds from ``after`` to the first entry of ``route`` written by another node."""
+    stream = f"{fleet_.root.strip('/')}:{route}"
+    found: list[float] = []
+
+    def someone_else_wrote() -> bool:
+        for at, fields in entries(client, stream):
+            if at >= after and fields[b"node"] != victim.encode():
+                found.append(at)
+                return True
+        return False
+
+    wait_until(someone_else_wrote, f"another node forwarding {route}", timeout=30)
+    return found[0] - after
+
+
+def test_kill_9_of_an_owner_moves_its_tasks(shared_deployment: Shared, tmp_path: Path) -> None:
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders",)) as f:
+        for node in ("n1", "n2", "n3"):
+            f.start(node)
+        owners = f.wait_all_running({"n1", "n2", "n3"})
+        victim = owners["orders"]
+        assert victim is not None
+        epoch_before = next(t["epoch"] for t in f.status()["tasks"])
+        with Publisher(lambda: source, "orders", interval=0.005):
+            wait_until(
+                lambda: (
+                    first_entry_by(client, "{}:orders".format(f.root.strip("/")), victim, 0)
+                    is not None
+                ),
+                "the owner forwarding",
+            )
+            killed_at = time.time()
+            f.nodes[victim].signal(signal.SIGKILL)
+            seconds = takeover(f, client, "orders", victim, killed_at)
+        status = f.status()
+        (task,) = status["tasks"]
+        assert task["owner"] != victim and task["epoch"] > epoch_before
+        assert victim not in {m["id"] for m in status["members"]}
+        print(f"TAKEOVER kill -9 (session timeout 4 s): {seconds:.2f}s")
+
+
+def test_sigterm_hands_off_before_the_session_could_expire(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """With a 10 s session timeout, a successor that starts sooner proves the old
+    owner released its tasks (a dead one would hold them for 10 s)."""
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    with fleet(
+        tmp_path, source, deployment.zookeeper_hosts, routes=("orders",), session_timeout=10
+    ) as f:
+        f.start("n1")
+        f.wait_all_running({"n1"})
+        f.start("n2")
+        wait_until(lambda: len(f.status()["members"]) == 2, "n2 joined")
+        with Publisher(lambda: source, "orders", interval=0.005):
+            stopped_at = time.time()
+            f.nodes["n1"].signal(signal.SIGTERM)
+            seconds = takeover(f, client, "orders", "n1", stopped_at)
+            assert f.nodes["n1"].process.wait(10) == 0
+        assert seconds < 10, f"hand-off took {seconds:.2f}s: the session expired, no release"
+        print(f"TAKEOVER SIGTERM: {seconds:.3f}s")
+
+
+def test_a_node_frozen_past_its_session_writes_nothing_when_it_wakes(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders",)) as f:
+        f.start("n1")
+        f.start("n2")
+        owners = f.wait_all_running({"n1", "n2"})
+        victim = owners["orders"]
+        assert victim is not None
+        survivor = ({"n1", "n2"} - {victim}).pop()
+        stream = "{}:orders".format(f.root.strip("/"))
+        with Publisher(lambda: source, "orders", interval=0.002):
+            wait_until(lambda: first_entry_by(client, stream, victim, 0) is not None, "forwarding")
+            f.nodes[victim].signal(signal.SIGSTOP)
+            stopped_at = time.time()
+            takeover(f, client, "orders", victim, stopped_at)
+            f.nodes[victim].signal(signal.SIGCONT)
+            woke_at = time.time()
+            # It rejoins as a member (a new session) and forwards nothing it lost.
+            wait_until(
+                lambda: victim in {m["id"] for m in f.status()["members"]},
+                "the woken node rejoined",
+                timeout=30,
+            )
+            wait_until(
+                lambda: any(at > woke_at + 1 for at, _ in entries(client, stream)),
+                "traffic after the wake-up",
+            )
+        late = [
+            fields for at, fields in entries(client, stream)
+            if at > stopped_at + 0.5 and fields[b"node"] == victim.encode()
+        ]  # fmt: skip
+        assert late == [], f"the frozen node wrote {len(late)} entries after it lost the task"
+        assert f.owners()["orders"] == survivor  # sticky: no flip back
+
+
+def test_the_controller_dies_and_the_assignment_does_not_churn(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    deployment = shared_deployment("standalone")
+    with fleet(tmp_path, deployment.spec.shards[0].master, deployment.zookeeper_hosts) as f:
+        for node in ("n1", "n2", "n3"):
+            f.start(node)
+        before = f.wait_all_running({"n1", "n2", "n3"})
+        controller = f.status()["controller"]
+        assert controller in {"n1", "n2", "n3"}
+        f.nodes[controller].signal(signal.SIGKILL)
+        survivors = {"n1", "n2", "n3"} - {controller}
+        after = f.wait_all_running(survivors)
+        assert f.status()["controller"] in survivors
+        # Only the dead controller's tasks moved.
+        assert {r for r in before if before[r] != after[r]} == {
+            r for r, owner in before.items() if owner == controller
+        }
+
+
+def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    deployment = shared_deployment("standalone")
+    with fleet(tmp_path, deployment.spec.shards[0].master, deployment.zookeeper_hosts) as f:
+        f.start("n1")
+        f.start("n2")
+        before = f.wait_all_running({"n1", "n2"})
+        f.start("n3")
+        after: dict[str, str | None] = {}
+
+        def n3_took_its_share() -> bool:
+            after.update(f.wait_all_running({"n1", "n2", "n3"}))
+            return "n3" in after.values()
+
+        wait_until(n3_took_its_share, "n3 forwarding a task", timeout=30)
+        moved = {r for r in before if before[r] != after[r]}
+        assert len(moved) == 1 and after[moved.pop()] == "n3"  # 4 tasks on 3 nodes: 2+1+1
+        config = str(f.config_path)
+        assert run_cli("drain", "n3", "--config", config).code == 0
+        f.wait_all_running({"n1", "n2"})
+        status = run_cli("status", "--config", config, "--json").json()
+        assert next(m for m in status["members"] if m["id"] == "n3")["drained"] is True
+        assert run_cli("undrain", "n3", "--config", config).code == 0
+        assert run_cli("pause", "audit", "--config", config).code == 0
+        wait_until(lambda: "audit" not in f.owners(), "audit stopped everywhere")
+        assert run_cli("status", "--config", config, "--json").json()["paused"] == ["audit"]
+        assert run_cli("resume", "audit", "--config", config).code == 0
+        f.wait_all_running({"n1", "n2", "n3"})
+
+
+def test_a_stalled_event_loop_gives_its_tasks_up(shared_deployment: Shared, tmp_path: Path) -> None:
+    """The fault-injection switch freezes n1's loop for 8 s (session timeout 4 s, stall
+    timeout 2 s): its watchdog thread gives the session up, n2 takes over."""
+    deployment = shared_deployment("standalone")
+    with fleet(
+        tmp_path,
+        deployment.spec.shards[0].master,
+        deployment.zookeeper_hosts,
+        routes=("orders",),
+        env={"REDIS_FORWARDER_FAULT_INJECTION": "1", "REDIS_FORWARDER_STALL_SECONDS": "8"},
+    ) as f:
+        f.start("n1")
+        f.wait_all_running({"n1"})
+        f.start("n2")
+        wait_until(lambda: len(f.status()["members"]) == 2, "n2 joined")
+        f.nodes["n1"].signal(signal.SIGUSR1)
+        f.wait_all_running({"n2"}, timeout=20)
+        wait_until(lambda: "giving up the ZooKeeper session" in f.nodes["n1"].log_text(), "logged")
+        # n1 comes back as a member once its loop runs again, owning nothing it lost.
+        wait_until(lambda: "n1" in {m["id"] for m in f.status()["members"]}, "n1 rejoined", 30)
+        assert f.owners()["orders"] == "n2"
+
+
+def test_status_without_coordination_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "alone.toml"
+    config.write_text(
+        '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+        '[[route]]\nname = "r"\nfrom = { channels = ["c"] }\nto = { list = "l" }\n'
+    )
+    result = run_cli("status", "--config", str(config))
+    assert result.code == 2 and "no [coordination] section" in result.stderr
+
+
+def test_an_unreachable_zookeeper_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+        '[[route]]\nname = "r"\nfrom = { channels = ["c"] }\nto = { list = "l" }\n'
+        '[coordination]\nzookeeper = "127.0.0.1:1"\n'
+    )
+    result = run_cli("status", "--config", str(config), timeout=60)
+    assert result.code == 6
+    assert "ZooKeeper at 127.0.0.1:1 did not answer" in result.stderr

@@ -1,0 +1,184 @@
+"""Several real forwarder nodes (``redis-forwarder run`` processes) sharing tasks through
+a real ZooKeeper, for high-availability tests: start, signal by the pid we started,
+read the fleet's status, find who owns what, and read what they wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from redis_forwarder.coordination.fleet import fleet_status
+from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.model import Address
+from tests.support.cli import cli_command, cli_env
+from tests.support.waiting import wait_until
+
+ROUTES = ("orders", "audit", "clicks", "events")
+
+
+def fleet_config(
+    source: Address,
+    zookeeper: str,
+    root: str,
+    routes: tuple[str, ...] = ROUTES,
+    session_timeout: float = 4.0,
+) -> dict[str, Any]:
+    """A standalone source; a pub/sub route per name, each into a stream of its own
+    whose entries carry node id and epoch."""
+    return {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "route": [
+            {
+                "name": name,
+                "from": {"channels": [name]},
+                "to": {"stream": f"{root.strip('/')}:{name}", "node_fields": True},
+            }
+            for name in routes
+        ],
+        "node": {"topology_interval": 0.5},
+        "coordination": {
+            "zookeeper": zookeeper,
+            "root": root,
+            "session_timeout": session_timeout,
+        },
+    }
+
+
+def toml_of(config: dict[str, Any]) -> str:
+    """Just enough TOML for these configs (tables, arrays of tables, inline tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    lines: list[str] = []
+    for key, section in config.items():
+        if isinstance(section, list):
+            for item in section:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {value(v)}" for k, v in item.items()]
+        else:
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {value(v)}" for k, v in section.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class FleetNode:
+    node_id: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Fleet:
+    config: dict[str, Any]
+    directory: Path
+    nodes: dict[str, FleetNode] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "forwarder.toml"
+
+    @property
+    def root(self) -> str:
+        return str(self.config["coordination"]["root"])
+
+    def start(self, node_id: str) -> FleetNode:
+        log = self.directory / f"{node_id}.log"
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                cli_command(
+                    "--log-level", "info", "run", "--config", str(self.config_path),
+                    "--node-id", node_id,
+                ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=cli_env(**self.env),
+            )  # fmt: skip
+        node = self.nodes[node_id] = FleetNode(node_id, process, log)
+        return node
+
+    def status(self) -> dict[str, Any]:
+        with FleetClient(str(self.config["coordination"]["zookeeper"])) as client:
+            return fleet_status(client, Paths(self.root))
+
+    def owners(self) -> dict[str, str | None]:
+        """route -> the node that owns its task and runs it (None: nobody now)."""
+        return {t["route"]: (t["owner"] if t["running"] else None) for t in self.status()["tasks"]}
+
+    def wait_all_running(self, nodes: set[str], timeout: float = 30) -> dict[str, str | None]:
+        """Until every route runs on one of ``nodes``; return the owners."""
+        owners: dict[str, str | None] = {}
+
+        def settled() -> bool:
+            owners.clear()
+            owners.update(self.owners())
+            return set(owners) == set(self.routes) and all(o in nodes for o in owners.values())
+
+        wait_until(settled, f"every task running on {sorted(nodes)}", timeout=timeout)
+        return owners
+
+    @property
+    def routes(self) -> list[str]:
+        return [r["name"] for r in self.config["route"]]
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            if node.process.poll() is None:
+                node.signal(signal.SIGCONT)  # a stopped process cannot act on SIGKILL's exit
+                node.process.kill()
+            node.process.wait(10)
+
+    def dump_logs(self) -> str:
+        return "\n".join(
+            f"----- {n.node_id} (pid {n.pid})\n{n.log_text()[-6000:]}" for n in self.nodes.values()
+        )
+
+
+@contextmanager
+def fleet(tmp_path: Path, source: Address, zookeeper: str, **options: Any) -> Iterator[Fleet]:
+    """A fleet under a ZooKeeper root of its own; its nodes are killed (by pid) after."""
+    env = options.pop("env", {})
+    root = f"/test-{uuid.uuid4().hex[:10]}"
+    config = fleet_config(source, zookeeper, root, **options)
+    running = Fleet(config, tmp_path, env=env)
+    running.config_path.write_text(toml_of(config), encoding="utf-8")
+    try:
+        yield running
+    except BaseException:
+        print(running.dump_logs())
+        raise
+    finally:
+        running.stop_all()
+
+
+def entries(client: redis.Redis, stream: str) -> list[tuple[float, dict[bytes, bytes]]]:
+    """(entry time in s, fields) of every entry of ``stream``."""
+    return [
+        (int(entry_id.split(b"-")[0]) / 1000, fields) for entry_id, fields in client.xrange(stream)
+    ]

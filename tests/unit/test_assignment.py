@@ -1,0 +1,80 @@
+"""The assignment of tasks to nodes: complete, balanced, sticky. Pure, property-tested."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redis_forwarder.coordination.assignment import Assignment, TaskKey, assign, moves
+
+routes = st.sampled_from(["orders", "audit", "clicks"])
+shards = st.sampled_from([f"s{i}" for i in range(8)])
+tasks_strategy = st.sets(st.tuples(routes, shards), max_size=24)
+nodes_strategy = st.sets(st.sampled_from([f"n{i}" for i in range(6)]), max_size=6)
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[set[TaskKey], set[str], Assignment, set[str]]:
+    tasks = draw(tasks_strategy)
+    nodes = draw(nodes_strategy)
+    # The assignment in force: some tasks, owned by any node (some since gone).
+    owners = st.sampled_from([f"n{i}" for i in range(8)])
+    previous = draw(st.dictionaries(st.sampled_from(sorted(tasks) or [("x", "y")]), owners))
+    paused = draw(st.sets(routes, max_size=1))
+    return tasks, nodes, previous, paused
+
+
+def minimal_moves(tasks: list[TaskKey], nodes: list[str], previous: Assignment) -> int:
+    """The fewest moves any balanced assignment needs: a node keeps at most its share,
+    and the larger shares are best given to the nodes holding the most."""
+    held = sorted((sum(1 for t in tasks if previous.get(t) == n) for n in nodes), reverse=True)
+    base, extra = divmod(len(tasks), len(nodes))
+    return sum(max(0, h - (base + (1 if i < extra else 0))) for i, h in enumerate(held))
+
+
+@settings(max_examples=300)
+@given(situations())
+def test_complete_balanced_and_sticky(
+    situation: tuple[set[TaskKey], set[str], Assignment, set[str]],
+) -> None:
+    tasks, nodes, previous, paused = situation
+    result = assign(tasks, nodes, previous, paused)
+    runnable = sorted(t for t in tasks if t[0] not in paused)
+    if not nodes:
+        assert result == {}
+        return
+    # Every runnable task exactly once (a dict: once), only eligible nodes, nothing paused.
+    assert sorted(result) == runnable
+    assert set(result.values()) <= nodes
+    loads = [sum(1 for owner in result.values() if owner == n) for n in nodes]
+    assert max(loads) - min(loads) <= 1
+    assert len(moves(previous, result)) - sum(
+        1 for t in runnable if previous.get(t) not in (None, *nodes)
+    ) == minimal_moves(runnable, sorted(nodes), previous)
+    assert assign(tasks, nodes, previous, paused) == result  # deterministic
+
+
+@given(tasks_strategy.filter(lambda t: len(t) >= 6))
+def test_a_join_moves_only_what_the_newcomer_takes(tasks: set[TaskKey]) -> None:
+    before = assign(tasks, ["a", "b"], {})
+    after = assign(tasks, ["a", "b", "c"], before)
+    moved = moves(before, after)
+    assert all(after[t] == "c" for t in moved)
+    assert len(moved) == len(tasks) // 3
+
+
+@given(tasks_strategy.filter(lambda t: len(t) >= 3))
+def test_a_leave_moves_only_the_leavers_tasks(tasks: set[TaskKey]) -> None:
+    before = assign(tasks, ["a", "b", "c"], {})
+    after = assign(tasks, ["a", "b"], before)
+    assert {t for t in tasks if before[t] != after[t]} == {t for t in tasks if before[t] == "c"}
+
+
+def test_new_tasks_spread_round_robin_and_drained_nodes_get_none() -> None:
+    tasks = {("orders", s) for s in ("a", "b", "c", "d")}
+    result = assign(tasks, ["n1", "n2"], {})
+    assert sorted(result.values()) == ["n1", "n1", "n2", "n2"]
+    assert result[("orders", "a")] != result[("orders", "b")]
+    # A drained node is simply not eligible: its tasks move, the rest stay.
+    drained = assign(tasks, ["n2"], result)
+    assert set(drained.values()) == {"n2"}
