@@ -143,10 +143,12 @@ class StreamForwarding:
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
         gate: WriteGate | None = None,
+        on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
         self.gate = gate
+        self.on_answered = on_answered  # (entries, seconds since the oldest was added)
         self.last_message_at = 0.0
         self.command = command
         self.key_of = key_of  # source stream -> sink key
@@ -191,6 +193,9 @@ class StreamForwarding:
                 done.setdefault(stream, []).append(entry_id)
             await self.reader.ack(done)
             self.acked += sum(len(ids) for ids in done.values())
+            if self.on_answered is not None:
+                oldest_ms = int(entries[0][1].split(b"-", 1)[0])
+                self.on_answered(len(entries), max(0.0, time.time() - oldest_ms / 1000))
             if self.last_refusal.startswith(MOVED_ON):
                 # Refused entries stay pending; the reconnect claims them again.
                 raise ConnectionLost(

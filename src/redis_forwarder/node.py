@@ -170,8 +170,23 @@ class Node:
         """The source deployment as the node sees it now (after ``run`` has started)."""
         return self._watchers[SOURCE].current
 
-    def readiness(self) -> dict[str, bool]:
-        return {task.name: task.running for task in self.tasks.values()}
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        tasks = {task.name: task.running for task in self.tasks.values()}
+        coordinated = self.config.coordination is not None
+        ok = all(tasks.values()) and (
+            self.coordinator.session_state == "connected" if coordinated else bool(tasks)
+        )
+        return ok, {
+            "tasks": tasks,
+            "role": self.coordinator.role,
+            "zookeeper": self.coordinator.session_state,
+        }
+
+    def _observe_coordination(self) -> None:
+        state = self.coordinator.session_state
+        self.metrics.session.set({"connected": 1, "suspended": 0.5, "lost": 0}.get(state, 1))
+        self.metrics.controller.set(1 if self.coordinator.role == "controller" else 0)
+        self.metrics.owned.set(len(self.tasks))
 
     async def _reconcile(self) -> None:
         wanted = wanted_tasks(self.config.routes, self._watchers[SOURCE].current)
@@ -192,6 +207,7 @@ class Node:
             if key not in self.tasks:
                 route = next(r for r in self.config.routes if r.name == key[0])
                 self._start(route, key[1], epoch)
+        self._observe_coordination()
         running = sum(1 for t in self.tasks.values() if t.running)
         received = sum(t.received for t in self.tasks.values())
         open_gaps = sum(1 for t in self.tasks.values() if t.gaps and t.gaps[-1].end is None)

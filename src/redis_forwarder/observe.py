@@ -2,8 +2,10 @@
 
 ``/metrics`` is the Prometheus text format; ``/healthz`` answers 200 while the node's
 event loop keeps beating (a stalled loop turns it 503); ``/readyz`` answers 200 while
-every task is forwarding. The server runs in a thread of its own so that a stalled
-event loop is still reported. It binds to loopback unless told otherwise.
+the node does its share: every task it owns forwards (alone: it has tasks; with
+ZooKeeper: its session is connected, even with no task, as a drained node). The server
+runs in a thread of its own so that a stalled event loop is still reported. It binds
+to loopback unless told otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 
@@ -101,13 +104,54 @@ class Metrics:
         self.running = Gauge(
             "forwarder_task_running", "1 while the task forwards", labels, registry=self.registry
         )
+        self.forwarded = Counter(
+            "forwarder_forwarded_messages",
+            "Messages the sink answered (refusals included: see forwarder_refused_writes)",
+            labels,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "forwarder_batch_size",
+            "Messages per batch (one read, one pipelined write)",
+            labels,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "forwarder_latency_seconds",
+            "Pub/sub: from reading a batch to the sink's last answer for it. Streams: from "
+            "the entry's id (its time on the source) to the sink's answer",
+            labels,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+            registry=self.registry,
+        )
+        self.epoch = Gauge(
+            "forwarder_task_epoch",
+            "The epoch this node owns the task with (ZooKeeper czxid; 0 alone)",
+            labels,
+            registry=self.registry,
+        )
+        self.controller = Gauge(
+            "forwarder_controller", "1 while this node is the controller", registry=self.registry
+        )
+        self.session = Gauge(
+            "forwarder_zookeeper_session",
+            "The ZooKeeper session: 1 connected, 0.5 suspended, 0 lost (alone: 1)",
+            registry=self.registry,
+        )
+        self.owned = Gauge(
+            "forwarder_owned_tasks", "Tasks this node owns now", registry=self.registry
+        )
 
 
 class HealthServer:
     """Serves /metrics, /healthz and /readyz from a daemon thread."""
 
     def __init__(
-        self, address: Address, metrics: Metrics, ready: Callable[[], dict[str, bool]]
+        self,
+        address: Address,
+        metrics: Metrics,
+        ready: Callable[[], tuple[bool, dict[str, object]]],
     ) -> None:
         self.metrics = metrics
         self.ready = ready
@@ -123,9 +167,8 @@ class HealthServer:
                     status = {"status": "stalled" if stalled else "ok"}
                     self._send(503 if stalled else 200, json.dumps(status).encode())
                 elif self.path == "/readyz":
-                    tasks = owner.ready()
-                    ok = bool(tasks) and all(tasks.values())
-                    body: dict[str, object] = {"ready": ok, "tasks": tasks}
+                    ok, details = owner.ready()
+                    body: dict[str, object] = {"ready": ok, **details}
                     self._send(200 if ok else 503, json.dumps(body).encode())
                 else:
                     self._send(404, b'{"error": "not found"}')

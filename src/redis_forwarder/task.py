@@ -128,6 +128,7 @@ class ForwardingTask:
         self._ran_since_failure = False
         self.running = False
         self.received = 0
+        self.forwarded = 0  # answered by the sink
         self.dropped = 0
         self._current: asyncio.Task[None] | None = None
         self._rehome_reason = ""
@@ -209,6 +210,7 @@ class ForwardingTask:
                 self.running = True
                 self._ran_since_failure = True
                 self.metrics.running.labels(**self._labels).set(1)
+                self.metrics.epoch.labels(**self._labels).set(self.epoch)
                 log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
                 await loop
         finally:
@@ -245,6 +247,7 @@ class ForwardingTask:
                 self._shape.replies_per_message,
                 CONNECT_TIMEOUT,
                 self.gate,
+                self._answered,
             )
             where = "the target cluster's masters"
         else:
@@ -257,7 +260,7 @@ class ForwardingTask:
             )
             stack.push_async_callback(connection.close)
             await connection.open(end.credentials.username, end.credentials.password)
-            writer = PipelineWriter(connection, self.route.max_in_flight, self.gate)
+            writer = PipelineWriter(connection, self.route.max_in_flight, self.gate, self._answered)
             writer.start()
             overflow = None
             if self.route.overflow == "drop-oldest":
@@ -339,6 +342,7 @@ class ForwardingTask:
                     self.route.heartbeat,
                     on_batch=self._count,
                     gate=self.gate,
+                    on_answered=self._answered,
                 )
             )
         return first_failure([loop.run() for loop in self.streams]), where
@@ -359,9 +363,16 @@ class ForwardingTask:
 
     def _count(self, messages: int, in_flight: int) -> None:
         self.received += messages
-        self.metrics.received.labels(**self._labels).inc(messages)
-        self.metrics.batches.labels(**self._labels).inc()
-        self.metrics.in_flight.labels(**self._labels).set(in_flight)
+        labels = self._labels
+        self.metrics.received.labels(**labels).inc(messages)
+        self.metrics.batches.labels(**labels).inc()
+        self.metrics.batch_size.labels(**labels).observe(messages)
+        self.metrics.in_flight.labels(**labels).set(in_flight)
+
+    def _answered(self, messages: int, seconds: float) -> None:
+        self.forwarded += messages
+        self.metrics.forwarded.labels(**self._labels).inc(messages)
+        self.metrics.latency.labels(**self._labels).observe(seconds)
 
     def _open_gap(self, reason: str) -> None:
         if self.gaps and self.gaps[-1].end is None:

@@ -148,6 +148,8 @@ def test_metrics_and_health_endpoints(fresh_deployment: Fresh) -> None:
             assert json.loads(answer.read()) == {
                 "ready": True,
                 "tasks": {"orders@alpha": True, "orders@beta": True},
+                "role": "alone",
+                "zookeeper": "none",
             }
         with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
             assert json.loads(answer.read()) == {"status": "ok"}
@@ -155,6 +157,14 @@ def test_metrics_and_health_endpoints(fresh_deployment: Fresh) -> None:
             text = answer.read().decode()
         assert 'forwarder_received_messages_total{route="orders",shard="alpha"} 1.0' in text
         assert 'forwarder_task_running{route="orders",shard="beta"} 1.0' in text
+        # The one message was answered by the sink: counted, its latency observed.
+        wait_until(lambda: runner.node.tasks[("orders", "alpha")].forwarded == 1, "answered")
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        assert 'forwarder_forwarded_messages_total{route="orders",shard="alpha"} 1.0' in text
+        assert 'forwarder_latency_seconds_count{route="orders",shard="alpha"} 1.0' in text
+        assert 'forwarder_batch_size_count{route="orders",shard="alpha"} 1.0' in text
+        assert "forwarder_zookeeper_session 1.0" in text
 
 
 def sentinel_source(deployment: Deployment) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,40 @@ def demo(directory: Path | None, seconds: float, rate: float) -> None:
     )
     if result.lost:
         sys.exit(EXIT_DEGRADED)
+
+
+def _signal_command(name: str, sig: signal.Signals, done: str, doc: str) -> click.Command:
+    @lab.command(name, help=doc)
+    @dir_option
+    @click.argument("process")
+    def command(directory: Path | None, process: str) -> None:
+        target = Lab(directory)
+        record = target.record(process)
+        target.send_signal(process, sig)
+        click.echo(f"{process} (pid {record.pid}): {done}")
+
+    return command
+
+
+kill = _signal_command(
+    "kill", signal.SIGKILL, "killed (SIGKILL)", "kill -9 one of the lab's processes (by its pid)."
+)
+pause = _signal_command(
+    "pause",
+    signal.SIGSTOP,
+    "paused (SIGSTOP)",
+    "Freeze one of the lab's processes (SIGSTOP): a hung server or node, until resume.",
+)
+resume = _signal_command(
+    "resume", signal.SIGCONT, "resumed (SIGCONT)", "Let a paused process run again (SIGCONT)."
+)
+
+
+@lab.command()
+@dir_option
+@click.option("--hard", is_flag=True, help="SIGKILL instead of SIGTERM before starting it again.")
+@click.argument("process")
+def restart(directory: Path | None, hard: bool, process: str) -> None:
+    """Stop one of the lab's processes and start it again the same way, on its data."""
+    record = Lab(directory).restart(process, hard=hard)
+    click.echo(f"{process}: restarted, pid {record.pid}")

@@ -61,7 +61,7 @@ class SingleNodeSink:
         if self.overflow is not None:
             await self.overflow.send(buffer, len(batch))
         else:
-            await self.writer.send(buffer, len(batch) * self.replies_per_message)
+            await self.writer.send(buffer, len(batch) * self.replies_per_message, len(batch))
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -128,6 +128,7 @@ class ClusterSink:
         replies_per_message: int = 1,
         connect_timeout: float | None = None,
         gate: WriteGate | None = None,
+        on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.command = command
         self.key_of = key_of
@@ -139,6 +140,7 @@ class ClusterSink:
         self.replies_per_message = replies_per_message
         self.connect_timeout = connect_timeout
         self.gate = gate
+        self.on_answered = on_answered
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
         self._routes = RouteCache()
@@ -157,7 +159,9 @@ class ClusterSink:
             groups.setdefault(address, []).append(command(channel, payload, pattern))
         for address, commands in groups.items():
             writer = await self._writer(address)
-            await writer.send(b"".join(commands), len(commands) * self.replies_per_message)
+            await writer.send(
+                b"".join(commands), len(commands) * self.replies_per_message, len(commands)
+            )
 
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)
@@ -169,7 +173,7 @@ class ClusterSink:
                 connect_timeout=self.connect_timeout,
             )
             await connection.open(self.credentials.username, self.credentials.password)
-            writer = PipelineWriter(connection, self.max_in_flight, self.gate)
+            writer = PipelineWriter(connection, self.max_in_flight, self.gate, self.on_answered)
             writer.start()
             self.writers[address] = writer
         return writer

@@ -61,7 +61,7 @@ class DropOldestBuffer:
                 await self._ready.wait()
             buffer, count = self._batches.popleft()
             self.queued -= count
-            await self.writer.send(buffer, count * self.replies_per_message)
+            await self.writer.send(buffer, count * self.replies_per_message, count)
 
     async def drain(self) -> None:
         """Wait until every queued batch went to the writer; raise what ended the pump."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
 
 from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
@@ -24,10 +27,15 @@ class PipelineWriter:
         connection: RespConnection,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         gate: WriteGate | None = None,
+        on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
-        """``gate``: while it is closed, ``send`` waits before writing anything."""
+        """``gate``: while it is closed, ``send`` waits before writing anything.
+        ``on_answered(messages, seconds)``: a batch's last reply came, ``seconds`` after
+        it was sent."""
         self.connection = connection
         self.gate = gate
+        self.on_answered = on_answered
+        self._batches: deque[list[float]] = deque()  # [sent at, replies owed, messages]
         self.max_in_flight = max_in_flight
         self.sent = 0
         self.confirmed = 0
@@ -45,7 +53,9 @@ class PipelineWriter:
     def start(self) -> None:
         self._replies = asyncio.create_task(self._read_replies())
 
-    async def send(self, buffer: bytes, count: int) -> None:
+    async def send(self, buffer: bytes, count: int, messages: int | None = None) -> None:
+        """Write ``buffer``: ``count`` commands (replies owed), ``messages`` messages
+        (default: ``count``)."""
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()
@@ -56,6 +66,8 @@ class PipelineWriter:
             self._raise_if_failed()
         self.connection.write(buffer)
         self.sent += count
+        if self.on_answered is not None:
+            self._batches.append([time.monotonic(), count, count if messages is None else messages])
         self._pending.set()
         await self.connection.drain()
 
@@ -76,15 +88,30 @@ class PipelineWriter:
                     self._pending.clear()
                     await self._pending.wait()
                 # Replies are owed: a silent server past the timeout is a lost connection.
-                for reply in await self.connection.read():
+                replies = await self.connection.read()
+                for reply in replies:
                     self.confirmed += 1
                     if isinstance(reply, ReplyError):
                         self.refused += 1
                         self.last_refusal = str(reply)
+                if self.on_answered is not None:
+                    self._answered(len(replies))
                 self._progress.set()
         except ConnectionLost as exc:
             self._failure = exc
             self._progress.set()
+
+    def _answered(self, replies: int) -> None:
+        assert self.on_answered is not None
+        now = time.monotonic()
+        while replies and self._batches:
+            batch = self._batches[0]
+            taken = min(replies, int(batch[1]))
+            batch[1] -= taken
+            replies -= taken
+            if not batch[1]:
+                self._batches.popleft()
+                self.on_answered(int(batch[2]), now - batch[0])
 
     async def close(self) -> None:
         if self._replies is not None:
