@@ -26,16 +26,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
-from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig
+from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig, load_config
 from redis_forwarder.coordination.assignment import TaskKey
 from redis_forwarder.coordination.coordinator import (
     Coordinator,
     LocalCoordinator,
     ZooKeeperCoordinator,
 )
-from redis_forwarder.errors import NotBuiltError
+from redis_forwarder.errors import ForwarderError, NotBuiltError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
 from redis_forwarder.resp import ConnectionLost
@@ -83,6 +84,38 @@ class Node:
         self.node_id = node_id or config.node.id or default_node_id(bool(config.coordination))
         self.coordinator: Coordinator = LocalCoordinator()
         self._loop_beat = time.monotonic()
+        self._reload_from: Path | None = None
+
+    def request_reload(self, path: Path) -> None:
+        """Re-read the config at the next cycle (SIGHUP). Safe from a signal handler."""
+        self._reload_from = path
+        self._wake.set()
+
+    async def _reload(self, path: Path) -> None:
+        """Take new routes from ``path``: tasks of changed or removed routes stop (and
+        release their ownership), the rest go on; the fleet learns the new fingerprint.
+        Deployments, coordination and node settings need a restart: a reload that
+        changes them is refused, and the node keeps its config."""
+        try:
+            new = load_config(path)
+            check_supported(new)
+        except ForwarderError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        for part in ("source", "targets", "coordination", "node"):
+            if getattr(new, part) != getattr(self.config, part):
+                log.error("reload refused: [%s] changed; restart the node for that", part)
+                return
+        old_routes = {r.name: r for r in self.config.routes}
+        changed = {r.name for r in new.routes if old_routes.get(r.name) != r}
+        changed |= old_routes.keys() - {r.name for r in new.routes}
+        self.config = new
+        for key in [k for k in self.tasks if k[0] in changed]:
+            log.info("stopping %s@%s: its route changed", *key)
+            await self._stop(key, graceful=True)
+            await self.coordinator.released(key)
+        await self.coordinator.reconfigured(new.fingerprint())
+        log.info("config reloaded from %s: %d routes changed", path, len(changed))
 
     def _deployments(self) -> dict[str, SourceConfig]:
         return {SOURCE: self.config.source, **self.config.targets}
@@ -121,6 +154,9 @@ class Node:
             beats = asyncio.create_task(self._beat())
             while not stop.is_set():
                 self._wake.clear()
+                if self._reload_from is not None:
+                    path, self._reload_from = self._reload_from, None
+                    await self._reload(path)
                 await self._reconcile()
                 if self.health is not None:
                     self.health.beat()

@@ -246,3 +246,42 @@ def test_an_unreachable_zookeeper_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("status", "--config", str(config), timeout=60)
     assert result.code == 6
     assert "ZooKeeper at 127.0.0.1:1 did not answer" in result.stderr
+
+
+def test_a_rolling_reload_converges_without_double_forwarding(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """SIGHUP one node, then the other, with a route added: the work gathers on the
+    nodes that run the controller's config, then everything runs on the new one;
+    epochs never interleave in a sink."""
+    from tests.support.fleet import fleet_config, toml_of
+
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders", "audit")) as f:
+        f.start("n1")
+        f.start("n2")
+        f.wait_all_running({"n1", "n2"})
+        new = fleet_config(
+            source, deployment.zookeeper_hosts, f.root, routes=("orders", "audit", "clicks")
+        )
+        f.config_path.write_text(toml_of(new))
+        f.config = new
+        stream = "{}:orders".format(f.root.strip("/"))
+        with Publisher(lambda: source, "orders", interval=0.005):
+            for node in ("n1", "n2"):
+                f.nodes[node].signal(signal.SIGHUP)
+                wait_until(
+                    lambda n=node: "config reloaded" in f.nodes[n].log_text(),  # type: ignore[misc]
+                    f"{node} reloaded",
+                )
+            f.wait_all_running({"n1", "n2"})
+        members = f.status()["members"]
+        assert len({m["config"] for m in members}) == 1 and not any(
+            m["config_drift"] for m in members
+        )
+        newest = 0
+        for _at, fields in entries(client, stream):
+            assert int(fields[b"epoch"]) >= newest, "an older epoch wrote after a newer one"
+            newest = int(fields[b"epoch"])

@@ -33,10 +33,11 @@ def run(config_path: Path, node_id: str | None) -> None:
 
     SIGTERM or Ctrl-C stop it cleanly: tasks flush what they read and close, ownership
     is released and membership left (successors start at once), then it exits 0.
+    SIGHUP re-reads the config's routes (docs/configuration.md, "Reloading").
     """
     config = load_config(config_path)
     node = Node(config, node_id=node_id)
-    asyncio.run(_serve(node))
+    asyncio.run(_serve(node, config_path))
 
 
 # Tests only: with this set to 1, SIGUSR1 freezes the event loop for
@@ -50,11 +51,12 @@ def _stall() -> None:
     time.sleep(seconds)
 
 
-async def _serve(node: Node) -> None:
+async def _serve(node: Node, config_path: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.request_reload, config_path)
     if os.environ.get(FAULT_INJECTION) == "1":
         loop.add_signal_handler(signal.SIGUSR1, _stall)
     await node.run(stop)

@@ -70,6 +70,8 @@ class Coordinator(Protocol):
 
     async def released(self, task: TaskKey) -> None: ...
 
+    async def reconfigured(self, fingerprint: str) -> None: ...
+
     async def leave(self) -> None: ...
 
 
@@ -89,6 +91,9 @@ class LocalCoordinator:
         return Decision(run=dict.fromkeys(wanted, 0))
 
     async def released(self, task: TaskKey) -> None:
+        return None
+
+    async def reconfigured(self, fingerprint: str) -> None:
         return None
 
     async def leave(self) -> None:
@@ -116,6 +121,7 @@ class ZooKeeperCoordinator:
         self._registered_generation: int | None = None
         self._lock: Any = None
         self._waiting_logged: set[TaskKey] = set()
+        self._started_at = time.time()
 
     @property
     def role(self) -> str:
@@ -174,16 +180,33 @@ class ZooKeeperCoordinator:
         self._lock = None
         return Decision(run={}, drop_all=True)
 
-    async def _register(self) -> None:
-        member = {
+    async def reconfigured(self, fingerprint: str) -> None:
+        """The node reloaded its config: publish the new fingerprint. The controller
+        assigns only to nodes that run its own, so during a rolling reload the work
+        gathers on one side, then the other, never on two versions at once."""
+        self.fingerprint = fingerprint
+        if self._registered_generation is None:
+            return
+        try:
+            await self.session.set(
+                self.paths.member(self.node_id), znodes.encode(self._member_document())
+            )
+        except ZooKeeperError as exc:  # registered again with the new one on the next session
+            log.warning("publishing the new config fingerprint: %s", exc)
+
+    def _member_document(self) -> dict[str, Any]:
+        return {
             "id": self.node_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "version": __version__,
             "metrics": self.metrics_address,
             "config": self.fingerprint,
-            "started_at": time.time(),
+            "started_at": self._started_at,
         }
+
+    async def _register(self) -> None:
+        member = self._member_document()
         path = self.paths.member(self.node_id)
         existing = await self.session.get(path)
         if existing is not None:
