@@ -8,7 +8,10 @@ import pytest
 
 from tests.support.cli import run_cli
 
-COMMANDS = ("run", "topology", "status", "lab", "drill", "bench")
+COMMANDS = (
+    "run", "topology", "status", "drain", "undrain", "pause", "resume", "rebalance", "lab",
+    "drill", "bench",
+)  # fmt: skip
 
 
 def test_help_lists_every_command() -> None:
@@ -18,12 +21,17 @@ def test_help_lists_every_command() -> None:
         assert f"  {command} " in result.stdout
 
 
-@pytest.mark.parametrize("command", ["status", "drain", "drill"])
+@pytest.mark.parametrize("command", ["drill"])
 def test_unbuilt_commands_say_so_and_fail(command: str) -> None:
     result = run_cli(command, "--config", "x.toml")
     assert result.code == 69
     assert f"`redis-forwarder {command}` is not built yet" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fleet_commands_name_a_missing_config(tmp_path: Path) -> None:
+    result = run_cli("drain", "n1", "--config", str(tmp_path / "missing.toml"))
+    assert result.code == 2 and "no such file" in result.stderr
 
 
 def test_bad_spec_exits_2_naming_the_key(tmp_path: Path) -> None:

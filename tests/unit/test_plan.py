@@ -80,5 +80,26 @@ def test_setting_values_are_quoted_for_redis() -> None:
     assert 'notify-keyspace-events "K E"' in lines
 
 
-def test_sentinels_stop_first_and_zookeeper_last() -> None:
-    assert STOP_ORDER[0] is ProcessKind.SENTINEL and STOP_ORDER[-1] is ProcessKind.ZOOKEEPER
+def test_forwarders_stop_first_then_sentinels_and_zookeeper_last() -> None:
+    assert STOP_ORDER[:2] == (ProcessKind.FORWARDER, ProcessKind.SENTINEL)
+    assert STOP_ORDER[-1] is ProcessKind.ZOOKEEPER
+
+
+def test_forwarder_nodes_get_a_config_the_forwarder_accepts(tmp_path: Path) -> None:
+    from redis_forwarder.config import load_config
+
+    spec = load_spec(SPECS / "ha.toml")
+    plans = plan_processes(spec, LAB, BINARIES)
+    forwarders = [p for p in plans if p.kind is ProcessKind.FORWARDER]
+    assert [p.name for p in forwarders] == ["fwd-1", "fwd-2", "fwd-3"]
+    assert plans[-3:] == forwarders  # started last
+    node = forwarders[1]
+    assert node.argv[-4:] == ("--config", "/lab/data/fwd-2/forwarder.toml", "--node-id", "fwd-2")
+    written = tmp_path / "forwarder.toml"
+    written.write_text(dict(node.files)["forwarder.toml"])
+    config = load_config(written)  # what `run` will read
+    assert config.coordination is not None
+    assert config.coordination.zookeeper == "127.0.0.1:2340,127.0.0.1:2341,127.0.0.1:2342"
+    assert config.source.masters == ["alpha", "beta"]
+    assert str(config.node.metrics) == "127.0.0.1:9471"
+    assert [r.name for r in config.routes] == ["orders", "audit"]

@@ -60,6 +60,36 @@ def test_shipped_specs_have_the_promised_shapes() -> None:
     assert ensemble.zookeeper is not None and len(ensemble.zookeeper.addresses) == 3
 
 
+def test_forwarder_sections_are_checked() -> None:
+    base = """
+name = "t"
+kind = "standalone"
+[[shard]]
+name = "main"
+master = "127.0.0.1:7000"
+"""
+    forwarders = """
+[forwarders]
+nodes = [{ id = "a", metrics = "127.0.0.1:9000" }]
+[[forwarders.route]]
+name = "r"
+from = { channels = ["c"] }
+to = { list = "l" }
+"""
+    zookeeper = '[zookeeper]\naddresses = ["127.0.0.1:2300"]\n'
+    assert "add [zookeeper]" in problems(base + forwarders)
+    bad_route = forwarders.replace('to = { list = "l" }', 'to = { list = "l", sharded = true }')
+    assert "route 'r'" in problems(base + zookeeper + bad_route)
+    taken = forwarders.replace("9000", "7000")
+    assert "used twice" in problems(base + zookeeper + taken)
+    twice = forwarders.replace(
+        'nodes = [{ id = "a", metrics = "127.0.0.1:9000" }]',
+        'nodes = [{ id = "a", metrics = "127.0.0.1:9000" }, '
+        '{ id = "a", metrics = "127.0.0.1:9001" }]',
+    )
+    assert "unique" in problems(base + zookeeper + twice)
+
+
 def test_shipped_specs_can_run_side_by_side() -> None:
     """The README's lab and the other specs must not share a port."""
     owners: dict[object, str] = {}
@@ -145,7 +175,7 @@ def test_zookeeper_ensemble_ports_are_checked() -> None:
     assert "quorum port of zookeeper 1" in problems(text)
 
 
-def test_missing_file_is_a_spec_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_file_is_a_problems(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "nope.toml")
 
@@ -185,7 +215,7 @@ toml_values = st.recursive(
     ),
     value=toml_values,
 )
-def test_mutated_specs_validate_or_raise_spec_error(
+def test_mutated_specs_validate_or_raise_problems(
     base: str, path: list[str | int], value: object
 ) -> None:
     """Whatever a spec holds, validation returns a spec or a SpecError, never a crash."""

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from redis_forwarder.lab import Lab, ProcessStatus, load_spec
 from redis_forwarder.lab.demo import run_demo
+from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.lab import DEFAULT_UP_TIMEOUT, LAB_DIR_ENV
 from redis_forwarder.lab.state import LabState
 from redis_forwarder.node import Node
@@ -119,6 +120,10 @@ def endpoints(state: LabState, statuses: list[ProcessStatus]) -> dict[str, Any]:
     zookeeper = [s.record.address for s in by_kind.get("zookeeper", [])]
     if zookeeper:
         result["zookeeper"] = ",".join(zookeeper)
+    forwarders = by_kind.get("forwarder", [])
+    if forwarders:
+        # Any node's config serves `status`, `drain`, `pause` ... for the lab's fleet.
+        result["forwarder_config"] = str(Path(forwarders[0].record.data_dir) / CONFIG_FILE)
     return result
 
 

@@ -53,6 +53,7 @@ from redis_forwarder.lab.ports import check_free
 from redis_forwarder.lab.readiness import (
     Check,
     Progress,
+    forwarder_ready,
     redis_answers,
     replica_linked,
     sentinel_agrees,
@@ -218,6 +219,16 @@ class Lab:
             progress=report,
             watchdog=watchdog,
             stage="agreement: ",
+        )
+        for plan in by_kind[ProcessKind.FORWARDER]:
+            report(f"starting forwarder {plan.name} (metrics on {plan.address})")
+            self._start(plan, state)
+        wait_for(
+            [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]],
+            deadline.remaining,
+            progress=report,
+            watchdog=watchdog,
+            stage="forwarders: ",
         )
 
     @contextlib.contextmanager
@@ -466,6 +477,9 @@ def _current_role(record: ProcessRecord) -> str:
     try:
         if record.kind == ProcessKind.ZOOKEEPER:
             return probes.zookeeper_mode(address)
+        if record.kind == ProcessKind.FORWARDER:
+            body = probes.forwarder_ready(address)
+            return f"{body.get('role', '?')}, {len(body.get('tasks', {}))} tasks"
         return probes.redis_role(address)
     except probes.ProbeFailed as exc:
         return f"unreachable ({exc})"

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from redis_forwarder.lab.binaries import Binaries
+from redis_forwarder.lab.forwarders import CONFIG_FILE, node_argv, node_config, to_toml
 from redis_forwarder.lab.spec import RedisSettingValue, TopologySpec
 from redis_forwarder.model import Address, DeploymentKind
 
@@ -22,10 +23,17 @@ class ProcessKind(StrEnum):
     REDIS = "redis"
     SENTINEL = "sentinel"
     ZOOKEEPER = "zookeeper"
+    FORWARDER = "forwarder"
 
 
-# Stop order: sentinels first so that stopping masters starts no failover; ZooKeeper last.
-STOP_ORDER = (ProcessKind.SENTINEL, ProcessKind.REDIS, ProcessKind.ZOOKEEPER)
+# Stop order: forwarders first (they hand their work back and leave cleanly), then
+# sentinels so that stopping masters starts no failover; ZooKeeper last.
+STOP_ORDER = (
+    ProcessKind.FORWARDER,
+    ProcessKind.SENTINEL,
+    ProcessKind.REDIS,
+    ProcessKind.ZOOKEEPER,
+)
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,32 @@ def log_path(lab_dir: Path, name: str) -> Path:
 
 
 def plan_processes(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> list[ProcessPlan]:
-    """The processes of the deployment, in start order (ZooKeeper, Redis, sentinels)."""
+    """The processes of the deployment, in start order (ZooKeeper, Redis, sentinels,
+    forwarder nodes)."""
     plans: list[ProcessPlan] = []
     if spec.zookeeper is not None:
         plans.extend(_zookeeper_plans(spec, lab_dir, binaries))
     plans.extend(_redis_plans(spec, lab_dir, binaries))
     if spec.sentinel is not None:
         plans.extend(_sentinel_plans(spec, lab_dir, binaries))
+    plans.extend(_forwarder_plans(spec, lab_dir))
     return plans
+
+
+def _forwarder_plans(spec: TopologySpec, lab_dir: Path) -> list[ProcessPlan]:
+    if spec.forwarders is None:
+        return []
+    return [
+        ProcessPlan(
+            name=node.id,
+            kind=ProcessKind.FORWARDER,
+            address=node.metrics,
+            argv=node_argv(data_dir(lab_dir, node.id) / CONFIG_FILE, node),
+            files=((CONFIG_FILE, to_toml(node_config(spec, node))),),
+            role="forwarder",
+        )
+        for node in spec.forwarders.nodes
+    ]
 
 
 def _redis_value(value: RedisSettingValue) -> str:

@@ -6,7 +6,10 @@ redis-py and socket exceptions stop here.
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -87,3 +90,15 @@ def cluster_info(address: Address) -> dict[str, str]:
     text = str(redis_call(address, "CLUSTER", "INFO"))
     pairs = (line.partition(":") for line in text.splitlines())
     return {key: value.strip() for key, sep, value in pairs if sep}
+
+
+def forwarder_ready(address: Address) -> dict[str, Any]:
+    """A forwarder node's /readyz answer (its role and ZooKeeper session in it)."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=PROBE_TIMEOUT) as answer:
+            body: dict[str, Any] = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise ProbeFailed(f"{address}: no /readyz answer ({exc})") from exc
+    return body

@@ -188,3 +188,13 @@ def _pairs(reply: object) -> dict[str, str]:
     if isinstance(reply, list):
         return {str(reply[i]): str(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
     return {}
+
+
+def forwarder_ready(address: Address, node_id: str) -> Check:
+    def probe() -> str | None:
+        body = probes.forwarder_ready(address)
+        if body.get("zookeeper") != "connected":
+            return f"ZooKeeper session {body.get('zookeeper', 'unknown')}"
+        return None if body.get("ready") else "tasks not forwarding yet"
+
+    return Check(f"forwarder {node_id} ready ({address}/readyz)", probe)

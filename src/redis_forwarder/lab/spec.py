@@ -167,6 +167,41 @@ class RedisSpec(_Strict):
         return self
 
 
+class ForwarderNodeSpec(_Strict):
+    """One forwarder node the lab runs: a ``redis-forwarder run`` process."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    metrics: LabAddress  # its /metrics, /healthz and /readyz; the lab waits on /readyz
+
+
+class ForwardersSpec(_Strict):
+    """Forwarder nodes sharing the spec's routes through its ZooKeeper."""
+
+    nodes: tuple[ForwarderNodeSpec, ...] = Field(min_length=1)
+    root: str = Field(default="/redis-forwarder/lab", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
+    session_timeout: float = Field(default=4.0, ge=2, le=120)
+    routes: tuple[dict[str, Any], ...] = Field(alias="route", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        from redis_forwarder.config import RouteConfig  # the forwarder's own rules
+
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"forwarder node ids must be unique: {ids}")
+        for route in self.routes:
+            try:
+                RouteConfig.model_validate(route)
+            except ValidationError as exc:
+                name = route.get("name", "?") if isinstance(route, dict) else "?"
+                raise ValueError(
+                    f"route {name!r}: {'; '.join(problems(exc, 'docs/configuration.md'))}"
+                ) from None
+        return self
+
+
 class TopologySpec(_Strict):
     """A validated topology spec. Build one with :func:`parse_spec` or :func:`load_spec`."""
 
@@ -178,6 +213,7 @@ class TopologySpec(_Strict):
     cluster: ClusterSpec | None = None
     zookeeper: ZooKeeperSpec | None = None
     redis: RedisSpec = Field(default_factory=RedisSpec)
+    forwarders: ForwardersSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -191,6 +227,8 @@ class TopologySpec(_Strict):
             raise ValueError(f"shard names must be unique; repeated: {duplicated}")
         if self.kind is DeploymentKind.STANDALONE and len(self.shards) != 1:
             raise ValueError("a standalone deployment has exactly one [[shard]]")
+        if self.forwarders is not None and self.zookeeper is None:
+            raise ValueError("[forwarders] share their work through ZooKeeper: add [zookeeper]")
         if self.kind is DeploymentKind.SENTINEL and self.sentinel is None:
             raise ValueError('kind = "sentinel" needs a [sentinel] table with addresses')
         if self.kind is not DeploymentKind.SENTINEL and self.sentinel is not None:
@@ -279,6 +317,8 @@ def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
             quorum, election = zookeeper.peer_ports(address)
             result.append((address.with_port(quorum), f"quorum port of zookeeper {index + 1}"))
             result.append((address.with_port(election), f"election port of zookeeper {index + 1}"))
+    for node in spec.forwarders.nodes if spec.forwarders else ():
+        result.append((node.metrics, f"metrics of forwarder {node.id}"))
     return result
 
 

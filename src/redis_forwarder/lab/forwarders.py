@@ -1,0 +1,71 @@
+"""The forwarder nodes of a spec (``[forwarders]``): each a ``redis-forwarder run``
+process with a config the lab writes, reading the spec's deployment and sharing the
+spec's routes through its ZooKeeper. Pure: configs and plans, no processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from redis_forwarder.lab.spec import ForwarderNodeSpec, TopologySpec
+from redis_forwarder.model import DeploymentKind
+
+CONFIG_FILE = "forwarder.toml"
+
+
+def to_toml(document: dict[str, Any]) -> str:
+    """TOML for a forwarder config: top-level tables, arrays of tables, and values
+    (strings, numbers, booleans, lists, inline tables). JSON's string escapes are
+    TOML's too."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    lines: list[str] = []
+    for key, section in document.items():
+        items = section if isinstance(section, list) else [section]
+        for item in items:
+            lines.append(f"[[{key}]]" if isinstance(section, list) else f"[{key}]")
+            lines += [f"{k} = {value(v)}" for k, v in item.items() if v is not None]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def source_section(spec: TopologySpec) -> dict[str, Any]:
+    """The ``[source]`` that reads the spec's deployment."""
+    if spec.kind is DeploymentKind.SENTINEL:
+        assert spec.sentinel is not None
+        return {
+            "kind": "sentinel",
+            "addresses": [str(a) for a in spec.sentinel.addresses],
+            "masters": [s.name for s in spec.shards],
+        }
+    return {"kind": str(spec.kind), "addresses": [str(s.master) for s in spec.shards]}
+
+
+def node_config(spec: TopologySpec, node: ForwarderNodeSpec) -> dict[str, Any]:
+    forwarders, zookeeper = spec.forwarders, spec.zookeeper
+    assert forwarders is not None and zookeeper is not None
+    return {
+        "source": source_section(spec),
+        "node": {"metrics": str(node.metrics), "topology_interval": 0.5},
+        "coordination": {
+            "zookeeper": ",".join(str(a) for a in zookeeper.addresses),
+            "root": forwarders.root,
+            "session_timeout": forwarders.session_timeout,
+        },
+        "route": [dict(route) for route in forwarders.routes],
+    }
+
+
+def node_argv(config_path: Path, node: ForwarderNodeSpec) -> tuple[str, ...]:
+    return (
+        sys.executable, "-m", "redis_forwarder", "--log-level", "info",
+        "run", "--config", str(config_path), "--node-id", node.id,
+    )  # fmt: skip
