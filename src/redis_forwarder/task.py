@@ -252,14 +252,7 @@ class ForwardingTask:
             where = "the target cluster's masters"
         else:
             end = self.locate_sink(0)
-            connection = RespConnection(
-                end.address.host,
-                end.address.port,
-                timeout=self.route.sink_timeout,
-                connect_timeout=CONNECT_TIMEOUT,
-            )
-            stack.push_async_callback(connection.close)
-            await connection.open(end.credentials.username, end.credentials.password)
+            connection = await self._connect(end, stack, self.route.sink_timeout)
             writer = PipelineWriter(connection, self.route.max_in_flight, self.gate, self._answered)
             writer.start()
             overflow = None

@@ -11,7 +11,7 @@ import pytest
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Shared = Callable[[str], Deployment]
 
 

@@ -37,6 +37,7 @@ def cluster_client(deployment: Deployment) -> RedisCluster:
     return RedisCluster(startup_nodes=seeds, socket_timeout=5)
 
 
+@pytest.mark.slow
 def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
     masters = [s.master for s in deployment.spec.shards]

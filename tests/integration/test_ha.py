@@ -113,6 +113,7 @@ def test_sigterm_hands_off_before_the_session_could_expire(
         print(f"TAKEOVER SIGTERM: {seconds:.3f}s")
 
 
+@pytest.mark.slow
 def test_a_node_frozen_past_its_session_writes_nothing_when_it_wakes(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_node_frozen_past_its_session_writes_nothing_when_it_wakes(
         assert f.owners()["orders"] == survivor  # sticky: no flip back
 
 
+@pytest.mark.slow
 def test_the_controller_dies_and_the_assignment_does_not_churn(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:
@@ -203,6 +205,7 @@ def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(
         f.wait_all_running({"n1", "n2", "n3"})
 
 
+@pytest.mark.slow
 def test_a_stalled_event_loop_gives_its_tasks_up(shared_deployment: Shared, tmp_path: Path) -> None:
     """The fault-injection switch freezes n1's loop for 8 s (session timeout 4 s, stall
     timeout 2 s): its watchdog thread gives the session up, n2 takes over."""
@@ -236,6 +239,7 @@ def test_status_without_coordination_is_a_usage_error(tmp_path: Path) -> None:
     assert result.code == 2 and "no [coordination] section" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_zookeeper_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "fleet.toml"
     config.write_text(
@@ -254,7 +258,7 @@ def test_a_rolling_reload_converges_without_double_forwarding(
     """SIGHUP one node, then the other, with a route added: the work gathers on the
     nodes that run the controller's config, then everything runs on the new one;
     epochs never interleave in a sink."""
-    from tests.support.fleet import fleet_config, toml_of
+    from tests.support.fleet import fleet_config
 
     deployment = shared_deployment("standalone")
     source = deployment.spec.shards[0].master
@@ -266,8 +270,7 @@ def test_a_rolling_reload_converges_without_double_forwarding(
         new = fleet_config(
             source, deployment.zookeeper_hosts, f.root, routes=("orders", "audit", "clicks")
         )
-        f.config_path.write_text(toml_of(new))
-        f.config = new
+        f.rewrite(new)
         stream = "{}:orders".format(f.root.strip("/"))
         with Publisher(lambda: source, "orders", interval=0.005):
             for node in ("n1", "n2"):

@@ -15,8 +15,10 @@ import pytest
 import redis
 
 from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.lab import Lab
+from redis_forwarder.model import Address
 from tests.support.deployments import Deployment
-from tests.support.fleet import Fleet, entries, fleet, toml_of
+from tests.support.fleet import Fleet, entries, fleet
 from tests.support.node_runner import Publisher
 from tests.support.waiting import wait_until
 
@@ -36,19 +38,24 @@ def payload_counts(client: redis.Redis, stream: str) -> Counter[int]:
     return Counter(int(fields[b"payload"]) for _at, fields in entries(client, stream))
 
 
+def lab_source(deployment: Deployment) -> tuple[Lab, Address, redis.Redis]:
+    """The deployment's lab, its first master and a client on it."""
+    assert deployment.lab is not None
+    source = deployment.spec.shards[0].master
+    return deployment.lab, source, redis.Redis(host=source.host, port=source.port)
+
+
 def owner_and_epoch(f: Fleet) -> tuple[str | None, int | None]:
     (task,) = f.status()["tasks"]
     return (task["owner"] if task["running"] else None), task["epoch"]
 
 
+@pytest.mark.slow
 def test_a_zookeeper_blip_loses_and_doubles_nothing(
     fresh_deployment: Fresh, tmp_path: Path
 ) -> None:
     deployment = fresh_deployment("standalone")
-    lab = deployment.lab
-    assert lab is not None
-    source = deployment.spec.shards[0].master
-    client = redis.Redis(host=source.host, port=source.port)
+    lab, source, client = lab_source(deployment)
     with fleet(
         tmp_path, source, deployment.zookeeper_hosts, routes=("orders",), session_timeout=10
     ) as f:
@@ -76,10 +83,7 @@ def test_the_zookeeper_leader_killed_forwarding_goes_on(
     fresh_deployment: Fresh, tmp_path: Path
 ) -> None:
     deployment = fresh_deployment("zk-ensemble")
-    lab = deployment.lab
-    assert lab is not None
-    source = deployment.spec.shards[0].master
-    client = redis.Redis(host=source.host, port=source.port)
+    lab, source, client = lab_source(deployment)
     config_source = {
         "kind": "sentinel",
         "addresses": [str(a) for a in deployment.sentinels],
@@ -88,8 +92,7 @@ def test_the_zookeeper_leader_killed_forwarding_goes_on(
     with fleet(
         tmp_path, source, deployment.zookeeper_hosts, routes=("orders",), session_timeout=6
     ) as f:
-        f.config["source"] = config_source
-        f.config_path.write_text(toml_of(f.config))
+        f.rewrite({**f.config, "source": config_source})
         for node in ("n1", "n2"):
             f.start(node)
 
@@ -123,10 +126,7 @@ def test_zookeeper_down_nodes_stop_writing_and_resume(
     stops writing and drops the task; when ZooKeeper is back, one node owns it again
     (a new epoch) and nothing written by two epochs overlaps in time."""
     deployment = fresh_deployment("standalone")
-    lab = deployment.lab
-    assert lab is not None
-    source = deployment.spec.shards[0].master
-    client = redis.Redis(host=source.host, port=source.port)
+    lab, source, client = lab_source(deployment)
     session = 4.0
     with fleet(
         tmp_path, source, deployment.zookeeper_hosts, routes=("orders",), session_timeout=session

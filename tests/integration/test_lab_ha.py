@@ -25,6 +25,7 @@ def fleet(config: Path) -> dict[str, object]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_the_ha_lab_runs_a_fleet_that_survives_lab_kill(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("ha")
     lab = deployment.lab

@@ -4,7 +4,6 @@ read the fleet's status, find who owns what, and read what they wrote."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import redis
 from redis_forwarder.coordination.fleet import fleet_status
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.lab.forwarders import to_toml
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
 from tests.support.waiting import wait_until
@@ -55,26 +55,6 @@ def fleet_config(
     }
 
 
-def toml_of(config: dict[str, Any]) -> str:
-    """Just enough TOML for these configs (tables, arrays of tables, inline tables)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    lines: list[str] = []
-    for key, section in config.items():
-        if isinstance(section, list):
-            for item in section:
-                lines.append(f"[[{key}]]")
-                lines += [f"{k} = {value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {value(v)}" for k, v in section.items()]
-    return "\n".join(lines) + "\n"
-
-
 @dataclass
 class FleetNode:
     node_id: str
@@ -103,6 +83,11 @@ class Fleet:
     @property
     def config_path(self) -> Path:
         return self.directory / "forwarder.toml"
+
+    def rewrite(self, config: dict[str, Any]) -> None:
+        """A new config for the nodes to read (at their next start, or on SIGHUP)."""
+        self.config = config
+        self.config_path.write_text(to_toml(config), encoding="utf-8")
 
     @property
     def root(self) -> str:
@@ -167,7 +152,7 @@ def fleet(tmp_path: Path, source: Address, zookeeper: str, **options: Any) -> It
     root = f"/test-{uuid.uuid4().hex[:10]}"
     config = fleet_config(source, zookeeper, root, **options)
     running = Fleet(config, tmp_path, env=env)
-    running.config_path.write_text(toml_of(config), encoding="utf-8")
+    running.config_path.write_text(to_toml(config), encoding="utf-8")
     try:
         yield running
     except BaseException:

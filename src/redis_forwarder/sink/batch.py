@@ -22,6 +22,17 @@ from redis_forwarder.topology.settings import Credentials
 from redis_forwarder.topology.slots import key_slot
 
 
+async def open_node(
+    address: Address, credentials: Credentials, timeout: float, connect_timeout: float | None
+) -> RespConnection:
+    """A data-path connection to one sink node, authenticated."""
+    connection = RespConnection(
+        address.host, address.port, timeout=timeout, connect_timeout=connect_timeout
+    )
+    await connection.open(credentials.username, credentials.password)
+    return connection
+
+
 class BatchSink(Protocol):
     @property
     def refused(self) -> int: ...
@@ -166,13 +177,9 @@ class ClusterSink:
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)
         if writer is None:
-            connection = RespConnection(
-                address.host,
-                address.port,
-                timeout=self.timeout,
-                connect_timeout=self.connect_timeout,
+            connection = await open_node(
+                address, self.credentials, self.timeout, self.connect_timeout
             )
-            await connection.open(self.credentials.username, self.credentials.password)
             writer = PipelineWriter(connection, self.max_in_flight, self.gate, self.on_answered)
             writer.start()
             self.writers[address] = writer

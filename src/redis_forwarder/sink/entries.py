@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
-from redis_forwarder.sink.batch import RouteCache
+from redis_forwarder.sink.batch import RouteCache, open_node
 from redis_forwarder.topology.settings import Credentials
 
 Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
@@ -100,13 +100,9 @@ class ClusterEntrySink:
     async def _connection(self, address: Address) -> RespConnection:
         connection = self.connections.get(address)
         if connection is None:
-            connection = RespConnection(
-                address.host,
-                address.port,
-                timeout=self.timeout,
-                connect_timeout=self.connect_timeout,
+            connection = await open_node(
+                address, self.credentials, self.timeout, self.connect_timeout
             )
-            await connection.open(self.credentials.username, self.credentials.password)
             self.connections[address] = connection
         return connection
 
