@@ -64,6 +64,7 @@ class PubSubForwarding:
         self.sink = sink
         self.heartbeat = heartbeat
         self.stats = TaskStats()
+        self.beat_at = time.monotonic()  # the loop's last turn: a wedged loop stops beating
         self.last_stall = 0.0  # the last write that waited on the sink: how long, and when
         self.last_stall_end = float("-inf")
 
@@ -83,6 +84,7 @@ class PubSubForwarding:
         awaiting_pong = False
         pongs = self.reader.pongs
         while True:
+            self.beat_at = time.monotonic()
             try:
                 batch = await self.reader.messages(self.heartbeat)
             except ConnectionLost as exc:
@@ -155,6 +157,7 @@ class StreamForwarding:
         self.batch = batch
         self.heartbeat = heartbeat
         self.on_batch = on_batch
+        self.beat_at = time.monotonic()
         self.acked = 0
         self.duplicates = 0
         self.refused = 0
@@ -165,6 +168,7 @@ class StreamForwarding:
         reclaim_at = time.monotonic() + RECLAIM_INTERVAL
         block_ms = max(1, int(self.heartbeat * 1000))
         while True:
+            self.beat_at = time.monotonic()
             if self.reader.claiming:
                 entries = await self.reader.claim(self.batch)
             else:

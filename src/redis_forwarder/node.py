@@ -85,6 +85,7 @@ class Node:
         self.coordinator: Coordinator = LocalCoordinator()
         self._loop_beat = time.monotonic()
         self._reload_from: Path | None = None
+        self._rates: dict[TaskKey, tuple[int, float]] = {}  # forwarded, when: for rates
 
     def request_reload(self, path: Path) -> None:
         """Re-read the config at the next cycle (SIGHUP). Safe from a signal handler."""
@@ -244,6 +245,7 @@ class Node:
                 route = next(r for r in self.config.routes if r.name == key[0])
                 self._start(route, key[1], epoch)
         self._observe_coordination()
+        self._restart_wedged()
         running = sum(1 for t in self.tasks.values() if t.running)
         received = sum(t.received for t in self.tasks.values())
         open_gaps = sum(1 for t in self.tasks.values() if t.gaps and t.gaps[-1].end is None)
@@ -257,18 +259,45 @@ class Node:
             self.coordinator.session_state,
         )
 
+    def _restart_wedged(self) -> None:
+        """A running task whose loop stopped turning (while writing is allowed) is
+        wedged: every wait in it has a deadline, so that is a bug; restart it on fresh
+        connections rather than let it hold its task. (The loop as a whole stalling is
+        the watchdog thread's to handle: this check runs on the loop.)"""
+        if not self.coordinator.gate.may_write():
+            return  # tasks wait at the gate: not wedged
+        now = time.monotonic()
+        for task in self.tasks.values():
+            silent = now - task.progress_at
+            if task.running and silent > task.wedged_after():
+                log.error(
+                    "%s wedged: its loop made no progress for %.1fs; restarting it",
+                    task.name,
+                    silent,
+                )
+                task.rehome(f"wedged: no progress for {silent:.1f}s")
+
     def _progress(self) -> dict[str, Any]:
-        """What this node tells the fleet about its tasks (``status`` reads it)."""
-        return {
-            f"{key[0]}@{key[1]}": {
+        """What this node tells the fleet about its tasks (``status`` reads it): rate is
+        messages the sink answered per second since the last cycle."""
+        now = time.monotonic()
+        progress: dict[str, Any] = {}
+        for key, task in self.tasks.items():
+            before, then = self._rates.get(key, (task.forwarded, now))
+            rate = (task.forwarded - before) / (now - then) if now > then else 0.0
+            self._rates[key] = (task.forwarded, now)
+            progress[f"{key[0]}@{key[1]}"] = {
                 "epoch": task.epoch,
                 "running": task.running,
-                "forwarded": task.received,
+                "forwarded": task.forwarded,
+                "rate": round(rate, 1),
+                "lag": round(task.lag, 4),
                 "last_message_at": task.last_message_at,
                 "gaps": len(task.gaps),
             }
-            for key, task in self.tasks.items()
-        }
+        for gone in self._rates.keys() - self.tasks.keys():
+            del self._rates[gone]
+        return progress
 
     async def _stop(self, key: TaskKey, graceful: bool) -> None:
         task = self.tasks.pop(key)

@@ -129,6 +129,7 @@ class ForwardingTask:
         self.running = False
         self.received = 0
         self.forwarded = 0  # answered by the sink
+        self.lag = 0.0  # seconds: the last batch's latency (see Metrics.latency)
         self.dropped = 0
         self._current: asyncio.Task[None] | None = None
         self._rehome_reason = ""
@@ -155,6 +156,17 @@ class ForwardingTask:
         if self.pubsub is not None:
             return self.pubsub.stats.last_message_at
         return max((loop.last_message_at for loop in self.streams), default=0.0)
+
+    @property
+    def progress_at(self) -> float:
+        """When the task's loop last turned (monotonic): reading or writing returns
+        within a heartbeat, a sink timeout or a connect timeout, so a loop that stops
+        turning for longer is wedged."""
+        loops = [self.pubsub] if self.pubsub is not None else self.streams
+        return min((loop.beat_at for loop in loops), default=time.monotonic())
+
+    def wedged_after(self) -> float:
+        return 3 * self.route.heartbeat + self.route.sink_timeout + 2 * CONNECT_TIMEOUT + 1
 
     def stop(self, graceful: bool) -> None:
         """Say how the coming cancellation should end: ``graceful`` flushes what was
@@ -364,6 +376,7 @@ class ForwardingTask:
 
     def _answered(self, messages: int, seconds: float) -> None:
         self.forwarded += messages
+        self.lag = seconds
         self.metrics.forwarded.labels(**self._labels).inc(messages)
         self.metrics.latency.labels(**self._labels).observe(seconds)
 

@@ -197,6 +197,9 @@ def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(
         f.wait_all_running({"n1", "n2"})
         status = run_cli("status", "--config", config, "--json").json()
         assert next(m for m in status["members"] if m["id"] == "n3")["drained"] is True
+        assert {"owner", "epoch", "forwarded", "rate", "lag", "last_message_at"} <= set(
+            status["tasks"][0]
+        )
         assert run_cli("undrain", "n3", "--config", config).code == 0
         assert run_cli("pause", "audit", "--config", config).code == 0
         wait_until(lambda: "audit" not in f.owners(), "audit stopped everywhere")

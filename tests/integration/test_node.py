@@ -4,10 +4,12 @@ forwarding; each interruption is a counted gap; after it, nothing published is l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
 import subprocess
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -388,3 +390,46 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
         publisher.publish("burst", b"after")
         wait_until(lambda: sink.llen("copied") > before, "forwarding after the gap")
         assert before < 20_000  # what Redis had buffered was lost, and the gap says so
+
+
+def test_a_wedged_task_is_restarted(fresh_deployment: Fresh, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bug that leaves a task's loop waiting with no deadline (here: the reader made
+    to hang once) must not hold the task: the node sees the loop stop turning and
+    restarts the task on fresh connections."""
+    from redis_forwarder.source.pubsub import PubSubReader
+
+    source = fresh_deployment("standalone").spec.shards[0].master
+    hang = threading.Event()
+    real_messages = PubSubReader.messages
+
+    async def messages(self: PubSubReader, timeout: float) -> list[object]:
+        if hang.is_set():
+            hang.clear()
+            await asyncio.Event().wait()  # forever: the bug
+        return await real_messages(self, timeout)  # type: ignore[return-value]
+
+    monkeypatch.setattr(PubSubReader, "messages", messages)
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "route": [
+            {
+                "name": "r",
+                "from": {"channels": ["c"]},
+                "to": {"list": "copied"},
+                "heartbeat": 0.2,
+                "sink_timeout": 0.5,
+            }
+        ],
+    }
+    client = redis.Redis(host=source.host, port=source.port)
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "forwarding", timeout=15)
+        (task,) = runner.node.tasks.values()
+        hang.set()
+        wait_until(
+            lambda: bool(task.gaps), "the wedged loop noticed", timeout=task.wedged_after() + 10
+        )
+        assert task.gaps[0].reason.startswith("wedged: no progress for")
+        wait_until(lambda: task.running, "restarted", timeout=15)
+        client.publish("c", "after")
+        wait_until(lambda: client.lrange("copied", 0, -1) == [b"after"], "forwarding again")

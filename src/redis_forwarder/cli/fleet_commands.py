@@ -61,6 +61,8 @@ def status(config_path: Path, as_json: bool) -> None:
 
 def _print_status(document: dict[str, Any]) -> None:
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)  # piped: keep shard ids whole
     out.print(f"controller: {document['controller'] or 'none'}")
     members = Table(title="members")
     for column in ("id", "host", "pid", "version", "drained", "config"):
@@ -77,7 +79,10 @@ def _print_status(document: dict[str, Any]) -> None:
         )
     out.print(members)
     tasks = Table(title=f"tasks (assignment {document['assignment_serial']})")
-    for column in ("route", "shard", "assigned", "owner", "epoch", "forwarded", "last message"):
+    for column in (
+        "route", "shard", "assigned", "owner", "epoch", "forwarded", "msg/s", "lag ms",
+        "last message",
+    ):  # fmt: skip
         tasks.add_column(column)
     now = time.time()
     for t in document["tasks"]:
@@ -89,6 +94,8 @@ def _print_status(document: dict[str, Any]) -> None:
             str(t["owner"] or "-") + ("" if t["running"] else " (not running)"),
             str(t["epoch"] or "-"),
             str(t["forwarded"]),
+            f"{t.get('rate', 0):.0f}",
+            f"{t.get('lag', 0) * 1000:.1f}",
             f"{now - last:.1f}s ago" if last else "-",
         )
     out.print(tasks)

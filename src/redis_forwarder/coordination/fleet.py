@@ -11,7 +11,8 @@ The status document (stable; docs/cli.md):
      "drained": [], "paused": [], "assignment_serial": 4,
      "tasks": [{"route": "orders", "shard": "alpha", "assigned": "n1", "owner": "n1",
                 "epoch": 4294967312, "running": true, "forwarded": 1234,
-                "last_message_at": 1763900000.5, "gaps": 0}]}
+                "rate": 812.5, "lag": 0.0021, "last_message_at": 1763900000.5,
+                "gaps": 0}]}
 
 ``config_drift`` marks members whose config fingerprint differs from the
 controller's: the controller assigns them nothing.
@@ -69,6 +70,8 @@ def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
                 "epoch": epoch,
                 "running": bool(seen.get("running", False)),
                 "forwarded": seen.get("forwarded", 0),
+                "rate": seen.get("rate", 0.0),
+                "lag": seen.get("lag", 0.0),
                 "last_message_at": seen.get("last_message_at") or None,
                 "gaps": seen.get("gaps", 0),
             }
