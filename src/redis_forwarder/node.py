@@ -159,8 +159,6 @@ class Node:
                     path, self._reload_from = self._reload_from, None
                     await self._reload(path)
                 await self._reconcile()
-                if self.health is not None:
-                    self.health.beat()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CYCLE):
                         await _first(stop.wait(), self._wake.wait())
@@ -178,9 +176,12 @@ class Node:
                 watchdog.join(2)
 
     async def _beat(self) -> None:
-        """The loop's heartbeat, for the watchdog thread."""
+        """The loop's heartbeat, for the watchdog thread and /healthz: apart from the
+        cycle, which may wait on ZooKeeper while the loop itself is fine."""
         while True:
             self._loop_beat = time.monotonic()
+            if self.health is not None:
+                self.health.beat()
             await asyncio.sleep(0.2)
 
     def _start_watchdog(
