@@ -206,7 +206,11 @@ class Node:
 
     def source_topology(self) -> Topology:
         """The source deployment as the node sees it now (after ``run`` has started)."""
-        return self._watchers[SOURCE].current
+        return self.topology(SOURCE)
+
+    def topology(self, deployment: str) -> Topology:
+        """``source`` or a target's name, as the node sees it now."""
+        return self._watchers[deployment].current
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         tasks = {task.name: task.running for task in self.tasks.values()}

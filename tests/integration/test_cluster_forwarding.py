@@ -207,3 +207,48 @@ def test_cluster_master_killed_while_forwarding(fresh_deployment: Fresh) -> None
     _task, home, master_after, resumed = forward_through_home_fault(deployment, kill, True)
     assert master_after != home.master.address
     print(f"GAP cluster kill -9: resumed {resumed - killed_at[0]:.3f}s after the kill")
+
+
+def test_cluster_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
+    """The target is a cluster and the master holding the target key fails over
+    (CLUSTER FAILOVER): the refusals end in a counted gap, then writes go to the
+    promoted master and everything published after the task resumed is copied."""
+    source = fresh_deployment("standalone")
+    target = fresh_deployment("cluster")
+    server = source.spec.shards[0].master
+    masters = [s.master for s in target.spec.shards]
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(server)]},
+        "targets": {"archive": {"kind": "cluster", "addresses": [str(m) for m in masters]}},
+        "route": [
+            {
+                "name": "copy",
+                "from": {"channels": ["events"]},
+                "to": {"target": "archive", "list": "copied"},
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    holder = owner_of(masters, key_slot("copied"))
+    with NodeRunner(config) as runner, Publisher(lambda: server, "events") as publisher:
+        wait_until(runner.all_running, "the task forwarding", timeout=15)
+        wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
+        replica = next(
+            s.replicas[0]
+            for s in runner.node.topology("archive").shards
+            if s.master.address == holder
+        )
+        client(replica.address).execute_command("CLUSTER", "FAILOVER")
+        (task,) = runner.node.tasks.values()
+        resumed = wait_resumed(task, publisher)
+        assert any("MOVED" in gap.reason or "READONLY" in gap.reason for gap in task.gaps)
+    after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
+    cluster = reader(target)
+    try:
+        wait_until(
+            lambda: after <= {int(v) for v in cluster.lrange("copied", 0, -1)},
+            "everything after resume copied",
+            timeout=20,
+        )
+    finally:
+        cluster.close()

@@ -124,8 +124,8 @@ class RouteCache:
 class ClusterSink:
     """Each message to the master that serves its target key's slot, as the target's
     topology says now. A writer per master, opened on first use. A ``MOVED``/``ASK``
-    refusal (the topology was behind) is counted and reported through ``on_moved``, so
-    the topology is refreshed and the next batches go to the right node."""
+    refusal (the topology was behind) is counted, reported through ``on_moved`` so the
+    topology is refreshed, and ends the sink's connections (see ``check``)."""
 
     def __init__(
         self,
@@ -189,12 +189,16 @@ class ClusterSink:
         return sum(w.in_flight for w in self.writers.values())
 
     def check(self) -> None:
+        """A MOVED/ASK refusal (a failover or a migration on the target) refreshes the
+        target's topology and ends the connections: the task reconnects where the slots
+        are now, and the interruption is a counted gap, not a silent run of refusals."""
         for writer in self.writers.values():
             refusal = writer.last_refusal
             if refusal.startswith(("MOVED", "ASK")) and writer.refused > self._moved_seen:
                 self._moved_seen = writer.refused
                 self.on_moved(f"cluster sink: {refusal}")
-            elif writer.refused and refusal.startswith("READONLY"):
+                raise ConnectionLost(writer.connection.name, f"the sink answered {refusal}")
+            if writer.refused and refusal.startswith("READONLY"):
                 raise ConnectionLost(writer.connection.name, "sink is READONLY (a replica now)")
 
     async def flush(self) -> None:
