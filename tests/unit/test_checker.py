@@ -31,7 +31,7 @@ def test_a_gap_is_measured_and_its_losses_located() -> None:
     lost = {m.seq for m in out if 102.0 <= m.at < 103.5}
     new_owner = [Received(m.route, m.channel, m.seq, m.at + 0.002, "n2", 2, "s") for m in out[350:]]
     got = arrived([m for m in out if m.seq not in lost and m.seq < 350]) + new_owner
-    report = check(out, got, fault_at=102.0)["r"]
+    report = check(out, got, fault_at=102.0, recovered_at=103.6)["r"]
     assert report.lost == len(lost) == 150
     assert (report.lost_from, report.lost_until) == (102.0, out[349].at)
     assert report.gap is not None and 1.49 < report.gap < 1.52
@@ -64,13 +64,28 @@ def test_duplicates_reorderings_and_two_owners_are_counted() -> None:
     assert any("out of order" in b for b in broken)
 
 
-def test_losses_outside_the_gap_break_pubsub_too() -> None:
+def test_losses_outside_the_disturbed_window_break_pubsub_too() -> None:
     out = sent(500)
     got = arrived([m for m in out if m.seq != 20])  # lost long before the fault
-    report = check(out, got, fault_at=104.0)["r"]
+    report = check(out, got, fault_at=104.0, recovered_at=104.5)["r"]
     assert guarantees_broken(report, may_lose=True, max_gap=None) == [
-        "messages lost outside the measured gap"
+        "messages lost outside the disturbed window"
     ]
+    late = arrived([m for m in out if m.seq != 480])  # lost after recovery
+    report = check(out, late, fault_at=102.0, recovered_at=103.0)["r"]
+    assert guarantees_broken(report, may_lose=True, max_gap=None) != []
+
+
+def test_the_gap_is_the_longest_silence_until_recovery() -> None:
+    """A second, longer interruption while the deployment was still recovering (a
+    restored node taking a task back) counts; one after recovery does not."""
+    out = sent(1000)  # 100.00 .. 109.99
+    silent = {m.seq for m in out if 102.0 <= m.at < 102.3 or 104.0 <= m.at < 104.8}
+    got = arrived([m for m in out if m.seq not in silent])
+    report = check(out, got, fault_at=102.0, recovered_at=105.0)["r"]
+    assert report.gap is not None and 0.8 < report.gap < 0.82
+    report = check(out, got, fault_at=102.0, recovered_at=103.0)["r"]
+    assert report.gap is not None and 0.3 < report.gap < 0.32
 
 
 @given(st.sets(st.integers(min_value=0, max_value=299)), st.integers(min_value=0, max_value=5))

@@ -12,6 +12,7 @@ import click
 
 from redis_forwarder import __version__
 from redis_forwarder.cli.bench_command import bench
+from redis_forwarder.cli.drill_command import drill
 from redis_forwarder.cli.fleet_commands import drain, pause, rebalance, resume, status, undrain
 from redis_forwarder.cli.lab_commands import lab
 from redis_forwarder.cli.run_command import run
@@ -60,7 +61,7 @@ cli.add_command(run)
 cli.add_command(topology)
 for fleet_command in (status, drain, undrain, pause, resume, rebalance):
     cli.add_command(fleet_command)
-cli.add_command(_not_built("drill", "failover drills"))
+cli.add_command(drill)
 cli.add_command(bench)
 
 

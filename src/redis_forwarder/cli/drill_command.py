@@ -1,0 +1,101 @@
+"""``redis-forwarder drill SCENARIO|all``: a real fault under steady load on a lab, and
+what it cost (docs/drills.md). Exit 1 when a scenario breaks its guarantee."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from redis_forwarder.drill.report import print_results, write_report
+from redis_forwarder.drill.runner import DrillResult, run_drill
+from redis_forwarder.drill.scenarios import SCENARIOS
+from redis_forwarder.errors import UsageError
+from redis_forwarder.lab import Lab, load_spec
+
+EXIT_BROKEN = 1
+
+
+@contextmanager
+def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
+    if (directory is None) == (spec_path is None):
+        raise UsageError("give exactly one of --dir DIR (a lab that is up) or --spec SPEC")
+    if directory is not None:
+        lab = Lab(directory)
+        lab.state()  # a clear error when no lab is up there
+        yield lab
+        return
+    assert spec_path is not None
+    spec = load_spec(spec_path)
+    with tempfile.TemporaryDirectory(prefix="redis-forwarder-drill-") as temporary:
+        lab = Lab(Path(temporary) / "lab")
+        err = Console(stderr=True)
+        with err.status(f"lab up {spec_path}") as status:
+            lab.up(spec, spec_path=str(spec_path), progress=status.update)
+        try:
+            yield lab
+        finally:
+            lab.down()
+
+
+@click.command()
+@click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Drill the lab already up in DIR (its state is restored after each fault).",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bring up a fresh lab from SPEC (e.g. topology/ha.toml), drill it, take it down.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=10, max=20_000),
+    default=400,
+    show_default=True,
+    help="Messages per second sent in all (pub/sub and stream).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write drills.json and a timeline PNG per scenario into this directory.",
+)
+def drill(
+    scenario: str,
+    directory: Path | None,
+    spec_path: Path | None,
+    rate: float,
+    as_json: bool,
+    report_dir: Path | None,
+) -> None:
+    """Inject a real fault under steady load and report lost, duplicated and reordered
+    messages and the recovery time. Scenarios: kill-node, stop-node, pause-node,
+    kill-controller, sentinel-failover, kill-master, half-open, zk-leader-loss,
+    zk-outage, slow-sink, or all of them in turn."""
+    chosen = list(SCENARIOS) if scenario == "all" else [scenario]
+    results: list[DrillResult] = []
+    err = Console(stderr=True)
+    with drill_lab(directory, spec_path) as lab, err.status("drill") as status:
+        for name in chosen:
+            results.append(run_drill(lab, SCENARIOS[name], rate, status.update))
+    if report_dir is not None:
+        for path in write_report(results, report_dir):
+            err.print(f"wrote {path}")
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print_results(results)
+    if not all(r.passed for r in results):
+        sys.exit(EXIT_BROKEN)

@@ -1,0 +1,234 @@
+"""The faults a drill can inject into a lab, each a real one: signals to the pids the
+lab recorded, Sentinel and ZooKeeper commands. ``inject`` makes the fault and returns
+how to undo it (restart what was killed, wake what was stopped); ``hold`` is how long
+the drill watches after the fault before undoing it; ``max_gap`` bounds the pub/sub
+route's gap (the guarantee; stream routes may lose nothing in any scenario)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis_forwarder.lab.probes import redis_call
+from redis_forwarder.model import Address
+
+DRILL_TASK = ("drill", "alpha")  # the task (route, shard) that node faults aim at
+
+
+class Target(Protocol):
+    """What scenarios act on (the runner's view of the lab and the fleet)."""
+
+    session_timeout: float
+
+    def owner(self, shard: str) -> str | None: ...
+
+    def controller(self) -> str | None: ...
+
+    def signal(self, process: str, sig: signal.Signals) -> None: ...
+
+    def restart(self, process: str) -> None: ...
+
+    def master_process(self, shard: str) -> str: ...
+
+    def zookeeper_processes(self, role: str | None = None) -> list[str]: ...
+
+    def sentinel(self) -> Address: ...
+
+    def master(self, shard: str) -> Address: ...
+
+    def note(self, event: str) -> None: ...
+
+
+Undo = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    inject: Callable[[Target], Undo]
+    hold: Callable[[Target], float]
+    max_gap: Callable[[Target], float]
+
+
+def _owner(target: Target) -> str:
+    owner = target.owner(DRILL_TASK[1])
+    if owner is None:
+        raise RuntimeError("the drill task has no owner to fault")
+    return owner
+
+
+def _kill_node(target: Target) -> Undo:
+    victim = _owner(target)
+    target.signal(victim, signal.SIGKILL)
+    target.note(f"kill -9 {victim} (owner of the drill task)")
+    return lambda: target.restart(victim)
+
+
+def _stop_node(target: Target) -> Undo:
+    victim = _owner(target)
+    target.signal(victim, signal.SIGTERM)
+    target.note(f"SIGTERM {victim} (owner of the drill task)")
+    return lambda: target.restart(victim)
+
+
+def _pause_node(target: Target) -> Undo:
+    victim = _owner(target)
+    target.signal(victim, signal.SIGSTOP)
+    target.note(f"SIGSTOP {victim} (owner of the drill task)")
+
+    def wake() -> None:
+        target.signal(victim, signal.SIGCONT)
+        target.note(f"SIGCONT {victim}")
+
+    return wake
+
+
+def _kill_controller(target: Target) -> Undo:
+    victim = target.controller()
+    if victim is None:
+        raise RuntimeError("no controller to kill")
+    target.signal(victim, signal.SIGKILL)
+    target.note(f"kill -9 {victim} (the controller)")
+    return lambda: target.restart(victim)
+
+
+def _sentinel_failover(target: Target) -> Undo:
+    redis_call(target.sentinel(), "SENTINEL", "FAILOVER", DRILL_TASK[1], timeout=2)
+    target.note(f"SENTINEL FAILOVER {DRILL_TASK[1]}")
+    return lambda: None
+
+
+def _kill_master(target: Target) -> Undo:
+    victim = target.master_process(DRILL_TASK[1])
+    target.signal(victim, signal.SIGKILL)
+    target.note(f"kill -9 {victim} (master of {DRILL_TASK[1]})")
+    return lambda: target.restart(victim)
+
+
+def _half_open(target: Target) -> Undo:
+    victim = target.master_process(DRILL_TASK[1])
+    target.signal(victim, signal.SIGSTOP)
+    target.note(f"SIGSTOP {victim} (master of {DRILL_TASK[1]}): a half-open source")
+
+    def wake() -> None:
+        target.signal(victim, signal.SIGCONT)
+        target.note(f"SIGCONT {victim}")
+
+    return wake
+
+
+def _zk_leader_loss(target: Target) -> Undo:
+    (leader,) = target.zookeeper_processes("leader")
+    target.signal(leader, signal.SIGKILL)
+    target.note(f"kill -9 {leader} (ZooKeeper leader)")
+    return lambda: target.restart(leader)
+
+
+def _zk_outage(target: Target) -> Undo:
+    members = target.zookeeper_processes()
+    for member in members:
+        target.signal(member, signal.SIGSTOP)
+    target.note(f"SIGSTOP every ZooKeeper node ({', '.join(members)})")
+
+    def wake() -> None:
+        for member in members:
+            target.signal(member, signal.SIGCONT)
+        target.note("SIGCONT every ZooKeeper node")
+
+    return wake
+
+
+def _slow_sink(target: Target) -> Undo:
+    master = target.master(DRILL_TASK[1])
+    redis_call(master, "CLIENT", "PAUSE", 2000, "WRITE", timeout=2)
+    target.note(f"CLIENT PAUSE 2000 WRITE on {master} (the sink of {DRILL_TASK[1]})")
+    return lambda: None
+
+
+def _session(target: Target) -> float:
+    return target.session_timeout
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "kill-node",
+            "kill -9 of the node that owns the drill task: the others take it over after "
+            "its ZooKeeper session expires",
+            _kill_node,
+            hold=lambda t: _session(t) + 4,
+            max_gap=lambda t: _session(t) + 3,
+        ),
+        Scenario(
+            "stop-node",
+            "SIGTERM of the owner: it hands its tasks off before it exits",
+            _stop_node,
+            hold=lambda t: 3,
+            max_gap=lambda t: 2,
+        ),
+        Scenario(
+            "pause-node",
+            "SIGSTOP of the owner past its session timeout, then SIGCONT: the others take "
+            "over; the frozen node writes nothing when it wakes",
+            _pause_node,
+            hold=lambda t: _session(t) + 4,
+            max_gap=lambda t: _session(t) + 3,
+        ),
+        Scenario(
+            "kill-controller",
+            "kill -9 of the controller: a new one is elected, the assignment does not churn",
+            _kill_controller,
+            hold=lambda t: _session(t) + 4,
+            max_gap=lambda t: _session(t) + 3,
+        ),
+        Scenario(
+            "sentinel-failover",
+            "SENTINEL FAILOVER of the drill task's master: the task follows the promoted one",
+            _sentinel_failover,
+            hold=lambda t: 5,
+            max_gap=lambda t: 3,
+        ),
+        Scenario(
+            "kill-master",
+            "kill -9 of the drill task's Redis master: the sentinels promote its replica",
+            _kill_master,
+            hold=lambda t: 8,
+            max_gap=lambda t: 6,
+        ),
+        Scenario(
+            "half-open",
+            "SIGSTOP of the drill task's Redis master for 4 s: the heartbeat notices, the "
+            "sentinels fail it over",
+            _half_open,
+            hold=lambda t: 4,
+            max_gap=lambda t: 7,
+        ),
+        Scenario(
+            "zk-leader-loss",
+            "kill -9 of the ZooKeeper leader: sessions survive the election, no task moves",
+            _zk_leader_loss,
+            hold=lambda t: 6,
+            max_gap=lambda t: 2,
+        ),
+        Scenario(
+            "zk-outage",
+            "every ZooKeeper node stopped for two session timeouts: nodes stop writing, "
+            "then take their tasks again",
+            _zk_outage,
+            hold=lambda t: 2 * _session(t),
+            max_gap=lambda t: 3 * _session(t) + 8,
+        ),
+        Scenario(
+            "slow-sink",
+            "the sink stops answering writes for 2 s (CLIENT PAUSE WRITE): the backlog waits, "
+            "nothing is lost",
+            _slow_sink,
+            hold=lambda t: 3,
+            max_gap=lambda t: 4,
+        ),
+    )
+}
