@@ -166,6 +166,7 @@ class StreamForwarding:
     async def run(self) -> None:
         await self.reader.ensure_groups()
         reclaim_at = time.monotonic() + RECLAIM_INTERVAL
+        check_others_at = time.monotonic()
         block_ms = max(1, int(self.heartbeat * 1000))
         while True:
             self.beat_at = time.monotonic()
@@ -173,9 +174,16 @@ class StreamForwarding:
                 entries = await self.reader.claim(self.batch)
             else:
                 entries = await self.reader.read(self.batch, block_ms)
-                if time.monotonic() >= reclaim_at:
+                now = time.monotonic()
+                if now >= reclaim_at:
                     self.reader.reclaim()
-                    reclaim_at = time.monotonic() + RECLAIM_INTERVAL
+                    reclaim_at = now + RECLAIM_INTERVAL
+                elif now >= check_others_at:
+                    # A frozen previous owner's blocked read may still be served entries
+                    # after we took over: claim them at once, not at the next reclaim.
+                    check_others_at = now + self.heartbeat
+                    if await self.reader.others_pending():
+                        self.reader.reclaim()
             if not entries:
                 continue
             self.last_message_at = time.time()

@@ -76,16 +76,20 @@ def test_losses_outside_the_disturbed_window_break_pubsub_too() -> None:
     assert guarantees_broken(report, may_lose=True, max_gap=None) != []
 
 
-def test_the_gap_is_the_longest_silence_until_recovery() -> None:
-    """A second, longer interruption while the deployment was still recovering (a
-    restored node taking a task back) counts; one after recovery does not."""
+def test_the_gap_is_the_longest_stretch_of_missed_messages() -> None:
+    """Lost and held-up messages both count; a pause of the load itself does not."""
     out = sent(1000)  # 100.00 .. 109.99
-    silent = {m.seq for m in out if 102.0 <= m.at < 102.3 or 104.0 <= m.at < 104.8}
-    got = arrived([m for m in out if m.seq not in silent])
+    lost = {m.seq for m in out if 102.0 <= m.at < 102.3}
+    late = {m.seq for m in out if 104.0 <= m.at < 104.8}
+    got = arrived([m for m in out if m.seq not in lost | late])
+    got += arrived([m for m in out if m.seq in late], delay=1.0)
     report = check(out, got, fault_at=102.0, recovered_at=105.0)["r"]
     assert report.gap is not None and 0.8 < report.gap < 0.82
-    report = check(out, got, fault_at=102.0, recovered_at=103.0)["r"]
-    assert report.gap is not None and 0.3 < report.gap < 0.32
+    quiet = [m for m in out if not 106.0 <= m.at < 108.0]  # the load sent nothing
+    report = check(quiet, arrived(quiet), fault_at=106.0)["r"]
+    assert report.gap == 0.0
+    cut = arrived([m for m in out if m.at < 105.0])  # never forwarded again
+    assert check(out, cut, fault_at=105.0)["r"].gap is None
 
 
 @given(st.sets(st.integers(min_value=0, max_value=299)), st.integers(min_value=0, max_value=5))

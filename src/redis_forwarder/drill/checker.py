@@ -11,9 +11,10 @@ wrote it when known, and the node and epoch that wrote it). Output per route
 - reordered: per channel, messages that arrived after a message sent later;
 - epoch_overlap: a write by an older epoch after a newer epoch of the same task had
   written: two owners at once;
-- recovery: the longest silence between forwarded messages from the last one before
-  the fault until the deployment was whole again (``gap``), and when, counted from the
-  fault, the forwarded rate got back to the sent rate for good (``rate_back``).
+- recovery: the longest stretch of send time in which every message was lost or held
+  up (``gap``: from the last message forwarded in time before it to the first after),
+  and when, counted from the fault, the forwarded rate got back to the sent rate for
+  good (``rate_back``).
 
 A "route" here is one task's traffic (``pubsub@alpha``): recovery is per task, so a
 healthy shard cannot hide a broken one's gap. Pub/sub may lose messages only inside the
@@ -27,12 +28,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 from typing import Any
 
 BUCKET = 0.25  # seconds: the resolution of rates and timelines
 # A message sent just before the fault may still be in flight when it strikes.
 WINDOW_SLACK = 0.5
+LATE = 0.25  # seconds: a message forwarded later than this after it was sent was held up
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,9 @@ def _recovery(
     after = [t for t in times if t > fault_at]
     report.last_before_fault = before[-1] if before else None
     report.first_after_fault = after[0] if after else None
-    if before and after:
-        # The longest silence from the last message before the fault until the first
-        # one after the deployment was whole again.
-        end = next((t for t in after if t > recovered), after[-1])
-        window = [before[-1], *(t for t in after if t <= end)]
-        report.gap = round(max(b - a for a, b in pairwise(window)), 4)
+    if not times:
+        return
+    report.gap = _longest_miss(sent, received)
     sent_after = [s.at for s in sent if s.at > fault_at]
     if not after or not sent_after:
         return
@@ -190,6 +188,32 @@ def _recovery(
         ):
             report.rate_back = round(bucket * BUCKET, 4)
             return
+
+
+def _longest_miss(sent: list[Sent], received: list[Received]) -> float | None:
+    """The longest stretch of send time in which every message was missed (lost, or
+    forwarded more than LATE after it was sent), from the last message forwarded in
+    time before it to the first after it. A stretch the load sent nothing in is no gap.
+    None when the misses run to the end: no recovery."""
+    arrived: dict[tuple[str, int], float] = {}
+    for copy in received:
+        if copy.at is not None:
+            key = (copy.channel, copy.seq)
+            arrived[key] = min(copy.at, arrived.get(key, copy.at))
+    longest = 0.0
+    run_from: float | None = None
+    last_ok: float | None = None
+    for message in sorted(sent, key=lambda m: m.at):
+        got = arrived.get((message.channel, message.seq))
+        if got is None or got - message.at > LATE:
+            if run_from is None:
+                run_from = last_ok if last_ok is not None else message.at
+            continue
+        if run_from is not None:
+            longest = max(longest, message.at - run_from)
+            run_from = None
+        last_ok = message.at
+    return None if run_from is not None else round(longest, 4)
 
 
 def rates(times: Iterable[float], origin: float) -> dict[int, int]:

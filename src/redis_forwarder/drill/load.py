@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from redis_forwarder.drill.checker import Sent
 from redis_forwarder.model import Address
@@ -71,9 +73,10 @@ class Load:
                     route = f"pubsub@{shard}" if index < CHANNELS else f"stream@{shard}"
                     key = (shard, channel)
                     number = seq.get(key, 0)
-                    if self._send(client, channel, number):
-                        self.sent.append(Sent(route, f"{shard}:{channel}", number, time.time()))
-                        seq[key] = number + 1
+                    if not self._send(client, channel, number):
+                        break  # this shard's master is down: the other shards go on
+                    self.sent.append(Sent(route, f"{shard}:{channel}", number, time.time()))
+                    seq[key] = number + 1
             tick += 1
             delay = started + tick * interval - time.monotonic()
             if delay > 0:
@@ -102,7 +105,16 @@ class Load:
                 if known is not None:
                     self.events.append((time.time(), f"load: master of {shard} is {address}"))
                     known[1].close()
-                clients[shard] = (
-                    address,
-                    redis.Redis(host=address.host, port=address.port, socket_timeout=1.0),
-                )
+                clients[shard] = (address, _client(address))
+
+
+def _client(address: Address) -> redis.Redis:
+    """No retries and short timeouts: a dead master must cost the load a failed send,
+    not seconds of redis-py's backoff that would starve the other shards."""
+    return redis.Redis(
+        host=address.host,
+        port=address.port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )

@@ -29,7 +29,7 @@ from redis_forwarder.drill.checker import RouteReport, check, guarantees_broken,
 from redis_forwarder.drill.load import Load
 from redis_forwarder.drill.scenarios import DRILL_TASK, Scenario
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab import Lab
+from redis_forwarder.lab import Lab, probes
 from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.probes import ProbeFailed, redis_call
 from redis_forwarder.model import Address
@@ -129,6 +129,32 @@ class LabTarget:
         self.lab.restart(process)
         self.note(f"restarted {process}")
 
+    def _replication_lagging(self, statuses: list[Any]) -> list[str]:
+        lagging: list[str] = []
+        for shard in self.shards if self.config.source.kind == "sentinel" else []:
+            master = self.master(shard)
+            for status in statuses:
+                record = status.record
+                if record.kind != "redis" or record.shard != shard:
+                    continue
+                if record.address == str(master):
+                    continue
+                try:
+                    replication = probes.info(Address.parse(record.address), "replication")
+                except ProbeFailed:
+                    lagging.append(record.name)
+                    continue
+                linked = (
+                    replication.get("role") == "slave"
+                    and f"{replication.get('master_host')}:{replication.get('master_port')}"
+                    == str(master)
+                    and replication.get("master_link_status") == "up"
+                    and not int(replication.get("master_sync_in_progress", 0))
+                )
+                if not linked:
+                    lagging.append(record.name)
+        return lagging
+
     def master(self, shard: str) -> Address:
         """Where the shard's master is now, as the first sentinel that answers says."""
         seeds = [Address.parse(a) for a in self.config.source.addresses]
@@ -180,6 +206,11 @@ class LabTarget:
         dead = [s.record.name for s in statuses if not s.running]
         if dead:
             return f"not running: {', '.join(dead)}"
+        lagging = self._replication_lagging(statuses)
+        if lagging:
+            # A failover onto a replica that is not in sync loses data: that would be
+            # the next drill's loss, not this one's.
+            return f"replicas not in sync: {', '.join(lagging)}"
         try:
             status = self.status()
         except Exception as exc:  # ZooKeeper coming back

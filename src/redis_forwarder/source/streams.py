@@ -38,6 +38,17 @@ class StreamReader:
             if isinstance(reply, ReplyError) and not str(reply).startswith("BUSYGROUP"):
                 raise ConnectionLost(self.connection.name, f"XGROUP CREATE {stream!r}: {reply}")
 
+    async def others_pending(self) -> bool:
+        """Whether a consumer other than us holds pending entries: a previous owner's
+        (crashed, replaced, or frozen while its blocking read was still served by Redis).
+        Ownership fences that owner off, so its entries are ours to claim now."""
+        for stream in self.streams:
+            reply = await self._call(b"XPENDING", stream, self.group)
+            consumers = reply[3] if isinstance(reply, list) and len(reply) > 3 else None
+            if any(name != self.consumer for name, _count in consumers or ()):
+                return True
+        return False
+
     def reclaim(self) -> None:
         """Go through every stream's pending entries again (those the sink refused)."""
         self._claim_cursors = {stream: b"0-0" for stream in self.streams}
