@@ -11,6 +11,7 @@ from rich.table import Table
 
 from redis_forwarder.drill.checker import BUCKET
 from redis_forwarder.drill.runner import DrillResult
+from redis_forwarder.drill.scenarios import DRILL_TASK
 
 
 def print_results(results: list[DrillResult]) -> None:
@@ -66,14 +67,15 @@ def timeline(result: DrillResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(10, 4), dpi=100)
+    last = max((max(s, default=0) for s in result.timeline.values()), default=0)
+    buckets = range(last + 1)  # empty buckets are zeros: a gap must show as one
     for name, style in (("sent", "-"), ("forwarded", "--")):
         series = result.timeline.get(name, {})
-        buckets = sorted(series)
         axes.plot(
             [b * BUCKET for b in buckets],
-            [series[b] / BUCKET for b in buckets],
+            [series.get(b, 0) / BUCKET for b in buckets],
             style,
-            label=f"{name} (pub/sub msg/s)",
+            label=f"{name}, {DRILL_TASK[0]}@{DRILL_TASK[1]} (msg/s)",
         )
     for at, what in result.events:
         offset = at - result.started_at
