@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.support.cli import run_cli
 
 COMMANDS = (
@@ -21,11 +19,11 @@ def test_help_lists_every_command() -> None:
         assert f"  {command} " in result.stdout
 
 
-@pytest.mark.parametrize("command", ["drill"])
-def test_unbuilt_commands_say_so_and_fail(command: str) -> None:
-    result = run_cli(command, "--config", "x.toml")
-    assert result.code == 69
-    assert f"`redis-forwarder {command}` is not built yet" in result.stderr
+def test_drill_needs_exactly_one_lab(tmp_path: Path) -> None:
+    result = run_cli("drill", "kill-node")
+    assert result.code == 2 and "exactly one of --dir" in result.stderr
+    result = run_cli("drill", "no-such-scenario", "--dir", str(tmp_path))
+    assert result.code == 2 and "kill-node" in result.stderr  # the choices are listed
     assert "Traceback" not in result.stderr
 
 

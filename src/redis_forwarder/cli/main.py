@@ -17,7 +17,7 @@ from redis_forwarder.cli.fleet_commands import drain, pause, rebalance, resume, 
 from redis_forwarder.cli.lab_commands import lab
 from redis_forwarder.cli.run_command import run
 from redis_forwarder.cli.topology_command import topology
-from redis_forwarder.errors import ForwarderError, NotBuiltError
+from redis_forwarder.errors import ForwarderError
 from redis_forwarder.observe import configure_logging
 
 EXIT_INTERRUPTED = 130
@@ -42,18 +42,6 @@ EXIT_INTERRUPTED = 130
 def cli(log_level: str, log_format: str) -> None:
     """A high-availability message forwarder for Redis pub/sub and streams."""
     configure_logging(log_level, log_format)
-
-
-def _not_built(name: str, issue: str) -> click.Command:
-    @click.command(
-        name,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        help=f"Not built yet: arrives with {issue}.",
-    )
-    def command() -> None:
-        raise NotBuiltError(f"`redis-forwarder {name}` is not built yet; it arrives with {issue}")
-
-    return command
 
 
 cli.add_command(lab)
