@@ -36,7 +36,7 @@ from redis_forwarder.coordination.coordinator import (
     LocalCoordinator,
     ZooKeeperCoordinator,
 )
-from redis_forwarder.errors import ForwarderError, NotBuiltError
+from redis_forwarder.errors import ForwarderError, UsageError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics
 from redis_forwarder.resp import ConnectionLost
@@ -54,7 +54,9 @@ SOURCE = "source"
 def check_supported(config: ForwarderConfig) -> None:
     """Refuse, before anything starts, what this release cannot forward."""
     if not config.routes:
-        raise NotBuiltError("the config has no [[route]]: nothing to forward")
+        raise UsageError(
+            "the config has no [[route]]: nothing to forward; add one (docs/configuration.md)"
+        )
 
 
 STOP_TIMEOUT = 5.0  # how long a stopping task may take to flush
