@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
@@ -144,7 +144,7 @@ class StreamForwarding:
         batch: int,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
-        gate: WriteGate | None = None,
+        gate: Gate | None = None,
         on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.reader = reader

@@ -345,7 +345,7 @@ class Node:
             keys_served=lambda: keys_served(route, shard, source.current),
             source_is_cluster=self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
             owner=Owner(self.node_id, epoch),
-            gate=self.coordinator.gate,
+            gate=self.coordinator.gate.bound(),  # this session's, not a later one's
         )
         self.tasks[(route.name, shard)] = task
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)

@@ -159,8 +159,12 @@ class RespConnection:
             replies.extend(await self.read())
         return replies
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        """Close; ``abort`` drops what is still buffered instead of sending it (a task
+        that lost its ownership must not let buffered writes reach the sink later)."""
         writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None and abort:
+            writer.transport.abort()
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):

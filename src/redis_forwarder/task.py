@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_forwarder.config import RouteConfig
-from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.forward import PubSubForwarding, StreamForwarding
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
@@ -99,7 +99,7 @@ class ForwardingTask:
         keys_served: Callable[[], list[str]] | None = None,
         source_is_cluster: bool = False,
         owner: Owner | None = None,
-        gate: WriteGate | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """``cluster_sink``: the target is a cluster (its topology now, credentials, and
         whom to tell about MOVED). ``keys_served``: the sharded channels or streams of
@@ -235,9 +235,17 @@ class ForwardingTask:
         connection = RespConnection(
             end.address.host, end.address.port, timeout=timeout, connect_timeout=CONNECT_TIMEOUT
         )
-        stack.push_async_callback(connection.close)
+        stack.push_async_callback(self._close, connection)
         await connection.open(end.credentials.username, end.credentials.password)
         return connection
+
+    async def _close(self, connection: RespConnection) -> None:
+        # Only a graceful stop sends what is still buffered; otherwise (ownership lost,
+        # a re-home) buffered writes must not reach the sink after the fact.
+        await connection.close(abort=not self._graceful)
+
+    async def _close_entries(self, sink: EntrySink) -> None:
+        await sink.close(abort=not self._graceful)
 
     def _source_timeout(self) -> float:
         # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
@@ -282,7 +290,7 @@ class ForwardingTask:
                         await sink.flush()
             self.metrics.refused.labels(**self._labels).inc(sink.refused)
             with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
-                await sink.close()
+                await sink.close(abort=not self._graceful)
 
         stack.push_async_callback(close_sink)
         return sink, where
@@ -327,7 +335,7 @@ class ForwardingTask:
                     CONNECT_TIMEOUT,
                     self.route.sink_timeout,
                 )
-                stack.push_async_callback(sink.close)
+                stack.push_async_callback(self._close_entries, sink)
                 where = "the target cluster's masters"
             else:
                 sink_end = self.locate_sink(0)

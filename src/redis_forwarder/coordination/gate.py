@@ -10,6 +10,14 @@ Two conditions, both needed:
   was sent). A process that was frozen (SIGSTOP, a stalled loop, a long GC) wakes up
   with its lease run out on the monotonic clock, before any thread of it had a chance
   to notice that the session is gone: it writes nothing for tasks it may have lost.
+
+And a task writes only under the session it was started in: each task holds a
+``bound()`` view that stays shut once a new session began (``generation`` moved on),
+even though the gate itself reopens for the new session's tasks. Without it, the
+tasks of a lost session could write in the moment between the new session's first
+answer and the node dropping them (found by the pause-node drill: a node woken from
+SIGSTOP had its watchdog open a new session, and its old tasks wrote what they had
+buffered under their old epoch).
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ class WriteGate:
     def __init__(self, lease_until: float = NO_LEASE) -> None:
         self.open = True
         self.lease_until = lease_until
+        self.generation = 0  # the session the gate opens for
         self._changed = asyncio.Event()
+
+    def bound(self) -> BoundGate:
+        """A view for one task: writable only under the current session."""
+        return BoundGate(self, self.generation)
 
     def may_write(self) -> bool:
         return self.open and time.monotonic() < self.lease_until
@@ -51,3 +64,25 @@ class WriteGate:
                     await self._changed.wait()
             except TimeoutError:
                 pass
+
+
+class BoundGate:
+    """A task's gate: its session's, never a later one's."""
+
+    def __init__(self, gate: WriteGate, generation: int) -> None:
+        self.gate = gate
+        self.generation = generation
+
+    def may_write(self) -> bool:
+        return self.gate.generation == self.generation and self.gate.may_write()
+
+    async def wait(self) -> None:
+        """Until writing is allowed again; forever once the session changed (the node
+        cancels the task)."""
+        while not self.may_write():
+            if self.gate.generation != self.generation:
+                await asyncio.Event().wait()
+            await self.gate.wait()
+
+
+Gate = WriteGate | BoundGate  # what the data path checks before each write

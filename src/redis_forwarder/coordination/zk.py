@@ -171,6 +171,8 @@ class ZooKeeperSession:
                 log.warning("a new ZooKeeper session replaced the lost one")
             self._session_id = session_id
             self.generation += 1
+            # Before the gate reopens: tasks of the old session stay shut for good.
+            self.gate.generation = self.generation
         elif self.state is SessionState.SUSPENDED:
             log.info("ZooKeeper connection back, session kept: writing again")
         self.state = SessionState.CONNECTED

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection
 from redis_forwarder.sink.commands import SinkCommand
@@ -45,7 +45,7 @@ class BatchSink(Protocol):
 
     async def flush(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self, *, abort: bool = False) -> None: ...
 
 
 class SingleNodeSink:
@@ -86,11 +86,11 @@ class SingleNodeSink:
             await self.overflow.drain()
         await self.writer.flush()
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
         if self.overflow is not None:
             await self.overflow.close()
         with contextlib.suppress(ConnectionLost):
-            await self.writer.close()
+            await self.writer.close(abort=abort)
 
 
 class RouteCache:
@@ -138,7 +138,7 @@ class ClusterSink:
         on_moved: Callable[[str], None],
         replies_per_message: int = 1,
         connect_timeout: float | None = None,
-        gate: WriteGate | None = None,
+        gate: Gate | None = None,
         on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.command = command
@@ -205,8 +205,8 @@ class ClusterSink:
         for writer in list(self.writers.values()):
             await writer.flush()
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
         for writer in self.writers.values():
             with contextlib.suppress(ConnectionLost):
-                await writer.close()
+                await writer.close(abort=abort)
         self.writers.clear()

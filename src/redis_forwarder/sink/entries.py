@@ -27,7 +27,7 @@ class EntrySink(Protocol):
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]: ...
 
-    async def close(self) -> None: ...
+    async def close(self, *, abort: bool = False) -> None: ...
 
 
 def _answers(replies: list[Any], per_entry: int) -> list[Any]:
@@ -51,8 +51,8 @@ class NodeEntrySink:
         replies = await self.connection.call_many(buffer, len(commands) * self.replies_per_entry)
         return _answers(replies, self.replies_per_entry)
 
-    async def close(self) -> None:
-        await self.connection.close()
+    async def close(self, *, abort: bool = False) -> None:
+        await self.connection.close(abort=abort)
 
 
 class ClusterEntrySink:
@@ -106,8 +106,8 @@ class ClusterEntrySink:
             self.connections[address] = connection
         return connection
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
         for connection in self.connections.values():
             with contextlib.suppress(ConnectionLost):
-                await connection.close()
+                await connection.close(abort=abort)
         self.connections.clear()

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
 
 DEFAULT_MAX_IN_FLIGHT = 20_000
@@ -26,7 +26,7 @@ class PipelineWriter:
         self,
         connection: RespConnection,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        gate: WriteGate | None = None,
+        gate: Gate | None = None,
         on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         """``gate``: while it is closed, ``send`` waits before writing anything.
@@ -113,9 +113,10 @@ class PipelineWriter:
                 self._batches.popleft()
                 self.on_answered(int(batch[2]), now - batch[0])
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        """Stop reading replies and close; ``abort`` drops unsent bytes (see resp)."""
         if self._replies is not None:
             self._replies.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replies
-        await self.connection.close()
+        await self.connection.close(abort=abort)
