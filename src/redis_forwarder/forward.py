@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis_forwarder.coordination.gate import Gate
-from redis_forwarder.resp import ConnectionLost, ReplyError
+from redis_forwarder.resp import ConnectionLost, ReplyError, encode
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
 from redis_forwarder.sink.entries import EntrySink
 from redis_forwarder.source.pubsub import PubSubReader
-from redis_forwarder.source.streams import StreamReader
+from redis_forwarder.source.streams import Entry, StreamReader
 
 DEFAULT_HEARTBEAT = 1.0
 # A write that waits this long for the sink means the loop fell behind the source, and
@@ -146,7 +146,12 @@ class StreamForwarding:
         on_batch: Callable[[int, int], None] | None = None,
         gate: Gate | None = None,
         on_answered: Callable[[int, float], None] | None = None,
+        late_command: EntryCommand | None = None,
     ) -> None:
+        """``late_command``: how to write an entry whose copied id is behind the sink's
+        last one and that the sink lacks (a new id)."""
+        self.late_command = late_command
+        self.late = 0
         self.reader = reader
         self.sink = sink
         self.gate = gate
@@ -162,6 +167,34 @@ class StreamForwarding:
         self.duplicates = 0
         self.refused = 0
         self.last_refusal = ""
+
+    async def _settle_behind(self, behind: list[Entry]) -> list[tuple[bytes, bytes]]:
+        """Entries whose copied id is not above the sink's last one: written already (a
+        replay), or claimed late, after newer entries were copied (a previous owner's
+        pending entries). Only the sink can tell: an entry it holds is a duplicate; one
+        it lacks is written with a new id, so it is late but not lost."""
+        if not behind:
+            return []
+        key_of = self.key_of
+        found = await self.sink.write(
+            [(key_of(stream), encode(b"XRANGE", key_of(stream), entry_id, entry_id))
+             for stream, entry_id, _fields in behind]
+        )  # fmt: skip
+        pairs = list(zip(behind, found, strict=True))
+        settled = [(entry[0], entry[1]) for entry, hit in pairs if hit]
+        self.duplicates += len(settled)
+        late = [entry for entry, hit in pairs if not hit]
+        if late and self.late_command is not None:
+            command = self.late_command
+            replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in late])
+            for entry, reply in zip(late, replies, strict=True):
+                if isinstance(reply, ReplyError):
+                    self.refused += 1
+                    self.last_refusal = str(reply)
+                else:
+                    self.late += 1
+                    settled.append((entry[0], entry[1]))
+        return settled
 
     async def run(self) -> None:
         await self.reader.ensure_groups()
@@ -194,14 +227,18 @@ class StreamForwarding:
                 [(key_of(entry[0]), command(*entry)) for entry in entries]
             )
             done: dict[bytes, list[bytes]] = {}
-            for (stream, entry_id, _fields), reply in zip(entries, replies, strict=True):
+            behind: list[Entry] = []  # refused as "not above the sink's last id"
+            for entry, reply in zip(entries, replies, strict=True):
                 if isinstance(reply, ReplyError):
                     message = str(reply)
-                    if ALREADY_WRITTEN not in message:
-                        self.refused += 1
-                        self.last_refusal = message
+                    if ALREADY_WRITTEN in message:
+                        behind.append(entry)
                         continue
-                    self.duplicates += 1
+                    self.refused += 1
+                    self.last_refusal = message
+                    continue
+                done.setdefault(entry[0], []).append(entry[1])
+            for stream, entry_id in await self._settle_behind(behind):
                 done.setdefault(stream, []).append(entry_id)
             await self.reader.ack(done)
             self.acked += sum(len(ids) for ids in done.values())

@@ -143,6 +143,7 @@ class ForwardingTask:
         )
         self._command = sink_command(self._shape, self._target, shard)
         self._entry_command = entry_command(self._shape, self._target, copies_stream_ids(route))
+        self._late_command = entry_command(self._shape, self._target, copy_ids=False)
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
         self._labels = {"route": route.name, "shard": shard}
@@ -356,6 +357,7 @@ class ForwardingTask:
                     on_batch=self._count,
                     gate=self.gate,
                     on_answered=self._answered,
+                    late_command=self._late_command,
                 )
             )
         return first_failure([loop.run() for loop in self.streams]), where

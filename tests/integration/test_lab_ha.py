@@ -43,7 +43,8 @@ def test_the_ha_lab_runs_a_fleet_that_survives_lab_kill(fresh_deployment: Fresh)
         tasks = fleet(config)["tasks"]
         return {(t["route"], t["shard"]): t["owner"] if t["running"] else None for t in tasks}  # type: ignore[attr-defined,union-attr]
 
-    wait_until(lambda: len(owners()) == 4 and None not in owners().values(), "4 tasks owned")
+    # 4 routes x 2 masters
+    wait_until(lambda: len(owners()) == 8 and None not in owners().values(), "8 tasks owned", 30)
     victim = owners()[("orders", "alpha")]
     assert victim is not None
     killed = run_cli("lab", "kill", victim, "--dir", directory)

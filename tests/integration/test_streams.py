@@ -93,3 +93,39 @@ def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(20)
+
+
+def test_an_entry_claimed_after_newer_ones_were_copied_is_late_not_lost(
+    shared_deployment,  # type: ignore[no-untyped-def]
+) -> None:
+    """A previous owner left an entry pending while the sink already holds a newer one
+    (its blocked read was served after the takeover): its copied id is behind the
+    sink's last, so XADD refuses it. The sink does not hold it: it must be written with
+    a new id, not taken for a duplicate."""
+    import uuid
+
+    from tests.support.node_runner import NodeRunner
+
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    source, copy = f"late-{tag}", f"copy:late-{tag}"
+    client.xgroup_create(source, "g", id="$", mkstream=True)
+    older = client.xadd(source, {"n": "older"})
+    newer = client.xadd(source, {"n": "newer"})
+    client.xreadgroup("g", "old-owner", {source: ">"})  # both pending for the old owner
+    client.xadd(copy, {"n": "newer"}, id=newer)  # the new owner copied the newer one
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(server)]},
+        "route": [
+            {"name": "late", "from": {"streams": [source], "group": "g"},
+             "to": {"stream": "copy:{channel}"}}
+        ],
+        "node": {"id": "new-owner"},
+    }  # fmt: skip
+    with NodeRunner(config):
+        wait_until(lambda: client.xpending(source, "g")["pending"] == 0, "both settled")
+    copied = [fields[b"n"] for _id, fields in client.xrange(copy)]
+    assert sorted(copied) == [b"newer", b"older"]  # the newer once, the older not lost
+    assert older not in [entry_id for entry_id, _ in client.xrange(copy)]  # a new id
+    client.delete(source, copy)

@@ -102,4 +102,4 @@ def test_forwarder_nodes_get_a_config_the_forwarder_accepts(tmp_path: Path) -> N
     assert config.coordination.zookeeper == "127.0.0.1:2340,127.0.0.1:2341,127.0.0.1:2342"
     assert config.source.masters == ["alpha", "beta"]
     assert str(config.node.metrics) == "127.0.0.1:9471"
-    assert [r.name for r in config.routes] == ["orders", "audit"]
+    assert [r.name for r in config.routes] == ["orders", "audit", "drill", "drill-streams"]
