@@ -4,7 +4,6 @@ redis-py forwarder and a bare raw-socket loop, in the same run (docs/performance
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from redis_forwarder.bench.runner import VARIANTS, Result, Scenario, Setup, run_variant
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab import Lab, load_spec
+from redis_forwarder.lab import Lab, load_spec, temporary_lab
 from redis_forwarder.model import Address, DeploymentKind
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "topology" / "standalone.toml"
@@ -42,13 +41,8 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
         raise UsageError(
             f"{spec_path} is a {spec.kind} spec; bench needs a standalone or cluster one"
         )
-    with tempfile.TemporaryDirectory(prefix="redis-forwarder-bench-") as temporary:
-        lab = Lab(Path(temporary) / "lab")
-        lab.up(spec, spec_path=str(spec_path))
-        try:
-            yield spec.shards[0].master, spec.kind is DeploymentKind.CLUSTER
-        finally:
-            lab.down()
+    with temporary_lab(spec, str(spec_path), "redis-forwarder-bench-"):
+        yield spec.shards[0].master, spec.kind is DeploymentKind.CLUSTER
 
 
 @click.command()

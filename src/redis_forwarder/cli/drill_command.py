@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -17,7 +16,7 @@ from redis_forwarder.drill.report import print_results, write_report
 from redis_forwarder.drill.runner import DrillResult, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab import Lab, load_spec
+from redis_forwarder.lab import Lab, load_spec, temporary_lab
 
 EXIT_BROKEN = 1
 
@@ -33,15 +32,13 @@ def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
         return
     assert spec_path is not None
     spec = load_spec(spec_path)
-    with tempfile.TemporaryDirectory(prefix="redis-forwarder-drill-") as temporary:
-        lab = Lab(Path(temporary) / "lab")
-        err = Console(stderr=True)
-        with err.status(f"lab up {spec_path}") as status:
-            lab.up(spec, spec_path=str(spec_path), progress=status.update)
-        try:
-            yield lab
-        finally:
-            lab.down()
+    err = Console(stderr=True)
+    with ExitStack() as stack:
+        with err.status(f"lab up {spec_path}") as status:  # the spinner only while it starts
+            lab = stack.enter_context(
+                temporary_lab(spec, str(spec_path), "redis-forwarder-drill-", status.update)
+            )
+        yield lab
 
 
 @click.command()

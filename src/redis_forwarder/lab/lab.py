@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +81,21 @@ LOG_TAIL_LINES = 20
 def default_lab_dir() -> Path:
     """``$REDIS_FORWARDER_LAB_DIR``, else ``.lab`` in the current directory."""
     return Path(os.environ.get(LAB_DIR_ENV) or DEFAULT_LAB_DIR)
+
+
+@contextlib.contextmanager
+def temporary_lab(
+    spec: TopologySpec, spec_path: str, prefix: str, progress: Progress | None = None
+) -> Iterator[Lab]:
+    """A lab of ``spec`` in a temporary directory, up for the ``with`` block, then
+    down (bench and drill runs that bring their own deployment)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+        lab = Lab(Path(temporary) / "lab")
+        lab.up(spec, spec_path=spec_path, progress=progress)
+        try:
+            yield lab
+        finally:
+            lab.down()
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
