@@ -35,6 +35,7 @@ def test_drill_keeps_its_guarantee(
     assert set(routes) == {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
     for name, route in routes.items():
         assert route["sent"] > 0 and route["duplicated"] == 0, name
+        assert route["epoch_overlap"] == 0, name
         if name.startswith("stream@"):
             assert route["lost"] == 0, name
     assert any(
