@@ -99,7 +99,8 @@ def test_counts_add_up(dropped: set[int], doubled: int) -> None:
     out = sent(300)
     got = arrived([m for m in out if m.seq not in dropped])
     copies = got[:doubled]
-    report = check(out, got + copies, fault_at=101.0)["r"]
+    unsure = [Received("r", "c", 10_000, 150.0, "n1", 1, "s")]  # its send failed
+    report = check(out, got + copies + unsure, fault_at=101.0)["r"]
     assert report.lost == len(dropped)
     assert report.forwarded + report.lost == report.sent
     assert report.duplicated == len(copies)

@@ -108,6 +108,11 @@ def _check_route(
     route: str, sent: list[Sent], received: list[Received], fault_at: float, recovered: float
 ) -> RouteReport:
     report = RouteReport(route, sent=len(sent), fault_at=fault_at, recovered_at=recovered)
+    # Only what was sent for sure counts: a message whose send failed may still have
+    # reached the server (its reply lost), and arriving it is neither forwarded nor a
+    # duplicate of anything.
+    sent_keys = {(s.channel, s.seq) for s in sent}
+    received = [r for r in received if (r.channel, r.seq) in sent_keys]
     copies = Counter((r.channel, r.seq) for r in received)
     report.forwarded = len(copies)
     report.duplicated = sum(count - 1 for count in copies.values())

@@ -4,9 +4,9 @@ stream route), at a fixed total rate, each to wherever the shard's master is now
 
 Every message carries the run id, so a drill reads back only its own run. Payload:
 ``"<run> <seq> <send µs>"``; stream entries: ``run``, ``seq``, ``at`` fields. The
-sequence number counts per (shard, channel). Send times are recorded only for
-messages the server acknowledged: one refused (a demoted master, a paused server) was
-not sent.
+sequence number counts per (shard, channel) and is never reused. Only messages the
+server acknowledged count as sent; one whose send failed may still have arrived (its
+reply lost) and is then ignored by the checker.
 """
 
 from __future__ import annotations
@@ -73,10 +73,12 @@ class Load:
                     route = f"pubsub@{shard}" if index < CHANNELS else f"stream@{shard}"
                     key = (shard, channel)
                     number = seq.get(key, 0)
+                    # Never reused: a send that failed may still have reached the server
+                    # (its reply lost), and a reused number would look like a duplicate.
+                    seq[key] = number + 1
                     if not self._send(client, channel, number):
                         break  # this shard's master is down: the other shards go on
                     self.sent.append(Sent(route, f"{shard}:{channel}", number, time.time()))
-                    seq[key] = number + 1
             tick += 1
             delay = started + tick * interval - time.monotonic()
             if delay > 0:
