@@ -291,3 +291,28 @@ def test_a_rolling_reload_converges_without_double_forwarding(
         for _at, fields in entries(client, stream):
             assert int(fields[b"epoch"]) >= newest, "an older epoch wrote after a newer one"
             newest = int(fields[b"epoch"])
+
+
+def test_a_reload_that_changes_the_deployment_is_refused(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """SIGHUP with a changed [source] needs a restart: the node says so and keeps the
+    config it runs (its task goes on forwarding)."""
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders",)) as f:
+        f.start("n1")
+        f.wait_all_running({"n1"})
+        changed = dict(f.config)
+        changed["source"] = {"kind": "standalone", "addresses": ["127.0.0.1:1"]}
+        f.rewrite(changed)
+        f.nodes["n1"].signal(signal.SIGHUP)
+        wait_until(
+            lambda: "reload refused: [source] changed" in f.nodes["n1"].log_text(),
+            "the refusal logged",
+        )
+        stream = "{}:orders".format(f.root.strip("/"))
+        before = len(entries(client, stream))
+        client.publish("orders", "after the refused reload")
+        wait_until(lambda: len(entries(client, stream)) > before, "still forwarding")
