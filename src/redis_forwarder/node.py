@@ -233,6 +233,7 @@ class Node:
         self.metrics.owned.set(len(self.tasks))
 
     async def _reconcile(self) -> None:
+        self.metrics.cycles.inc()
         wanted = wanted_tasks(self.config.routes, self._watchers[SOURCE].current)
         decision = await self.coordinator.cycle(wanted, self._progress())
         if decision.drop_all and self.tasks:

@@ -142,6 +142,11 @@ class Metrics:
         self.owned = Gauge(
             "forwarder_owned_tasks", "Tasks this node owns now", registry=self.registry
         )
+        self.cycles = Counter(
+            "forwarder_cycles",
+            "Reconcile cycles run: one a second, more when topology or ZooKeeper wake it",
+            registry=self.registry,
+        )
 
 
 class HealthServer:

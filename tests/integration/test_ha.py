@@ -89,6 +89,28 @@ def test_kill_9_of_an_owner_moves_its_tasks(shared_deployment: Shared, tmp_path:
         print(f"TAKEOVER kill -9 (session timeout 4 s): {seconds:.2f}s")
 
 
+def test_nodes_that_lost_the_election_do_not_wake_each_other(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """A failed non-blocking try for the controller lock creates and deletes a znode
+    under the lock; two losers that watched the lock's children woke each other in a
+    loop (dozens of cycles a second, each logging a status line). Idle, a node cycles
+    about once a second (CYCLE)."""
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    with fleet(tmp_path, source, deployment.zookeeper_hosts) as f:
+        for node in ("n1", "n2", "n3"):
+            f.start(node)
+        f.wait_all_running({"n1", "n2", "n3"})
+        controller = f.status()["controller"]
+        losers = sorted({"n1", "n2", "n3"} - {controller})
+        before = {n: f.nodes[n].log_text().count(" status: ") for n in losers}
+        window = 4.0
+        time.sleep(window)  # an observation span, not a wait for a condition
+        cycles = {n: f.nodes[n].log_text().count(" status: ") - before[n] for n in losers}
+        assert all(count <= window + 4 for count in cycles.values()), cycles
+
+
 def test_sigterm_hands_off_before_the_session_could_expire(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:

@@ -120,6 +120,7 @@ class ZooKeeperCoordinator:
         self.is_controller = False
         self._registered_generation: int | None = None
         self._lock: Any = None
+        self._holder_seen: str | None = None  # the lock holder's znode when we last lost
         self._waiting_logged: set[TaskKey] = set()
         self._started_at = time.time()
 
@@ -178,6 +179,7 @@ class ZooKeeperCoordinator:
         self.owned.clear()
         self.is_controller = False
         self._lock = None
+        self._holder_seen = None
         return Decision(run={}, drop_all=True)
 
     async def reconfigured(self, fingerprint: str) -> None:
@@ -219,6 +221,7 @@ class ZooKeeperCoordinator:
         await self.session.delete(progress_path)
         await self.session.create(progress_path, znodes.encode({}), ephemeral=True)
         self._lock = self.session.lock(self.paths.controller, self.node_id)
+        self._holder_seen = None
         self.is_controller = False
         self._registered_generation = self.session.generation
         log.info("registered as %s in %s", self.node_id, self.config.root)
@@ -227,14 +230,30 @@ class ZooKeeperCoordinator:
         await self.session.set(self.paths.progress_of(self.node_id), znodes.encode(progress))
 
     async def _elect(self) -> None:
+        """Try for the controller lock only when its holder is not the one seen last
+        time. A failed non-blocking acquire creates and deletes a contender znode, which
+        would fire every other node's watch on the lock's children: two nodes that
+        watched the children woke each other in a loop (dozens of cycles a second).
+        So a node that lost watches the holder's znode alone."""
         if self.is_controller or self._lock is None:
             return
+        holder = await self._lock_holder()
+        if holder is not None and holder == self._holder_seen:
+            return  # still held by the same contender; its znode's watch wakes us
         lock = self._lock
         if await self.session.call(lambda: lock.acquire(blocking=False)):
             self.is_controller = True
+            self._holder_seen = None
             log.info("elected controller")
-        else:  # be woken when the controller's lock znode goes
-            await self.session.children(self.paths.controller, watch=True)
+            return
+        self._holder_seen = await self._lock_holder()
+        if self._holder_seen is not None:  # be woken when the holder's znode goes
+            await self.session.get(f"{self.paths.controller}/{self._holder_seen}", watch=True)
+
+    async def _lock_holder(self) -> str | None:
+        """The controller lock's holder: its contender znode with the lowest sequence."""
+        contenders = await self.session.children(self.paths.controller)
+        return min(contenders, key=lambda name: name[-10:], default=None)
 
     async def _control(self, wanted: set[TaskKey]) -> None:
         session, paths = self.session, self.paths

@@ -227,13 +227,15 @@ class ZooKeeperSession:
             self.gate.renew(sent + self.session_timeout * LEASE_FRACTION)
 
     def watcher(self) -> Callable[[Any], None]:
-        """A one-shot kazoo watch function that wakes the loop."""
+        """The kazoo watch function that wakes the loop. Always the same function:
+        kazoo keeps a path's watchers in a set until the watch fires, and the cycle sets
+        its watches again every second, so a new function per call would pile up for
+        as long as the znode does not change (a leak of one closure per path per cycle)."""
+        return self._fired
 
-        def fired(_event: Any) -> None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self.on_change)
-
-        return fired
+    def _fired(self, _event: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.on_change)
 
     async def ensure(self, *paths: str) -> None:
         for path in paths:
