@@ -42,15 +42,18 @@ CONNECT_TIMEOUT = 2.0
 STREAM_BATCH = 500
 
 
-def copies_stream_ids(route: RouteConfig) -> bool:
+def copies_stream_ids(route: RouteConfig, source_is_cluster: bool = False) -> bool:
     """Whether a stream route may keep entry ids in its sink, which makes a replay a
-    no-op: only when each source stream has a sink stream of its own (the name holds
-    {channel}, and {shard} unless it writes back into the same shard)."""
+    no-op: only when each source stream has a sink stream of its own. The name must hold
+    {channel}; and {shard} too when another deployment's shards could each have a stream
+    of that name (Sentinel masters, read into one target). On a cluster a key lives in
+    one slot, so {channel} alone is unique, and it stays so when the slot migrates (a
+    {shard} would send the copies to a new sink stream after the move)."""
     template = route.to.stream or ""
     return (
         bool(route.from_.streams)
         and "{channel}" in template
-        and (route.to.target == "source" or "{shard}" in template)
+        and (route.to.target == "source" or source_is_cluster or "{shard}" in template)
     )
 
 
@@ -142,7 +145,9 @@ class ForwardingTask:
             owner=owner if route.to.node_fields else None,
         )
         self._command = sink_command(self._shape, self._target, shard)
-        self._entry_command = entry_command(self._shape, self._target, copies_stream_ids(route))
+        self._entry_command = entry_command(
+            self._shape, self._target, copies_stream_ids(route, source_is_cluster)
+        )
         self._late_command = entry_command(self._shape, self._target, copy_ids=False)
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
