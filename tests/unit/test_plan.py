@@ -103,3 +103,19 @@ def test_forwarder_nodes_get_a_config_the_forwarder_accepts(tmp_path: Path) -> N
     assert config.source.masters == ["alpha", "beta"]
     assert str(config.node.metrics) == "127.0.0.1:9471"
     assert [r.name for r in config.routes] == ["orders", "audit", "drill", "drill-streams"]
+
+
+def test_a_sink_is_a_plain_server_beside_a_cluster(tmp_path: Path) -> None:
+    from redis_forwarder.config import load_config
+
+    spec = load_spec(SPECS / "ha-cluster.toml")
+    plans = plan_processes(spec, LAB, BINARIES)
+    (sink,) = [p for p in plans if p.role == "sink"]
+    assert sink.name == "sink-sink" and sink.kind is ProcessKind.REDIS and sink.shard is None
+    assert not any(line.startswith("cluster-") for line in config(sink.files, "redis.conf"))
+    node = next(p for p in plans if p.kind is ProcessKind.FORWARDER)
+    written = tmp_path / "forwarder.toml"
+    written.write_text(dict(node.files)["forwarder.toml"])
+    config_ = load_config(written)
+    assert config_.targets["sink"].addresses == ["127.0.0.1:7520"]
+    assert {r.to.target for r in config_.routes} == {"sink"}

@@ -237,3 +237,26 @@ def _has(container: object, key: str | int) -> bool:
     if isinstance(container, dict):
         return key in container
     return isinstance(container, list) and isinstance(key, int) and key < len(container)
+
+
+def test_sinks_beside_the_deployment_are_checked() -> None:
+    base = """
+name = "t"
+kind = "standalone"
+[[shard]]
+name = "main"
+master = "127.0.0.1:7000"
+[zookeeper]
+addresses = ["127.0.0.1:2300"]
+[forwarders]
+nodes = [{ id = "a", metrics = "127.0.0.1:9000" }]
+[[forwarders.route]]
+name = "r"
+from = { channels = ["c"] }
+to = { target = "out", list = "l" }
+"""
+    assert "[[sink]] tables name none" in problems(base)
+    sink = '[[sink]]\nname = "out"\naddress = "127.0.0.1:7001"\n'
+    assert parse_spec(base + sink).sinks[0].name == "out"
+    assert "used twice" in problems(base + sink.replace("7001", "7000"))
+    assert "unique" in problems(base + sink + sink.replace("7001", "7002"))

@@ -52,7 +52,7 @@ def source_section(spec: TopologySpec) -> dict[str, Any]:
 def node_config(spec: TopologySpec, node: ForwarderNodeSpec) -> dict[str, Any]:
     forwarders, zookeeper = spec.forwarders, spec.zookeeper
     assert forwarders is not None and zookeeper is not None
-    return {
+    document: dict[str, Any] = {
         "source": source_section(spec),
         "node": {"metrics": str(node.metrics), "topology_interval": 0.5},
         "coordination": {
@@ -62,6 +62,9 @@ def node_config(spec: TopologySpec, node: ForwarderNodeSpec) -> dict[str, Any]:
         },
         "route": [dict(route) for route in forwarders.routes],
     }
+    for sink in spec.sinks:
+        document[f"targets.{sink.name}"] = {"kind": "standalone", "addresses": [str(sink.address)]}
+    return document
 
 
 def node_argv(config_path: Path, node: ForwarderNodeSpec) -> tuple[str, ...]:

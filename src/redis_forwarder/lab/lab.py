@@ -395,6 +395,22 @@ class Lab:
             wait_for([redis_answers(address)], timeout, watchdog=self._watchdog(state))
             return state.processes[-1]
 
+    def remove(self, name: str) -> None:
+        """Stop one process added with :meth:`add_redis_node` and forget it (a drill
+        that added a shard takes it away again). Its data directory stays."""
+        with self._locked():
+            state = self.state()
+            record = next((r for r in state.processes if r.name == name), None)
+            if record is None:
+                raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+            if pids.stop([record.identity]):
+                raise LabError(f"{name} (pid {record.pid}) did not stop")
+            child = self._children.pop(name, None)
+            if child is not None:
+                child.wait(5)  # reap it: it was stopped above
+            state.processes.remove(record)
+            write_state(self.directory, state)
+
     # ---------------------------------------------------------------- down
 
     def down(self, *, keep_logs: bool = False) -> DownReport:

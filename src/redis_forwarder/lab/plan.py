@@ -64,6 +64,10 @@ def plan_processes(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> lis
     if spec.zookeeper is not None:
         plans.extend(_zookeeper_plans(spec, lab_dir, binaries))
     plans.extend(_redis_plans(spec, lab_dir, binaries))
+    plans.extend(
+        redis_plan(spec, lab_dir, binaries, f"sink-{s.name}", s.address, role="sink")
+        for s in spec.sinks
+    )
     if spec.sentinel is not None:
         plans.extend(_sentinel_plans(spec, lab_dir, binaries))
     plans.extend(_forwarder_plans(spec, lab_dir))
@@ -141,8 +145,10 @@ def redis_plan(
     *,
     shard: str | None = None,
     replica_of: Address | None = None,
+    role: str | None = None,
 ) -> ProcessPlan:
-    """One redis-server of the deployment (also used to add a node to a running lab)."""
+    """One redis-server of the deployment (also used to add a node to a running lab);
+    ``role = "sink"``: a standalone server beside it (``[[sink]]``)."""
     directory = data_dir(lab_dir, name)
     lines = [
         *_server_lines(address, directory),
@@ -151,7 +157,7 @@ def redis_plan(
         "repl-diskless-sync yes",
         "repl-diskless-sync-delay 0",
     ]
-    if spec.kind is DeploymentKind.CLUSTER:
+    if spec.kind is DeploymentKind.CLUSTER and role != "sink":
         cluster = spec.cluster_settings
         lines += [
             "cluster-enabled yes",
@@ -170,7 +176,7 @@ def redis_plan(
         argv=(binaries.redis_server, str(directory / "redis.conf")),
         files=(("redis.conf", "\n".join(lines) + "\n"),),
         shard=shard,
-        role="master" if replica_of is None else "replica",
+        role=role or ("master" if replica_of is None else "replica"),
     )
 
 

@@ -167,6 +167,14 @@ class RedisSpec(_Strict):
         return self
 
 
+class SinkSpec(_Strict):
+    """A standalone Redis server beside the deployment, for routes that write elsewhere
+    (``to = { target = NAME, ... }``): a sink that can be faulted on its own."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    address: LabAddress
+
+
 class ForwarderNodeSpec(_Strict):
     """One forwarder node the lab runs: a ``redis-forwarder run`` process."""
 
@@ -214,6 +222,7 @@ class TopologySpec(_Strict):
     zookeeper: ZooKeeperSpec | None = None
     redis: RedisSpec = Field(default_factory=RedisSpec)
     forwarders: ForwardersSpec | None = None
+    sinks: tuple[SinkSpec, ...] = Field(default=(), alias="sink")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -229,6 +238,7 @@ class TopologySpec(_Strict):
             raise ValueError("a standalone deployment has exactly one [[shard]]")
         if self.forwarders is not None and self.zookeeper is None:
             raise ValueError("[forwarders] share their work through ZooKeeper: add [zookeeper]")
+        _check_sinks(self)
         if self.kind is DeploymentKind.SENTINEL and self.sentinel is None:
             raise ValueError('kind = "sentinel" needs a [sentinel] table with addresses')
         if self.kind is not DeploymentKind.SENTINEL and self.sentinel is not None:
@@ -261,6 +271,20 @@ class TopologySpec(_Strict):
 
     def redis_addresses(self) -> list[Address]:
         return [a for s in self.shards for a in (s.master, *s.replicas)]
+
+
+def _check_sinks(spec: TopologySpec) -> None:
+    names = [s.name for s in spec.sinks]
+    if len(set(names)) != len(names) or "source" in names:
+        raise ValueError(f'sink names must be unique and not "source": {names}')
+    for route in spec.forwarders.routes if spec.forwarders else ():
+        to = route.get("to") if isinstance(route, dict) else None
+        target = to.get("target", "source") if isinstance(to, dict) else "source"
+        if target != "source" and target not in names:
+            raise ValueError(
+                f"route {route.get('name', '?')!r} writes to target {target!r}; the spec's "
+                f'[[sink]] tables name {names or "none"} (or use the deployment: "source")'
+            )
 
 
 def _check_slot_coverage(shards: tuple[ShardSpec, ...], cluster: ClusterSpec) -> None:
@@ -319,6 +343,8 @@ def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
             result.append((address.with_port(election), f"election port of zookeeper {index + 1}"))
     for node in spec.forwarders.nodes if spec.forwarders else ():
         result.append((node.metrics, f"metrics of forwarder {node.id}"))
+    for sink in spec.sinks:
+        result.append((sink.address, f"sink {sink.name}"))
     return result
 
 
