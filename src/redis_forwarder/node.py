@@ -43,6 +43,7 @@ from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.sink.commands import Owner
 from redis_forwarder.task import Endpoint, ForwardingTask
 from redis_forwarder.topology import TopologyWatcher
+from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind
 from redis_forwarder.work import keys_served, wanted_tasks
 
@@ -234,8 +235,13 @@ class Node:
 
     async def _reconcile(self) -> None:
         self.metrics.cycles.inc()
-        wanted = wanted_tasks(self.config.routes, self._watchers[SOURCE].current)
-        decision = await self.coordinator.cycle(wanted, self._progress())
+        source = self._watchers[SOURCE]
+        cluster = source.current.kind is DeploymentKind.CLUSTER
+        wanted = wanted_tasks(self.config.routes, source.current)
+        names = shard_names(source.current) if cluster else None
+        decision = await self.coordinator.cycle(wanted, self._progress(), names)
+        if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
+            self._follow_shard_names(decision.shard_names)
         if decision.drop_all and self.tasks:
             log.error("dropping %d tasks: the ZooKeeper session is gone", len(self.tasks))
             for key in list(self.tasks):
@@ -266,6 +272,19 @@ class Node:
             self.coordinator.role,
             self.coordinator.session_state,
         )
+
+    def _follow_shard_names(self, names: dict[str, Any]) -> None:
+        """Name the source's shards as the controller does. On Redis 7.0 shard ids are
+        derived and carried from view to view, so a node whose watcher once read an
+        odd view (a node that had just joined) can name a shard differently from the
+        others, and would never run a task assigned under the other name."""
+        watcher = self._watchers[SOURCE]
+        renamed = named_like(watcher.current, names)
+        if {s.id for s in renamed.shards} == {s.id for s in watcher.current.shards}:
+            return  # the controller's view differs in what it covers, not in names
+        for change in watcher.rename(renamed):
+            log.info("topology source (the controller's shard names): %s", change.to_json())
+        self._wake.set()
 
     def _restart_wedged(self) -> None:
         """A running task whose loop stopped turning (while writing is allowed) is
@@ -327,6 +346,7 @@ class Node:
                 watcher.refresh_soon,
             )
         source = self._watchers[SOURCE]
+        classic = bool(route.from_.channels or route.from_.patterns)
         task = ForwardingTask(
             route,
             shard,
@@ -335,6 +355,7 @@ class Node:
                 SOURCE,
                 shard,
                 replicas=self.config.source.read_from == "replica" and not route.from_.streams,
+                any_node=classic and self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
             ),
             locate_sink=self._locator(
                 route.to.target, shard if route.to.target == SOURCE else None
@@ -352,12 +373,15 @@ class Node:
         self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
 
     def _locator(
-        self, deployment: str, shard: str | None, replicas: bool = False
+        self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False
     ) -> Callable[[int], Endpoint]:
         """Where a task connects now: the current master of ``shard`` (or, for another
         deployment, of its first shard). With ``replicas``, the shard's replicas come
         first and the master last, and each failed attempt moves to the next one, so a
-        dead replica costs one retry, not the task."""
+        dead replica costs one retry, not the task. With ``any_node`` (classic pub/sub
+        on a cluster, where every node receives every PUBLISH), the master comes first,
+        then its replicas, then the other masters: a dead master costs one retry, not
+        the seconds until the cluster promotes its replica."""
         credentials = self._settings[deployment].redis
 
         def locate(attempt: int) -> Endpoint:
@@ -365,9 +389,14 @@ class Node:
             chosen = topology.shard(shard) if shard is not None else topology.shards[0]
             if chosen is None:  # the reconcile loop will stop the task
                 raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
-            if not replicas:
+            if any_node:
+                others = [s.master.address for s in topology.shards if s is not chosen]
+                candidates = [chosen.master.address, *(r.address for r in chosen.replicas)]
+                candidates += others
+            elif replicas:
+                candidates = [r.address for r in chosen.replicas] + [chosen.master.address]
+            else:
                 return Endpoint(chosen.master.address, credentials)
-            candidates = [r.address for r in chosen.replicas] + [chosen.master.address]
             return Endpoint(candidates[attempt % len(candidates)], credentials)
 
         return locate

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
-from redis_forwarder.topology.cluster import carry_ids
+from redis_forwarder.topology.cluster import carry_ids, named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind, diff
 from redis_forwarder.topology.slots import CLUSTER_SLOTS, hash_tag, key_slot, ranges_of
 
@@ -158,3 +158,30 @@ def test_carry_ids_follows_slots_and_keeps_emptied_shards() -> None:
     )
     carried = carry_ids(before, moved)
     assert {(s.id, s.master.address.port) for s in carried.shards} == {("aaa", 7200), ("bbb", 7201)}
+
+
+def test_a_node_takes_the_controllers_names_for_the_same_shards() -> None:
+    """Two views of one cluster, named apart (one watcher once read a partial view and
+    derived fresh ids): the names travel as slots + members, and map back by them."""
+    controllers = Topology(
+        DeploymentKind.CLUSTER,
+        (
+            Shard("aaa", node(7200, "a1"), (node(7203, "a2"),), ((0, 99),)),
+            Shard("ccc", node(7202, "c1"), (node(7205, "c2"),), ((100, 199),)),
+        ),
+    )
+    mine = Topology(
+        DeploymentKind.CLUSTER,
+        (
+            Shard("aaa", node(7200, "a1"), (node(7203, "a2"),), ((0, 99),)),
+            Shard("c1", node(7205, "c2"), (node(7202, "c1"),), ((100, 199),)),  # failed over
+        ),
+    )
+    names = shard_names(controllers)
+    assert names["ccc"] == {"slots": [[100, 199]], "members": ["c1", "c2"]}
+    renamed = named_like(mine, names)
+    assert {(s.id, s.master.address.port) for s in renamed.shards} == {
+        ("aaa", 7200),
+        ("ccc", 7205),  # the real view's master, under the controller's name
+    }
+    assert named_like(renamed, names) == renamed  # already agreeing: nothing changes

@@ -53,6 +53,9 @@ class Decision:
     run: dict[TaskKey, int]  # task -> epoch: what may run now
     release: set[TaskKey] = field(default_factory=set)  # stop these, then ``released``
     drop_all: bool = False  # the session is gone: stop everything at once
+    # The controller's names for the source's shards (a cluster's), with what they
+    # cover: the fleet names shards as the controller does (see cluster.named_like).
+    shard_names: dict[str, Any] | None = None
 
 
 class Coordinator(Protocol):
@@ -66,7 +69,12 @@ class Coordinator(Protocol):
 
     async def start(self) -> None: ...
 
-    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision: ...
+    async def cycle(
+        self,
+        wanted: set[TaskKey],
+        progress: dict[str, Any],
+        shard_names: dict[str, Any] | None = None,
+    ) -> Decision: ...
 
     async def released(self, task: TaskKey) -> None: ...
 
@@ -87,7 +95,12 @@ class LocalCoordinator:
     async def start(self) -> None:
         return None
 
-    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision:
+    async def cycle(
+        self,
+        wanted: set[TaskKey],
+        progress: dict[str, Any],
+        shard_names: dict[str, Any] | None = None,
+    ) -> Decision:
         return Decision(run=dict.fromkeys(wanted, 0))
 
     async def released(self, task: TaskKey) -> None:
@@ -144,7 +157,15 @@ class ZooKeeperCoordinator:
         )
 
     # ---------------------------------------------------------------- the cycle
-    async def cycle(self, wanted: set[TaskKey], progress: dict[str, Any]) -> Decision:
+    async def cycle(
+        self,
+        wanted: set[TaskKey],
+        progress: dict[str, Any],
+        shard_names: dict[str, Any] | None = None,
+    ) -> Decision:
+        """``shard_names``: this node's names for a cluster source's shards; the
+        controller publishes its own with the assignment, and every node gets them back
+        in ``Decision.shard_names``."""
         session = self.session
         session.check_lease()
         if session.state is SessionState.LOST:
@@ -160,8 +181,8 @@ class ZooKeeperCoordinator:
             await self._publish_progress(progress)
             await self._elect()
             if self.is_controller:
-                await self._control(wanted)
-            assignment = await self._read_assignment()
+                await self._control(wanted, shard_names)
+            assignment, names = await self._read_assignment()
         except ZooKeeperError as exc:
             log.warning("coordination cycle: %s; trying again next cycle", exc)
             return Decision(run=dict(self.owned), drop_all=dropped)
@@ -171,7 +192,7 @@ class ZooKeeperCoordinator:
         for task in sorted(mine - set(self.owned)):
             await self._try_to_own(task)
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
-        return Decision(run=run, release=release, drop_all=dropped)
+        return Decision(run=run, release=release, drop_all=dropped, shard_names=names)
 
     def _forget_everything(self) -> Decision:
         if self.owned or self.is_controller:
@@ -255,7 +276,7 @@ class ZooKeeperCoordinator:
         contenders = await self.session.children(self.paths.controller)
         return min(contenders, key=lambda name: name[-10:], default=None)
 
-    async def _control(self, wanted: set[TaskKey]) -> None:
+    async def _control(self, wanted: set[TaskKey], shard_names: dict[str, Any] | None) -> None:
         session, paths = self.session, self.paths
         members: dict[str, dict[str, Any]] = {}
         for name in await session.children(paths.members, watch=True):
@@ -274,13 +295,14 @@ class ZooKeeperCoordinator:
         ]
         current = await session.get(paths.assignment)
         previous, serial = znodes.assignment_of(current.data if current else None)
+        previous_names = znodes.shard_names_of(current.data if current else None)
         rebalance = await session.get(paths.rebalance, watch=True)
         new = assign(wanted, eligible, {} if rebalance else previous, paused)
         if rebalance is not None:
             await session.delete(paths.rebalance)
-        if new == previous:
+        if new == previous and shard_names == previous_names:
             return
-        document = znodes.assignment_document(new, self.node_id, serial + 1)
+        document = znodes.assignment_document(new, self.node_id, serial + 1, shard_names)
         if current is None:
             try:
                 await session.create(paths.assignment, document)
@@ -297,9 +319,10 @@ class ZooKeeperCoordinator:
             len(moved),
         )
 
-    async def _read_assignment(self) -> Assignment:
+    async def _read_assignment(self) -> tuple[Assignment, dict[str, Any] | None]:
         znode = await self.session.get(self.paths.assignment, watch=True)
-        return znodes.assignment_of(znode.data if znode else None)[0]
+        data = znode.data if znode else None
+        return znodes.assignment_of(data)[0], znodes.shard_names_of(data)
 
     async def _try_to_own(self, task: TaskKey) -> None:
         path = self.paths.owner(task)

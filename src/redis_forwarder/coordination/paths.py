@@ -105,14 +105,27 @@ def decode(data: bytes | None) -> Any:
         return None
 
 
-def assignment_document(assignment: Assignment, controller: str, serial: int) -> bytes:
-    return encode(
-        {
-            "controller": controller,
-            "serial": serial,
-            "tasks": {task_name(task): node for task, node in sorted(assignment.items())},
-        }
-    )
+def assignment_document(
+    assignment: Assignment,
+    controller: str,
+    serial: int,
+    shard_names: dict[str, Any] | None = None,
+) -> bytes:
+    document: dict[str, Any] = {
+        "controller": controller,
+        "serial": serial,
+        "tasks": {task_name(task): node for task, node in sorted(assignment.items())},
+    }
+    if shard_names is not None:
+        document["shards"] = shard_names  # the controller's names for cluster shards
+    return encode(document)
+
+
+def shard_names_of(data: bytes | None) -> dict[str, Any] | None:
+    """The controller's shard names in an assignment document, if it wrote any."""
+    document = decode(data)
+    names = document.get("shards") if isinstance(document, dict) else None
+    return names if isinstance(names, dict) else None
 
 
 def assignment_of(data: bytes | None) -> tuple[Assignment, int]:

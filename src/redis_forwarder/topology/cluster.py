@@ -46,6 +46,7 @@ async def discover_cluster(
     candidates = list(dict.fromkeys([*known, *seeds]))
     failures: dict[str, str] = {}
     auth_errors: list[AuthenticationError] = []
+    partial: Topology | None = None
     for address in candidates:
         try:
             topology = await _ask(conns, address)
@@ -60,7 +61,15 @@ async def discover_cluster(
         if denial:
             failures[str(address)] = f"stale view: {denial}"
             continue
+        if _covered(topology) < _covered(previous) and partial is None:
+            # A node that has just joined knows only part of the cluster for a gossip
+            # round or two; its view would rename every shard it has not heard of yet.
+            partial = topology
+            failures[str(address)] = f"partial view: {_covered(topology)} slots"
+            continue
         return carry_ids(previous, topology) if previous else topology
+    if partial is not None:  # no node knew more: the cluster itself lost slots
+        return carry_ids(previous, partial) if previous else partial
     if auth_errors and len(auth_errors) == len(candidates):
         raise auth_errors[0]
     if failures and all(r.startswith("stale view") for r in failures.values()):
@@ -69,6 +78,12 @@ async def discover_cluster(
             f"({next(iter(failures.values()))}); a failover is under way: try again"
         )
     raise UnreachableError("cluster node", failures)
+
+
+def _covered(topology: Topology | None) -> int:
+    if topology is None:
+        return 0
+    return sum(end - start + 1 for shard in topology.shards for start, end in shard.slots)
 
 
 async def _denied_master(conns: Connections, topology: Topology) -> str:
@@ -207,3 +222,43 @@ def carry_ids(previous: Topology, fresh: Topology) -> Topology:
 
 def _members(shard: Shard) -> set[str]:
     return {n.node_id for n in (shard.master, *shard.replicas) if n.node_id}
+
+
+ShardNames = dict[str, dict[str, list[Any]]]  # id -> {"slots": [[a, b]], "members": [ids]}
+
+
+def shard_names(topology: Topology) -> ShardNames:
+    """What names which shard in this view, small enough for a znode: each shard's id
+    with its slot ranges and member node ids (what :func:`carry_ids` matches on)."""
+    return {
+        shard.id: {
+            "slots": [list(r) for r in shard.slots],
+            "members": sorted(_members(shard)),
+        }
+        for shard in topology.shards
+    }
+
+
+def named_like(topology: Topology, names: ShardNames) -> Topology:
+    """``topology`` with the shard ids another view (``names``) gives them, matched by
+    slots and then members as :func:`carry_ids` does. Pure.
+
+    On Redis 7.0 a shard id is derived and carried from view to view, so two processes
+    that watched through different views (one asked a node that had just joined) can
+    name a shard differently; the fleet follows the controller's names."""
+    unknown = RedisNode(Address("0.0.0.0", 0))
+    reference = Topology(
+        DeploymentKind.CLUSTER,
+        tuple(
+            Shard(
+                shard_id,
+                RedisNode(unknown.address, str(members[0])) if members else unknown,
+                tuple(RedisNode(unknown.address, str(m)) for m in members[1:]),
+                tuple((int(a), int(b)) for a, b in entry.get("slots", [])),
+                "the controller",
+            )
+            for shard_id, entry in sorted(names.items())
+            for members in [list(entry.get("members", []))]
+        ),
+    )
+    return carry_ids(reference, topology)

@@ -62,6 +62,14 @@ class TopologyWatcher:
             raise RuntimeError("TopologyWatcher.start() has not run")
         return self._current
 
+    def rename(self, renamed: Topology) -> list[Change]:
+        """Take other names for the current view's shards (the fleet's, see
+        ``cluster.named_like``); later views carry these names on. Returns the changes,
+        which a caller logs: the shards under their old names are gone."""
+        changes = diff(self.current, renamed, time.time())
+        self._current = renamed
+        return changes
+
     async def start(self) -> Topology:
         self._current = await self._discoverer.discover()
         if self.settings.kind is DeploymentKind.SENTINEL:
