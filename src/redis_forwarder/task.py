@@ -128,7 +128,6 @@ class ForwardingTask:
         self.gaps: list[Gap] = []
         self.source_address: Address | None = None  # where it reads now
         self._attempt = 0  # consecutive failed attempts: a locator may move on
-        self._ran_since_failure = False
         self.running = False
         self.received = 0
         self.forwarded = 0  # answered by the sink
@@ -201,13 +200,15 @@ class ForwardingTask:
                     raise  # the task itself was cancelled: stop
                 reason, self._rehome_reason = self._rehome_reason, ""
                 backoff.reset()
+                self._attempt = -1  # the topology moved: start again at its first choice
             except Exception as exc:
                 # Not a lost connection: garbage on the wire, a bug. Say so loudly, count it
                 # as a gap, and start over with fresh connections.
                 log.exception("%s failed unexpectedly; reconnecting", self.name)
                 reason = f"unexpected {type(exc).__name__}: {exc}"
-            self._attempt = 0 if self._ran_since_failure else self._attempt + 1
-            self._ran_since_failure = False
+            # A failed server is not asked first again: a locator with alternatives moves
+            # on (a frozen node would cost a connect timeout more on every retry).
+            self._attempt += 1
             self._open_gap(reason)
             self.on_lost(f"{self.name}: {reason}")
             self._retry_now.clear()
@@ -226,7 +227,6 @@ class ForwardingTask:
                     loop, where = await self._pubsub_loop(source_end, stack)
                 self._close_gap()
                 self.running = True
-                self._ran_since_failure = True
                 self.metrics.running.labels(**self._labels).set(1)
                 self.metrics.epoch.labels(**self._labels).set(self.epoch)
                 log.info("%s forwarding from %s to %s", self.name, source_end.address, where)
