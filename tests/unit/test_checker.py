@@ -26,6 +26,21 @@ def test_everything_forwarded_is_clean() -> None:
     assert guarantees_broken(report, may_lose=False, max_gap=1.0) == []
 
 
+def test_jittery_write_times_without_a_loss_are_no_slow_recovery() -> None:
+    """Sink write times that bunch up (here: every other bucket's messages written in
+    the next one) must not read as a rate that took seconds to come back."""
+    out = sent(1000, every=0.005)  # 100.00 .. 104.995
+    bunched = [
+        Received(
+            m.route, m.channel, m.seq, m.at + (0.2 if int(m.at * 4) % 2 else 0.002), "n", 1, "s"
+        )
+        for m in out
+    ]
+    report = check(out, bunched, fault_at=101.0)["r"]
+    assert report.lost == 0 and report.gap is not None and report.gap < 0.25
+    assert report.rate_back == 0.0
+
+
 def test_a_gap_is_measured_and_its_losses_located() -> None:
     out = sent(500)  # 100.00 .. 104.99
     lost = {m.seq for m in out if 102.0 <= m.at < 103.5}

@@ -178,6 +178,11 @@ def _recovery(
     if not times:
         return
     report.gap = _longest_miss(sent, received)
+    if not report.lost and (report.gap or 0.0) < BUCKET:
+        # Nothing lost or held up: the rate never dropped (bucket counts still jitter
+        # with the sink's write times, which must not read as a slow recovery).
+        report.rate_back = 0.0
+        return
     sent_after = [s.at for s in sent if s.at > fault_at]
     if not after or not sent_after:
         return

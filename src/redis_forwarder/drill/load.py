@@ -1,12 +1,12 @@
-"""The drill's steady load: on every shard, sequence-numbered messages published on
-``CHANNELS`` channels (for the pub/sub route) and added to the drill stream (for the
-stream route), at a fixed total rate, each to wherever the shard's master is now.
+"""The drill's steady load: sequence-numbered messages on every lane of the workload
+(``workload.py``), at a fixed total rate, each sent to wherever its lane's server is
+now (``locate``: a shard's master, or the owner of a key's slot).
 
 Every message carries the run id, so a drill reads back only its own run. Payload:
 ``"<run> <seq> <send µs>"``; stream entries: ``run``, ``seq``, ``at`` fields. The
-sequence number counts per (shard, channel) and is never reused. Only messages the
-server acknowledged count as sent; one whose send failed may still have arrived (its
-reply lost) and is then ignored by the checker.
+sequence number counts per lane and is never reused. Only messages the server
+acknowledged count as sent; one whose send failed may still have arrived (its reply
+lost) and is then ignored by the checker.
 """
 
 from __future__ import annotations
@@ -22,97 +22,101 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_forwarder.drill.checker import Sent
+from redis_forwarder.drill.workload import Lane
 from redis_forwarder.model import Address
 
 log = logging.getLogger(__name__)
-CHANNELS = 4
-PUBSUB_PREFIX = "drill."
-STREAM = "drill-stream"
-RELOCATE_EVERY = 0.1  # seconds between asking where each master is
+RELOCATE_EVERY = 0.1  # seconds between asking where each lane's server is
 
 
 @dataclass
 class Load:
+    """One sender thread per lane, each at its share of the rate, so that a server
+    that hangs (SIGSTOP) holds up only its own lanes; one more thread asks where each
+    lane's server is, every RELOCATE_EVERY seconds."""
+
     run: str
-    shards: list[str]
-    locate: Callable[[str], Address]  # shard -> its master now
-    rate: float  # messages per second in all, pub/sub and stream together
+    lanes: tuple[Lane, ...]
+    locate: Callable[[str], Address]  # lane.where -> its server now
+    rate: float  # messages per second over all lanes
     sent: list[Sent] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     _halt: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _located: dict[str, Address] = field(default_factory=dict)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="drill-load", daemon=True)
-        self._thread.start()
+        self._relocate()  # every lane knows its server before the first send
+        self._threads = [threading.Thread(target=self._follow, name="drill-locate", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._send_on, args=(lane,), name="drill-load", daemon=True)
+            for lane in self.lanes
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._halt.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
 
-    def _run(self) -> None:
-        clients: dict[str, tuple[Address, redis.Redis]] = {}
-        located_at = 0.0
-        seq: dict[tuple[str, str], int] = {}
-        # One tick sends a message per shard and channel, and one stream entry per shard.
-        per_tick = len(self.shards) * (CHANNELS + 1)
-        interval = per_tick / self.rate
+    def _follow(self) -> None:
+        while not self._halt.wait(RELOCATE_EVERY):
+            self._relocate()
+
+    def _send_on(self, lane: Lane) -> None:
+        clients: dict[Address, redis.Redis] = {}
+        interval = len(self.lanes) / self.rate
         started = time.monotonic()
-        tick = 0
+        tick = number = 0
         while not self._halt.is_set():
-            if time.monotonic() - located_at > RELOCATE_EVERY:
-                located_at = time.monotonic()
-                self._relocate(clients)
-            for shard in self.shards:
-                if shard not in clients:
-                    continue
-                _address, client = clients[shard]
-                for index in range(CHANNELS + 1):
-                    channel = f"{PUBSUB_PREFIX}{index}" if index < CHANNELS else STREAM
-                    route = f"pubsub@{shard}" if index < CHANNELS else f"stream@{shard}"
-                    key = (shard, channel)
-                    number = seq.get(key, 0)
-                    # Never reused: a send that failed may still have reached the server
-                    # (its reply lost), and a reused number would look like a duplicate.
-                    seq[key] = number + 1
-                    if not self._send(client, channel, number):
-                        break  # this shard's master is down: the other shards go on
-                    self.sent.append(Sent(route, f"{shard}:{channel}", number, time.time()))
+            address = self._located.get(lane.where)
+            if address is not None:
+                client = clients.get(address)
+                if client is None:
+                    client = clients[address] = _client(address)
+                # Never reused: a send that failed may still have reached the server
+                # (its reply lost), and a reused number would look like a duplicate.
+                number += 1
+                if self._send(client, lane, number):
+                    self.sent.append(Sent(lane.route, lane.label, number, time.time()))
             tick += 1
             delay = started + tick * interval - time.monotonic()
             if delay > 0:
                 self._halt.wait(delay)
+            else:  # fell behind (a hung server): skip the missed ticks, keep the rate
+                tick = int((time.monotonic() - started) / interval)
+        for client in clients.values():
+            client.close()
 
-    def _send(self, client: redis.Redis, channel: str, number: int) -> bool:
+    def _send(self, client: redis.Redis, lane: Lane, number: int) -> bool:
         now_us = time.time_ns() // 1000
         try:
-            if channel == STREAM:
-                client.xadd(STREAM, {"run": self.run, "seq": number, "at": now_us})
+            if lane.stream:
+                client.xadd(lane.key, {"run": self.run, "seq": number, "at": now_us})
             else:
-                client.publish(channel, f"{self.run} {number} {now_us}")
+                client.publish(lane.key, f"{self.run} {number} {now_us}")
         except (redis.RedisError, OSError):
             return False
         return True
 
-    def _relocate(self, clients: dict[str, tuple[Address, redis.Redis]]) -> None:
-        for shard in self.shards:
+    def _relocate(self) -> None:
+        for name in sorted({lane.where for lane in self.lanes}):
             try:
-                address = self.locate(shard)
-            except Exception as exc:  # a sentinel down: keep the last answer
-                log.debug("locating %s: %s", shard, exc)
+                address = self.locate(name)
+            except Exception as exc:  # a sentinel or cluster node down: keep the last answer
+                log.debug("locating %s: %s", name, exc)
                 continue
-            known = clients.get(shard)
-            if known is None or known[0] != address:
+            known = self._located.get(name)
+            if known != address:
                 if known is not None:
-                    self.events.append((time.time(), f"load: master of {shard} is {address}"))
-                    known[1].close()
-                clients[shard] = (address, _client(address))
+                    self.events.append((time.time(), f"load: {name} is on {address}"))
+                self._located[name] = address
 
 
 def _client(address: Address) -> redis.Redis:
     """No retries and short timeouts: a dead master must cost the load a failed send,
-    not seconds of redis-py's backoff that would starve the other shards."""
+    not seconds of redis-py's backoff that would starve the other lanes."""
     return redis.Redis(
         host=address.host,
         port=address.port,

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from redis_forwarder.drill.checker import BUCKET
 from redis_forwarder.drill.runner import DrillResult
-from redis_forwarder.drill.scenarios import DRILL_TASK
 
 
 def print_results(results: list[DrillResult]) -> None:
@@ -75,7 +74,7 @@ def timeline(result: DrillResult, path: Path) -> Path:
             [b * BUCKET for b in buckets],
             [series.get(b, 0) / BUCKET for b in buckets],
             style,
-            label=f"{name}, {DRILL_TASK[0]}@{DRILL_TASK[1]} (msg/s)",
+            label=f"{name}, {result.timeline_route} (msg/s)",
         )
     for at, what in result.events:
         offset = at - result.started_at

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,22 @@ from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.drill import sinks
 from redis_forwarder.drill.checker import RouteReport, check, guarantees_broken, rates
-from redis_forwarder.drill.load import Load
-from redis_forwarder.drill.scenarios import DRILL_TASK, Scenario
+from redis_forwarder.drill.load import RELOCATE_EVERY, Load
+from redis_forwarder.drill.reshape import ClusterReshaper
+from redis_forwarder.drill.scenarios import Scenario
+from redis_forwarder.drill.workload import DRILL_ROUTES, PUBSUB_ROUTE, Lane, drill_routes, workload
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, probes
 from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.probes import ProbeFailed, redis_call
-from redis_forwarder.model import Address
+from redis_forwarder.lab.spec import TopologySpec, load_spec
+from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.retry import Deadline
+from redis_forwarder.topology import discover
+from redis_forwarder.topology.slots import key_slot
+from redis_forwarder.work import wanted_tasks
 
 log = logging.getLogger(__name__)
-DRILL_ROUTES = ("drill", "drill-streams")
 WARM_UP = 3.0
 COOL_DOWN = 3.0
 SETTLE_TIMEOUT = 60.0
@@ -53,6 +58,7 @@ class DrillResult:
     broken: list[str]
     timeline: dict[str, dict[int, int]] = field(default_factory=dict)
     started_at: float = 0.0
+    timeline_route: str = ""  # the checker route the timeline shows
 
     @property
     def passed(self) -> bool:
@@ -85,20 +91,19 @@ class LabTarget:
         if not forwarders:
             raise UsageError(
                 f"the lab in {lab.directory} runs no forwarder nodes; drills need a spec "
-                "with [forwarders] and the drill routes (topology/ha.toml)"
+                "with [forwarders] and the drill routes (topology/ha.toml, ha-cluster.toml)"
             )
         self.config: ForwarderConfig = load_config(Path(forwarders[0].data_dir) / CONFIG_FILE)
-        missing = set(DRILL_ROUTES) - {r.name for r in self.config.routes}
-        if missing or self.config.coordination is None:
-            raise UsageError(
-                f"the lab's forwarders lack the drill routes {sorted(missing)}; see "
-                "docs/drills.md for the two routes a drill spec needs"
-            )
+        drill_routes(self.config)  # a clear error when they are missing or unusable
+        assert self.config.coordination is not None
         self.coordination = self.config.coordination
         self.session_timeout = self.coordination.session_timeout
         self.paths = Paths(self.coordination.root)
+        self.kind = self.config.source.kind
         self.shards = list(self.config.source.masters) or ["main"]
+        self.workload = workload(self.config, self.shards)
         self.events: list[tuple[float, str]] = []
+        self._slots = SlotMap(self.cluster_nodes)
 
     # -- what scenarios use
     def note(self, event: str) -> None:
@@ -115,8 +120,18 @@ class LabTarget:
             for t in self.status()["tasks"]
         }
 
+    @property
+    def drill_shard(self) -> str:
+        """The shard of the pub/sub drill task, which node faults aim at: the first
+        Sentinel master, or on a cluster the shard classic pub/sub is served from."""
+        if self.kind is not DeploymentKind.CLUSTER:
+            return self.shards[0]
+        tasks = wanted_tasks(self.config.routes, self.topology())
+        (shard,) = [s for route, s in tasks if route == PUBSUB_ROUTE]
+        return shard
+
     def owner(self, shard: str) -> str | None:
-        return self.owners().get(("drill", shard), (None, None))[0]
+        return self.owners().get((PUBSUB_ROUTE, shard), (None, None))[0]
 
     def controller(self) -> str | None:
         holder = self.status()["controller"]
@@ -129,36 +144,34 @@ class LabTarget:
         self.lab.restart(process)
         self.note(f"restarted {process}")
 
-    def _replication_lagging(self, statuses: list[Any]) -> list[str]:
-        lagging: list[str] = []
-        for shard in self.shards if self.config.source.kind == "sentinel" else []:
-            master = self.master(shard)
-            for status in statuses:
-                record = status.record
-                if record.kind != "redis" or record.shard != shard:
-                    continue
-                if record.address == str(master):
-                    continue
-                try:
-                    replication = probes.info(Address.parse(record.address), "replication")
-                except ProbeFailed:
-                    lagging.append(record.name)
-                    continue
-                linked = (
-                    replication.get("role") == "slave"
-                    and f"{replication.get('master_host')}:{replication.get('master_port')}"
-                    == str(master)
-                    and replication.get("master_link_status") == "up"
-                    and not int(replication.get("master_sync_in_progress", 0))
-                )
-                if not linked:
-                    lagging.append(record.name)
-        return lagging
+    def topology(self) -> Topology:
+        """The source deployment as the forwarders see it (shard ids included)."""
+        settings = replace(self.config.source.settings(), addresses=tuple(self.cluster_nodes()))
+        if self.kind is not DeploymentKind.CLUSTER:
+            settings = self.config.source.settings()
+        return discover(settings)
+
+    def reshape(self) -> ClusterReshaper:
+        return ClusterReshaper(self)
+
+    def cluster_nodes(self) -> list[Address]:
+        """Every Redis node of the source deployment the lab runs now (sinks apart)."""
+        return [
+            Address.parse(r.address)
+            for r in self.lab.state().processes
+            if r.kind == "redis" and r.role != "sink"
+        ]
 
     def master(self, shard: str) -> Address:
-        """Where the shard's master is now, as the first sentinel that answers says."""
+        """Where the shard's master is now: as the first sentinel that answers says, or
+        as a fresh discovery of the cluster says."""
+        if self.kind is DeploymentKind.CLUSTER:
+            found = self.topology().shard(shard)
+            if found is None:
+                raise RuntimeError(f"the cluster has no shard {shard} now")
+            return found.master.address
         seeds = [Address.parse(a) for a in self.config.source.addresses]
-        if self.config.source.kind == "standalone":
+        if self.kind is DeploymentKind.STANDALONE:
             return seeds[0]
         for sentinel in seeds:
             try:
@@ -170,12 +183,30 @@ class LabTarget:
                 continue
         raise RuntimeError(f"no sentinel names the master of {shard}")
 
-    def master_process(self, shard: str) -> str:
-        address = str(self.master(shard))
+    def replica(self, shard: str) -> Address:
+        found = self.topology().shard(shard)
+        if found is None or not found.replicas:
+            raise RuntimeError(f"shard {shard} has no replica to promote")
+        return found.replicas[0].address
+
+    def masters(self) -> list[Address]:
+        return [s.master.address for s in self.topology().shards]
+
+    def locate(self, where: str) -> Address:
+        """Where the load sends a lane's messages: a shard's master, or on a cluster the
+        owner of the key's slot (from a map refreshed at most every RELOCATE_EVERY)."""
+        if self.kind is DeploymentKind.CLUSTER:
+            return self._slots.owner(key_slot(where))
+        return self.master(where)
+
+    def process_at(self, address: Address) -> str:
         for record in self.lab.state().processes:
-            if record.address == address and record.kind == "redis":
+            if record.address == str(address) and record.kind == "redis":
                 return record.name
         raise RuntimeError(f"no lab process at {address}")
+
+    def master_process(self, shard: str) -> str:
+        return self.process_at(self.master(shard))
 
     def zookeeper_processes(self, role: str | None = None) -> list[str]:
         return [
@@ -186,6 +217,27 @@ class LabTarget:
 
     def sentinel(self) -> Address:
         return Address.parse(self.config.source.addresses[0])
+
+    def sink_address(self, lane: Lane) -> Address:
+        """The server holding a lane's sink stream."""
+        if lane.sink != "source":
+            return Address.parse(self.config.targets[lane.sink].addresses[0])
+        if self.kind is DeploymentKind.CLUSTER:
+            return self._slots.owner(key_slot(lane.sink_key), fresh=True)
+        return self.master(lane.where)
+
+    def source_address(self, lane: Lane) -> Address:
+        if self.kind is DeploymentKind.CLUSTER:
+            return self._slots.owner(key_slot(lane.key), fresh=True)
+        return self.master(lane.where)
+
+    def drill_sink(self) -> Address:
+        """Where the pub/sub drill task on the drill shard writes (the slow-sink fault)."""
+        lanes = self.workload.by_route[self.workload.faulted_route]
+        return self.sink_address(lanes[0])
+
+    def lab_spec(self) -> TopologySpec:
+        return load_spec(self.lab.state().spec_path)
 
     # -- known state
     def settle(self, what: str) -> None:
@@ -206,11 +258,14 @@ class LabTarget:
         dead = [s.record.name for s in statuses if not s.running]
         if dead:
             return f"not running: {', '.join(dead)}"
-        lagging = self._replication_lagging(statuses)
+        try:
+            lagging = self._replication_lagging(statuses)
+        except (ProbeFailed, RuntimeError) as exc:
+            return f"replication: {exc}"
         if lagging:
             # A failover onto a replica that is not in sync loses data: that would be
             # the next drill's loss, not this one's.
-            return f"replicas not in sync: {', '.join(lagging)}"
+            return f"not in sync: {', '.join(lagging)}"
         try:
             status = self.status()
         except Exception as exc:  # ZooKeeper coming back
@@ -220,7 +275,10 @@ class LabTarget:
         if missing:
             return f"not members yet: {', '.join(sorted(missing))}"
         tasks = {(t["route"], t["shard"]): t for t in status["tasks"]}
-        wanted = [(r, s) for r in DRILL_ROUTES for s in self.shards]
+        try:
+            wanted = sorted(wanted_tasks(self.config.routes, self.topology()))
+        except Exception as exc:  # topology in the middle of a change
+            return f"topology: {exc}"
         moving = [
             f"{r}@{s}" for r, s in wanted
             if (t := tasks.get((r, s))) is None or not t["running"] or t["owner"] != t["assigned"]
@@ -229,6 +287,42 @@ class LabTarget:
         if moving or unsettled:
             return f"tasks moving: {', '.join(moving) or len(unsettled)}"
         return ""
+
+    def _replication_lagging(self, statuses: list[Any]) -> list[str]:
+        """Redis nodes of the source that are not where a failover could safely go:
+        a replica not linked to its shard's master or still syncing; on a cluster, also
+        a node that does not say cluster_state:ok, or a master left with no slots (a
+        restarted old master before it turns into a replica)."""
+        masters = (
+            {str(m) for m in self.masters()}
+            if self.kind is DeploymentKind.CLUSTER
+            else {str(self.master(shard)) for shard in self.shards}
+        )
+        lagging: list[str] = []
+        for status in statuses:
+            record = status.record
+            if record.kind != "redis" or record.role == "sink":
+                continue
+            address = Address.parse(record.address)
+            if self.kind is DeploymentKind.CLUSTER:
+                state = probes.info(address, "cluster")  # raises ProbeFailed when down
+                ok = redis_call(address, "CLUSTER", "INFO").split("cluster_state:")[1][:2]
+                if state.get("cluster_enabled") and ok != "ok":
+                    lagging.append(f"{record.name} (cluster_state)")
+                    continue
+            if record.address in masters:
+                continue
+            replication = probes.info(address, "replication")
+            upstream = f"{replication.get('master_host')}:{replication.get('master_port')}"
+            linked = (
+                replication.get("role") == "slave"
+                and upstream in masters
+                and replication.get("master_link_status") == "up"
+                and not int(replication.get("master_sync_in_progress", 0))
+            )
+            if not linked:
+                lagging.append(record.name)
+        return lagging
 
 
 class OwnershipWatcher:
@@ -270,9 +364,16 @@ def run_drill(
     lab: Lab, scenario: Scenario, rate: float, progress: Callable[[str], None]
 ) -> DrillResult:
     target = LabTarget(lab, progress)
+    if target.kind not in scenario.kinds:
+        kinds = " or ".join(str(k) for k in sorted(scenario.kinds))
+        raise UsageError(
+            f"{scenario.name} drills a {kinds} deployment; the lab in {lab.directory} is "
+            f"{target.kind} (see docs/drills.md for which spec each scenario needs)"
+        )
     target.settle("before the drill")
     run = uuid.uuid4().hex[:8]
-    load = Load(run, target.shards, target.master, rate)
+    lanes = target.workload.lanes
+    load = Load(run, lanes, target.locate, rate)
     started = time.time()
     progress(f"{scenario.name}: load at {rate:.0f} msg/s, run {run}")
     load.start()
@@ -290,13 +391,17 @@ def run_drill(
     finally:
         load.stop()
     time.sleep(1.0)  # the last messages on their way to the sinks
-    received = []
-    kept: dict[str, set[int]] = {}
-    for shard in target.shards:
-        master = target.master(shard)
-        client = redis.Redis(host=master.host, port=master.port, socket_timeout=10)
-        received += sinks.received(run, shard, client)
-        kept[shard] = sinks.kept_by_source(run, shard, client)
+    clients: dict[Address, redis.Redis] = {}
+
+    def client_at(address: Address) -> redis.Redis:
+        if address not in clients:
+            clients[address] = redis.Redis(host=address.host, port=address.port, socket_timeout=10)
+        return clients[address]
+
+    received = sinks.received(run, lanes, lambda lane: client_at(target.sink_address(lane)))
+    kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
+    for client in clients.values():
+        client.close()
     sent, replication_loss = sinks.split_replication_loss(load.sent, kept)
     reports = check(sent, received, fault_at, recovered_at)
     broken: list[str] = []
@@ -305,7 +410,7 @@ def run_drill(
         bound = scenario.max_gap(target) if pubsub else None
         problems = guarantees_broken(report, may_lose=pubsub, max_gap=bound, may_reorder=not pubsub)
         broken += [f"{name}: {problem}" for problem in problems]
-    faulted = f"pubsub@{DRILL_TASK[1]}"
+    faulted = target.workload.faulted_route
     timeline = {
         "sent": rates((s.at for s in sent if s.route == faulted), started),
         "forwarded": rates(
@@ -323,4 +428,37 @@ def run_drill(
         broken,
         timeline,
         started,
+        faulted,
     )
+
+
+class SlotMap:
+    """Which master serves each slot, from CLUSTER SLOTS of the first node that
+    answers; asked again at most every ``RELOCATE_EVERY`` seconds (or when ``fresh``)."""
+
+    def __init__(self, nodes: Callable[[], list[Address]]) -> None:
+        self._nodes = nodes
+        self._owners: dict[int, Address] = {}
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def owner(self, slot: int, *, fresh: bool = False) -> Address:
+        with self._lock:
+            if fresh or time.monotonic() - self._read_at > RELOCATE_EVERY:
+                self._refresh()
+            if slot not in self._owners:
+                raise RuntimeError(f"no master serves slot {slot} now")
+            return self._owners[slot]
+
+    def _refresh(self) -> None:
+        for node in self._nodes():
+            try:
+                reply = redis_call(node, "CLUSTER", "SLOTS", timeout=0.3)
+            except ProbeFailed:
+                continue
+            owners: dict[int, Address] = {}
+            for start, end, master, *_replicas in reply:
+                address = Address(str(master[0]), int(master[1]))
+                owners.update(dict.fromkeys(range(int(start), int(end) + 1), address))
+            self._owners, self._read_at = owners, time.monotonic()
+            return

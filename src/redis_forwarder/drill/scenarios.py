@@ -2,7 +2,12 @@
 lab recorded, Sentinel and ZooKeeper commands. ``inject`` makes the fault and returns
 how to undo it (restart what was killed, wake what was stopped); ``hold`` is how long
 the drill watches after the fault before undoing it; ``max_gap`` bounds the pub/sub
-route's gap (the guarantee; stream routes may lose nothing in any scenario)."""
+route's gap (the guarantee; stream routes may lose nothing in any scenario); ``kinds``
+says which deployments a scenario applies to (``all`` runs those of the lab's kind).
+
+The "drill task" that node and master faults aim at is the pub/sub drill route's task
+on ``target.drill_shard``: the first Sentinel master, or on a cluster the shard classic
+pub/sub is served from."""
 
 from __future__ import annotations
 
@@ -12,15 +17,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis_forwarder.lab.probes import redis_call
-from redis_forwarder.model import Address
+from redis_forwarder.model import Address, DeploymentKind
 
-DRILL_TASK = ("drill", "alpha")  # the task (route, shard) that node faults aim at
+SENTINEL = frozenset({DeploymentKind.SENTINEL})
+CLUSTER = frozenset({DeploymentKind.CLUSTER})
+ANY = frozenset(DeploymentKind)
 
 
 class Target(Protocol):
     """What scenarios act on (the runner's view of the lab and the fleet)."""
 
     session_timeout: float
+
+    @property
+    def drill_shard(self) -> str: ...
 
     def owner(self, shard: str) -> str | None: ...
 
@@ -38,7 +48,21 @@ class Target(Protocol):
 
     def master(self, shard: str) -> Address: ...
 
+    def replica(self, shard: str) -> Address: ...
+
+    def drill_sink(self) -> Address: ...
+
+    def reshape(self) -> Reshaper: ...
+
     def note(self, event: str) -> None: ...
+
+
+class Reshaper(Protocol):
+    """Changes to a cluster's shape (runner.ClusterReshaper)."""
+
+    def migrate_drill_stream(self) -> Undo: ...
+
+    def add_shard(self) -> Undo: ...
 
 
 Undo = Callable[[], None]
@@ -51,10 +75,11 @@ class Scenario:
     inject: Callable[[Target], Undo]
     hold: Callable[[Target], float]
     max_gap: Callable[[Target], float]
+    kinds: frozenset[DeploymentKind] = ANY
 
 
 def _owner(target: Target) -> str:
-    owner = target.owner(DRILL_TASK[1])
+    owner = target.owner(target.drill_shard)
     if owner is None:
         raise RuntimeError("the drill task has no owner to fault")
     return owner
@@ -96,22 +121,33 @@ def _kill_controller(target: Target) -> Undo:
 
 
 def _sentinel_failover(target: Target) -> Undo:
-    redis_call(target.sentinel(), "SENTINEL", "FAILOVER", DRILL_TASK[1], timeout=2)
-    target.note(f"SENTINEL FAILOVER {DRILL_TASK[1]}")
+    shard = target.drill_shard
+    redis_call(target.sentinel(), "SENTINEL", "FAILOVER", shard, timeout=2)
+    target.note(f"SENTINEL FAILOVER {shard}")
+    return lambda: None
+
+
+def _cluster_failover(target: Target) -> Undo:
+    shard = target.drill_shard
+    replica = target.replica(shard)
+    redis_call(replica, "CLUSTER", "FAILOVER", timeout=2)
+    target.note(f"CLUSTER FAILOVER on {replica} (replica in shard {shard})")
     return lambda: None
 
 
 def _kill_master(target: Target) -> Undo:
-    victim = target.master_process(DRILL_TASK[1])
+    shard = target.drill_shard
+    victim = target.master_process(shard)
     target.signal(victim, signal.SIGKILL)
-    target.note(f"kill -9 {victim} (master of {DRILL_TASK[1]})")
+    target.note(f"kill -9 {victim} (master of {shard})")
     return lambda: target.restart(victim)
 
 
 def _half_open(target: Target) -> Undo:
-    victim = target.master_process(DRILL_TASK[1])
+    shard = target.drill_shard
+    victim = target.master_process(shard)
     target.signal(victim, signal.SIGSTOP)
-    target.note(f"SIGSTOP {victim} (master of {DRILL_TASK[1]}): a half-open source")
+    target.note(f"SIGSTOP {victim} (master of {shard}): a half-open source")
 
     def wake() -> None:
         target.signal(victim, signal.SIGCONT)
@@ -142,10 +178,18 @@ def _zk_outage(target: Target) -> Undo:
 
 
 def _slow_sink(target: Target) -> Undo:
-    master = target.master(DRILL_TASK[1])
-    redis_call(master, "CLIENT", "PAUSE", 2000, "WRITE", timeout=2)
-    target.note(f"CLIENT PAUSE 2000 WRITE on {master} (the sink of {DRILL_TASK[1]})")
+    sink = target.drill_sink()
+    redis_call(sink, "CLIENT", "PAUSE", 2000, "WRITE", timeout=2)
+    target.note(f"CLIENT PAUSE 2000 WRITE on {sink} (the drill task's sink)")
     return lambda: None
+
+
+def _migrate_slots(target: Target) -> Undo:
+    return target.reshape().migrate_drill_stream()
+
+
+def _add_shard(target: Target) -> Undo:
+    return target.reshape().add_shard()
 
 
 def _session(target: Target) -> float:
@@ -191,10 +235,21 @@ SCENARIOS: dict[str, Scenario] = {
             _sentinel_failover,
             hold=lambda t: 5,
             max_gap=lambda t: 3,
+            kinds=SENTINEL,
+        ),
+        Scenario(
+            "cluster-failover",
+            "CLUSTER FAILOVER on a replica of the drill task's shard: the task follows the "
+            "promoted replica",
+            _cluster_failover,
+            hold=lambda t: 5,
+            max_gap=lambda t: 3,
+            kinds=CLUSTER,
         ),
         Scenario(
             "kill-master",
-            "kill -9 of the drill task's Redis master: the sentinels promote its replica",
+            "kill -9 of the drill task's Redis master: the sentinels (or the cluster) "
+            "promote its replica",
             _kill_master,
             hold=lambda t: 8,
             max_gap=lambda t: 6,
@@ -202,7 +257,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "half-open",
             "SIGSTOP of the drill task's Redis master for 4 s: the heartbeat notices, the "
-            "sentinels fail it over",
+            "sentinels (or the cluster) fail it over",
             _half_open,
             hold=lambda t: 4,
             max_gap=lambda t: 7,
@@ -229,6 +284,24 @@ SCENARIOS: dict[str, Scenario] = {
             _slow_sink,
             hold=lambda t: 3,
             max_gap=lambda t: 4,
+        ),
+        Scenario(
+            "migrate-slots",
+            "the slot of a drill stream served by the drill shard migrates to another master "
+            "under load, and back: the stream moves between tasks, copied exactly once",
+            _migrate_slots,
+            hold=lambda t: 4,
+            max_gap=lambda t: 3,
+            kinds=CLUSTER,
+        ),
+        Scenario(
+            "add-shard",
+            "a new master joins the cluster and takes a drill stream's slot (then gives it "
+            "back and leaves): a task starts for the new shard",
+            _add_shard,
+            hold=lambda t: 5,
+            max_gap=lambda t: 3,
+            kinds=CLUSTER,
         ),
     )
 }
