@@ -1,6 +1,7 @@
-"""Every drill scenario end to end on the `ha` lab, through the real command line: the
-fault is real, the load steady, and the scenario's guarantee must hold (exit 0). One
-lab serves them all: each drill restores the lab's state before it ends."""
+"""Every drill scenario end to end through the real command line: the fault is real,
+the load steady, and the scenario's guarantee must hold (exit 0). Sentinel scenarios run
+on the shared `ha` lab, cluster ones on the shared `ha-cluster` lab (a standalone sink
+beside the cluster); each drill restores its lab's state before it ends."""
 
 from __future__ import annotations
 
@@ -11,39 +12,77 @@ from pathlib import Path
 import pytest
 
 from redis_forwarder.drill.scenarios import SCENARIOS
+from redis_forwarder.model import DeploymentKind
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Shared = Callable[[str], Deployment]
 
+SENTINEL_ROUTES = {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
+CLUSTER_ROUTES = {
+    "pubsub@cluster",
+    "stream@drill-stream-{a}",
+    "stream@drill-stream-{b}",
+    "stream@drill-stream-{c}",
+}
+# Scenarios of either kind run on the Sentinel lab; these run on the cluster lab too.
+ALSO_ON_CLUSTER = ("kill-master", "half-open", "slow-sink", "kill-node")
+RUNS = [
+    *(("ha", name) for name, s in sorted(SCENARIOS.items()) if DeploymentKind.SENTINEL in s.kinds),
+    *(
+        ("ha-cluster", name)
+        for name, s in sorted(SCENARIOS.items())
+        if s.kinds == frozenset({DeploymentKind.CLUSTER}) or name in ALSO_ON_CLUSTER
+    ),
+]
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_drill_keeps_its_guarantee(
-    shared_deployment: Shared, scenario: str, tmp_path: Path
-) -> None:
-    lab = shared_deployment("ha").lab
-    assert lab is not None
+
+def drill(lab_dir: Path, scenario: str, report: Path) -> dict[str, object]:
     result = run_cli(
-        "drill", scenario, "--dir", str(lab.directory), "--json", "--report", str(tmp_path),
+        "drill", scenario, "--dir", str(lab_dir), "--json", "--report", str(report),
         timeout=300,
     )  # fmt: skip
     assert result.code == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    (report,) = json.loads(result.stdout)
+    (outcome,) = json.loads(result.stdout)
+    assert isinstance(outcome, dict)
+    return outcome
+
+
+@pytest.mark.parametrize(("spec", "scenario"), RUNS, ids=[f"{s}:{n}" for s, n in RUNS])
+def test_drill_keeps_its_guarantee(
+    shared_deployment: Shared, spec: str, scenario: str, tmp_path: Path
+) -> None:
+    lab = shared_deployment(spec).lab
+    assert lab is not None
+    report = drill(lab.directory, scenario, tmp_path)
     assert report["passed"] and report["broken"] == []
     routes = report["routes"]
-    assert set(routes) == {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
+    assert isinstance(routes, dict)
+    assert set(routes) == (SENTINEL_ROUTES if spec == "ha" else CLUSTER_ROUTES)
     for name, route in routes.items():
         assert route["sent"] > 0 and route["duplicated"] == 0, name
         assert route["epoch_overlap"] == 0, name
         if name.startswith("stream@"):
             assert route["lost"] == 0, name
+    events = report["events"]
+    assert isinstance(events, list)
     assert any(
-        e["what"].startswith(("kill", "SIGTERM", "SIGSTOP", "SENTINEL", "CLIENT"))
-        for e in report["events"]
+        e["what"].startswith(
+            ("kill", "SIGTERM", "SIGSTOP", "SENTINEL", "CLUSTER", "CLIENT", "slot")
+        )
+        for e in events
     )
     assert (tmp_path / f"{scenario}.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "drills.json").read_text())[0]["scenario"] == scenario
+
+
+def test_a_scenario_for_another_kind_is_refused(shared_deployment: Shared) -> None:
+    lab = shared_deployment("ha").lab
+    assert lab is not None
+    result = run_cli("drill", "cluster-failover", "--dir", str(lab.directory))
+    assert result.code == 2
+    assert "drills a cluster deployment" in result.stderr and "sentinel" in result.stderr
 
 
 def test_drill_names_what_a_lab_without_forwarders_lacks(shared_deployment: Shared) -> None:

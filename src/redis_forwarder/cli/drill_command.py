@@ -17,6 +17,7 @@ from redis_forwarder.drill.runner import DrillResult, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, load_spec, temporary_lab
+from redis_forwarder.model import DeploymentKind
 
 EXIT_BROKEN = 1
 
@@ -79,12 +80,18 @@ def drill(
 ) -> None:
     """Inject a real fault under steady load and report lost, duplicated and reordered
     messages and the recovery time. Scenarios: kill-node, stop-node, pause-node,
-    kill-controller, sentinel-failover, kill-master, half-open, zk-leader-loss,
-    zk-outage, slow-sink, or all of them in turn."""
-    chosen = list(SCENARIOS) if scenario == "all" else [scenario]
+    kill-controller, kill-master, half-open, zk-leader-loss, zk-outage, slow-sink;
+    sentinel-failover on a Sentinel lab; cluster-failover, migrate-slots, add-shard on
+    a cluster lab; or all of those that fit the lab, in turn."""
     results: list[DrillResult] = []
     err = Console(stderr=True)
     with drill_lab(directory, spec_path) as lab, err.status("drill") as status:
+        kind = DeploymentKind(lab.state().kind)
+        chosen = (
+            [name for name, s in SCENARIOS.items() if kind in s.kinds]
+            if scenario == "all"
+            else [scenario]
+        )
         for name in chosen:
             results.append(run_drill(lab, SCENARIOS[name], rate, status.update))
     if report_dir is not None:

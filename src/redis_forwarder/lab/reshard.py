@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis_forwarder.lab.probes import redis_call
+from redis_forwarder.lab.probes import ProbeFailed, redis_call
 from redis_forwarder.model import Address
 
 MIGRATE_TIMEOUT_MS = 5000
@@ -35,8 +35,15 @@ def move_slots(
                 source, "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS,
                 "KEYS", *keys,
             )  # fmt: skip
-        for master in (target, source, *others):
-            _call(master, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        _call(target, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for master in (source, *others):
+            try:
+                _call(master, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            except ProbeFailed as exc:
+                # A master whose last slot just left turns into a replica of the slot's
+                # new owner (cluster-allow-replica-migration), and knows already.
+                if "only with masters" not in str(exc):
+                    raise
 
 
 def slot_owner(nodes: Iterable[Address], slot: int) -> Address:
