@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from redis_forwarder.drill.partition import partition_unavailable
 from redis_forwarder.drill.report import print_results, write_report
 from redis_forwarder.drill.runner import DrillResult, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
@@ -80,18 +81,21 @@ def drill(
 ) -> None:
     """Inject a real fault under steady load and report lost, duplicated and reordered
     messages and the recovery time. Scenarios: kill-node, stop-node, pause-node,
-    kill-controller, kill-master, half-open, zk-leader-loss, zk-outage, slow-sink;
+    kill-controller, kill-master, half-open, zk-leader-loss, zk-outage, slow-sink,
+    partition-zookeeper, partition-redis (root: network namespaces);
     sentinel-failover on a Sentinel lab; cluster-failover, migrate-slots, add-shard on
     a cluster lab; or all of those that fit the lab, in turn."""
     results: list[DrillResult] = []
     err = Console(stderr=True)
     with drill_lab(directory, spec_path) as lab, err.status("drill") as status:
         kind = DeploymentKind(lab.state().kind)
-        chosen = (
-            [name for name, s in SCENARIOS.items() if kind in s.kinds]
-            if scenario == "all"
-            else [scenario]
-        )
+        chosen = [scenario]
+        if scenario == "all":
+            chosen = [name for name, s in SCENARIOS.items() if kind in s.kinds]
+            if partition_unavailable():
+                skipped = [name for name in chosen if SCENARIOS[name].needs_root]
+                chosen = [name for name in chosen if name not in skipped]
+                err.print(f"skipping {', '.join(skipped)}: {partition_unavailable()}")
         for name in chosen:
             results.append(run_drill(lab, SCENARIOS[name], rate, status.update))
     if report_dir is not None:

@@ -27,6 +27,7 @@ from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.drill import sinks
 from redis_forwarder.drill.checker import RouteReport, check, guarantees_broken, rates
 from redis_forwarder.drill.load import RELOCATE_EVERY, Load
+from redis_forwarder.drill.partition import Partition
 from redis_forwarder.drill.reshape import ClusterReshaper
 from redis_forwarder.drill.scenarios import Scenario
 from redis_forwarder.drill.workload import DRILL_ROUTES, PUBSUB_ROUTE, Lane, drill_routes, workload
@@ -150,6 +151,45 @@ class LabTarget:
         if self.kind is not DeploymentKind.CLUSTER:
             settings = self.config.source.settings()
         return discover(settings)
+
+    def partition_owner(self, link: str) -> Callable[[], None]:
+        """Move the drill task's owner into a network namespace of its own (a restart:
+        it hands its tasks off and rejoins), let the fleet settle, then cut its link to
+        Redis or to ZooKeeper. Returns the undo: heal, move it back, clean up."""
+        victim = self.owner(self.drill_shard)
+        if victim is None:
+            raise RuntimeError("the drill task has no owner to partition")
+        records = self.lab.state().processes
+        partition = Partition(
+            {
+                "redis": [
+                    Address.parse(r.address) for r in records if r.kind in ("redis", "sentinel")
+                ],
+                "zookeeper": [Address.parse(r.address) for r in records if r.kind == "zookeeper"],
+            }
+        )
+        try:
+            partition.open()
+            self.lab.restart(victim, wrap=partition.wrap)
+            self.note(f"{victim} restarted in network namespace {partition.namespace}")
+            self.settle("with a node in its namespace")
+            owned = sorted(f"{r}@{s}" for (r, s), (o, _e) in self.owners().items() if o == victim)
+            partition.cut(link)
+        except BaseException:
+            partition.close()
+            raise
+        self.note(
+            f"{victim} cut off from {link} (veth down); it owned {', '.join(owned) or 'nothing'}"
+        )
+
+        def undo() -> None:
+            partition.heal(link)
+            self.note(f"{victim}: {link} link up")
+            self.lab.restart(victim)  # back into the lab's namespace
+            partition.close()
+            self.note(f"{victim} restarted outside the namespace")
+
+        return undo
 
     def reshape(self) -> ClusterReshaper:
         return ClusterReshaper(self)

@@ -54,6 +54,8 @@ class Target(Protocol):
 
     def reshape(self) -> Reshaper: ...
 
+    def partition_owner(self, link: str) -> Undo: ...
+
     def note(self, event: str) -> None: ...
 
 
@@ -76,6 +78,7 @@ class Scenario:
     hold: Callable[[Target], float]
     max_gap: Callable[[Target], float]
     kinds: frozenset[DeploymentKind] = ANY
+    needs_root: bool = False  # network namespaces: `drill all` leaves it out otherwise
 
 
 def _owner(target: Target) -> str:
@@ -184,6 +187,14 @@ def _slow_sink(target: Target) -> Undo:
     return lambda: None
 
 
+def _partition_zookeeper(target: Target) -> Undo:
+    return target.partition_owner("zookeeper")
+
+
+def _partition_redis(target: Target) -> Undo:
+    return target.partition_owner("redis")
+
+
 def _migrate_slots(target: Target) -> Undo:
     return target.reshape().migrate_drill_stream()
 
@@ -284,6 +295,25 @@ SCENARIOS: dict[str, Scenario] = {
             _slow_sink,
             hold=lambda t: 3,
             max_gap=lambda t: 4,
+        ),
+        Scenario(
+            "partition-zookeeper",
+            "the node owning the drill task, in a network namespace of its own, loses its "
+            "link to ZooKeeper (it still reaches Redis): it stops writing when its lease "
+            "runs out, the others take its tasks after its session expires",
+            _partition_zookeeper,
+            hold=lambda t: _session(t) + 4,
+            max_gap=lambda t: _session(t) + 3,
+            needs_root=True,
+        ),
+        Scenario(
+            "partition-redis",
+            "the node owning the drill task loses its link to Redis (it still reaches "
+            "ZooKeeper, so it keeps its tasks): they wait out the partition and resume",
+            _partition_redis,
+            hold=lambda t: 5,
+            max_gap=lambda t: 5 + 4,
+            needs_root=True,
         ),
         Scenario(
             "migrate-slots",

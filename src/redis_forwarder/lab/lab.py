@@ -349,10 +349,13 @@ class Lab:
         if not pids.send(record.identity, sig):
             raise LabError(f"{name} (pid {record.pid}) is not running")
 
-    def restart(self, name: str, *, hard: bool = False) -> ProcessRecord:
+    def restart(
+        self, name: str, *, hard: bool = False, wrap: tuple[str, ...] = ()
+    ) -> ProcessRecord:
         """Stop one of the lab's processes (SIGTERM, or SIGKILL when ``hard``) and start
-        it again the same way, on the same data: a restart drill. Returns its new record
-        (readiness is the caller's to wait for)."""
+        it again the same way, on the same data: a restart drill. ``wrap`` prefixes the
+        command this time only (``ip netns exec NS``: it execs, so the pid is the
+        process's own). Returns its new record (readiness is the caller's to wait for)."""
         with self._locked():
             state = self.state()
             record = next((r for r in state.processes if r.name == name), None)
@@ -366,7 +369,8 @@ class Lab:
             if left:
                 raise LabError(f"{name} (pid {record.pid}) did not stop; it was not restarted")
             with open(record.log, "ab") as log_file:
-                child = self._children[name] = _spawn(record.argv, Path(record.data_dir), log_file)
+                argv = (*wrap, *record.argv)
+                child = self._children[name] = _spawn(argv, Path(record.data_dir), log_file)
             identity = pids.identify(child.pid)
             restarted = replace(
                 record, pid=child.pid, start_ticks=identity.start_ticks if identity else -1

@@ -1,0 +1,70 @@
+"""A TCP relay: ``python -m redis_forwarder.drill.relay LISTEN=UPSTREAM ...`` accepts on
+each LISTEN address and pipes every connection to its UPSTREAM, both ways, until either
+side closes. The partition drills run a pair of these around a veth link (one in the
+forwarder node's network namespace, one outside), so that taking the link down cuts the
+node off silently: its connections stay open and hear nothing, as in a real partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from redis_forwarder.model import Address
+
+CONNECT_TIMEOUT = 30.0  # a cut link must look like silence, not a quick refusal
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+def _handler(upstream: Address):  # type: ignore[no-untyped-def]
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(upstream.host, upstream.port), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    return handle
+
+
+async def serve(mappings: list[tuple[Address, Address]]) -> None:
+    servers = [
+        await asyncio.start_server(_handler(upstream), listen.host, listen.port)
+        for listen, upstream in mappings
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("relaying", flush=True)  # the drill waits for this line
+    await stop.wait()
+    for server in servers:
+        server.close()
+
+
+def main(argv: list[str]) -> None:
+    mappings = []
+    for pair in argv:
+        listen, _, upstream = pair.partition("=")
+        mappings.append((Address.parse(listen), Address.parse(upstream)))
+    asyncio.run(serve(mappings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
