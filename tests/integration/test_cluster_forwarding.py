@@ -154,6 +154,17 @@ def forward_through_home_fault(
         with Publisher(lambda: next(rotation), "orders") as publisher:
             wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
             inject(home)
+            # The task may resume on another node before the promotion (classic pub/sub
+            # reaches every node), and lose its sink once more if the sink key lives on
+            # the failed master: what counts is after the cluster has moved on.
+            wait_until(
+                lambda: (
+                    runner.node.source_topology().shard(task.shard).master.address  # type: ignore[union-attr]
+                    != home.master.address
+                ),
+                "the node seeing the home shard's new master",
+                timeout=30,
+            )
             resumed = wait_resumed(task, publisher)
         master_after = runner.node.source_topology().shard(task.shard).master.address  # type: ignore[union-attr]
         # Still forwarding while we look: the last messages may be on their way.

@@ -43,8 +43,21 @@ def drill(lab_dir: Path, scenario: str, report: Path) -> dict[str, object]:
         "drill", scenario, "--dir", str(lab_dir), "--json", "--report", str(report),
         timeout=300,
     )  # fmt: skip
-    assert result.code == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    (outcome,) = json.loads(result.stdout)
+    try:
+        (outcome,) = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"no report: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        ) from None
+    summary = {
+        "broken": outcome["broken"],
+        "routes": {
+            name: {k: r[k] for k in ("lost", "duplicated", "reordered", "gap", "writers")}
+            for name, r in outcome["routes"].items()
+        },
+        "events": [f"{e['offset']:+.2f} {e['what']}" for e in outcome["events"]],
+    }
+    assert result.code == 0, json.dumps(summary, indent=1)
     assert isinstance(outcome, dict)
     return outcome
 

@@ -7,7 +7,8 @@ The status document (stable; docs/cli.md):
     {"controller": "n1",
      "members": [{"id": "n1", "host": "...", "pid": 123, "version": "0.1.0",
                   "metrics": null, "config": "3f2a...", "drained": false,
-                  "config_drift": false, "started_at": 1763900000.1}],
+                  "config_drift": false, "started_at": 1763900000.1,
+                  "reported_at": 1763900012.3}],
      "drained": [], "paused": [], "assignment_serial": 4,
      "tasks": [{"route": "orders", "shard": "alpha", "assigned": "n1", "owner": "n1",
                 "epoch": 4294967312, "running": true, "forwarded": 1234,
@@ -15,16 +16,21 @@ The status document (stable; docs/cli.md):
                 "gaps": 0}]}
 
 ``config_drift`` marks members whose config fingerprint differs from the
-controller's: the controller assigns them nothing.
+controller's: the controller assigns them nothing. ``reported_at``: when the member
+last wrote its progress (every cycle). A task is ``running`` (with its counters) only
+as its owner reported it, for the epoch it owns, within ``STALE_AFTER`` seconds.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
+
+STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report this recent
 
 
 def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
@@ -45,12 +51,17 @@ def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
         )
     assignment_znode = client.get(paths.assignment)
     assignment, serial = znodes.assignment_of(assignment_znode.data if assignment_znode else None)
-    progress: dict[str, dict[str, Any]] = {}
+    # Each member's report of its tasks, if it is fresh: a node writes it every cycle
+    # (about a second), so an old one is a node that cannot reach ZooKeeper, or a
+    # ZooKeeper that has just woken up with sessions it has not expired yet.
+    now = time.time()
+    reports: dict[str, dict[str, Any]] = {}
     for member in members:
         znode = client.get(paths.progress_of(str(member.get("id"))))
         document = znodes.decode(znode.data) if znode else None
-        if isinstance(document, dict):
-            progress.update(document)
+        member["reported_at"] = znode.mtime if znode else None
+        if isinstance(document, dict) and znode and now - znode.mtime <= STALE_AFTER:
+            reports[str(member.get("id"))] = document
     owners: dict[tuple[str, str], tuple[str | None, int]] = {}
     for name in client.children(paths.owners):
         znode = client.get(f"{paths.owners}/{name}")
@@ -60,7 +71,9 @@ def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
     tasks = []
     for task in sorted(set(assignment) | set(owners)):
         owner, epoch = owners.get(task, (None, None))
-        seen = progress.get(f"{task[0]}@{task[1]}", {})
+        seen = reports.get(owner or "", {}).get(f"{task[0]}@{task[1]}", {})
+        if seen.get("epoch") != epoch:
+            seen = {}  # the owner's report is of an earlier ownership (or none)
         tasks.append(
             {
                 "route": task[0],

@@ -76,10 +76,11 @@ class Znode:
     data: bytes
     version: int
     czxid: int  # the creation transaction id: unique and increasing per creation
+    mtime: float = 0.0  # when it was last written, by ZooKeeper's clock (s since epoch)
 
     @classmethod
     def of(cls, data: bytes, stat: ZnodeStat) -> Znode:
-        return cls(data, stat.version, stat.czxid)
+        return cls(data, stat.version, stat.czxid, stat.mtime / 1000)
 
 
 class ZooKeeperSession:

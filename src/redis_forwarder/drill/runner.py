@@ -9,6 +9,7 @@ routes and the fleet's ZooKeeper.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -105,6 +106,7 @@ class LabTarget:
         self.workload = workload(self.config, self.shards)
         self.events: list[tuple[float, str]] = []
         self._slots = SlotMap(self.cluster_nodes)
+        self._partitions: dict[str, Partition] = {}  # node -> its namespace, while isolated
 
     # -- what scenarios use
     def note(self, event: str) -> None:
@@ -152,42 +154,52 @@ class LabTarget:
             settings = self.config.source.settings()
         return discover(settings)
 
-    def partition_owner(self, link: str) -> Callable[[], None]:
-        """Move the drill task's owner into a network namespace of its own (a restart:
-        it hands its tasks off and rejoins), let the fleet settle, then cut its link to
-        Redis or to ZooKeeper. Returns the undo: heal, move it back, clean up."""
-        victim = self.owner(self.drill_shard)
-        if victim is None:
-            raise RuntimeError("the drill task has no owner to partition")
+    def isolate_nodes(self) -> Callable[[], None]:
+        """Restart every forwarder node in a network namespace of its own (before the
+        load starts: the restarts are not the drill's fault), each reaching the lab
+        through its own links (``partition.py``). Returns the cleanup: every node
+        restarted outside again, the namespaces deleted."""
         records = self.lab.state().processes
-        partition = Partition(
-            {
-                "redis": [
-                    Address.parse(r.address) for r in records if r.kind in ("redis", "sentinel")
-                ],
-                "zookeeper": [Address.parse(r.address) for r in records if r.kind == "zookeeper"],
-            }
-        )
+        addresses = {
+            "redis": [Address.parse(r.address) for r in records if r.kind in ("redis", "sentinel")],
+            "zookeeper": [Address.parse(r.address) for r in records if r.kind == "zookeeper"],
+        }
+        nodes = [r.name for r in records if r.kind == "forwarder"]
+        base = os.getpid() % 80 * 3
+        opened: dict[str, Partition] = {}
+
+        def cleanup() -> None:
+            for name, partition in opened.items():
+                self.lab.restart(name)  # back into the lab's namespace
+                partition.close()
+            opened.clear()
+
         try:
-            partition.open()
-            self.lab.restart(victim, wrap=partition.wrap)
-            self.note(f"{victim} restarted in network namespace {partition.namespace}")
-            self.settle("with a node in its namespace")
-            owned = sorted(f"{r}@{s}" for (r, s), (o, _e) in self.owners().items() if o == victim)
-            partition.cut(link)
+            for index, name in enumerate(nodes):
+                partition = Partition(addresses, tag=base + index)
+                opened[name] = partition
+                partition.open()
+                self.lab.restart(name, wrap=partition.wrap)
+                self.progress(f"{name} restarted in network namespace {partition.namespace}")
         except BaseException:
-            partition.close()
+            cleanup()
             raise
-        self.note(
-            f"{victim} cut off from {link} (veth down); it owned {', '.join(owned) or 'nothing'}"
-        )
+        self._partitions = opened
+        return cleanup
+
+    def cut_owner(self, link: str) -> Callable[[], None]:
+        """Take down the link to Redis or to ZooKeeper of the node that owns the drill
+        task (isolated by ``isolate_nodes``). Returns the undo: the link up again."""
+        victim = self.owner(self.drill_shard)
+        partition = self._partitions.get(victim or "")
+        if victim is None or partition is None:
+            raise RuntimeError("the drill task's owner is not in a namespace of its own")
+        partition.cut(link)
+        self.note(f"{victim} cut off from {link} (veth down in {partition.namespace})")
 
         def undo() -> None:
             partition.heal(link)
             self.note(f"{victim}: {link} link up")
-            self.lab.restart(victim)  # back into the lab's namespace
-            partition.close()
-            self.note(f"{victim} restarted outside the namespace")
 
         return undo
 
@@ -410,6 +422,17 @@ def run_drill(
             f"{scenario.name} drills a {kinds} deployment; the lab in {lab.directory} is "
             f"{target.kind} (see docs/drills.md for which spec each scenario needs)"
         )
+    cleanup = scenario.prepare(target) if scenario.prepare is not None else None
+    try:
+        return _run(target, scenario, rate, progress)
+    finally:
+        if cleanup is not None:
+            cleanup()
+
+
+def _run(
+    target: LabTarget, scenario: Scenario, rate: float, progress: Callable[[str], None]
+) -> DrillResult:
     target.settle("before the drill")
     run = uuid.uuid4().hex[:8]
     lanes = target.workload.lanes
@@ -448,7 +471,14 @@ def run_drill(
     for name, report in reports.items():
         pubsub = name.startswith("pubsub@")
         bound = scenario.max_gap(target) if pubsub else None
-        problems = guarantees_broken(report, may_lose=pubsub, max_gap=bound, may_reorder=not pubsub)
+        # Streams: an entry claimed late from a frozen owner lands after newer ones.
+        # Pub/sub on a cluster: Redis orders PUBLISH per node only; a publisher that
+        # follows a failover to another node can be overtaken on the cluster bus by its
+        # own earlier messages. Both are counted and shown, not a broken guarantee.
+        may_reorder = not pubsub or target.kind is DeploymentKind.CLUSTER
+        problems = guarantees_broken(
+            report, may_lose=pubsub, max_gap=bound, may_reorder=may_reorder
+        )
         broken += [f"{name}: {problem}" for problem in problems]
     faulted = target.workload.faulted_route
     timeline = {

@@ -54,7 +54,9 @@ class Target(Protocol):
 
     def reshape(self) -> Reshaper: ...
 
-    def partition_owner(self, link: str) -> Undo: ...
+    def isolate_nodes(self) -> Undo: ...
+
+    def cut_owner(self, link: str) -> Undo: ...
 
     def note(self, event: str) -> None: ...
 
@@ -79,6 +81,8 @@ class Scenario:
     max_gap: Callable[[Target], float]
     kinds: frozenset[DeploymentKind] = ANY
     needs_root: bool = False  # network namespaces: `drill all` leaves it out otherwise
+    # Before the load starts, and undone after the drill: a set-up that is not the fault.
+    prepare: Callable[[Target], Undo] | None = None
 
 
 def _owner(target: Target) -> str:
@@ -187,12 +191,16 @@ def _slow_sink(target: Target) -> Undo:
     return lambda: None
 
 
+def _isolate(target: Target) -> Undo:
+    return target.isolate_nodes()
+
+
 def _partition_zookeeper(target: Target) -> Undo:
-    return target.partition_owner("zookeeper")
+    return target.cut_owner("zookeeper")
 
 
 def _partition_redis(target: Target) -> Undo:
-    return target.partition_owner("redis")
+    return target.cut_owner("redis")
 
 
 def _migrate_slots(target: Target) -> Undo:
@@ -298,13 +306,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "partition-zookeeper",
-            "the node owning the drill task, in a network namespace of its own, loses its "
+            "every node in a network namespace of its own; the drill task's owner loses its "
             "link to ZooKeeper (it still reaches Redis): it stops writing when its lease "
             "runs out, the others take its tasks after its session expires",
             _partition_zookeeper,
             hold=lambda t: _session(t) + 4,
             max_gap=lambda t: _session(t) + 3,
             needs_root=True,
+            prepare=_isolate,
         ),
         Scenario(
             "partition-redis",
@@ -314,6 +323,7 @@ SCENARIOS: dict[str, Scenario] = {
             hold=lambda t: 5,
             max_gap=lambda t: 5 + 4,
             needs_root=True,
+            prepare=_isolate,
         ),
         Scenario(
             "migrate-slots",
