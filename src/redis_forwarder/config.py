@@ -306,7 +306,8 @@ class ForwarderConfig(BaseModel):
 def load_config(path: Path | str) -> ForwarderConfig:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(str(path), ["no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -316,4 +317,4 @@ def load_config(path: Path | str) -> ForwarderConfig:
     try:
         return ForwarderConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(str(path), problems(exc, "docs/configuration.md")) from exc
+        raise ConfigError(str(path), problems(exc, "docs/configuration.md", text)) from exc

@@ -1,11 +1,14 @@
 """Turning pydantic's validation errors into lines a user can act on: the key path as
-written in the TOML file (``shard[1].master``), then what is wrong."""
+written in the TOML file (``shard[1].master``), the line it is on when the file's text
+is at hand, then what is wrong."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import ValidationError
+
+from redis_forwarder.toml_lines import line_of
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -18,15 +21,19 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def describe(error: Any, reference: str) -> str:
+def describe(error: Any, reference: str, text: str | None = None) -> str:
     # Model validators report at the model's own path and name the key in the message.
     message = str(error["msg"]).removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":
         message = f"unknown key; check its spelling against {reference}"
     elif error.get("type") == "missing":
         message = "required key is missing"
-    return f"{key_path(tuple(error['loc']))}: {message}"
+    loc = tuple(error["loc"])
+    line = line_of(text, loc) if text is not None else None
+    where = f" (line {line})" if line is not None else ""
+    return f"{key_path(loc)}{where}: {message}"
 
 
-def problems(exc: ValidationError, reference: str) -> list[str]:
-    return [describe(error, reference) for error in exc.errors()]
+def problems(exc: ValidationError, reference: str, text: str | None = None) -> list[str]:
+    """One line per problem; ``text``: the file's TOML, to name each problem's line."""
+    return [describe(error, reference, text) for error in exc.errors()]

@@ -354,17 +354,17 @@ def parse_spec(text: str, source: str = "<spec>") -> TopologySpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(source, [f"not valid TOML: {exc}"]) from exc
-    return validate_spec(raw, source)
+    return validate_spec(raw, source, text)
 
 
-def validate_spec(raw: Any, source: str = "<spec>") -> TopologySpec:
+def validate_spec(raw: Any, source: str = "<spec>", text: str | None = None) -> TopologySpec:
     """Validate a spec already read from TOML. Raise :class:`SpecError` on any problem."""
     if not isinstance(raw, dict):
         raise SpecError(source, ["a spec is a TOML table of keys"])
     try:
         return TopologySpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(source, problems(exc, "docs/topology-specs.md")) from exc
+        raise SpecError(source, problems(exc, "docs/topology-specs.md", text)) from exc
 
 
 def load_spec(path: Path | str) -> TopologySpec:
