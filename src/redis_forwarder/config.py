@@ -221,12 +221,16 @@ class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str | None = None
-    metrics: str | None = None  # host:port for /metrics, /healthz, /readyz
+    # /metrics, /healthz, /readyz: "host:port", or a port alone for loopback only (the
+    # endpoint has no authentication; expose it with "0.0.0.0:PORT" behind a firewall).
+    metrics: str | None = None
     topology_interval: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.metrics is not None:
+            if self.metrics.strip().isdigit():
+                object.__setattr__(self, "metrics", f"127.0.0.1:{self.metrics.strip()}")
             Address.parse(self.metrics)  # ValueError names the bad address
         return self
 
@@ -242,11 +246,22 @@ class CoordinationConfig(BaseModel):
     # A loop that makes no progress for this long gives its session up (default: half
     # the session timeout).
     stall_timeout: float | None = Field(default=None, gt=0, le=120)
+    # ZooKeeper digest authentication: every znode the fleet creates is readable and
+    # writable by this identity only. The password comes from the environment or a file.
+    username: str | None = Field(default=None, pattern=r"^[^:\s]+$")
+    password_env: str | None = None
+    password_file: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         for server in self.zookeeper.split("/", 1)[0].split(","):
             Address.parse(server.strip())  # ValueError names the bad address
+        has_password = bool(self.password_env or self.password_file)
+        if bool(self.username) != has_password:
+            raise ValueError(
+                "ZooKeeper authentication needs both username and password_env (or "
+                "password_file); give both or neither"
+            )
         if self.stall_timeout is not None and self.stall_timeout >= self.session_timeout:
             raise ValueError(
                 "stall_timeout must be below session_timeout: a stalled node must give its "
@@ -257,6 +272,15 @@ class CoordinationConfig(BaseModel):
     @property
     def stall_limit(self) -> float:
         return self.stall_timeout or self.session_timeout / 2
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(username, password) for ZooKeeper's digest scheme, read now; or None."""
+        if not self.username:
+            return None
+        password = read_password(
+            env=self.password_env, file=self.password_file, what="[coordination]"
+        )
+        return (self.username, password or "")
 
 
 class ForwarderConfig(BaseModel):

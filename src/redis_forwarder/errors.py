@@ -16,7 +16,8 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     │   ├── UnknownMasterError               no sentinel monitors that master name
     │   └── MasterUnconfirmedError           the named master does not say it is one
     ├── CoordinationError           exit 6   ZooKeeper could not be used
-    │   └── ZooKeeperUnreachableError        no ZooKeeper server answered in time
+    │   ├── ZooKeeperUnreachableError        no ZooKeeper server answered in time
+    │   └── ZooKeeperRefusedError            the znodes' ACL does not admit our identity
     └── LabError                    exit 3   the local lab could not do what was asked
         ├── MissingBinaryError               redis-server, java, ... not installed
         ├── PortInUseError                   a spec port is taken by another process
@@ -125,6 +126,17 @@ class ZooKeeperUnreachableError(CoordinationError):
             "[coordination] zookeeper in the config and that the ensemble is up "
             "(lab status shows the lab's)"
         )
+
+
+class ZooKeeperRefusedError(CoordinationError):
+    def __init__(self, root: str, authenticated: bool) -> None:
+        hint = (
+            "the username and password given are not the ones the fleet's znodes admit"
+            if authenticated
+            else "the fleet's znodes admit only an authenticated identity: set [coordination] "
+            "username and password_env (or password_file)"
+        )
+        super().__init__(f"ZooKeeper refused access to {root}: {hint} (docs/security.md)")
 
 
 class LabError(ForwarderError):

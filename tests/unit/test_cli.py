@@ -37,7 +37,7 @@ def test_bad_spec_exits_2_naming_the_key(tmp_path: Path) -> None:
     spec.write_text('name = "x"\nkind = "standalone"\ncolour = 1\n')
     result = run_cli("lab", "up", str(spec), "--dir", str(tmp_path / "lab"))
     assert result.code == 2
-    assert "colour: unknown key" in result.stderr
+    assert "colour (line 3): unknown key" in result.stderr
     assert "shard: required key is missing" in result.stderr
 
 
@@ -80,7 +80,9 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     config.write_text('[source]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\ncolor = 1\n')
     result = run_cli("topology", "--config", str(config))
     assert result.code == 2
-    assert "source.color: unknown key" in result.stderr
+    assert "source.color (line 4): unknown key" in result.stderr
     config.write_text('[source]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\n')
     result = run_cli("topology", "--config", str(config))
-    assert result.code == 2 and "source: a sentinel deployment needs masters" in result.stderr
+    assert (
+        result.code == 2 and "source (line 1): a sentinel deployment needs masters" in result.stderr
+    )

@@ -77,7 +77,7 @@ def test_full_example(tmp_path: Path) -> None:
         (('name = "copies"', 'name = "orders"'), "route names must be unique"),
         (('copy.{channel}" }', 'copy.{channel}", maxlen = 5 }'), "maxlen is for stream"),
         (("c:{0..3}", "c:{3..0}"), "runs backwards"),
-        (("metrics =", "metricz ="), "node.metricz: unknown key"),
+        (("metrics =", "metricz ="), "node.metricz (line 22): unknown key"),
         (("127.0.0.1:9464", "127.0.0.1"), "is not host:port"),
     ],
 )
@@ -106,3 +106,17 @@ def test_a_route_may_not_feed_itself(tmp_path: Path, route: str) -> None:
     text = '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
     text += f'[[route]]\nname = "loop"\n{route}\n'
     assert "forward its own output forever" in problems(tmp_path, text)
+
+
+def test_a_metrics_port_alone_binds_loopback(tmp_path: Path) -> None:
+    config = load(tmp_path, EXAMPLE.replace('"127.0.0.1:9464"', '"9464"'))
+    assert config.node.metrics == "127.0.0.1:9464"
+
+
+def test_zookeeper_identity_needs_user_and_password_source(tmp_path: Path) -> None:
+    base = EXAMPLE + '[coordination]\nzookeeper = "127.0.0.1:2181"\n'
+    assert "give both or neither" in problems(tmp_path, base + 'username = "fleet"\n')
+    config = load(tmp_path, base + 'username = "fleet"\npassword_env = "RF_TEST_ZK_PW"\n')
+    assert config.coordination is not None
+    with pytest.raises(Exception, match="RF_TEST_ZK_PW, which is not set"):
+        config.coordination.credentials()

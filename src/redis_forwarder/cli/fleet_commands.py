@@ -42,7 +42,8 @@ def _coordination(config_path: Path) -> CoordinationConfig:
 
 def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
     coordination = _coordination(config_path)
-    return FleetClient(coordination.zookeeper), Paths(coordination.root)
+    client = FleetClient(coordination.zookeeper, credentials=coordination.credentials())
+    return client, Paths(coordination.root)
 
 
 @click.command()

@@ -40,10 +40,12 @@ from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
     NodeExists,
+    Refused,
     SessionState,
     ZooKeeperError,
     ZooKeeperSession,
 )
+from redis_forwarder.errors import ZooKeeperRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,9 @@ class ZooKeeperCoordinator:
         self.fingerprint = fingerprint
         self.metrics_address = metrics_address
         self.paths = Paths(config.root)
-        self.session = ZooKeeperSession(config.zookeeper, config.session_timeout, on_change)
+        self.session = ZooKeeperSession(
+            config.zookeeper, config.session_timeout, on_change, config.credentials()
+        )
         self.gate = self.session.gate
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
         self.is_controller = False
@@ -147,14 +151,19 @@ class ZooKeeperCoordinator:
 
     async def start(self) -> None:
         await self.session.start()
-        await self.session.ensure(
-            self.paths.members,
-            self.paths.owners,
-            self.paths.progress,
-            self.paths.drained,
-            self.paths.paused,
-            self.paths.controller,
-        )
+        try:
+            await self.session.ensure(
+                self.paths.members,
+                self.paths.owners,
+                self.paths.progress,
+                self.paths.drained,
+                self.paths.paused,
+                self.paths.controller,
+            )
+            await self.session.children(self.paths.members)  # reading needs the ACL too
+        except Refused as exc:
+            await self.session.close()
+            raise ZooKeeperRefusedError(self.config.root, self.session.authenticated) from exc
 
     # ---------------------------------------------------------------- the cycle
     async def cycle(

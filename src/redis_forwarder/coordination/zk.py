@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
     KazooException,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
@@ -41,9 +42,14 @@ from kazoo.exceptions import (
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
+from kazoo.security import make_digest_acl
 
 from redis_forwarder.coordination.gate import WriteGate
-from redis_forwarder.errors import CoordinationError, ZooKeeperUnreachableError
+from redis_forwarder.errors import (
+    CoordinationError,
+    ZooKeeperRefusedError,
+    ZooKeeperUnreachableError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +73,26 @@ class NodeExists(ZooKeeperError):
     pass
 
 
+class Refused(ZooKeeperError):
+    """The znode's ACL does not admit this session's identity."""
+
+
+Credentials = tuple[str, str] | None  # (username, password) for the digest scheme
+
+
+def auth_options(credentials: Credentials) -> dict[str, Any]:
+    """KazooClient options for a fleet with a ZooKeeper identity: the session
+    authenticates with the digest scheme, and every znode it creates admits that identity
+    alone (another client can neither take ownership nor rewrite the assignment)."""
+    if credentials is None:
+        return {}
+    user, password = credentials
+    return {
+        "auth_data": [("digest", f"{user}:{password}")],
+        "default_acl": [make_digest_acl(user, password, all=True)],
+    }
+
+
 class NoNode(ZooKeeperError):
     pass
 
@@ -84,8 +110,15 @@ class Znode:
 
 
 class ZooKeeperSession:
-    def __init__(self, hosts: str, session_timeout: float, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        hosts: str,
+        session_timeout: float,
+        on_change: Callable[[], None],
+        credentials: Credentials = None,
+    ) -> None:
         self.hosts = hosts
+        self.authenticated = credentials is not None
         self.session_timeout = session_timeout
         self.on_change = on_change  # called on the loop after any state change or watch
         self.state = SessionState.LOST
@@ -105,6 +138,7 @@ class ZooKeeperSession:
             # operations are not retried here: the reconcile loop tries again next cycle.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
             logger=logging.getLogger("kazoo"),
+            **auth_options(credentials),
         )
         self.client.add_listener(self._on_state)
 
@@ -215,6 +249,9 @@ class ZooKeeperSession:
         except NoNodeError as exc:
             self._heard(sent)
             raise NoNode(str(exc) or "no node") from exc
+        except NoAuthError as exc:
+            self._heard(sent)
+            raise Refused("not authorized by the znode's ACL") from exc
         except SessionExpiredError as exc:
             self._lost("an operation found the session expired")
             raise ZooKeeperError("session expired") from exc
@@ -288,9 +325,10 @@ class ZooKeeperSession:
 class FleetClient:
     """A short synchronous session for the command line (status, drain, pause, ...)."""
 
-    def __init__(self, hosts: str, timeout: float = 10.0) -> None:
+    def __init__(self, hosts: str, timeout: float = 10.0, credentials: Credentials = None) -> None:
         self.hosts = hosts
-        self.client = KazooClient(hosts=hosts, timeout=timeout)
+        self.authenticated = credentials is not None
+        self.client = KazooClient(hosts=hosts, timeout=timeout, **auth_options(credentials))
         try:
             self.client.start(timeout)
         except (KazooTimeoutError, KazooException, OSError) as exc:
@@ -309,6 +347,8 @@ class FleetClient:
             data, stat = self.client.get(path)
         except NoNodeError:
             return None
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
         except KazooException as exc:
             raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
         return Znode.of(data, stat)
@@ -318,17 +358,24 @@ class FleetClient:
             return list(self.client.get_children(path))
         except NoNodeError:
             return []
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
         except KazooException as exc:
             raise ZooKeeperError(f"listing {path}: {type(exc).__name__}") from exc
 
     def exists(self, path: str) -> bool:
-        return self.client.exists(path) is not None
+        try:
+            return self.client.exists(path) is not None
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
 
     def put(self, path: str, data: bytes) -> None:
         """Create or overwrite a persistent znode."""
         try:
             self.client.ensure_path(path)
             self.client.set(path, data)
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
         except KazooException as exc:
             raise ZooKeeperError(f"writing {path}: {type(exc).__name__}") from exc
 
@@ -338,6 +385,8 @@ class FleetClient:
             self.client.delete(path)
         except NoNodeError:
             return False
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
         except KazooException as exc:
             raise ZooKeeperError(f"deleting {path}: {type(exc).__name__}") from exc
         return True
@@ -345,6 +394,8 @@ class FleetClient:
     def lock_holder(self, path: str) -> str | None:
         try:
             contenders = self.client.Lock(path).contenders()
+        except NoAuthError as exc:
+            raise ZooKeeperRefusedError(path, self.authenticated) from exc
         except KazooException as exc:
             raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
         return contenders[0] if contenders else None

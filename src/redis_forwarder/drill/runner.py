@@ -114,7 +114,11 @@ class LabTarget:
         self.progress(event)
 
     def status(self) -> dict[str, Any]:
-        with FleetClient(self.coordination.zookeeper, timeout=self.session_timeout) as client:
+        with FleetClient(
+            self.coordination.zookeeper,
+            timeout=self.session_timeout,
+            credentials=self.coordination.credentials(),
+        ) as client:
             return fleet_status(client, self.paths)
 
     def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
