@@ -197,6 +197,28 @@ class RouteConfig(BaseModel):
     sink_timeout: float = Field(default=5.0, gt=0, le=300)
     overflow: Literal["block", "drop-oldest"] = "block"
     buffer: int = Field(default=100_000, ge=1, le=10_000_000)
+    # Messages (pub/sub payloads; stream entries, all fields) larger than this are not
+    # forwarded: dropped and counted, or written to the dead_letter stream (a name
+    # template on the route's target) and counted. Stream entries are acknowledged only
+    # once dead-lettered or dropped: nothing is lost without a count.
+    max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
+    oversize: Literal["drop", "dead-letter"] = "drop"
+    dead_letter: str | None = None
+
+    @model_validator(mode="after")
+    def _oversize(self) -> Self:
+        if self.oversize == "dead-letter" and not self.dead_letter:
+            raise ValueError('oversize = "dead-letter" needs dead_letter = "stream name template"')
+        if self.dead_letter is not None:
+            if self.max_message_bytes is None:
+                raise ValueError("dead_letter takes what max_message_bytes refuses: set it")
+            if self.oversize != "dead-letter":
+                raise ValueError('dead_letter is used with oversize = "dead-letter"')
+            try:
+                compile_template(self.dead_letter)
+            except TemplateError as exc:
+                raise ValueError(f"dead_letter: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _no_loop(self) -> Self:

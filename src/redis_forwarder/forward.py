@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis_forwarder.coordination.gate import Gate
-from redis_forwarder.resp import ConnectionLost, ReplyError, encode
+from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, encode
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
 from redis_forwarder.sink.entries import EntrySink
@@ -37,6 +37,27 @@ OUTPUT_BUFFER_HINT = (
     "had buffered for this subscriber is lost; make the sink faster, raise max_in_flight, "
     'set overflow = "drop-oldest", or raise the limit on the source'
 )
+
+
+@dataclass
+class Oversize:
+    """A route's size limit for pub/sub payloads: larger messages leave the batch and
+    go to the dead-letter sink (when there is one) or are dropped; either way counted
+    through ``on_oversize(count, dead_lettered)``."""
+
+    limit: int
+    on_oversize: Callable[[int, bool], None]
+    dead_letter: BatchSink | None = None
+
+    async def set_aside(self, batch: list[RawMessage]) -> list[RawMessage]:
+        limit = self.limit
+        if all(len(message[1]) <= limit for message in batch):
+            return batch  # the common case: one pass, no copy
+        large = [m for m in batch if len(m[1]) > limit]
+        if self.dead_letter is not None:
+            await self.dead_letter.write(large)
+        self.on_oversize(len(large), self.dead_letter is not None)
+        return [m for m in batch if len(m[1]) <= limit]
 
 
 @dataclass
@@ -58,7 +79,9 @@ class PubSubForwarding:
         sink: BatchSink,
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
+        oversize: Oversize | None = None,
     ) -> None:
+        self.oversize = oversize
         self.on_batch = on_batch  # (messages, commands in flight) after each batch
         self.reader = reader
         self.sink = sink
@@ -97,6 +120,10 @@ class PubSubForwarding:
             if batch:
                 awaiting_pong = False
                 started = time.monotonic()
+                if self.oversize is not None:
+                    received = len(batch)
+                    batch = await self.oversize.set_aside(batch)
+                    stats.received += received - len(batch)
                 await sink.write(batch)
                 waited = time.monotonic() - started
                 if waited >= STALL:
@@ -119,6 +146,46 @@ class PubSubForwarding:
                 await self.reader.ping()
                 stats.heartbeats += 1
                 awaiting_pong = True
+
+
+@dataclass
+class StreamOversize:
+    """A route's size limit for stream entries (all fields together): larger entries
+    are written to the dead-letter stream and acknowledged once it answered (a refusal
+    leaves them pending, retried like any refused entry), or acknowledged and dropped;
+    counted through ``on_oversize(count, dead_lettered)``."""
+
+    limit: int
+    on_oversize: Callable[[int, bool], None]
+    sink: EntrySink | None = None
+    command: EntryCommand | None = None
+    key_of: Callable[[bytes], bytes] | None = None
+
+    async def set_aside(
+        self, entries: list[Entry]
+    ) -> tuple[list[Entry], list[tuple[bytes, bytes]]]:
+        """(entries to forward, (stream, id) of those dealt with here)."""
+        limit = self.limit
+
+        def size(entry: Entry) -> int:
+            return sum(len(part) for part in entry[2])
+
+        if all(size(entry) <= limit for entry in entries):
+            return entries, []
+        large = [e for e in entries if size(e) > limit]
+        kept = [e for e in entries if size(e) <= limit]
+        if self.sink is None or self.command is None or self.key_of is None:
+            self.on_oversize(len(large), False)
+            return kept, [(e[0], e[1]) for e in large]
+        command, key_of = self.command, self.key_of
+        replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in large])
+        written = [
+            (e[0], e[1])
+            for e, r in zip(large, replies, strict=True)
+            if not isinstance(r, ReplyError)
+        ]
+        self.on_oversize(len(written), True)
+        return kept, written
 
 
 RECLAIM_INTERVAL = 30.0  # how often entries left pending (refused by the sink) are retried
@@ -147,9 +214,11 @@ class StreamForwarding:
         gate: Gate | None = None,
         on_answered: Callable[[int, float], None] | None = None,
         late_command: EntryCommand | None = None,
+        oversize: StreamOversize | None = None,
     ) -> None:
         """``late_command``: how to write an entry whose copied id is behind the sink's
         last one and that the sink lacks (a new id)."""
+        self.oversize = oversize
         self.late_command = late_command
         self.late = 0
         self.reader = reader
@@ -222,11 +291,19 @@ class StreamForwarding:
             self.last_message_at = time.time()
             if self.gate is not None and not self.gate.may_write():
                 await self.gate.wait()  # read, not written: pending until acknowledged
+            done: dict[bytes, list[bytes]] = {}
+            if self.oversize is not None:
+                entries, aside = await self.oversize.set_aside(entries)
+                for stream, entry_id in aside:
+                    done.setdefault(stream, []).append(entry_id)
+                if not entries:
+                    await self.reader.ack(done)
+                    self.acked += len(aside)
+                    continue
             command, key_of = self.command, self.key_of
             replies = await self.sink.write(
                 [(key_of(entry[0]), command(*entry)) for entry in entries]
             )
-            done: dict[bytes, list[bytes]] = {}
             behind: list[Entry] = []  # refused as "not above the sink's last id"
             for entry, reply in zip(entries, replies, strict=True):
                 if isinstance(reply, ReplyError):

@@ -142,6 +142,12 @@ class Metrics:
         self.owned = Gauge(
             "forwarder_owned_tasks", "Tasks this node owns now", registry=self.registry
         )
+        self.oversize = Counter(
+            "forwarder_oversize_messages",
+            "Messages over the route's max_message_bytes, by what became of them",
+            [*labels, "action"],
+            registry=self.registry,
+        )
         self.cycles = Counter(
             "forwarder_cycles",
             "Reconcile cycles run: one a second, more when topology or ZooKeeper wake it",

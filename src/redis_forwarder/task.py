@@ -21,13 +21,13 @@ from typing import Any
 
 from redis_forwarder.config import RouteConfig
 from redis_forwarder.coordination.gate import Gate
-from redis_forwarder.forward import PubSubForwarding, StreamForwarding
+from redis_forwarder.forward import Oversize, PubSubForwarding, StreamForwarding, StreamOversize
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
-from redis_forwarder.sink.commands import Owner, SinkShape, entry_command, sink_command
+from redis_forwarder.sink.commands import Owner, SinkKind, SinkShape, entry_command, sink_command
 from redis_forwarder.sink.entries import ClusterEntrySink, EntrySink, NodeEntrySink
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
@@ -148,6 +148,12 @@ class ForwardingTask:
             self._shape, self._target, copies_stream_ids(route, source_is_cluster)
         )
         self._late_command = entry_command(self._shape, self._target, copy_ids=False)
+        # Dead letters: a stream on the route's target, one entry per refused message.
+        dead = route.dead_letter
+        self._dead_target = (
+            compile_template(dead).bind(route=route.name, shard=shard) if dead else None
+        )
+        self.oversized = 0
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
         self._labels = {"route": route.name, "shard": shard}
@@ -314,7 +320,9 @@ class ForwardingTask:
             [p.encode() for p in self.route.from_.patterns],
             [c.encode() for c in sharded],
         )
-        self.pubsub = PubSubForwarding(reader, sink, self.route.heartbeat, on_batch=self._count)
+        self.pubsub = PubSubForwarding(
+            reader, sink, self.route.heartbeat, on_batch=self._count, oversize=self._oversize(sink)
+        )
         return self.pubsub.run(), where
 
     async def _stream_loops(
@@ -363,9 +371,47 @@ class ForwardingTask:
                     gate=self.gate,
                     on_answered=self._answered,
                     late_command=self._late_command,
+                    oversize=self._stream_oversize(sink),
                 )
             )
         return first_failure([loop.run() for loop in self.streams]), where
+
+    def _on_oversize(self, count: int, dead_lettered: bool) -> None:
+        self.oversized += count
+        action = "dead-lettered" if dead_lettered else "dropped"
+        self.metrics.oversize.labels(**self._labels, action=action).inc(count)
+        log.warning(
+            "%s: %d messages over max_message_bytes (%d) %s",
+            self.name, count, self.route.max_message_bytes, action,
+        )  # fmt: skip
+
+    def _oversize(self, sink: BatchSink) -> Oversize | None:
+        limit = self.route.max_message_bytes
+        if limit is None:
+            return None
+        dead = None
+        if self._dead_target is not None:
+            shape = SinkShape(SinkKind.STREAM, owner=self._shape.owner)
+            dead = sink.sibling(
+                sink_command(shape, self._dead_target, self.shard), self._dead_target
+            )
+        return Oversize(limit, self._on_oversize, dead)
+
+    def _stream_oversize(self, sink: EntrySink) -> StreamOversize | None:
+        limit = self.route.max_message_bytes
+        if limit is None:
+            return None
+        if self._dead_target is None:
+            return StreamOversize(limit, self._on_oversize)
+        target = self._dead_target
+        shape = SinkShape(SinkKind.STREAM, owner=self._shape.owner)
+        return StreamOversize(
+            limit,
+            self._on_oversize,
+            sink.with_replies(1),
+            entry_command(shape, target, copy_ids=False),
+            lambda stream: target(stream, b""),
+        )
 
     def _stream_key(self, stream: bytes) -> bytes:
         return self._target(stream, b"")

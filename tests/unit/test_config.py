@@ -36,6 +36,9 @@ metrics = "127.0.0.1:9464"
 """
 
 
+COPY_SINK = 'to = { channel = "copy.{channel}" }'
+
+
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     path = tmp_path / "forwarder.toml"
     path.write_text(text)
@@ -79,6 +82,16 @@ def test_full_example(tmp_path: Path) -> None:
         (("c:{0..3}", "c:{3..0}"), "runs backwards"),
         (("metrics =", "metricz ="), "node.metricz (line 22): unknown key"),
         (("127.0.0.1:9464", "127.0.0.1"), "is not host:port"),
+        ((COPY_SINK, COPY_SINK + '\noversize = "dead-letter"'), "needs dead_letter"),
+        ((COPY_SINK, COPY_SINK + '\ndead_letter = "d"'), "set it"),
+        (
+            (
+                COPY_SINK,
+                COPY_SINK
+                + '\nmax_message_bytes = 9\noversize = "dead-letter"\ndead_letter = "d:{nope}"',
+            ),
+            "dead_letter: ",
+        ),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -37,6 +37,10 @@ class BatchSink(Protocol):
     @property
     def refused(self) -> int: ...
 
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
+        """The same connections, another command (one reply each): dead letters."""
+        ...
+
     async def write(self, batch: Sequence[RawMessage]) -> None: ...
 
     def in_flight(self) -> int: ...
@@ -64,6 +68,9 @@ class SingleNodeSink:
     @property
     def refused(self) -> int:
         return self.writer.refused
+
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
+        return SingleNodeSink(self.writer, command)
 
     async def write(self, batch: Sequence[RawMessage]) -> None:
         command = self.command
@@ -159,6 +166,14 @@ class ClusterSink:
     @property
     def refused(self) -> int:
         return sum(w.refused for w in self.writers.values())
+
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
+        twin = ClusterSink(
+            command, key_of, self.topology, self.credentials, self.max_in_flight,
+            self.timeout, self.on_moved, 1, self.connect_timeout, self.gate, self.on_answered,
+        )  # fmt: skip
+        twin.writers = self.writers  # shared: the main sink opens and closes them
+        return twin
 
     async def write(self, batch: Sequence[RawMessage]) -> None:
         routes = self._routes.of(self.topology())

@@ -27,6 +27,11 @@ class EntrySink(Protocol):
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]: ...
 
+    def with_replies(self, replies_per_entry: int) -> EntrySink:
+        """The same connections, commands of another reply count (dead letters); used
+        in turn with this sink, never at the same time."""
+        ...
+
     async def close(self, *, abort: bool = False) -> None: ...
 
 
@@ -45,6 +50,9 @@ class NodeEntrySink:
         self.connection = connection
         self.name = connection.name
         self.replies_per_entry = replies_per_entry
+
+    def with_replies(self, replies_per_entry: int) -> EntrySink:
+        return NodeEntrySink(self.connection, replies_per_entry)
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]:
         buffer = b"".join([command for _key, command in commands])
@@ -77,6 +85,13 @@ class ClusterEntrySink:
         self.timeout = timeout
         self.connections: dict[Address, RespConnection] = {}
         self._routes = RouteCache()
+
+    def with_replies(self, replies_per_entry: int) -> EntrySink:
+        twin = ClusterEntrySink(
+            self.topology, self.credentials, replies_per_entry, self.connect_timeout, self.timeout
+        )
+        twin.connections = self.connections  # shared: this sink closes them
+        return twin
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]:
         routes = self._routes.of(self.topology())
