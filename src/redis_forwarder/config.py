@@ -25,10 +25,31 @@ from redis_forwarder.topology.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
     DeploymentSettings,
+    Tls,
     read_password,
     shape_problem,
 )
 from redis_forwarder.validation import problems
+
+
+class TlsConfig(BaseModel):
+    """TLS to a deployment's Redis nodes and sentinels (docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: str = Field(min_length=1)  # the CA that signs the servers' certificates
+    cert_file: str | None = None  # the client's certificate, when servers ask for one
+    key_file: str | None = None
+    check_name: bool = True  # the server's certificate must name the address connected to
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("give cert_file and key_file together (the client's certificate)")
+        return self
+
+    def settings(self) -> Tls:
+        return Tls(self.ca_file, self.cert_file, self.key_file, self.check_name)
 
 
 class SourceConfig(BaseModel):
@@ -46,6 +67,7 @@ class SourceConfig(BaseModel):
     socket_timeout: float = Field(default=DEFAULT_SOCKET_TIMEOUT, gt=0, le=60)
     # Pub/sub may read from a replica (messages reach replicas too); streams cannot.
     read_from: Literal["master", "replica"] = "master"
+    tls: TlsConfig | None = None  # for the Redis nodes and the sentinels alike
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -57,6 +79,9 @@ class SourceConfig(BaseModel):
         return self
 
     def settings(self) -> DeploymentSettings:
+        tls = self.tls.settings() if self.tls is not None else None
+        if tls is not None:
+            tls.context()  # a missing or bad file: an error now, naming it
         return DeploymentSettings(
             kind=self.kind,
             addresses=tuple(Address.parse(a) for a in self.addresses),
@@ -64,6 +89,7 @@ class SourceConfig(BaseModel):
             redis=Credentials(
                 self.username,
                 read_password(env=self.password_env, file=self.password_file, what="[source]"),
+                tls,
             ),
             sentinel=Credentials(
                 self.sentinel_username,
@@ -72,6 +98,7 @@ class SourceConfig(BaseModel):
                     file=self.sentinel_password_file,
                     what="[source] sentinel",
                 ),
+                tls,
             ),
             socket_timeout=self.socket_timeout,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -64,7 +65,7 @@ READ_SIZE = 1 << 16
 
 
 class RespConnection:
-    """A plain TCP connection speaking RESP2, for the data path.
+    """A TCP (or TLS) connection speaking RESP2, for the data path.
 
     ``open`` connects and authenticates; ``write`` queues bytes (flushed by ``drain``);
     ``read`` waits for the next chunk and returns every complete reply in it. Errors
@@ -85,12 +86,28 @@ class RespConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def open(self, username: str | None = None, password: str | None = None) -> None:
+    async def open(
+        self,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Connect (over TLS with ``tls``: the server's certificate checked against the
+        address) and authenticate."""
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=READ_SIZE),
+                asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    limit=READ_SIZE,
+                    ssl=tls,
+                    server_hostname=self.host if tls is not None else None,
+                ),
                 self.connect_timeout,
             )
+        except ssl.SSLError as exc:
+            reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise ConnectionLost(self.name, f"TLS handshake failed: {reason}") from None
         except (OSError, TimeoutError) as exc:
             raise ConnectionLost(self.name, str(exc) or type(exc).__name__) from None
         if password is not None:

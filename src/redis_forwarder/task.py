@@ -248,7 +248,8 @@ class ForwardingTask:
             end.address.host, end.address.port, timeout=timeout, connect_timeout=CONNECT_TIMEOUT
         )
         stack.push_async_callback(self._close, connection)
-        await connection.open(end.credentials.username, end.credentials.password)
+        tls = end.credentials.tls.context() if end.credentials.tls else None
+        await connection.open(end.credentials.username, end.credentials.password, tls)
         return connection
 
     async def _close(self, connection: RespConnection) -> None:

@@ -29,7 +29,8 @@ async def open_node(
     connection = RespConnection(
         address.host, address.port, timeout=timeout, connect_timeout=connect_timeout
     )
-    await connection.open(credentials.username, credentials.password)
+    tls = credentials.tls.context() if credentials.tls else None
+    await connection.open(credentials.username, credentials.password, tls)
     return connection
 
 

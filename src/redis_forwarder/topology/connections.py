@@ -57,6 +57,7 @@ class Connections:
                 # Discovery has its own retry across nodes; redis-py's default retries
                 # (3, with backoff) would only stretch the time to notice a dead node.
                 retry=Retry(NoBackoff(), 0),
+                **(self._credentials.tls.redis_py() if self._credentials.tls else {}),
             )
         return self._clients[address]
 

@@ -59,6 +59,7 @@ async def listen(
             health_check_interval=HEALTH_CHECK_INTERVAL,
             retry=Retry(NoBackoff(), 0),  # this loop reconnects with its own backoff
             decode_responses=True,
+            **(credentials.tls.redis_py() if credentials.tls else {}),
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:

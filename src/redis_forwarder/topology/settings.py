@@ -6,9 +6,12 @@ and are kept out of ``repr`` so that no log line or traceback shows them.
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab.spec import TopologySpec
@@ -18,11 +21,60 @@ DEFAULT_SOCKET_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
+class Tls:
+    """TLS to a kind of server: the CA that signs the servers' certificates, and the
+    client's own certificate and key when the servers ask for one. The server's
+    certificate must name the address connected to (an IP or DNS SAN) unless
+    ``check_name`` is off."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    check_name: bool = True
+
+    def context(self) -> ssl.SSLContext:
+        """A client context, built once per settings (and checked then: a missing or
+        unreadable file is a usage error naming it)."""
+        return _context(self)
+
+    def redis_py(self) -> dict[str, Any]:
+        """The same settings as redis-py's keyword arguments."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": self.ca_file,
+            "ssl_certfile": self.cert_file,
+            "ssl_keyfile": self.key_file,
+            "ssl_check_hostname": self.check_name,
+            "ssl_cert_reqs": "required",
+        }
+
+
+@functools.cache
+def _context(tls: Tls) -> ssl.SSLContext:
+    for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
+                      ("key_file", tls.key_file)):  # fmt: skip
+        if path and not os.access(path, os.R_OK):
+            raise UsageError(f"tls {key} {path} cannot be read (missing, or no permission)")
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(
+            f"tls: {tls.ca_file} or the client certificate is not usable PEM: {exc}"
+        ) from None
+    context.check_hostname = tls.check_name
+    return context
+
+
+@dataclass(frozen=True)
 class Credentials:
-    """An ACL user and password (both optional). The password never shows in repr."""
+    """An ACL user and password (both optional), and TLS (optional). The password never
+    shows in repr."""
 
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: Tls | None = None
 
     @property
     def given(self) -> bool:

@@ -1,0 +1,99 @@
+"""TLS against a real TLS-only redis-server that asks for client certificates:
+discovery, pub/sub and streams forwarded over TLS; a server the CA did not sign, and a
+missing certificate file, are clear errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_forwarder.lab.forwarders import to_toml
+from redis_forwarder.model import Address
+from tests.support import deployments
+from tests.support.cli import run_cli
+from tests.support.node_runner import NodeRunner
+from tests.support.tls import TlsFiles, make_certificates, tls_redis
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+ADDRESS = Address(f"127.{deployments.test_network()}.250.1", 7990)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Address, TlsFiles]]:
+    directory = tmp_path_factory.mktemp("tls")
+    files = make_certificates(directory / "certs", ADDRESS.host)
+    with tls_redis(directory / "redis", ADDRESS, files) as address:
+        yield address, files
+
+
+def client(address: Address, files: TlsFiles) -> redis.Redis:
+    return redis.Redis(
+        host=address.host, port=address.port, ssl=True, ssl_ca_certs=str(files.ca),
+        ssl_certfile=str(files.client_cert), ssl_keyfile=str(files.client_key),
+    )  # fmt: skip
+
+
+def source(address: Address, tls: dict[str, object]) -> dict[str, object]:
+    return {"kind": "standalone", "addresses": [str(address)], "tls": tls}
+
+
+def tls_of(files: TlsFiles) -> dict[str, object]:
+    return {
+        "ca_file": str(files.ca),
+        "cert_file": str(files.client_cert),
+        "key_file": str(files.client_key),
+    }
+
+
+def test_forwarding_over_tls(tls_server: tuple[Address, TlsFiles]) -> None:
+    address, files = tls_server
+    tag = uuid.uuid4().hex[:8]
+    config = {
+        "source": source(address, tls_of(files)),
+        "route": [
+            {"name": "p", "from": {"channels": [f"{tag}.c"]}, "to": {"stream": f"{tag}:p"}},
+            {
+                "name": "s",
+                "from": {"streams": [f"{tag}.in"], "group": "g"},
+                "to": {"stream": f"{tag}:copy:{{channel}}"},
+            },
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    admin = client(address, files)
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "both tasks forwarding over TLS", timeout=20)
+        for index in range(100):
+            admin.publish(f"{tag}.c", f"m{index}")
+            admin.xadd(f"{tag}.in", {"payload": f"e{index}"})
+        wait_until(
+            lambda: admin.xlen(f"{tag}:p") == 100 and admin.xlen(f"{tag}:copy:{tag}.in") == 100,
+            "everything forwarded",
+        )
+
+
+def test_a_server_outside_the_ca_and_a_missing_file_are_named(
+    tls_server: tuple[Address, TlsFiles], tmp_path: Path
+) -> None:
+    address, files = tls_server
+    stranger = make_certificates(tmp_path / "other", address.host, name="other")
+    config = tmp_path / "forwarder.toml"
+    route = {"name": "p", "from": {"channels": ["c"]}, "to": {"stream": "p"}}
+    foreign_ca = {**tls_of(files), "ca_file": str(stranger.ca)}
+    config.write_text(to_toml({"source": source(address, foreign_ca), "route": [route]}))
+    untrusted = run_cli("topology", "--config", str(config))
+    assert untrusted.code == 5, untrusted.stderr
+    assert "certificate verify failed" in untrusted.stderr
+    missing = {**tls_of(files), "ca_file": str(tmp_path / "nowhere.crt")}
+    config.write_text(to_toml({"source": source(address, missing), "route": [route]}))
+    absent = run_cli("topology", "--config", str(config))
+    assert absent.code == 2 and "nowhere.crt" in absent.stderr, absent.stderr
+    good = {"source": source(address, tls_of(files)), "route": [route]}
+    config.write_text(to_toml(good))
+    found = run_cli("topology", "--config", str(config), "--json")
+    assert found.code == 0 and str(address) in found.stdout, found.stderr
