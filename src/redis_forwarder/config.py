@@ -225,9 +225,10 @@ class RouteConfig(BaseModel):
     overflow: Literal["block", "drop-oldest"] = "block"
     buffer: int = Field(default=100_000, ge=1, le=10_000_000)
     # Messages (pub/sub payloads; stream entries, all fields) larger than this are not
-    # forwarded: dropped and counted, or written to the dead_letter stream (a name
-    # template on the route's target) and counted. Stream entries are acknowledged only
-    # once dead-lettered or dropped: nothing is lost without a count.
+    # forwarded: dropped and counted, or (oversize = "dead-letter") written to the
+    # dead_letter stream (a name template on the route's target) and counted. Stream
+    # entries the sink refuses for good (3 times, not transiently) go there too; without
+    # dead_letter they stay pending. Nothing is acknowledged unwritten and uncounted.
     max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
     oversize: Literal["drop", "dead-letter"] = "drop"
     dead_letter: str | None = None
@@ -236,11 +237,11 @@ class RouteConfig(BaseModel):
     def _oversize(self) -> Self:
         if self.oversize == "dead-letter" and not self.dead_letter:
             raise ValueError('oversize = "dead-letter" needs dead_letter = "stream name template"')
+        if self.oversize == "dead-letter" and self.max_message_bytes is None:
+            raise ValueError(
+                'oversize = "dead-letter" applies to what max_message_bytes refuses: set it'
+            )
         if self.dead_letter is not None:
-            if self.max_message_bytes is None:
-                raise ValueError("dead_letter takes what max_message_bytes refuses: set it")
-            if self.oversize != "dead-letter":
-                raise ValueError('dead_letter is used with oversize = "dead-letter"')
             try:
                 compile_template(self.dead_letter)
             except TemplateError as exc:

@@ -14,18 +14,21 @@ Streams (:class:`StreamForwarding`): at least once, acknowledged after the sink'
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, encode
+from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.batch import BatchSink
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
 from redis_forwarder.sink.entries import EntrySink
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import Entry, StreamReader
 
+log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT = 1.0
 # A write that waits this long for the sink means the loop fell behind the source, and
 # Redis started to buffer for this subscriber.
@@ -149,6 +152,26 @@ class PubSubForwarding:
 
 
 @dataclass
+class StreamDeadLetter:
+    """Where stream entries that cannot be forwarded go: the route's dead-letter stream,
+    written through the task's sink (``sink`` shares its connections)."""
+
+    sink: EntrySink
+    command: EntryCommand
+    key_of: Callable[[bytes], bytes]
+
+    async def write(self, entries: list[Entry]) -> list[tuple[bytes, bytes]]:
+        """(stream, id) of the entries the dead-letter stream took."""
+        command, key_of = self.command, self.key_of
+        replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in entries])
+        return [
+            (e[0], e[1])
+            for e, r in zip(entries, replies, strict=True)
+            if not isinstance(r, ReplyError)
+        ]
+
+
+@dataclass
 class StreamOversize:
     """A route's size limit for stream entries (all fields together): larger entries
     are written to the dead-letter stream and acknowledged once it answered (a refusal
@@ -157,9 +180,7 @@ class StreamOversize:
 
     limit: int
     on_oversize: Callable[[int, bool], None]
-    sink: EntrySink | None = None
-    command: EntryCommand | None = None
-    key_of: Callable[[bytes], bytes] | None = None
+    dead_letter: StreamDeadLetter | None = None
 
     async def set_aside(
         self, entries: list[Entry]
@@ -174,21 +195,55 @@ class StreamOversize:
             return entries, []
         large = [e for e in entries if size(e) > limit]
         kept = [e for e in entries if size(e) <= limit]
-        if self.sink is None or self.command is None or self.key_of is None:
+        if self.dead_letter is None:
             self.on_oversize(len(large), False)
             return kept, [(e[0], e[1]) for e in large]
-        command, key_of = self.command, self.key_of
-        replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in large])
-        written = [
-            (e[0], e[1])
-            for e, r in zip(large, replies, strict=True)
-            if not isinstance(r, ReplyError)
-        ]
+        written = await self.dead_letter.write(large)
         self.on_oversize(len(written), True)
         return kept, written
 
 
-RECLAIM_INTERVAL = 30.0  # how often entries left pending (refused by the sink) are retried
+# Refusals that may pass (the sink is busy, full or in failover): retried for as long
+# as they last, with backoff. Any other refusal (WRONGTYPE, NOPERM, ERR ...) of the same
+# entry GIVE_UP_AFTER times means it can never be written as it is.
+TRANSIENT = ("OOM", "LOADING", "BUSY", "TRYAGAIN", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN")
+GIVE_UP_AFTER = 3
+RETRY_FIRST, RETRY_CAP = 0.5, 30.0  # seconds before refused entries are tried again
+REMEMBERED = 100_000  # refused entries whose attempts are counted (older ones forgotten)
+
+
+class Refusals:
+    """Per refused entry, how often the sink refused it for good-looking reasons."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[tuple[bytes, bytes], int] = {}
+        self.backoff = Backoff(initial=RETRY_FIRST, cap=RETRY_CAP)
+
+    def note(self, refused: list[tuple[Entry, str]]) -> list[tuple[Entry, str]]:
+        """Count these refusals; return the entries refused ``GIVE_UP_AFTER`` times
+        (not transiently): those that can never be written as they are."""
+        given_up: list[tuple[Entry, str]] = []
+        for entry, reason in refused:
+            if reason.startswith(TRANSIENT):
+                continue
+            key = (entry[0], entry[1])
+            count = self.attempts.pop(key, 0) + 1
+            if count >= GIVE_UP_AFTER:
+                given_up.append((entry, reason))
+                continue
+            if len(self.attempts) >= REMEMBERED:
+                self.attempts.pop(next(iter(self.attempts)))
+            self.attempts[key] = count
+        return given_up
+
+    def written(self, done: dict[bytes, list[bytes]]) -> None:
+        if self.attempts:
+            for stream, ids in done.items():
+                for entry_id in ids:
+                    self.attempts.pop((stream, entry_id), None)
+
+
+RECLAIM_INTERVAL = 30.0  # how often every pending entry is looked at again, refused or not
 # Refusals that mean the sink is elsewhere now: reconnect where the topology says.
 MOVED_ON = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "MASTERDOWN")
 
@@ -215,10 +270,17 @@ class StreamForwarding:
         on_answered: Callable[[int, float], None] | None = None,
         late_command: EntryCommand | None = None,
         oversize: StreamOversize | None = None,
+        dead_letter: StreamDeadLetter | None = None,
+        on_given_up: Callable[[int, bool], None] | None = None,
     ) -> None:
         """``late_command``: how to write an entry whose copied id is behind the sink's
-        last one and that the sink lacks (a new id)."""
+        last one and that the sink lacks (a new id). ``dead_letter``: where entries the
+        sink refuses for good go (else they stay pending); ``on_given_up(count,
+        dead_lettered)`` counts them."""
         self.oversize = oversize
+        self.dead_letter = dead_letter
+        self.on_given_up = on_given_up
+        self.refusals = Refusals()
         self.late_command = late_command
         self.late = 0
         self.reader = reader
@@ -236,6 +298,34 @@ class StreamForwarding:
         self.duplicates = 0
         self.refused = 0
         self.last_refusal = ""
+
+    async def _give_up(
+        self, given_up: list[tuple[Entry, str]], done: dict[bytes, list[bytes]]
+    ) -> None:
+        """Entries the sink refused ``GIVE_UP_AFTER`` times: into the dead-letter stream
+        (acknowledged once it took them), or left pending, said loudly."""
+        if not given_up:
+            return
+        entries = [entry for entry, _reason in given_up]
+        reason = given_up[-1][1]
+        if self.dead_letter is not None:
+            written = await self.dead_letter.write(entries)
+            for stream, entry_id in written:
+                done.setdefault(stream, []).append(entry_id)
+            if self.on_given_up is not None:
+                self.on_given_up(len(written), True)
+            log.warning(
+                "%s: %d entries refused %d times (%s) went to the dead-letter stream",
+                self.sink.name, len(written), GIVE_UP_AFTER, reason,
+            )  # fmt: skip
+            return
+        if self.on_given_up is not None:
+            self.on_given_up(len(entries), False)
+        log.error(
+            "%s: %d entries refused %d times (%s) stay pending, retried every %.0fs at most; "
+            "fix the sink, or set dead_letter on the route to set them aside",
+            self.sink.name, len(entries), GIVE_UP_AFTER, reason, RETRY_CAP,
+        )  # fmt: skip
 
     async def _settle_behind(self, behind: list[Entry]) -> list[tuple[bytes, bytes]]:
         """Entries whose copied id is not above the sink's last one: written already (a
@@ -305,6 +395,7 @@ class StreamForwarding:
                 [(key_of(entry[0]), command(*entry)) for entry in entries]
             )
             behind: list[Entry] = []  # refused as "not above the sink's last id"
+            refused: list[tuple[Entry, str]] = []
             for entry, reply in zip(entries, replies, strict=True):
                 if isinstance(reply, ReplyError):
                     message = str(reply)
@@ -313,11 +404,19 @@ class StreamForwarding:
                         continue
                     self.refused += 1
                     self.last_refusal = message
+                    refused.append((entry, message))
                     continue
                 done.setdefault(entry[0], []).append(entry[1])
             for stream, entry_id in await self._settle_behind(behind):
                 done.setdefault(stream, []).append(entry_id)
+            if refused and not self.last_refusal.startswith(MOVED_ON):
+                await self._give_up(self.refusals.note(refused), done)
+                # Refused entries stay pending: try them again soon, then less often.
+                reclaim_at = min(reclaim_at, time.monotonic() + self.refusals.backoff.next_delay())
+            elif not refused:
+                self.refusals.backoff.reset()
             await self.reader.ack(done)
+            self.refusals.written(done)
             self.acked += sum(len(ids) for ids in done.values())
             if self.on_answered is not None:
                 oldest_ms = int(entries[0][1].split(b"-", 1)[0])

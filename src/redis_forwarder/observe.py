@@ -148,6 +148,12 @@ class Metrics:
             [*labels, "action"],
             registry=self.registry,
         )
+        self.refused_for_good = Counter(
+            "forwarder_refused_for_good",
+            "Stream entries the sink refused repeatedly (not transiently), by what became of them",
+            [*labels, "action"],
+            registry=self.registry,
+        )
         self.cycles = Counter(
             "forwarder_cycles",
             "Reconcile cycles run: one a second, more when topology or ZooKeeper wake it",

@@ -21,7 +21,13 @@ from typing import Any
 
 from redis_forwarder.config import RouteConfig
 from redis_forwarder.coordination.gate import Gate
-from redis_forwarder.forward import Oversize, PubSubForwarding, StreamForwarding, StreamOversize
+from redis_forwarder.forward import (
+    Oversize,
+    PubSubForwarding,
+    StreamDeadLetter,
+    StreamForwarding,
+    StreamOversize,
+)
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
@@ -154,6 +160,7 @@ class ForwardingTask:
             compile_template(dead).bind(route=route.name, shard=shard) if dead else None
         )
         self.oversized = 0
+        self.given_up = 0  # stream entries the sink refused for good
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
         self._labels = {"route": route.name, "shard": shard}
@@ -360,6 +367,7 @@ class ForwardingTask:
             reader = StreamReader(
                 source, [s.encode() for s in streams], group, self.consumer.encode()
             )
+            dead = self._stream_dead_letter(sink)
             self.streams.append(
                 StreamForwarding(
                     reader,
@@ -372,7 +380,9 @@ class ForwardingTask:
                     gate=self.gate,
                     on_answered=self._answered,
                     late_command=self._late_command,
-                    oversize=self._stream_oversize(sink),
+                    oversize=self._stream_oversize(dead),
+                    dead_letter=dead,
+                    on_given_up=self._on_given_up,
                 )
             )
         return first_failure([loop.run() for loop in self.streams]), where
@@ -391,28 +401,35 @@ class ForwardingTask:
         if limit is None:
             return None
         dead = None
-        if self._dead_target is not None:
+        if self._dead_target is not None and self.route.oversize == "dead-letter":
             shape = SinkShape(SinkKind.STREAM, owner=self._shape.owner)
             dead = sink.sibling(
                 sink_command(shape, self._dead_target, self.shard), self._dead_target
             )
         return Oversize(limit, self._on_oversize, dead)
 
-    def _stream_oversize(self, sink: EntrySink) -> StreamOversize | None:
-        limit = self.route.max_message_bytes
-        if limit is None:
-            return None
-        if self._dead_target is None:
-            return StreamOversize(limit, self._on_oversize)
+    def _stream_dead_letter(self, sink: EntrySink) -> StreamDeadLetter | None:
         target = self._dead_target
+        if target is None:
+            return None
         shape = SinkShape(SinkKind.STREAM, owner=self._shape.owner)
-        return StreamOversize(
-            limit,
-            self._on_oversize,
+        return StreamDeadLetter(
             sink.with_replies(1),
             entry_command(shape, target, copy_ids=False),
             lambda stream: target(stream, b""),
         )
+
+    def _stream_oversize(self, dead: StreamDeadLetter | None) -> StreamOversize | None:
+        limit = self.route.max_message_bytes
+        if limit is None:
+            return None
+        use = dead if self.route.oversize == "dead-letter" else None
+        return StreamOversize(limit, self._on_oversize, use)
+
+    def _on_given_up(self, count: int, dead_lettered: bool) -> None:
+        self.given_up += count
+        action = "dead-lettered" if dead_lettered else "left-pending"
+        self.metrics.refused_for_good.labels(**self._labels, action=action).inc(count)
 
     def _stream_key(self, stream: bytes) -> bytes:
         return self._target(stream, b"")

@@ -1,6 +1,7 @@
-"""Messages over a route's max_message_bytes, through a real node and Redis: pub/sub
-payloads and stream entries go to the dead-letter stream (or are dropped), counted,
-never silently; the rest is forwarded as usual and stream entries are all acknowledged."""
+"""Messages that cannot be forwarded, through a real node and Redis: pub/sub payloads
+and stream entries over a route's max_message_bytes go to the dead-letter stream (or
+are dropped), counted, never silently; stream entries the sink refuses for good go to
+the dead-letter stream after three tries, or stay pending until the sink is fixed."""
 
 from __future__ import annotations
 
@@ -84,3 +85,52 @@ def test_oversized_messages_are_set_aside_and_counted(
         assert [f[b"payload"] for _i, f in dead["pub"]] == [large] * 5
         assert [f[b"payload"] for _i, f in dead["str"]] == [large] * 5
         assert all(f[b"channel"] == f"{tag}.pub".encode() for _i, f in dead["pub"])
+
+
+@pytest.mark.parametrize(
+    "dead_letter",
+    [True, pytest.param(False, marks=pytest.mark.slow)],  # retries back off
+)
+def test_stream_entries_the_sink_refuses_for_good(
+    shared_deployment: Shared, dead_letter: bool
+) -> None:
+    """The sink key is a string: every XADD is refused (WRONGTYPE). After three tries an
+    entry goes to the dead-letter stream and is acknowledged; without one it stays
+    pending, and is copied once the sink is fixed."""
+    deployment = shared_deployment("standalone")
+    server = deployment.spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    sink = f"{tag}:copy:{tag}.in"
+    client.set(sink, "not a stream")
+    route: dict[str, Any] = {
+        "name": "str",
+        "from": {"streams": [f"{tag}.in"], "group": "g"},
+        "to": {"stream": f"{tag}:copy:{{channel}}"},
+    }
+    if dead_letter:
+        route["dead_letter"] = f"{tag}:dead:{{channel}}"
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(server)]},
+        "route": [route],
+        "node": {"topology_interval": 0.5},
+    }
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "the task forwarding", timeout=20)
+        for index in range(10):
+            client.xadd(f"{tag}.in", {"payload": f"e{index}"})
+        (task,) = runner.node.tasks.values()
+        wait_until(lambda: task.given_up >= 10, "every entry refused three times", timeout=30)
+        if dead_letter:
+            wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
+            dead = client.xrange(f"{tag}:dead:{tag}.in")
+            assert [f[b"payload"] for _i, f in dead] == [f"e{i}".encode() for i in range(10)]
+        else:
+            assert client.xpending(f"{tag}.in", "g")["pending"] == 10  # nothing lost
+            client.delete(sink)  # the operator fixes the sink
+            wait_until(
+                lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0,
+                "the pending entries copied once the sink takes them",
+                timeout=45,
+            )
+            assert client.xlen(sink) == 10

@@ -83,7 +83,7 @@ def test_full_example(tmp_path: Path) -> None:
         (("metrics =", "metricz ="), "node.metricz (line 22): unknown key"),
         (("127.0.0.1:9464", "127.0.0.1"), "is not host:port"),
         ((COPY_SINK, COPY_SINK + '\noversize = "dead-letter"'), "needs dead_letter"),
-        ((COPY_SINK, COPY_SINK + '\ndead_letter = "d"'), "set it"),
+        ((COPY_SINK, COPY_SINK + '\noversize = "dead-letter"\ndead_letter = "d"'), "set it"),
         (
             (
                 COPY_SINK,
