@@ -14,6 +14,7 @@ Streams (:class:`StreamForwarding`): at least once, acknowledged after the sink'
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +31,9 @@ from redis_forwarder.source.streams import Entry, StreamReader
 
 log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT = 1.0
+# Refusals that may pass (the sink is busy, full or in failover): retried for as long
+# as they last, with backoff.
+TRANSIENT = ("OOM", "LOADING", "BUSY", "TRYAGAIN", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN")
 # A write that waits this long for the sink means the loop fell behind the source, and
 # Redis started to buffer for this subscriber.
 STALL = 0.05
@@ -83,8 +87,14 @@ class PubSubForwarding:
         heartbeat: float = DEFAULT_HEARTBEAT,
         on_batch: Callable[[int, int], None] | None = None,
         oversize: Oversize | None = None,
+        on_refused: Callable[[int, str], None] | None = None,
     ) -> None:
+        """``on_refused(count, last refusal)``: the sink refused writes (those messages
+        are lost, pub/sub being at most once): said at once, not when the task ends."""
         self.oversize = oversize
+        self.on_refused = on_refused
+        self.refused_reported = 0
+        self._refusal_backoff = Backoff(initial=0.05, cap=2.0)
         self.on_batch = on_batch  # (messages, commands in flight) after each batch
         self.reader = reader
         self.sink = sink
@@ -103,6 +113,22 @@ class PubSubForwarding:
         return ConnectionLost(
             lost.address, OUTPUT_BUFFER_HINT.format(ago=ago, stall=self.last_stall)
         )
+
+    async def _after_refusals(self) -> None:
+        """Report new refusals; while the sink refuses for a passing reason (OOM,
+        LOADING, BUSY, ...) wait before reading on, longer each time (to 2 s): what is
+        published meanwhile waits in Redis' output buffer for this subscriber instead of
+        being refused too."""
+        refused = self.sink.refused
+        if refused == self.refused_reported:
+            self._refusal_backoff.reset()
+            return
+        new, self.refused_reported = refused - self.refused_reported, refused
+        reason = self.sink.last_refusal
+        if self.on_refused is not None:
+            self.on_refused(new, reason)
+        if reason.startswith(TRANSIENT):
+            await asyncio.sleep(self._refusal_backoff.next_delay())
 
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost)."""
@@ -136,6 +162,7 @@ class PubSubForwarding:
                 stats.largest_batch = max(stats.largest_batch, len(batch))
                 stats.last_message_at = time.time()
                 sink.check()
+                await self._after_refusals()
                 if self.on_batch is not None:
                     self.on_batch(len(batch), sink.in_flight())
             elif self.reader.pongs != pongs:
@@ -203,10 +230,8 @@ class StreamOversize:
         return kept, written
 
 
-# Refusals that may pass (the sink is busy, full or in failover): retried for as long
-# as they last, with backoff. Any other refusal (WRONGTYPE, NOPERM, ERR ...) of the same
-# entry GIVE_UP_AFTER times means it can never be written as it is.
-TRANSIENT = ("OOM", "LOADING", "BUSY", "TRYAGAIN", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN")
+# Any refusal but a TRANSIENT one of the same entry GIVE_UP_AFTER times means it can
+# never be written as it is (WRONGTYPE, NOPERM, ERR ...).
 GIVE_UP_AFTER = 3
 RETRY_FIRST, RETRY_CAP = 0.5, 30.0  # seconds before refused entries are tried again
 REMEMBERED = 100_000  # refused entries whose attempts are counted (older ones forgotten)

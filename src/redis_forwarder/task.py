@@ -94,6 +94,9 @@ class Endpoint:
     credentials: Credentials
 
 
+REFUSAL_LOG_EVERY = 10.0  # seconds between two "the sink refused" lines of a task
+
+
 class ForwardingTask:
     def __init__(
         self,
@@ -161,6 +164,9 @@ class ForwardingTask:
         )
         self.oversized = 0
         self.given_up = 0  # stream entries the sink refused for good
+        self.refused_lost = 0  # pub/sub messages the sink refused
+        self._refusal_logged_at = float("-inf")
+        self._refusal_logged_count = 0
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
         self._labels = {"route": route.name, "shard": shard}
@@ -308,7 +314,9 @@ class ForwardingTask:
                 with contextlib.suppress(ConnectionLost, TimeoutError):
                     async with asyncio.timeout(CONNECT_TIMEOUT):
                         await sink.flush()
-            self.metrics.refused.labels(**self._labels).inc(sink.refused)
+            # Pub/sub loops count refusals as they come (_on_refused); what came after.
+            reported = self.pubsub.refused_reported if self.pubsub is not None else 0
+            self.metrics.refused.labels(**self._labels).inc(max(0, sink.refused - reported))
             with contextlib.suppress(ConnectionLost, asyncio.CancelledError):
                 await sink.close(abort=not self._graceful)
 
@@ -329,7 +337,12 @@ class ForwardingTask:
             [c.encode() for c in sharded],
         )
         self.pubsub = PubSubForwarding(
-            reader, sink, self.route.heartbeat, on_batch=self._count, oversize=self._oversize(sink)
+            reader,
+            sink,
+            self.route.heartbeat,
+            on_batch=self._count,
+            oversize=self._oversize(sink),
+            on_refused=self._on_refused,
         )
         return self.pubsub.run(), where
 
@@ -452,6 +465,19 @@ class ForwardingTask:
         self.metrics.batches.labels(**labels).inc()
         self.metrics.batch_size.labels(**labels).observe(messages)
         self.metrics.in_flight.labels(**labels).set(in_flight)
+
+    def _on_refused(self, count: int, reason: str) -> None:
+        """Pub/sub messages the sink refused: lost, so counted and said at once (one
+        line per REFUSAL_LOG_EVERY seconds at most, with how many since the last)."""
+        self.refused_lost += count
+        self.metrics.refused.labels(**self._labels).inc(count)
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_EVERY:
+            log.warning(
+                "%s: the sink refused %d messages (lost; pub/sub is at most once), last: %s",
+                self.name, self.refused_lost - self._refusal_logged_count, reason,
+            )  # fmt: skip
+            self._refusal_logged_at, self._refusal_logged_count = now, self.refused_lost
 
     def _answered(self, messages: int, seconds: float) -> None:
         self.forwarded += messages

@@ -134,3 +134,72 @@ def test_stream_entries_the_sink_refuses_for_good(
                 timeout=45,
             )
             assert client.xlen(sink) == 10
+
+
+@pytest.mark.slow
+def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
+    shared_deployment: Shared, fresh_deployment: Callable[[str], Deployment]
+) -> None:
+    """The sink (a server of its own) refuses writes with OOM for a while: pub/sub
+    messages refused then are counted and logged as lost, the loop backs off; stream
+    entries stay pending and are all copied once the sink has room again."""
+    source = shared_deployment("standalone").spec.shards[0].master
+    sink = fresh_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=source.host, port=source.port)
+    target = redis.Redis(host=sink.host, port=sink.port)
+    tag = uuid.uuid4().hex[:8]
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "targets": {"sink": {"kind": "standalone", "addresses": [str(sink)]}},
+        "route": [
+            {
+                "name": "p",
+                "from": {"channels": [f"{tag}.c"]},
+                "to": {"target": "sink", "stream": f"{tag}:p"},
+            },
+            {
+                "name": "s",
+                "from": {"streams": [f"{tag}.in"], "group": "g"},
+                "to": {"target": "sink", "stream": f"{tag}:s"},
+            },
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    sent = 0
+
+    def burst(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            client.publish(f"{tag}.c", f"m{sent}")
+            client.xadd(f"{tag}.in", {"payload": f"e{sent}"})
+            sent += 1
+
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "both tasks forwarding", timeout=20)
+        tasks = {key[0]: task for key, task in runner.node.tasks.items()}
+        burst(20)
+        wait_until(lambda: target.xlen(f"{tag}:p") == 20, "forwarded before the fault")
+        target.config_set("maxmemory", "1")  # noeviction: every write is refused (OOM)
+        burst(20)
+        wait_until(lambda: tasks["p"].refused_lost > 0, "pub/sub refusals counted")
+        wait_until(lambda: tasks["s"].streams[0].refused > 0, "stream refusals seen")
+        target.config_set("maxmemory", "0")
+        wait_until(lambda: target.xlen(f"{tag}:s") == 40, "every stream entry copied", timeout=40)
+        after = sent
+        burst(20)
+        wait_until(
+            lambda: (
+                {f[b"payload"] for _i, f in target.xrange(f"{tag}:p")}
+                >= {f"m{i}".encode() for i in range(after, sent)}
+            ),
+            "pub/sub forwarded again once the sink has room",
+        )
+        wait_until(lambda: target.xlen(f"{tag}:s") == sent, "the last entries copied too")
+        assert client.xpending(f"{tag}.in", "g")["pending"] == 0
+        assert tasks["s"].given_up == 0  # OOM passes: never given up
+        refused = runner.node.metrics.registry.get_sample_value(
+            "forwarder_refused_writes_total", {"route": "p", "shard": str(source)}
+        )
+        assert refused is not None and refused >= tasks["p"].refused_lost > 0
+    payloads = [f[b"payload"] for _i, f in target.xrange(f"{tag}:s")]
+    assert sorted(payloads) == sorted(f"e{i}".encode() for i in range(sent))  # once each

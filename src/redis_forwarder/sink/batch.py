@@ -38,6 +38,9 @@ class BatchSink(Protocol):
     @property
     def refused(self) -> int: ...
 
+    @property
+    def last_refusal(self) -> str: ...
+
     def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
         """The same connections, another command (one reply each): dead letters."""
         ...
@@ -69,6 +72,10 @@ class SingleNodeSink:
     @property
     def refused(self) -> int:
         return self.writer.refused
+
+    @property
+    def last_refusal(self) -> str:
+        return self.writer.last_refusal
 
     def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
         return SingleNodeSink(self.writer, command)
@@ -167,6 +174,10 @@ class ClusterSink:
     @property
     def refused(self) -> int:
         return sum(w.refused for w in self.writers.values())
+
+    @property
+    def last_refusal(self) -> str:
+        return next((w.last_refusal for w in self.writers.values() if w.last_refusal), "")
 
     def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
         twin = ClusterSink(
