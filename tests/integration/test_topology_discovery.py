@@ -122,6 +122,15 @@ def test_unreachable_cli_exit_code(shared_deployment: Shared) -> None:
     assert f"{host}:1" in result.stderr and "no cluster node answered" in result.stderr
 
 
+def test_a_name_that_does_not_resolve_is_named() -> None:
+    """A seed's DNS name does not resolve (.invalid never does): an error naming the
+    name and why, exit 5."""
+    alone = run_cli("topology", "--standalone", "redis.does-not-exist.invalid:7000")
+    assert alone.code == 5 and "redis.does-not-exist.invalid:7000" in alone.stderr
+    assert "not known" in alone.stderr or "resolution" in alone.stderr, alone.stderr
+    assert "Traceback" not in alone.stderr
+
+
 def test_wrong_password(fresh_deployment: Callable[[str], Deployment]) -> None:
     deployment = fresh_deployment("standalone")
     server = deployment.spec.shards[0].master
