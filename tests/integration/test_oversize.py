@@ -203,3 +203,43 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
         assert refused is not None and refused >= tasks["p"].refused_lost > 0
     payloads = [f[b"payload"] for _i, f in target.xrange(f"{tag}:s")]
     assert sorted(payloads) == sorted(f"e{i}".encode() for i in range(sent))  # once each
+
+
+@pytest.mark.slow
+def test_a_sink_at_maxclients_loses_no_stream_entry(
+    shared_deployment: Shared, fresh_deployment: Callable[[str], Deployment]
+) -> None:
+    """The sink's connections are cut and it takes no new ones (maxclients reached):
+    the task retries with backoff, in a counted gap naming why; once a connection is
+    free, every stream entry added meanwhile is copied."""
+    source = shared_deployment("standalone").spec.shards[0].master
+    sink = fresh_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=source.host, port=source.port)
+    target = redis.Redis(host=sink.host, port=sink.port)
+    tag = uuid.uuid4().hex[:8]
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "targets": {"sink": {"kind": "standalone", "addresses": [str(sink)]}},
+        "route": [
+            {
+                "name": "s",
+                "from": {"streams": [f"{tag}.in"], "group": "g"},
+                "to": {"target": "sink", "stream": f"{tag}:s"},
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "the task forwarding", timeout=20)
+        (task,) = runner.node.tasks.values()
+        target.ping()
+        connected = int(target.info("clients")["connected_clients"])
+        target.config_set("maxclients", str(connected))  # full: nobody else gets in
+        target.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for index in range(30):  # the next write finds its connection cut
+            client.xadd(f"{tag}.in", {"payload": f"e{index}"})
+        wait_until(lambda: bool(task.gaps) and not task.running, "the cut seen as a gap")
+        assert target.xlen(f"{tag}:s") == 0 and task.gaps[-1].end is None  # retrying
+        target.config_set("maxclients", "10000")
+        wait_until(lambda: target.xlen(f"{tag}:s") == 30, "every entry copied", timeout=30)
+        assert client.xpending(f"{tag}.in", "g")["pending"] == 0
