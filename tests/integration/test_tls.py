@@ -1,20 +1,23 @@
-"""TLS against a real TLS-only redis-server that asks for client certificates:
-discovery, pub/sub and streams forwarded over TLS; a server the CA did not sign, and a
-missing certificate file, are clear errors."""
+"""TLS against real TLS-only servers that ask for client certificates: a redis-server of
+the test's own (discovery, pub/sub and streams forwarded over TLS; a server the CA did
+not sign, and a missing certificate file, are clear errors), and the `tls` lab spec (a
+Sentinel deployment TLS-only, through a failover)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from redis_forwarder.lab import tls as lab_tls
 from redis_forwarder.lab.forwarders import to_toml
 from redis_forwarder.model import Address
 from tests.support import deployments
 from tests.support.cli import run_cli
+from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.tls import TlsFiles, make_certificates, tls_redis
 from tests.support.waiting import wait_until
@@ -97,3 +100,48 @@ def test_a_server_outside_the_ca_and_a_missing_file_are_named(
     config.write_text(to_toml(good))
     found = run_cli("topology", "--config", str(config), "--json")
     assert found.code == 0 and str(address) in found.stdout, found.stderr
+
+
+def test_a_tls_only_lab_and_forwarding_through_its_failover(
+    fresh_deployment: Callable[[str], Deployment],
+) -> None:
+    """`topology/tls.toml`: the lab makes its certificates and starts every server and
+    sentinel TLS-only; plain TCP is refused; a node forwards over TLS and follows a
+    SENTINEL FAILOVER (sentinel events over TLS too)."""
+    deployment = fresh_deployment("tls")
+    assert deployment.lab is not None
+    certs = lab_tls.files(deployment.lab.directory)
+    files = TlsFiles(
+        certs.ca, certs.server_cert, certs.server_key, certs.client_cert, certs.client_key
+    )
+    master = deployment.spec.shards[0].master
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host=master.host, port=master.port, socket_timeout=2).ping()
+    statuses = {s.record.name: s.role for s in deployment.lab.status()}
+    assert statuses["secure-master"] == "master" and statuses["sentinel-1"] == "sentinel"
+    tag = uuid.uuid4().hex[:8]
+    config = {
+        "source": {
+            "kind": "sentinel",
+            "addresses": [str(a) for a in deployment.sentinels],
+            "masters": ["secure"],
+            "tls": tls_of(files),
+        },
+        "route": [{"name": "p", "from": {"channels": [f"{tag}.c"]}, "to": {"stream": f"{tag}:p"}}],
+        "node": {"topology_interval": 0.5},
+    }
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "forwarding over TLS", timeout=20)
+        (task,) = runner.node.tasks.values()
+        sentinel = client(deployment.sentinels[0], files)
+        sentinel.execute_command("SENTINEL", "FAILOVER", "secure")
+        replica = deployment.spec.shards[0].replicas[0]
+        wait_until(
+            lambda: task.source_address == replica and task.running,
+            "the task on the promoted replica, over TLS",
+            timeout=30,
+        )
+        promoted = client(replica, files)
+        for index in range(50):
+            promoted.publish(f"{tag}.c", f"m{index}")
+        wait_until(lambda: promoted.xlen(f"{tag}:p") == 50, "forwarded after the failover")

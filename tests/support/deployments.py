@@ -18,7 +18,7 @@ from redis_forwarder.model import Address, DeploymentKind
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "topology"
-SHIPPED_SPECS = ("standalone", "sentinel", "cluster", "zk-ensemble", "ha", "ha-cluster")
+SHIPPED_SPECS = ("standalone", "sentinel", "cluster", "zk-ensemble", "ha", "ha-cluster", "tls")
 
 
 def test_network() -> int:

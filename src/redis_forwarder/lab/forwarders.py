@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_forwarder.lab.spec import ForwarderNodeSpec, TopologySpec
+from redis_forwarder.lab.tls import LabTls
 from redis_forwarder.model import DeploymentKind
 
 CONFIG_FILE = "forwarder.toml"
@@ -49,11 +50,15 @@ def source_section(spec: TopologySpec) -> dict[str, Any]:
     return {"kind": str(spec.kind), "addresses": [str(s.master) for s in spec.shards]}
 
 
-def node_config(spec: TopologySpec, node: ForwarderNodeSpec) -> dict[str, Any]:
+def node_config(
+    spec: TopologySpec, node: ForwarderNodeSpec, tls: LabTls | None = None
+) -> dict[str, Any]:
+    """``tls``: a TLS lab's certificates, for the source and the sinks."""
     forwarders, zookeeper = spec.forwarders, spec.zookeeper
     assert forwarders is not None and zookeeper is not None
+    tls_section = {"tls": tls.forwarder_section()} if tls is not None else {}
     document: dict[str, Any] = {
-        "source": source_section(spec),
+        "source": {**source_section(spec), **tls_section},
         "node": {"metrics": str(node.metrics), "topology_interval": 0.5},
         "coordination": {
             "zookeeper": ",".join(str(a) for a in zookeeper.addresses),
@@ -63,7 +68,11 @@ def node_config(spec: TopologySpec, node: ForwarderNodeSpec) -> dict[str, Any]:
         "route": [dict(route) for route in forwarders.routes],
     }
     for sink in spec.sinks:
-        document[f"targets.{sink.name}"] = {"kind": "standalone", "addresses": [str(sink.address)]}
+        document[f"targets.{sink.name}"] = {
+            "kind": "standalone",
+            "addresses": [str(sink.address)],
+            **tls_section,
+        }
     return document
 
 

@@ -39,6 +39,7 @@ from redis_forwarder.errors import (
     ProcessDiedError,
 )
 from redis_forwarder.lab import pids, probes
+from redis_forwarder.lab import tls as lab_tls
 from redis_forwarder.lab.binaries import find_binaries
 from redis_forwarder.lab.cluster_build import build_cluster
 from redis_forwarder.lab.plan import (
@@ -140,6 +141,10 @@ class Lab:
                 f"no lab is up in {self.directory} (no {state_path(self.directory).name}); "
                 "start one with `redis-forwarder lab up SPEC --dir DIR`"
             )
+        if state.tls:  # probes of this lab speak TLS
+            made = lab_tls.files(self.directory)
+            addresses = [Address.parse(p.address) for p in state.processes]
+            probes.use_tls(addresses, made.ca, made.client_cert, made.client_key)
         return state
 
     def status(self, *, probe: bool = True) -> list[ProcessStatus]:
@@ -177,9 +182,18 @@ class Lab:
                 redis_at_least=spec.redis.version_at_least,
             )
             check_free(listening_addresses(spec), spec_path)
+            if spec.redis.tls:
+                report("making the lab's TLS certificates")
+                addresses = [a for a, _ in listening_addresses(spec)]
+                made = lab_tls.make(self.directory, addresses)
+                probes.use_tls(addresses, made.ca, made.client_cert, made.client_key)
             plans = plan_processes(spec, self.directory, binaries)
             state = LabState(
-                spec_name=spec.name, spec_path=spec_path, kind=spec.kind, started_at=time.time()
+                spec_name=spec.name,
+                spec_path=spec_path,
+                kind=spec.kind,
+                started_at=time.time(),
+                tls=spec.redis.tls,
             )
             try:
                 with self._deferred_interrupts():
@@ -433,6 +447,7 @@ class Lab:
                     f"in {state_path(self.directory)}"
                 )
             shutil.rmtree(self.directory / "data", ignore_errors=True)
+            shutil.rmtree(self.directory / lab_tls.TLS_DIR, ignore_errors=True)  # made by up
             if not keep_logs:
                 shutil.rmtree(self.directory / "logs", ignore_errors=True)
             state_path(self.directory).unlink(missing_ok=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 from redis_forwarder.lab.binaries import Binaries
 from redis_forwarder.lab.forwarders import CONFIG_FILE, node_argv, node_config, to_toml
 from redis_forwarder.lab.spec import RedisSettingValue, TopologySpec
+from redis_forwarder.lab.tls import LabTls
+from redis_forwarder.lab.tls import files as tls_files
 from redis_forwarder.model import Address, DeploymentKind
 
 
@@ -47,6 +49,11 @@ class ProcessPlan:
     files: tuple[tuple[str, str], ...]  # (file name in the data dir, content)
     shard: str | None = None
     role: str = ""  # the role it starts in: master, replica, sentinel, zookeeper
+
+
+def lab_tls(spec: TopologySpec, lab_dir: Path) -> LabTls | None:
+    """Where a TLS lab's certificates are (``tls.make`` creates them), or None."""
+    return tls_files(lab_dir) if spec.redis.tls else None
 
 
 def data_dir(lab_dir: Path, name: str) -> Path:
@@ -83,7 +90,7 @@ def _forwarder_plans(spec: TopologySpec, lab_dir: Path) -> list[ProcessPlan]:
             kind=ProcessKind.FORWARDER,
             address=node.metrics,
             argv=node_argv(data_dir(lab_dir, node.id) / CONFIG_FILE, node),
-            files=((CONFIG_FILE, to_toml(node_config(spec, node))),),
+            files=((CONFIG_FILE, to_toml(node_config(spec, node, lab_tls(spec, lab_dir)))),),
             role="forwarder",
         )
         for node in spec.forwarders.nodes
@@ -100,10 +107,13 @@ def _redis_value(value: RedisSettingValue) -> str:
     return text
 
 
-def _server_lines(address: Address, directory: Path) -> list[str]:
-    """What every redis-server and redis-sentinel of the lab is told about itself."""
+def _server_lines(address: Address, directory: Path, tls: LabTls | None = None) -> list[str]:
+    """What every redis-server and redis-sentinel of the lab is told about itself; in a
+    TLS lab, its port speaks TLS only."""
+    ports = [f"port {address.port}"] if tls is None else ["port 0", f"tls-port {address.port}"]
     return [
-        f"port {address.port}",
+        *ports,
+        *(tls.server_lines() if tls is not None else []),
         f"bind {address.host}",
         f"dir {directory}",
         "daemonize no",
@@ -150,8 +160,9 @@ def redis_plan(
     """One redis-server of the deployment (also used to add a node to a running lab);
     ``role = "sink"``: a standalone server beside it (``[[sink]]``)."""
     directory = data_dir(lab_dir, name)
+    tls = lab_tls(spec, lab_dir)
     lines = [
-        *_server_lines(address, directory),
+        *_server_lines(address, directory, tls),
         f"replica-announce-ip {address.host}",
         # The default waits 5 s for more replicas before a diskless sync.
         "repl-diskless-sync yes",
@@ -165,6 +176,7 @@ def redis_plan(
             f"cluster-node-timeout {cluster.node_timeout_ms}",
             f"cluster-announce-ip {address.host}",
             "cluster-require-full-coverage " + _redis_value(cluster.require_full_coverage),
+            *(["tls-cluster yes"] if tls is not None else []),
         ]
     elif replica_of is not None:
         lines.append(f"replicaof {replica_of.host} {replica_of.port}")
@@ -187,7 +199,8 @@ def _sentinel_plans(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> li
     for index, address in enumerate(sentinel.addresses, start=1):
         name = f"sentinel-{index}"
         directory = data_dir(lab_dir, name)
-        lines = [*_server_lines(address, directory), f"sentinel announce-ip {address.host}"]
+        tls = lab_tls(spec, lab_dir)
+        lines = [*_server_lines(address, directory, tls), f"sentinel announce-ip {address.host}"]
         for shard in spec.shards:
             master = shard.master
             lines += [

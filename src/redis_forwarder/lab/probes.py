@@ -10,8 +10,9 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -25,6 +26,29 @@ class ProbeFailed(Exception):
     """The process did not answer as hoped; the message says what happened."""
 
 
+# The addresses of TLS labs, with the client certificate to reach them: registered by
+# the Lab when it works on one (its servers take nothing but TLS). Per address, so
+# that labs of both kinds can be probed from one process (the test suite).
+_tls: dict[Address, dict[str, Any]] = {}
+
+
+def use_tls(addresses: Iterable[Address], ca: Path, cert: Path, key: Path) -> None:
+    """Probe these addresses with TLS from now on."""
+    options = {
+        "ssl": True,
+        "ssl_ca_certs": str(ca),
+        "ssl_certfile": str(cert),
+        "ssl_keyfile": str(key),
+    }
+    for address in addresses:
+        _tls[address] = options
+
+
+def tls_options(address: Address) -> dict[str, Any]:
+    """The redis-py options to reach ``address`` as probes do (for other lab clients)."""
+    return dict(_tls.get(address, {}))
+
+
 @contextmanager
 def redis_client(address: Address, timeout: float = PROBE_TIMEOUT) -> Iterator[redis.Redis]:
     client = redis.Redis(
@@ -33,6 +57,7 @@ def redis_client(address: Address, timeout: float = PROBE_TIMEOUT) -> Iterator[r
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=True,
+        **_tls.get(address, {}),
     )
     try:
         yield client

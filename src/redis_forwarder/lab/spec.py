@@ -53,6 +53,10 @@ LAB_OWNED_REDIS_SETTINGS = frozenset(
         "bind-source-addr",
         "include",
         "supervised",
+        "tls-port",
+        "tls-cert-file",
+        "tls-key-file",
+        "tls-ca-cert-file",
     }
 )
 
@@ -156,6 +160,9 @@ RedisSettingValue = str | int | bool
 class RedisSpec(_Strict):
     version_at_least: str = "7.0"
     settings: dict[str, RedisSettingValue] = Field(default_factory=dict)
+    # TLS only: every redis-server and sentinel listens with TLS on its port (plain TCP
+    # off), asks clients for a certificate, and replicates (and gossips) over TLS.
+    tls: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -47,6 +47,7 @@ class LabState:
     ready: bool = False
     processes: list[ProcessRecord] = field(default_factory=list)
     version: int = STATE_VERSION
+    tls: bool = False  # every server speaks TLS only; certificates in <lab>/tls
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
