@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -30,8 +31,13 @@ def cli_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 120, **env: str) -> Result:
+def run_cli(*args: str, timeout: float = 120, cwd: Path | None = None, **env: str) -> Result:
     done = subprocess.run(
-        cli_command(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**env)
+        cli_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(**env),
+        cwd=cwd,
     )
     return Result(done.returncode, done.stdout, done.stderr)
