@@ -1,22 +1,50 @@
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.deployments import Deployment, DeploymentProvider, ProcessProvider
+from tests.support.deployments import (
+    Deployment,
+    DeploymentProvider,
+    DockerProvider,
+    ProcessProvider,
+    docker_engine_problem,
+)
 
 LOG_TAIL = 30
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With --deployment=docker the integration tests run on containers; where no
+    Docker engine answers, those runs are skipped (saying why) and each test runs on
+    the process provider instead."""
+    if "provider" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("--deployment") != "docker":
+        return  # the default: processes, without a parameter in the test ids
+    names = ["docker"] if not _engine_problem() else ["docker", "process"]
+    metafunc.parametrize("provider", names, indirect=True, scope="session")
+
+
+@functools.cache
+def _engine_problem() -> str:
+    return docker_engine_problem()
 
 
 @pytest.fixture(scope="session")
 def provider(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> DeploymentProvider:
-    choice = request.config.getoption("--deployment")
+    choice = getattr(request, "param", "process")
     if choice == "docker":
-        pytest.skip("the container provider arrives with compose/ (a later issue)")
+        if _engine_problem():
+            pytest.skip(f"--deployment=docker: {_engine_problem()}; ran on processes instead")
+        command = request.getfixturevalue("docker_compose_command")  # pytest-docker's
+        return DockerProvider(command, f"rf-test-{os.getpid()}")
     return ProcessProvider(tmp_path_factory.mktemp("labs"))
 
 

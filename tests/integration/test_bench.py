@@ -19,8 +19,7 @@ Shared = Callable[[str], Deployment]
 def test_bench_forwards_everything_and_reports_it(
     shared_deployment: Shared, spec: str, sink: str
 ) -> None:
-    lab = shared_deployment(spec).lab
-    assert lab is not None
+    lab = shared_deployment(spec).require_lab()
     result = run_cli(
         "bench", "--dir", str(lab.directory), "--sink", sink, "--messages", "1000",
         "--rate", "500", "--seconds", "2", "--json",
@@ -42,8 +41,7 @@ def test_bench_forwards_everything_and_reports_it(
 
 
 def test_bench_refuses_a_sentinel_lab(shared_deployment: Shared) -> None:
-    lab = shared_deployment("sentinel").lab
-    assert lab is not None
+    lab = shared_deployment("sentinel").require_lab()
     result = run_cli("bench", "--dir", str(lab.directory), "--messages", "1000")
     assert result.code == 2
     assert "bench needs a standalone or cluster lab" in result.stderr

@@ -206,8 +206,7 @@ def test_cluster_master_killed_while_forwarding(fresh_deployment: Fresh) -> None
     """kill -9 of the home shard's master: the cluster promotes its replica (node
     timeout 2 s) and the task follows it."""
     deployment = fresh_deployment("cluster")
-    lab = deployment.lab
-    assert lab is not None
+    lab = deployment.require_lab()
     killed_at: list[float] = []
 
     def kill(home: Shard) -> None:

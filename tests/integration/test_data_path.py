@@ -181,7 +181,7 @@ def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deploymen
 
 def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], Deployment]) -> None:
     deployment = fresh_deployment("standalone")
-    assert deployment.lab is not None
+    deployment.require_lab()
     server = deployment.spec.shards[0].master
 
     async def scenario() -> None:

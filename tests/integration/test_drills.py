@@ -66,8 +66,7 @@ def drill(lab_dir: Path, scenario: str, report: Path) -> dict[str, object]:
 def test_drill_keeps_its_guarantee(
     shared_deployment: Shared, spec: str, scenario: str, tmp_path: Path
 ) -> None:
-    lab = shared_deployment(spec).lab
-    assert lab is not None
+    lab = shared_deployment(spec).require_lab()
     report = drill(lab.directory, scenario, tmp_path)
     assert report["passed"] and report["broken"] == []
     routes = report["routes"]
@@ -87,15 +86,13 @@ def test_drill_keeps_its_guarantee(
 
 
 def test_a_scenario_for_another_kind_is_refused(shared_deployment: Shared) -> None:
-    lab = shared_deployment("ha").lab
-    assert lab is not None
+    lab = shared_deployment("ha").require_lab()
     result = run_cli("drill", "cluster-failover", "--dir", str(lab.directory))
     assert result.code == 2
     assert "drills a cluster deployment" in result.stderr and "sentinel" in result.stderr
 
 
 def test_drill_names_what_a_lab_without_forwarders_lacks(shared_deployment: Shared) -> None:
-    lab = shared_deployment("standalone").lab
-    assert lab is not None
+    lab = shared_deployment("standalone").require_lab()
     result = run_cli("drill", "kill-node", "--dir", str(lab.directory))
     assert result.code == 2 and "runs no forwarder nodes" in result.stderr

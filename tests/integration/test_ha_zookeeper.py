@@ -40,7 +40,7 @@ def payload_counts(client: redis.Redis, stream: str) -> Counter[int]:
 
 def lab_source(deployment: Deployment) -> tuple[Lab, Address, redis.Redis]:
     """The deployment's lab, its first master and a client on it."""
-    assert deployment.lab is not None
+    deployment.require_lab()
     source = deployment.spec.shards[0].master
     return deployment.lab, source, redis.Redis(host=source.host, port=source.port)
 

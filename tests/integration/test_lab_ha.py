@@ -28,8 +28,7 @@ def fleet(config: Path) -> dict[str, object]:
 @pytest.mark.slow
 def test_the_ha_lab_runs_a_fleet_that_survives_lab_kill(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("ha")
-    lab = deployment.lab
-    assert lab is not None
+    lab = deployment.require_lab()
     directory = str(lab.directory)
     status = run_cli("lab", "status", "--dir", directory, "--json").json()
     forwarders = [p for p in status["processes"] if p["kind"] == "forwarder"]

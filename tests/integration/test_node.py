@@ -115,7 +115,7 @@ def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
 @pytest.mark.slow
 def test_source_master_killed_while_forwarding(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    assert deployment.lab is not None
+    deployment.require_lab()
     run_fault(
         deployment,
         lambda: deployment.lab.send_signal("alpha-master", signal.SIGKILL),  # type: ignore[union-attr]
@@ -128,7 +128,7 @@ def test_source_master_frozen_is_noticed_by_the_heartbeat(fresh_deployment: Fres
     """SIGSTOP: the TCP connection stays open and silent. The heartbeat ends it; the
     sentinels fail over; the node re-homes; then the old master is let go."""
     deployment = fresh_deployment("sentinel")
-    assert deployment.lab is not None
+    deployment.require_lab()
     lab = deployment.lab
     try:
         run_fault(deployment, lambda: lab.send_signal("alpha-master", signal.SIGSTOP), lambda: None)
@@ -306,7 +306,7 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
     """read_from = "replica": the subscription sits on a replica (PUBLISH on the master
     reaches it through replication); when that replica is killed, the task moves on."""
     deployment = fresh_deployment("sentinel")
-    assert deployment.lab is not None
+    deployment.require_lab()
     config = config_for(deployment)
     config["source"] = {**sentinel_source(deployment), "read_from": "replica"}
     alpha = deployment.spec.shards[0]

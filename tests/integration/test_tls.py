@@ -109,7 +109,7 @@ def test_a_tls_only_lab_and_forwarding_through_its_failover(
     sentinel TLS-only; plain TCP is refused; a node forwards over TLS and follows a
     SENTINEL FAILOVER (sentinel events over TLS too)."""
     deployment = fresh_deployment("tls")
-    assert deployment.lab is not None
+    deployment.require_lab()
     certs = lab_tls.files(deployment.lab.directory)
     files = TlsFiles(
         certs.ca, certs.server_cert, certs.server_key, certs.client_cert, certs.client_key

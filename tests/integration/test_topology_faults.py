@@ -95,7 +95,7 @@ def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fres
 
 def test_sentinel_kill_master(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    assert deployment.lab is not None
+    deployment.require_lab()
     old = deployment.spec.shards[1].master
     with (
         WatchRecorder(settings_from_spec(deployment.spec)) as watch,
@@ -120,7 +120,7 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
     """One sentinel dead, one stopped through a failover: discovery still gives the true
     master, and a stale sentinel alone never sends us to the old master (now a replica)."""
     deployment = fresh_deployment("sentinel")
-    assert deployment.lab is not None
+    deployment.require_lab()
     deployment.lab.send_signal("sentinel-1", signal.SIGKILL)
     settings = settings_from_spec(deployment.spec)
     found = discover(settings)
@@ -184,7 +184,7 @@ def test_cluster_failover_keeps_the_shard(fresh_deployment: Fresh) -> None:
 
 def test_cluster_kill_master_keeps_the_shard(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    assert deployment.lab is not None
+    deployment.require_lab()
     spec_shard = deployment.spec.shards[1]
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
         shard_id = _cluster_shard_of(watch, spec_shard.master)
@@ -238,7 +238,7 @@ def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> N
 
 def test_added_shard_appears(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    assert deployment.lab is not None
+    deployment.require_lab()
     first = deployment.spec.shards[0].master
     new = Address(first.host, 7206)
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:

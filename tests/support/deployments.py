@@ -11,7 +11,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis_forwarder.lab import Lab, TopologySpec, parse_spec
 from redis_forwarder.model import Address, DeploymentKind
@@ -59,6 +59,15 @@ class Deployment:
     def redis_nodes(self) -> list[Address]:
         return self.spec.redis_addresses()
 
+    def require_lab(self) -> Lab:
+        """The lab behind this deployment; a test that drives processes by pid (faults,
+        restarts, lab commands) is skipped on containers, saying so."""
+        if self.lab is None:
+            import pytest
+
+            pytest.skip("drives the lab's processes by pid: the process provider only")
+        return self.lab
+
     def log_files(self) -> list[Path]:
         if self.lab is None:
             return []
@@ -100,6 +109,54 @@ class ProcessProvider:
     def down(self, deployment: Deployment) -> None:
         if deployment.lab is not None:
             deployment.lab.down(keep_logs=False)
+
+
+class DockerProvider:
+    """Deployments as containers: the spec's compose file (compose/, generated from the
+    same spec) through pytest-docker's compose executor. The containers use the host's
+    network, so the deployment listens at the spec's own addresses, as the lab would:
+    one deployment per spec at a time (no subnet of its own), and the same readiness
+    checks as the lab decide when it is up."""
+
+    name = "docker"
+
+    def __init__(self, compose_command: str, project_prefix: str) -> None:
+        self.compose_command = compose_command
+        self.project_prefix = project_prefix
+
+    def _executor(self, spec_name: str) -> Any:
+        from pytest_docker.plugin import DockerComposeExecutor
+
+        return DockerComposeExecutor(
+            self.compose_command,
+            str(REPO / "compose" / f"{spec_name}.yaml"),
+            f"{self.project_prefix}-{spec_name}",
+        )
+
+    def up(self, spec_name: str) -> Deployment:
+        from redis_forwarder.lab.readiness import redis_answers, wait_for
+
+        spec = parse_spec((SPECS / f"{spec_name}.toml").read_text(), source=spec_name)
+        self._executor(spec_name).execute("up --build --detach")
+        wait_for([redis_answers(a) for a in spec.redis_addresses()], 120, stage="redis: ")
+        return Deployment(spec=spec, lab=None, name=spec_name)
+
+    def down(self, deployment: Deployment) -> None:
+        self._executor(deployment.name).execute("down --volumes --remove-orphans")
+
+
+def docker_engine_problem() -> str:
+    """Why no Docker engine can be used here ("" when one answers)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        return "no docker command on this machine"
+    done = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return f"no Docker engine answers ({reason})"
+    return ""
 
 
 def processes_mentioning(text: str) -> list[str]:
