@@ -243,3 +243,53 @@ def test_a_sink_at_maxclients_loses_no_stream_entry(
         target.config_set("maxclients", "10000")
         wait_until(lambda: target.xlen(f"{tag}:s") == 30, "every entry copied", timeout=30)
         assert client.xpending(f"{tag}.in", "g")["pending"] == 0
+
+
+def test_a_sink_key_the_acl_user_may_not_write_is_dead_lettered(
+    shared_deployment: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NOPERM: the node's ACL user may read the source stream and write the dead-letter
+    stream, not the sink key. Refused for good: dead-lettered after three tries, acked."""
+    server = shared_deployment("standalone").spec.shards[0].master
+    admin = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    user, secret = f"narrow-{tag}", uuid.uuid4().hex
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{secret}", "resetkeys", f"~{tag}.in",
+        f"~{tag}:dead:*", "resetchannels", "-@all", "+ping", "+role", "+info", "+xadd",
+        "+xrange", "+xreadgroup", "+xack", "+xautoclaim", "+xpending", "+xgroup|create",
+    )  # fmt: skip
+    config = {
+        "source": {
+            "kind": "standalone",
+            "addresses": [str(server)],
+            "username": user,
+            "password_env": "RF_TEST_NARROW_PASSWORD",
+        },
+        "route": [
+            {
+                "name": "str",
+                "from": {"streams": [f"{tag}.in"], "group": "g"},
+                "to": {"stream": f"{tag}:copy:{{channel}}"},
+                "dead_letter": f"{tag}:dead:{{channel}}",
+            }
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    monkeypatch.setenv("RF_TEST_NARROW_PASSWORD", secret)
+    try:
+        with NodeRunner(config) as runner:
+            wait_until(runner.all_running, "the task forwarding", timeout=20)
+            for index in range(5):
+                admin.xadd(f"{tag}.in", {"payload": f"e{index}"})
+            wait_until(
+                lambda: (
+                    admin.xlen(f"{tag}:dead:{tag}.in") == 5
+                    and admin.xpending(f"{tag}.in", "g")["pending"] == 0
+                ),
+                "refused entries dead-lettered and acknowledged",
+                timeout=30,
+            )
+            assert admin.exists(f"{tag}:copy:{tag}.in") == 0
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
