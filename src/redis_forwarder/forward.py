@@ -153,7 +153,8 @@ class PubSubForwarding:
                     received = len(batch)
                     batch = await self.oversize.set_aside(batch)
                     stats.received += received - len(batch)
-                await sink.write(batch)
+                if batch:  # all of it may have been set aside
+                    await sink.write(batch)
                 waited = time.monotonic() - started
                 if waited >= STALL:
                     self.last_stall, self.last_stall_end = waited, time.monotonic()
