@@ -166,6 +166,7 @@ class ForwardingTask:
         self.given_up = 0  # stream entries the sink refused for good
         self.refused_lost = 0  # pub/sub messages the sink refused
         self._refusal_logged_at = float("-inf")
+        self._oversize_logged_at = float("-inf")
         self._refusal_logged_count = 0
         self.pubsub: PubSubForwarding | None = None
         self.streams: list[StreamForwarding] = []
@@ -404,10 +405,13 @@ class ForwardingTask:
         self.oversized += count
         action = "dead-lettered" if dead_lettered else "dropped"
         self.metrics.oversize.labels(**self._labels, action=action).inc(count)
-        log.warning(
-            "%s: %d messages over max_message_bytes (%d) %s",
-            self.name, count, self.route.max_message_bytes, action,
-        )  # fmt: skip
+        now = time.monotonic()
+        if now - self._oversize_logged_at >= REFUSAL_LOG_EVERY:  # a line per 10 s at most
+            log.warning(
+                "%s: %d messages over max_message_bytes (%d) so far, the last %s",
+                self.name, self.oversized, self.route.max_message_bytes, action,
+            )  # fmt: skip
+            self._oversize_logged_at = now
 
     def _oversize(self, sink: BatchSink) -> Oversize | None:
         limit = self.route.max_message_bytes
