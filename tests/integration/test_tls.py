@@ -102,6 +102,7 @@ def test_a_server_outside_the_ca_and_a_missing_file_are_named(
     assert found.code == 0 and str(address) in found.stdout, found.stderr
 
 
+@pytest.mark.slow  # a lab of its own and a failover
 def test_a_tls_only_lab_and_forwarding_through_its_failover(
     fresh_deployment: Callable[[str], Deployment],
 ) -> None:
