@@ -173,10 +173,17 @@ class LabTarget:
         opened: dict[str, Partition] = {}
 
         def cleanup() -> None:
+            failures: list[str] = []
             for name, partition in opened.items():
-                self.lab.restart(name)  # back into the lab's namespace
-                partition.close()
+                try:
+                    self.lab.restart(name)  # back into the lab's namespace
+                except Exception as exc:  # the namespaces go all the same
+                    failures.append(f"{name}: {exc}")
+                finally:
+                    partition.close()
             opened.clear()
+            if failures:
+                raise RuntimeError(f"restarting nodes outside their namespaces: {failures}")
 
         try:
             for index, name in enumerate(nodes):
