@@ -27,7 +27,7 @@ CLUSTER_ROUTES = {
     "stream@drill-stream-{c}",
 }
 # Scenarios of either kind run on the Sentinel lab; these run on the cluster lab too.
-ALSO_ON_CLUSTER = ("kill-master", "half-open", "slow-sink", "kill-node")
+ALSO_ON_CLUSTER = ("kill-master", "half-open", "slow-sink")  # node faults: on ha
 RUNS = [
     *(("ha", name) for name, s in sorted(SCENARIOS.items()) if DeploymentKind.SENTINEL in s.kinds),
     *(
