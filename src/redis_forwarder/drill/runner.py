@@ -36,6 +36,7 @@ from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, probes
 from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.probes import ProbeFailed, redis_call
+from redis_forwarder.lab.reshard import slot_owners
 from redis_forwarder.lab.spec import TopologySpec, load_spec
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.retry import Deadline
@@ -534,12 +535,8 @@ class SlotMap:
     def _refresh(self) -> None:
         for node in self._nodes():
             try:
-                reply = redis_call(node, "CLUSTER", "SLOTS", timeout=0.3)
+                self._owners = slot_owners(node, timeout=0.3)
             except ProbeFailed:
                 continue
-            owners: dict[int, Address] = {}
-            for start, end, master, *_replicas in reply:
-                address = Address(str(master[0]), int(master[1]))
-                owners.update(dict.fromkeys(range(int(start), int(end) + 1), address))
-            self._owners, self._read_at = owners, time.monotonic()
+            self._read_at = time.monotonic()
             return

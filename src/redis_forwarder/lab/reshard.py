@@ -46,18 +46,29 @@ def move_slots(
                     raise
 
 
+def slot_owners(
+    node: Address, timeout: float = MIGRATE_TIMEOUT_MS / 1000 + 1
+) -> dict[int, Address]:
+    """Every served slot's master, as ``node``'s CLUSTER SLOTS says (raises ProbeFailed
+    when it does not answer)."""
+    owners: dict[int, Address] = {}
+    for start, end, master, *_replicas in redis_call(node, "CLUSTER", "SLOTS", timeout=timeout):
+        address = Address(str(master[0]), int(master[1]))
+        owners.update(dict.fromkeys(range(int(start), int(end) + 1), address))
+    return owners
+
+
 def slot_owner(nodes: Iterable[Address], slot: int) -> Address:
     """The master serving ``slot``, as the first node that answers says."""
     last_error: Exception | None = None
     for node in nodes:
         try:
-            reply = _call(node, "CLUSTER", "SLOTS")
-        except Exception as exc:  # this node is down: ask the next
+            owners = slot_owners(node)
+        except ProbeFailed as exc:  # this node is down: ask the next
             last_error = exc
             continue
-        for start, end, master, *_replicas in reply:
-            if int(start) <= slot <= int(end):
-                return Address(str(master[0]), int(master[1]))
+        if slot in owners:
+            return owners[slot]
     raise RuntimeError(f"no node names the owner of slot {slot}: {last_error}")
 
 
