@@ -154,9 +154,9 @@ class LabTarget:
 
     def topology(self) -> Topology:
         """The source deployment as the forwarders see it (shard ids included)."""
-        settings = replace(self.config.source.settings(), addresses=tuple(self.cluster_nodes()))
-        if self.kind is not DeploymentKind.CLUSTER:
-            settings = self.config.source.settings()
+        settings = self.config.source.settings()
+        if self.kind is DeploymentKind.CLUSTER:  # every node the lab runs is a seed
+            settings = replace(settings, addresses=tuple(self.cluster_nodes()))
         return discover(settings)
 
     def isolate_nodes(self) -> Callable[[], None]:
@@ -322,8 +322,12 @@ class LabTarget:
         dead = [s.record.name for s in statuses if not s.running]
         if dead:
             return f"not running: {', '.join(dead)}"
+        try:  # one view of the deployment for this whole check
+            topology = self.topology()
+        except Exception as exc:  # topology in the middle of a change
+            return f"topology: {exc}"
         try:
-            lagging = self._replication_lagging(statuses)
+            lagging = self._replication_lagging(statuses, topology)
         except (ProbeFailed, RuntimeError) as exc:
             return f"replication: {exc}"
         if lagging:
@@ -339,10 +343,7 @@ class LabTarget:
         if missing:
             return f"not members yet: {', '.join(sorted(missing))}"
         tasks = {(t["route"], t["shard"]): t for t in status["tasks"]}
-        try:
-            wanted = sorted(wanted_tasks(self.config.routes, self.topology()))
-        except Exception as exc:  # topology in the middle of a change
-            return f"topology: {exc}"
+        wanted = sorted(wanted_tasks(self.config.routes, topology))
         moving = [
             f"{r}@{s}" for r, s in wanted
             if (t := tasks.get((r, s))) is None or not t["running"] or t["owner"] != t["assigned"]
@@ -352,28 +353,22 @@ class LabTarget:
             return f"tasks moving: {', '.join(moving) or len(unsettled)}"
         return ""
 
-    def _replication_lagging(self, statuses: list[Any]) -> list[str]:
+    def _replication_lagging(self, statuses: list[Any], topology: Topology) -> list[str]:
         """Redis nodes of the source that are not where a failover could safely go:
-        a replica not linked to its shard's master or still syncing; on a cluster, also
-        a node that does not say cluster_state:ok, or a master left with no slots (a
-        restarted old master before it turns into a replica)."""
-        masters = (
-            {str(m) for m in self.masters()}
-            if self.kind is DeploymentKind.CLUSTER
-            else {str(self.master(shard)) for shard in self.shards}
-        )
+        a node that is not a master of ``topology`` and not a replica linked to one and
+        done syncing (a restarted old master before it turns into a replica is one);
+        on a cluster, also a node that does not say cluster_state:ok."""
+        masters = {str(shard.master.address) for shard in topology.shards}
         lagging: list[str] = []
         for status in statuses:
             record = status.record
             if record.kind != "redis" or record.role == "sink":
                 continue
             address = Address.parse(record.address)
-            if self.kind is DeploymentKind.CLUSTER:
-                state = probes.info(address, "cluster")  # raises ProbeFailed when down
-                ok = redis_call(address, "CLUSTER", "INFO").split("cluster_state:")[1][:2]
-                if state.get("cluster_enabled") and ok != "ok":
-                    lagging.append(f"{record.name} (cluster_state)")
-                    continue
+            cluster = self.kind is DeploymentKind.CLUSTER  # (ProbeFailed when it is down)
+            if cluster and probes.cluster_info(address).get("cluster_state") != "ok":
+                lagging.append(f"{record.name} (cluster_state)")
+                continue
             if record.address in masters:
                 continue
             replication = probes.info(address, "replication")
