@@ -14,12 +14,13 @@ import redis
 
 from redis_forwarder.lab import tls as lab_tls
 from redis_forwarder.lab.forwarders import to_toml
+from redis_forwarder.lab.tls import LabTls
 from redis_forwarder.model import Address
 from tests.support import deployments
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
-from tests.support.tls import TlsFiles, make_certificates, tls_redis
+from tests.support.tls import tls_redis
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -27,14 +28,14 @@ ADDRESS = Address(f"127.{deployments.test_network()}.250.1", 7990)
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Address, TlsFiles]]:
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Address, LabTls]]:
     directory = tmp_path_factory.mktemp("tls")
-    files = make_certificates(directory / "certs", ADDRESS.host)
+    files = lab_tls.make(directory / "certs", [ADDRESS])
     with tls_redis(directory / "redis", ADDRESS, files) as address:
         yield address, files
 
 
-def client(address: Address, files: TlsFiles) -> redis.Redis:
+def client(address: Address, files: LabTls) -> redis.Redis:
     return redis.Redis(
         host=address.host, port=address.port, ssl=True, ssl_ca_certs=str(files.ca),
         ssl_certfile=str(files.client_cert), ssl_keyfile=str(files.client_key),
@@ -45,19 +46,11 @@ def source(address: Address, tls: dict[str, object]) -> dict[str, object]:
     return {"kind": "standalone", "addresses": [str(address)], "tls": tls}
 
 
-def tls_of(files: TlsFiles) -> dict[str, object]:
-    return {
-        "ca_file": str(files.ca),
-        "cert_file": str(files.client_cert),
-        "key_file": str(files.client_key),
-    }
-
-
-def test_forwarding_over_tls(tls_server: tuple[Address, TlsFiles]) -> None:
+def test_forwarding_over_tls(tls_server: tuple[Address, LabTls]) -> None:
     address, files = tls_server
     tag = uuid.uuid4().hex[:8]
     config = {
-        "source": source(address, tls_of(files)),
+        "source": source(address, files.forwarder_section()),
         "route": [
             {"name": "p", "from": {"channels": [f"{tag}.c"]}, "to": {"stream": f"{tag}:p"}},
             {
@@ -81,22 +74,22 @@ def test_forwarding_over_tls(tls_server: tuple[Address, TlsFiles]) -> None:
 
 
 def test_a_server_outside_the_ca_and_a_missing_file_are_named(
-    tls_server: tuple[Address, TlsFiles], tmp_path: Path
+    tls_server: tuple[Address, LabTls], tmp_path: Path
 ) -> None:
     address, files = tls_server
-    stranger = make_certificates(tmp_path / "other", address.host, name="other")
+    stranger = lab_tls.make(tmp_path / "other", [address])  # another CA
     config = tmp_path / "forwarder.toml"
     route = {"name": "p", "from": {"channels": ["c"]}, "to": {"stream": "p"}}
-    foreign_ca = {**tls_of(files), "ca_file": str(stranger.ca)}
+    foreign_ca = {**files.forwarder_section(), "ca_file": str(stranger.ca)}
     config.write_text(to_toml({"source": source(address, foreign_ca), "route": [route]}))
     untrusted = run_cli("topology", "--config", str(config))
     assert untrusted.code == 5, untrusted.stderr
     assert "certificate verify failed" in untrusted.stderr
-    missing = {**tls_of(files), "ca_file": str(tmp_path / "nowhere.crt")}
+    missing = {**files.forwarder_section(), "ca_file": str(tmp_path / "nowhere.crt")}
     config.write_text(to_toml({"source": source(address, missing), "route": [route]}))
     absent = run_cli("topology", "--config", str(config))
     assert absent.code == 2 and "nowhere.crt" in absent.stderr, absent.stderr
-    good = {"source": source(address, tls_of(files)), "route": [route]}
+    good = {"source": source(address, files.forwarder_section()), "route": [route]}
     config.write_text(to_toml(good))
     found = run_cli("topology", "--config", str(config), "--json")
     assert found.code == 0 and str(address) in found.stdout, found.stderr
@@ -110,15 +103,12 @@ def test_a_tls_only_lab_and_forwarding_through_its_failover(
     sentinel TLS-only; plain TCP is refused; a node forwards over TLS and follows a
     SENTINEL FAILOVER (sentinel events over TLS too)."""
     deployment = fresh_deployment("tls")
-    deployment.require_lab()
-    certs = lab_tls.files(deployment.lab.directory)
-    files = TlsFiles(
-        certs.ca, certs.server_cert, certs.server_key, certs.client_cert, certs.client_key
-    )
+    lab = deployment.require_lab()
+    files = lab_tls.files(lab.directory)
     master = deployment.spec.shards[0].master
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host=master.host, port=master.port, socket_timeout=2).ping()
-    statuses = {s.record.name: s.role for s in deployment.lab.status()}
+    statuses = {s.record.name: s.role for s in lab.status()}
     assert statuses["secure-master"] == "master" and statuses["sentinel-1"] == "sentinel"
     tag = uuid.uuid4().hex[:8]
     config = {
@@ -126,7 +116,7 @@ def test_a_tls_only_lab_and_forwarding_through_its_failover(
             "kind": "sentinel",
             "addresses": [str(a) for a in deployment.sentinels],
             "masters": ["secure"],
-            "tls": tls_of(files),
+            "tls": files.forwarder_section(),
         },
         "route": [{"name": "p", "from": {"channels": [f"{tag}.c"]}, "to": {"stream": f"{tag}:p"}}],
         "node": {"topology_interval": 0.5},

@@ -1,5 +1,5 @@
-"""TLS for tests: a throwaway CA with server and client certificates (openssl), and a
-TLS-only redis-server started on a loopback address, stopped by its pid."""
+"""TLS for tests: a TLS-only redis-server started on a loopback address with a CA and
+certificates made as a TLS lab makes its own (``lab.tls.make``), stopped by its pid."""
 
 from __future__ import annotations
 
@@ -7,51 +7,15 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from redis_forwarder.lab.tls import LabTls
 from redis_forwarder.model import Address
 from tests.support.waiting import wait_until
 
-EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certificates(directory: Path, server_ip: str, name: str = "test") -> TlsFiles:
-    """A CA, a server certificate naming ``server_ip``, and a client certificate."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-new", *EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-             "-subj", f"/CN={name}-ca", cwd=directory)  # fmt: skip
-    for who, extension in (("server", f"subjectAltName=IP:{server_ip}"), ("client", "")):
-        _openssl("req", "-new", *EC, "-keyout", f"{who}.key", "-out", f"{who}.csr",
-                 "-subj", f"/CN={name}-{who}", cwd=directory)  # fmt: skip
-        (directory / f"{who}.ext").write_text(extension + "\n" if extension else "\n")
-        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{who}.crt", "-days", "2",
-                 "-extfile", f"{who}.ext", cwd=directory)  # fmt: skip
-    return TlsFiles(
-        directory / "ca.crt",
-        directory / "server.crt",
-        directory / "server.key",
-        directory / "client.crt",
-        directory / "client.key",
-    )
-
 
 @contextmanager
-def tls_redis(directory: Path, address: Address, files: TlsFiles) -> Iterator[Address]:
+def tls_redis(directory: Path, address: Address, files: LabTls) -> Iterator[Address]:
     """A redis-server that speaks TLS only (``port 0``), asking clients for a
     certificate signed by the CA."""
     server = shutil.which("redis-server")
