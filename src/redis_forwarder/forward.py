@@ -215,14 +215,11 @@ class StreamOversize:
     ) -> tuple[list[Entry], list[tuple[bytes, bytes]]]:
         """(entries to forward, (stream, id) of those dealt with here)."""
         limit = self.limit
-
-        def size(entry: Entry) -> int:
-            return sum(len(part) for part in entry[2])
-
-        if all(size(entry) <= limit for entry in entries):
+        too_large = [sum(len(part) for part in entry[2]) > limit for entry in entries]
+        if not any(too_large):
             return entries, []
-        large = [e for e in entries if size(e) > limit]
-        kept = [e for e in entries if size(e) <= limit]
+        large = [e for e, over in zip(entries, too_large, strict=True) if over]
+        kept = [e for e, over in zip(entries, too_large, strict=True) if not over]
         if self.dead_letter is None:
             self.on_oversize(len(large), False)
             return kept, [(e[0], e[1]) for e in large]

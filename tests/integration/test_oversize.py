@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from redis_forwarder.model import Address
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -136,6 +137,33 @@ def test_stream_entries_the_sink_refuses_for_good(
             assert client.xlen(sink) == 10
 
 
+def into_sink(source: Address, sink: Address, tag: str, *, pubsub: bool) -> dict[str, Any]:
+    """A stream route (and with ``pubsub`` a channel route) from ``source`` into streams
+    on ``sink``, a server of its own: ``TAG:s`` and ``TAG:p``."""
+    routes: list[dict[str, Any]] = [
+        {
+            "name": "s",
+            "from": {"streams": [f"{tag}.in"], "group": "g"},
+            "to": {"target": "sink", "stream": f"{tag}:s"},
+        }
+    ]
+    if pubsub:
+        routes.insert(
+            0,
+            {
+                "name": "p",
+                "from": {"channels": [f"{tag}.c"]},
+                "to": {"target": "sink", "stream": f"{tag}:p"},
+            },
+        )
+    return {
+        "source": {"kind": "standalone", "addresses": [str(source)]},
+        "targets": {"sink": {"kind": "standalone", "addresses": [str(sink)]}},
+        "route": routes,
+        "node": {"topology_interval": 0.5},
+    }
+
+
 @pytest.mark.slow
 def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
     shared_deployment: Shared, fresh_deployment: Callable[[str], Deployment]
@@ -148,23 +176,7 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
     client = redis.Redis(host=source.host, port=source.port)
     target = redis.Redis(host=sink.host, port=sink.port)
     tag = uuid.uuid4().hex[:8]
-    config = {
-        "source": {"kind": "standalone", "addresses": [str(source)]},
-        "targets": {"sink": {"kind": "standalone", "addresses": [str(sink)]}},
-        "route": [
-            {
-                "name": "p",
-                "from": {"channels": [f"{tag}.c"]},
-                "to": {"target": "sink", "stream": f"{tag}:p"},
-            },
-            {
-                "name": "s",
-                "from": {"streams": [f"{tag}.in"], "group": "g"},
-                "to": {"target": "sink", "stream": f"{tag}:s"},
-            },
-        ],
-        "node": {"topology_interval": 0.5},
-    }
+    config = into_sink(source, sink, tag, pubsub=True)
     sent = 0
 
     def burst(count: int) -> None:
@@ -217,18 +229,7 @@ def test_a_sink_at_maxclients_loses_no_stream_entry(
     client = redis.Redis(host=source.host, port=source.port)
     target = redis.Redis(host=sink.host, port=sink.port)
     tag = uuid.uuid4().hex[:8]
-    config = {
-        "source": {"kind": "standalone", "addresses": [str(source)]},
-        "targets": {"sink": {"kind": "standalone", "addresses": [str(sink)]}},
-        "route": [
-            {
-                "name": "s",
-                "from": {"streams": [f"{tag}.in"], "group": "g"},
-                "to": {"target": "sink", "stream": f"{tag}:s"},
-            }
-        ],
-        "node": {"topology_interval": 0.5},
-    }
+    config = into_sink(source, sink, tag, pubsub=False)
     with NodeRunner(config) as runner:
         wait_until(runner.all_running, "the task forwarding", timeout=20)
         (task,) = runner.node.tasks.values()
