@@ -44,11 +44,6 @@ def use_tls(addresses: Iterable[Address], ca: Path, cert: Path, key: Path) -> No
         _tls[address] = options
 
 
-def tls_options(address: Address) -> dict[str, Any]:
-    """The redis-py options to reach ``address`` as probes do (for other lab clients)."""
-    return dict(_tls.get(address, {}))
-
-
 @contextmanager
 def redis_client(address: Address, timeout: float = PROBE_TIMEOUT) -> Iterator[redis.Redis]:
     client = redis.Redis(
