@@ -236,11 +236,27 @@ REMEMBERED = 100_000  # refused entries whose attempts are counted (older ones f
 
 
 class Refusals:
-    """Per refused entry, how often the sink refused it for good-looking reasons."""
+    """Per refused entry, how often the sink refused it for good-looking reasons; and
+    when to try the refused entries again."""
 
     def __init__(self) -> None:
         self.attempts: dict[tuple[bytes, bytes], int] = {}
         self.backoff = Backoff(initial=RETRY_FIRST, cap=RETRY_CAP)
+        self._round_backed_off = False
+
+    def new_round(self) -> None:
+        """Every pending entry is about to be claimed again."""
+        self._round_backed_off = False
+
+    def retry_delay(self, retried: bool) -> float:
+        """Seconds until refused entries are tried again. Only a refused retry round
+        lengthens the wait, once per round: newly read entries refused one batch after
+        another must not (ten single-entry batches would put the first retry at the
+        cap, 30 s, instead of half a second)."""
+        if retried and not self._round_backed_off:
+            self._round_backed_off = True
+            return self.backoff.next_delay()
+        return self.backoff.current_delay()
 
     def note(self, refused: list[tuple[Entry, str]]) -> list[tuple[Entry, str]]:
         """Count these refusals; return the entries refused ``GIVE_UP_AFTER`` times
@@ -378,6 +394,10 @@ class StreamForwarding:
                     settled.append((entry[0], entry[1]))
         return settled
 
+    def _reclaim(self) -> None:
+        self.reader.reclaim()
+        self.refusals.new_round()
+
     async def run(self) -> None:
         await self.reader.ensure_groups()
         reclaim_at = time.monotonic() + RECLAIM_INTERVAL
@@ -385,20 +405,21 @@ class StreamForwarding:
         block_ms = max(1, int(self.heartbeat * 1000))
         while True:
             self.beat_at = time.monotonic()
-            if self.reader.claiming:
+            claimed = self.reader.claiming
+            if claimed:
                 entries = await self.reader.claim(self.batch)
             else:
                 entries = await self.reader.read(self.batch, block_ms)
                 now = time.monotonic()
                 if now >= reclaim_at:
-                    self.reader.reclaim()
+                    self._reclaim()
                     reclaim_at = now + RECLAIM_INTERVAL
                 elif now >= check_others_at:
                     # A frozen previous owner's blocked read may still be served entries
                     # after we took over: claim them at once, not at the next reclaim.
                     check_others_at = now + self.heartbeat
                     if await self.reader.others_pending():
-                        self.reader.reclaim()
+                        self._reclaim()
             if not entries:
                 continue
             self.last_message_at = time.time()
@@ -435,7 +456,8 @@ class StreamForwarding:
             if refused and not self.last_refusal.startswith(MOVED_ON):
                 await self._give_up(self.refusals.note(refused), done)
                 # Refused entries stay pending: try them again soon, then less often.
-                reclaim_at = min(reclaim_at, time.monotonic() + self.refusals.backoff.next_delay())
+                delay = self.refusals.retry_delay(retried=claimed)
+                reclaim_at = min(reclaim_at, time.monotonic() + delay)
             elif not refused:
                 self.refusals.backoff.reset()
             await self.reader.ack(done)

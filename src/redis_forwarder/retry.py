@@ -30,7 +30,8 @@ class Deadline:
 
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter and a cap; ``reset`` after a success.
+    """Exponential backoff with a cap, jittered in the upper half of each step (half
+    to all of it); ``reset`` after a success.
 
     One instance per loop that retries: state is never shared across callers.
     """
@@ -40,8 +41,13 @@ class Backoff:
     _attempt: int = 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.initial * (2**self._attempt))
+        delay = self.current_delay()
         self._attempt = min(self._attempt + 1, 32)
+        return delay
+
+    def current_delay(self) -> float:
+        """The delay ``next_delay`` would give, without moving on to the next."""
+        delay = min(self.cap, self.initial * (2**self._attempt))
         return random.uniform(delay / 2, delay)
 
     def reset(self) -> None:

@@ -97,7 +97,9 @@ def test_stream_entries_the_sink_refuses_for_good(
 ) -> None:
     """The sink key is a string: every XADD is refused (WRONGTYPE). After three tries an
     entry goes to the dead-letter stream and is acknowledged; without one it stays
-    pending, and is copied once the sink is fixed."""
+    pending, and is copied once the sink is fixed. The entries arrive one read at a
+    time: refused new batches must not lengthen the retry wait (ten of them put it at
+    the 30 s cap once)."""
     deployment = shared_deployment("standalone")
     server = deployment.spec.shards[0].master
     client = redis.Redis(host=server.host, port=server.port)
@@ -118,9 +120,17 @@ def test_stream_entries_the_sink_refuses_for_good(
     }
     with NodeRunner(config) as runner:
         wait_until(runner.all_running, "the task forwarding", timeout=20)
-        for index in range(10):
-            client.xadd(f"{tag}.in", {"payload": f"e{index}"})
         (task,) = runner.node.tasks.values()
+
+        def delivered() -> bytes:
+            return client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
+
+        for index in range(10):
+            added = client.xadd(f"{tag}.in", {"payload": f"e{index}"})
+            wait_until(
+                lambda added=added: delivered() == added,
+                f"entry {index} read by the node before the next is added",
+            )
         wait_until(lambda: task.given_up >= 10, "every entry refused three times", timeout=30)
         if dead_letter:
             wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
