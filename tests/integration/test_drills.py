@@ -19,6 +19,9 @@ from tests.support.deployments import Deployment
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Shared = Callable[[str], Deployment]
 
+# Seconds of load before the fault and after recovery: enough for the checker to see
+# the rate before and after (the command's default, 3 s, is for people watching).
+STEADY = 1.0
 SENTINEL_ROUTES = {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
 CLUSTER_ROUTES = {
     "pubsub@cluster",
@@ -41,6 +44,7 @@ RUNS = [
 def drill(lab_dir: Path, scenario: str, report: Path) -> dict[str, object]:
     result = run_cli(
         "drill", scenario, "--dir", str(lab_dir), "--json", "--report", str(report),
+        "--steady", str(STEADY),
         timeout=300,
     )  # fmt: skip
     try:

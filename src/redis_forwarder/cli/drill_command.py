@@ -14,7 +14,7 @@ from rich.console import Console
 
 from redis_forwarder.drill.partition import partition_unavailable
 from redis_forwarder.drill.report import print_results, write_report
-from redis_forwarder.drill.runner import DrillResult, run_drill
+from redis_forwarder.drill.runner import STEADY, DrillResult, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, load_spec, temporary_lab
@@ -64,6 +64,13 @@ def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
     show_default=True,
     help="Messages per second sent in all (pub/sub and stream).",
 )
+@click.option(
+    "--steady",
+    type=click.FloatRange(min=0.5, max=600),
+    default=STEADY,
+    show_default=True,
+    help="Seconds of steady load before the fault and again after recovery.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
     "--report",
@@ -76,6 +83,7 @@ def drill(
     directory: Path | None,
     spec_path: Path | None,
     rate: float,
+    steady: float,
     as_json: bool,
     report_dir: Path | None,
 ) -> None:
@@ -97,7 +105,7 @@ def drill(
                 chosen = [name for name in chosen if name not in skipped]
                 err.print(f"skipping {', '.join(skipped)}: {partition_unavailable()}")
         for name in chosen:
-            results.append(run_drill(lab, SCENARIOS[name], rate, status.update))
+            results.append(run_drill(lab, SCENARIOS[name], rate, status.update, steady))
     if report_dir is not None:
         for path in write_report(results, report_dir):
             err.print(f"wrote {path}")

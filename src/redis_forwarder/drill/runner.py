@@ -45,8 +45,7 @@ from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.work import wanted_tasks
 
 log = logging.getLogger(__name__)
-WARM_UP = 3.0
-COOL_DOWN = 3.0
+STEADY = 3.0  # seconds of steady traffic before the fault and after recovery
 SETTLE_TIMEOUT = 60.0
 
 
@@ -420,7 +419,11 @@ class OwnershipWatcher:
 
 
 def run_drill(
-    lab: Lab, scenario: Scenario, rate: float, progress: Callable[[str], None]
+    lab: Lab,
+    scenario: Scenario,
+    rate: float,
+    progress: Callable[[str], None],
+    steady: float = STEADY,
 ) -> DrillResult:
     target = LabTarget(lab, progress)
     if target.kind not in scenario.kinds:
@@ -431,14 +434,18 @@ def run_drill(
         )
     cleanup = scenario.prepare(target) if scenario.prepare is not None else None
     try:
-        return _run(target, scenario, rate, progress)
+        return _run(target, scenario, rate, progress, steady)
     finally:
         if cleanup is not None:
             cleanup()
 
 
 def _run(
-    target: LabTarget, scenario: Scenario, rate: float, progress: Callable[[str], None]
+    target: LabTarget,
+    scenario: Scenario,
+    rate: float,
+    progress: Callable[[str], None],
+    steady: float,
 ) -> DrillResult:
     target.settle("before the drill")
     run = uuid.uuid4().hex[:8]
@@ -448,7 +455,7 @@ def _run(
     progress(f"{scenario.name}: load at {rate:.0f} msg/s, run {run}")
     load.start()
     try:
-        time.sleep(WARM_UP)  # steady traffic before the fault: a fixed span, not a wait
+        time.sleep(steady)  # steady traffic before the fault: a fixed span, not a wait
         fault_at = time.time()
         with OwnershipWatcher(target):
             undo = scenario.inject(target)
@@ -457,7 +464,7 @@ def _run(
             target.settle("after the fault")
             recovered_at = time.time()
             target.note("whole again")
-            time.sleep(COOL_DOWN)  # traffic after recovery: no loss allowed in it
+            time.sleep(steady)  # traffic after recovery: no loss allowed in it
     finally:
         load.stop()
     time.sleep(1.0)  # the last messages on their way to the sinks
