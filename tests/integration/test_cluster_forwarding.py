@@ -67,6 +67,7 @@ def test_classic_pubsub_on_a_cluster_is_forwarded_once(fresh_deployment: Fresh) 
         cluster.close()
 
 
+@pytest.mark.slow
 def test_sharded_pubsub_follows_a_slot_migration(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
     masters = [s.master for s in deployment.spec.shards]
@@ -186,6 +187,7 @@ def forward_through_home_fault(
     return task, home, master_after, resumed
 
 
+@pytest.mark.slow
 def test_cluster_failover_of_the_home_shard_while_forwarding(fresh_deployment: Fresh) -> None:
     """The master the route subscribes on fails over (CLUSTER FAILOVER): the task
     follows the promoted replica, with exactly one gap."""
@@ -219,6 +221,7 @@ def test_cluster_master_killed_while_forwarding(fresh_deployment: Fresh) -> None
     print(f"GAP cluster kill -9: resumed {resumed - killed_at[0]:.3f}s after the kill")
 
 
+@pytest.mark.slow
 def test_cluster_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
     """The target is a cluster and the master holding the target key fails over
     (CLUSTER FAILOVER): the refusals end in a counted gap, then writes go to the

@@ -89,6 +89,7 @@ def test_kill_9_of_an_owner_moves_its_tasks(shared_deployment: Shared, tmp_path:
         print(f"TAKEOVER kill -9 (session timeout 4 s): {seconds:.2f}s")
 
 
+@pytest.mark.slow
 def test_nodes_that_lost_the_election_do_not_wake_each_other(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:

@@ -128,6 +128,7 @@ def test_missing_binary_names_the_package(spec_file, lab_dir: Path, tmp_path: Pa
     assert processes_mentioning(str(lab_dir)) == []
 
 
+@pytest.mark.slow
 def test_process_dying_at_start_shows_its_log_and_stops_the_rest(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
     spec = spec_file("standalone", extra='maxmemory-policy = "not-a-policy"\n')
     result = run_cli("lab", "up", str(spec), "--dir", str(lab_dir))

@@ -100,6 +100,7 @@ def run_fault(
         assert runner.node.tasks[("orders", "beta")].gaps == []  # the other shard went on
 
 
+@pytest.mark.slow
 def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
     sentinel = deployment.sentinels[0]
@@ -177,6 +178,7 @@ def sentinel_source(deployment: Deployment) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
     """The target deployment fails over: writes follow its new master."""
     source = fresh_deployment("standalone")
@@ -392,6 +394,7 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
         assert before < 20_000  # what Redis had buffered was lost, and the gap says so
 
 
+@pytest.mark.slow
 def test_a_wedged_task_is_restarted(fresh_deployment: Fresh, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A bug that leaves a task's loop waiting with no deadline (here: the reader made
     to hang once) must not hold the task: the node sees the loop stop turning and
