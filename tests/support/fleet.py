@@ -117,12 +117,17 @@ class Fleet:
         return {t["route"]: (t["owner"] if t["running"] else None) for t in self.status()["tasks"]}
 
     def wait_all_running(self, nodes: set[str], timeout: float = 30) -> dict[str, str | None]:
-        """Until every route runs on one of ``nodes``; return the owners."""
+        """Until every route runs on one of ``nodes``, on the node the assignment names
+        (not on its previous owner, about to hand it over); return the owners."""
         owners: dict[str, str | None] = {}
 
         def settled() -> bool:
+            tasks = self.status()["tasks"]
             owners.clear()
-            owners.update(self.owners())
+            owners.update(
+                (t["route"], t["owner"] if t["running"] and t["owner"] == t["assigned"] else None)
+                for t in tasks
+            )
             return set(owners) == set(self.routes) and all(o in nodes for o in owners.values())
 
         wait_until(settled, f"every task running on {sorted(nodes)}", timeout=timeout)
