@@ -368,6 +368,15 @@ class ForwarderConfig(BaseModel):
                 )
         return self
 
+    @property
+    def cut_off_after(self) -> float:
+        """Seconds without an answer from any server of a Redis deployment after which a
+        node may be cut off from it (and its tasks run elsewhere): a session timeout, as
+        for a node that died, plus two topology refreshes, so that a node's refresh
+        period alone never looks like silence."""
+        session = self.coordination.session_timeout if self.coordination else 0.0
+        return session + 2 * self.node.topology_interval
+
     def fingerprint(self) -> str:
         """A hash of what decides forwarding (deployments and routes, not secrets: only
         where they come from), published by each node so that the controller assigns

@@ -32,6 +32,7 @@ from typing import Any
 from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig, load_config
 from redis_forwarder.coordination.assignment import TaskKey
 from redis_forwarder.coordination.coordinator import (
+    SILENCE,
     Coordinator,
     LocalCoordinator,
     ZooKeeperCoordinator,
@@ -89,6 +90,7 @@ class Node:
         self._loop_beat = time.monotonic()
         self._reload_from: Path | None = None
         self._rates: dict[TaskKey, tuple[int, float]] = {}  # forwarded, when: for rates
+        self._cut: list[str] = []  # deployments silent to this node past the cut-off time
 
     def request_reload(self, path: Path) -> None:
         """Re-read the config at the next cycle (SIGHUP). Safe from a signal handler."""
@@ -137,6 +139,7 @@ class Node:
                     self.config.fingerprint(),
                     self.config.node.metrics,
                     self._wake.set,
+                    self.config.cut_off_after,
                 )
                 self.coordinator = coordinator
                 await coordinator.start()
@@ -249,7 +252,8 @@ class Node:
         for key in sorted((self.tasks.keys() - decision.run.keys()) | decision.release):
             if key in self.tasks:
                 log.info("stopping %s@%s: no longer this node's", *key)
-                await self._stop(key, graceful=True)
+                # Cut off from Redis, a graceful flush would only wait out its timeout.
+                await self._stop(key, graceful=not self._cut)
             await self.coordinator.released(key)
         for key, epoch in sorted(decision.run.items()):
             task = self.tasks.get(key)
@@ -272,6 +276,28 @@ class Node:
             self.coordinator.role,
             self.coordinator.session_state,
         )
+
+    def _silence(self) -> dict[str, float]:
+        """Per deployment, seconds since any of its servers or sentinels answered this
+        node. Published with the progress: the controller gives no task to a node long
+        silent from a deployment that another node still hears (a partition), and said
+        here when it starts and ends."""
+        silence = {name: round(w.silent_for, 2) for name, w in self._watchers.items()}
+        limit = self.config.cut_off_after
+        cut = sorted(name for name, seconds in silence.items() if seconds > limit)
+        if cut != self._cut:
+            if cut:
+                log.error(
+                    "no answer from %s for over %.0fs: if other nodes reach it, the "
+                    "controller gives this node's tasks to them",
+                    ", ".join(f"{name} ({silence[name]:.0f}s)" for name in cut),
+                    limit,
+                )
+            else:
+                log.warning("every deployment answers this node again")
+            self._cut = cut
+        self.metrics.cut_off.set(1 if cut else 0)
+        return silence
 
     def _follow_shard_names(self, names: dict[str, Any]) -> None:
         """Name the source's shards as the controller does. On Redis 7.0 shard ids are
@@ -324,6 +350,8 @@ class Node:
             }
         for gone in self._rates.keys() - self.tasks.keys():
             del self._rates[gone]
+        if self.config.coordination is not None:
+            progress[SILENCE] = self._silence()
         return progress
 
     async def _stop(self, key: TaskKey, graceful: bool) -> None:

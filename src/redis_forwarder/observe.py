@@ -142,6 +142,13 @@ class Metrics:
         self.owned = Gauge(
             "forwarder_owned_tasks", "Tasks this node owns now", registry=self.registry
         )
+        self.cut_off = Gauge(
+            "forwarder_cut_off",
+            "1 while a Redis deployment has been silent to this node past the cut-off time "
+            "(session timeout + 2 topology intervals): if other nodes hear it, they get "
+            "this node's tasks",
+            registry=self.registry,
+        )
         self.oversize = Counter(
             "forwarder_oversize_messages",
             "Messages over the route's max_message_bytes, by what became of them",

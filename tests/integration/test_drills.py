@@ -85,6 +85,12 @@ def test_drill_keeps_its_guarantee(
     assert isinstance(events, list)
     faults = ("kill", "SIGTERM", "SIGSTOP", "SENTINEL", "CLUSTER", "CLIENT", "slot")
     assert any(e["what"].startswith(faults) or " cut off from " in e["what"] for e in events)
+    if scenario == "partition-redis":  # the cut node hands its tasks over, mid-partition
+        what = [e["what"] for e in events]
+        (cut,) = [w.split(" cut off from ")[0] for w in what if " cut off from " in w]
+        restored = next(i for i, w in enumerate(what) if w == f"{cut}: redis link up")
+        moved = [w for w in what[:restored] if ": owner fwd-" in w and f"owner {cut} " not in w]
+        assert moved, what
     assert (tmp_path / f"{scenario}.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "drills.json").read_text())[0]["scenario"] == scenario
 

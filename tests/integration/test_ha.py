@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_forwarder.config import ForwarderConfig
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 from tests.support.fleet import Fleet, entries, fleet
@@ -87,6 +88,50 @@ def test_kill_9_of_an_owner_moves_its_tasks(shared_deployment: Shared, tmp_path:
         assert task["owner"] != victim and task["epoch"] > epoch_before
         assert victim not in {m["id"] for m in status["members"]}
         print(f"TAKEOVER kill -9 (session timeout 4 s): {seconds:.2f}s")
+
+
+@pytest.mark.slow
+def test_a_source_down_for_every_node_moves_no_task(
+    fresh_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    """The only source server SIGSTOPped well past the cut-off time: every node hears
+    nothing from it, but no other node hears it either, so none is cut off and nothing
+    moves (the nodes noticed a cycle apart: handing tasks over then would only add
+    gaps). After SIGCONT the same owners forward under the same epochs. A node
+    partitioned alone is cut off and hands its tasks over: the partition-redis drill."""
+    deployment = fresh_deployment("standalone")
+    lab = deployment.require_lab()
+    source = deployment.spec.shards[0].master
+    with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders", "audit")) as f:
+        for node in ("n1", "n2"):
+            f.start(node)
+        f.wait_all_running({"n1", "n2"})
+        status = f.status()
+        before = {(t["route"], t["owner"], t["epoch"]) for t in status["tasks"]}
+        serial = status["assignment_serial"]
+        limit = ForwarderConfig.model_validate(f.config).cut_off_after
+
+        def silent_past_the_limit() -> bool:
+            members = f.status()["members"]
+            return all(m["silent_for"].get("source", 0) > limit + 2 for m in members)
+
+        lab.send_signal("main-master", signal.SIGSTOP)
+        try:
+            wait_until(silent_past_the_limit, "every node long silent from the source", 30)
+            assert [m["cut_off"] for m in f.status()["members"]] == [[], []]
+        finally:
+            lab.send_signal("main-master", signal.SIGCONT)
+        f.wait_all_running({"n1", "n2"})
+        status = f.status()
+        assert {(t["route"], t["owner"], t["epoch"]) for t in status["tasks"]} == before
+        assert status["assignment_serial"] == serial
+        assert all(m["silent_for"]["source"] < limit for m in status["members"])
+        client = source_of(deployment)
+        root = f.root.strip("/")
+        wait_until(
+            lambda: client.publish("orders", "after") > 0 and client.xlen(f"{root}:orders") > 0,
+            "forwarding again",
+        )
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.coordination.fleet import fleet_status
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
@@ -110,7 +111,8 @@ class Fleet:
 
     def status(self) -> dict[str, Any]:
         with FleetClient(str(self.config["coordination"]["zookeeper"])) as client:
-            return fleet_status(client, Paths(self.root))
+            limit = ForwarderConfig.model_validate(self.config).cut_off_after
+            return fleet_status(client, Paths(self.root), limit)
 
     def owners(self) -> dict[str, str | None]:
         """route -> the node that owns its task and runs it (None: nobody now)."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_forwarder.coordination.assignment import Assignment, TaskKey, assign, moves
+from redis_forwarder.coordination.assignment import (
+    Assignment,
+    TaskKey,
+    assign,
+    cut_off,
+    moves,
+    reaching,
+)
 
 routes = st.sampled_from(["orders", "audit", "clicks"])
 shards = st.sampled_from([f"s{i}" for i in range(8)])
@@ -78,3 +85,39 @@ def test_new_tasks_spread_round_robin_and_drained_nodes_get_none() -> None:
     # A drained node is simply not eligible: its tasks move, the rest stay.
     drained = assign(tasks, ["n2"], result)
     assert set(drained.values()) == {"n2"}
+
+
+def test_a_node_partitioned_from_redis_is_cut_off_and_gets_nothing() -> None:
+    """n1 last heard from the source 8 s ago, the others a moment ago: a partition."""
+    reports = {
+        "n1": (1000.0, {"source": 8.0}),
+        "n2": (1000.3, {"source": 0.3}),
+        "n3": (999.9, {"source": 0.5}),
+    }
+    cut = cut_off(reports, limit=5)
+    assert cut == {"n1": ["source"]}
+    previous = {("r", "a"): "n1", ("r", "b"): "n2"}
+    new = assign([("r", "a"), ("r", "b")], reaching(["n1", "n2", "n3"], cut), previous)
+    assert new == {("r", "a"): "n3", ("r", "b"): "n2"}
+
+
+def test_a_deployment_down_for_every_node_cuts_no_node_off() -> None:
+    """Every node stopped hearing at about the same moment (within a refresh); some
+    noticed past the limit a cycle before the others. Moving tasks would only add gaps."""
+    reports = {
+        "n1": (1000.0, {"source": 7.1}),
+        "n2": (1000.9, {"source": 7.6}),  # heard 0.4 s after n1 did
+        "n3": (1000.2, {"source": 4.9}),  # not past the limit yet
+    }
+    assert cut_off(reports, limit=5) == {}
+    assert reaching(["n1", "n2"], {"n1": ["source"], "n2": ["source"]}) == ["n1", "n2"]
+
+
+def test_silence_is_per_deployment_and_a_node_that_says_nothing_is_not_cut_off() -> None:
+    reports = {
+        "n1": (1000.0, {"source": 0.2, "sink": 9.0}),
+        "n2": (1000.0, {"source": 9.0, "sink": 9.0}),
+        "n3": (1000.0, {"source": 0.1, "sink": 0.1}),
+    }
+    assert cut_off(reports, limit=5) == {"n1": ["sink"], "n2": ["sink", "source"]}
+    assert cut_off({"n1": (1000.0, {"source": 9.0})}, limit=5) == {}

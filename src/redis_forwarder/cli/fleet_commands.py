@@ -53,7 +53,7 @@ def status(config_path: Path, as_json: bool) -> None:
     """Members, controller, assignment, and each task's owner, epoch and progress."""
     client, paths = _fleet(config_path)
     with client:
-        document = fleet_status(client, paths)
+        document = fleet_status(client, paths, load_config(config_path).cut_off_after)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -66,7 +66,7 @@ def _print_status(document: dict[str, Any]) -> None:
         out = Console(width=200)  # piped: keep shard ids whole
     out.print(f"controller: {document['controller'] or 'none'}")
     members = Table(title="members")
-    for column in ("id", "host", "pid", "version", "drained", "config"):
+    for column in ("id", "host", "pid", "version", "drained", "config", "cut off from"):
         members.add_column(column)
     for m in document["members"]:
         config = str(m.get("config", ""))[:8] + (" (drift)" if m.get("config_drift") else "")
@@ -77,6 +77,7 @@ def _print_status(document: dict[str, Any]) -> None:
             str(m.get("version")),
             "yes" if m.get("drained") else "",
             config,
+            ", ".join(m.get("cut_off") or ()),
         )
     out.print(members)
     tasks = Table(title=f"tasks (assignment {document['assignment_serial']})")

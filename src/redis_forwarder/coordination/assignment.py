@@ -4,7 +4,8 @@
 assignment in force, and returns the new one:
 
 - every task of a route that is not paused goes to exactly one eligible node (a live
-  member, not drained, running the controller's config);
+  member, not drained, running the controller's config, and not cut off from Redis
+  while another member is not: ``reaching``);
 - loads differ by at most one task;
 - as few tasks as possible change owner: a node keeps its tasks up to its share, and
   the nodes that already hold the most get the shares that are one task larger.
@@ -63,3 +64,44 @@ def assign(
 def moves(before: Mapping[TaskKey, str], after: Mapping[TaskKey, str]) -> list[TaskKey]:
     """Tasks that had an owner and now have another one."""
     return sorted(t for t, owner in after.items() if before.get(t) not in (None, owner))
+
+
+Silence = Mapping[str, float]  # deployment -> seconds since any of its servers answered
+
+
+def cut_off(reports: Mapping[str, tuple[float, Silence]], limit: float) -> dict[str, list[str]]:
+    """Which nodes are cut off from which Redis deployments. ``reports``: per node, when
+    it reported (on ZooKeeper's clock: its progress znode's mtime, so that no two hosts'
+    clocks are compared) and how long each deployment has been silent to it.
+
+    A node is cut off from a deployment that has been silent to it for over ``limit``
+    seconds while another node heard from it more than ``limit / 2`` later: that is a
+    partition of the node. When the deployment is down for everyone, every node stopped
+    hearing from it at about the same moment, and no node is cut off: moving tasks
+    between nodes that all wait would only add gaps."""
+    heard = {
+        node: {deployment: at - silent for deployment, silent in silence.items()}
+        for node, (at, silence) in reports.items()
+    }
+    result: dict[str, list[str]] = {}
+    for node, (_at, silence) in reports.items():
+        cut = [
+            deployment
+            for deployment, silent in sorted(silence.items())
+            if silent > limit
+            and any(
+                other != node
+                and last.get(deployment, float("-inf")) - heard[node][deployment] > limit / 2
+                for other, last in heard.items()
+            )
+        ]
+        if cut:
+            result[node] = cut
+    return result
+
+
+def reaching(nodes: Iterable[str], cut: Mapping[str, list[str]]) -> list[str]:
+    """The nodes that may run tasks: those not cut off from a deployment (all of them in
+    the unlikely case that every one is)."""
+    candidates = sorted(set(nodes))
+    return [node for node in candidates if node not in cut] or candidates

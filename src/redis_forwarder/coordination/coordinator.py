@@ -35,7 +35,14 @@ from typing import Any, Protocol
 from redis_forwarder import __version__
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.assignment import Assignment, TaskKey, assign, moves
+from redis_forwarder.coordination.assignment import (
+    Assignment,
+    TaskKey,
+    assign,
+    cut_off,
+    moves,
+    reaching,
+)
 from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
@@ -48,6 +55,9 @@ from redis_forwarder.coordination.zk import (
 from redis_forwarder.errors import ZooKeeperRefusedError
 
 log = logging.getLogger(__name__)
+# In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
+# seconds since any of its servers answered the node.
+SILENCE = "silent_for"
 
 
 @dataclass
@@ -123,8 +133,12 @@ class ZooKeeperCoordinator:
         fingerprint: str,
         metrics_address: str | None,
         on_change: Any,
+        cut_off_after: float,
     ) -> None:
+        """``cut_off_after``: seconds of silence from a Redis deployment after which a
+        node may be cut off from it (``assignment.cut_off``)."""
         self.config = config
+        self.cut_off_after = cut_off_after
         self.node_id = node_id
         self.fingerprint = fingerprint
         self.metrics_address = metrics_address
@@ -297,11 +311,13 @@ class ZooKeeperCoordinator:
             znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
         }
         paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
-        eligible = [
+        candidates = [
             node
             for node, member in members.items()
             if member.get("config") == self.fingerprint and node not in drained
         ]
+        cut = cut_off(await self._silences(candidates), self.cut_off_after)
+        eligible = reaching(candidates, cut)
         current = await session.get(paths.assignment)
         previous, serial = znodes.assignment_of(current.data if current else None)
         previous_names = znodes.shard_names_of(current.data if current else None)
@@ -320,13 +336,27 @@ class ZooKeeperCoordinator:
         else:
             await session.set(paths.assignment, document, version=current.version)
         moved = moves(previous, new)
+        passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
         log.info(
-            "assignment %d: %d tasks on %d nodes, %d moved",
+            "assignment %d: %d tasks on %d nodes, %d moved%s",
             serial + 1,
             len(new),
             len(eligible),
             len(moved),
+            f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
+
+    async def _silences(self, nodes: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
+        """Per node, its last progress report's time (ZooKeeper's clock) and how long
+        each Redis deployment had been silent to it then."""
+        reports: dict[str, tuple[float, dict[str, float]]] = {}
+        for node in nodes:
+            znode = await self.session.get(self.paths.progress_of(node))
+            document = znodes.decode(znode.data) if znode else None
+            silence = document.get(SILENCE) if isinstance(document, dict) else None
+            if znode is not None and isinstance(silence, dict):
+                reports[node] = (znode.mtime, {str(k): float(v) for k, v in silence.items()})
+        return reports
 
     async def _read_assignment(self) -> tuple[Assignment, dict[str, Any] | None]:
         znode = await self.session.get(self.paths.assignment, watch=True)

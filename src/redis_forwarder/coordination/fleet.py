@@ -8,7 +8,8 @@ The status document (stable; docs/cli.md):
      "members": [{"id": "n1", "host": "...", "pid": 123, "version": "0.1.0",
                   "metrics": null, "config": "3f2a...", "drained": false,
                   "config_drift": false, "started_at": 1763900000.1,
-                  "reported_at": 1763900012.3}],
+                  "reported_at": 1763900012.3, "silent_for": {"source": 0.4},
+                  "cut_off": []}],
      "drained": [], "paused": [], "assignment_serial": 4,
      "tasks": [{"route": "orders", "shard": "alpha", "assigned": "n1", "owner": "n1",
                 "epoch": 4294967312, "running": true, "forwarded": 1234,
@@ -17,8 +18,12 @@ The status document (stable; docs/cli.md):
 
 ``config_drift`` marks members whose config fingerprint differs from the
 controller's: the controller assigns them nothing. ``reported_at``: when the member
-last wrote its progress (every cycle). A task is ``running`` (with its counters) only
-as its owner reported it, for the epoch it owns, within ``STALE_AFTER`` seconds.
+last wrote its progress (every cycle). ``silent_for``: per Redis deployment (``source``
+or a target's name), seconds since any of its servers answered the member, as of that
+report; ``cut_off``: the deployments it is cut off from (``assignment.cut_off``, after
+``cut_off_after`` seconds): the controller assigns such a member nothing. A task is
+``running`` (with its counters) only as its owner reported it, for the epoch it owns,
+within ``STALE_AFTER`` seconds.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ import time
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.assignment import cut_off
+from redis_forwarder.coordination.coordinator import SILENCE
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
 
 STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report this recent
 
 
-def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
+def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dict[str, Any]:
     holder = client.lock_holder(paths.controller)
     members: list[dict[str, Any]] = []
     for name in sorted(client.children(paths.members)):
@@ -60,8 +67,20 @@ def fleet_status(client: FleetClient, paths: Paths) -> dict[str, Any]:
         znode = client.get(paths.progress_of(str(member.get("id"))))
         document = znodes.decode(znode.data) if znode else None
         member["reported_at"] = znode.mtime if znode else None
+        silence = document.get(SILENCE) if isinstance(document, dict) else None
+        member["silent_for"] = silence if isinstance(silence, dict) else {}
         if isinstance(document, dict) and znode and now - znode.mtime <= STALE_AFTER:
             reports[str(member.get("id"))] = document
+    cut = cut_off(
+        {
+            str(m.get("id")): (m["reported_at"], m["silent_for"])
+            for m in members
+            if m["reported_at"] is not None and m["silent_for"]
+        },
+        cut_off_after,
+    )
+    for member in members:
+        member["cut_off"] = cut.get(str(member.get("id")), [])
     owners: dict[tuple[str, str], tuple[str | None, int]] = {}
     for name in client.children(paths.owners):
         znode = client.get(f"{paths.owners}/{name}")

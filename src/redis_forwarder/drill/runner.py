@@ -100,6 +100,7 @@ class LabTarget:
         assert self.config.coordination is not None
         self.coordination = self.config.coordination
         self.session_timeout = self.coordination.session_timeout
+        self.cut_off_after = self.config.cut_off_after
         self.paths = Paths(self.coordination.root)
         self.kind = self.config.source.kind
         self.shards = list(self.config.source.masters) or ["main"]
@@ -119,7 +120,7 @@ class LabTarget:
             timeout=self.session_timeout,
             credentials=self.coordination.credentials(),
         ) as client:
-            return fleet_status(client, self.paths)
+            return fleet_status(client, self.paths, self.config.cut_off_after)
 
     def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
         return {

@@ -28,6 +28,7 @@ class Target(Protocol):
     """What scenarios act on (the runner's view of the lab and the fleet)."""
 
     session_timeout: float
+    cut_off_after: float  # a node silent from Redis this long may be cut off
 
     @property
     def drill_shard(self) -> str: ...
@@ -318,10 +319,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "partition-redis",
             "the node owning the drill task loses its link to Redis (it still reaches "
-            "ZooKeeper, so it keeps its tasks): they wait out the partition and resume",
+            "ZooKeeper): once it has heard nothing from Redis for a session timeout and "
+            "two topology refreshes while the others do, the controller gives its tasks "
+            "to them",
             _partition_redis,
-            hold=lambda t: 5,
-            max_gap=lambda t: 5 + 4,
+            hold=lambda t: t.cut_off_after + 5,
+            # Silent that long, then up to a cycle until the node reports it and one
+            # until the controller reads it, then the hand-over.
+            max_gap=lambda t: t.cut_off_after + 3,
             needs_root=True,
             prepare=_isolate,
         ),

@@ -8,6 +8,7 @@ reused across calls, closed with the pool.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -43,6 +44,9 @@ class Connections:
         self._timeout = timeout
         self._what = what  # "redis" or "sentinel", for error messages
         self._clients: dict[Address, aioredis.Redis] = {}
+        # When a server last answered anything (monotonic): an error reply is an answer
+        # too. A node that hears nothing from a deployment for long is cut off from it.
+        self.answered_at = time.monotonic()
 
     def client(self, address: Address) -> aioredis.Redis:
         if address not in self._clients:
@@ -64,10 +68,12 @@ class Connections:
     async def call(self, address: Address, *command: Any) -> Any:
         """Run one command; raise NodeFailed, CommandRefused or AuthenticationError."""
         try:
-            return await self.client(address).execute_command(*command)  # type: ignore[no-untyped-call]
+            reply = await self.client(address).execute_command(*command)  # type: ignore[no-untyped-call]
         except redis_errors.AuthenticationError as exc:
+            self.answered_at = time.monotonic()
             raise AuthenticationError(str(address), self._what, _auth_reason(exc)) from None
         except redis_errors.ResponseError as exc:
+            self.answered_at = time.monotonic()
             message = str(exc)
             if any(marker in message for marker in _AUTH_MARKERS):
                 raise AuthenticationError(str(address), self._what, _auth_reason(exc)) from None
@@ -77,6 +83,8 @@ class Connections:
             raise NodeFailed(address, str(exc) or type(exc).__name__) from exc
         except redis_errors.RedisError as exc:
             raise NodeFailed(address, str(exc)) from exc
+        self.answered_at = time.monotonic()
+        return reply
 
     async def forget(self, address: Address) -> None:
         client = self._clients.pop(address, None)

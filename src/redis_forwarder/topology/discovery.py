@@ -23,6 +23,11 @@ class Discoverer:
         self.nodes = Connections(settings.redis, settings.socket_timeout, "redis")
         self.sentinels = Connections(settings.sentinel, settings.socket_timeout, "sentinel")
 
+    @property
+    def answered_at(self) -> float:
+        """When a server or sentinel of the deployment last answered (monotonic)."""
+        return max(self.nodes.answered_at, self.sentinels.answered_at)
+
     async def discover(self, previous: Topology | None = None) -> Topology:
         """One fresh view. ``previous`` lets a cluster keep shard ids across failovers."""
         kind = self.settings.kind

@@ -62,6 +62,13 @@ class TopologyWatcher:
             raise RuntimeError("TopologyWatcher.start() has not run")
         return self._current
 
+    @property
+    def silent_for(self) -> float:
+        """Seconds since any server or sentinel of the deployment answered a refresh.
+        A failover does not make this grow (the sentinels, the other nodes still
+        answer); a partition or the whole deployment down does."""
+        return time.monotonic() - self._discoverer.answered_at
+
     def rename(self, renamed: Topology) -> list[Change]:
         """Take other names for the current view's shards (the fleet's, see
         ``cluster.named_like``); later views carry these names on. Returns the changes,
