@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -181,8 +183,23 @@ class RespConnection:
         that lost its ownership must not let buffered writes reach the sink later)."""
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None and abort:
-            writer.transport.abort()
+            reset(writer.transport)
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+_LINGER_NONE = struct.pack("ii", 1, 0)
+
+
+def reset(transport: asyncio.WriteTransport) -> None:
+    """Close a connection with a reset, dropping what is buffered in the kernel too.
+    ``transport.abort()`` alone drops only asyncio's buffer: the kernel would go on
+    sending what the socket holds, and after a partition heals those writes would reach
+    the sink from an owner that has long given its task up."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NONE)
+    transport.abort()

@@ -13,20 +13,29 @@ import signal
 import sys
 
 from redis_forwarder.model import Address
+from redis_forwarder.resp import reset
 
 CONNECT_TIMEOUT = 30.0  # a cut link must look like silence, not a quick refusal
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One direction. An end closed cleanly is closed cleanly on the other side; an end
+    reset is reset on the other side, dropping what the relay holds: like one TCP
+    connection, not a buffering proxy that would deliver a reset writer's bytes after
+    the partition heals."""
+    was_reset = False
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
-        pass
+        was_reset = True
     finally:
         with contextlib.suppress(Exception):
-            writer.close()
+            if was_reset:
+                reset(writer.transport)
+            else:
+                writer.close()
 
 
 def _handler(upstream: Address):  # type: ignore[no-untyped-def]
