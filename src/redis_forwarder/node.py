@@ -32,11 +32,11 @@ from typing import Any
 from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig, load_config
 from redis_forwarder.coordination.assignment import TaskKey
 from redis_forwarder.coordination.coordinator import (
-    SILENCE,
     Coordinator,
     LocalCoordinator,
     ZooKeeperCoordinator,
 )
+from redis_forwarder.coordination.paths import SILENCE
 from redis_forwarder.errors import ForwarderError, UsageError
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.observe import HealthServer, Metrics

@@ -13,6 +13,7 @@ from redis_forwarder.coordination.assignment import (
     moves,
     reaching,
 )
+from redis_forwarder.coordination.paths import silence_of
 
 routes = st.sampled_from(["orders", "audit", "clicks"])
 shards = st.sampled_from([f"s{i}" for i in range(8)])
@@ -121,3 +122,9 @@ def test_silence_is_per_deployment_and_a_node_that_says_nothing_is_not_cut_off()
     }
     assert cut_off(reports, limit=5) == {"n1": ["sink"], "n2": ["sink", "source"]}
     assert cut_off({"n1": (1000.0, {"source": 9.0})}, limit=5) == {}
+
+
+def test_a_progress_document_without_a_readable_silence_says_nothing() -> None:
+    assert silence_of({"silent_for": {"source": 0.5}, "r@a": {}}) == {"source": 0.5}
+    for document in (None, [], {}, {"silent_for": "x"}, {"silent_for": {"source": "soon"}}):
+        assert silence_of(document) == {}

@@ -55,9 +55,6 @@ from redis_forwarder.coordination.zk import (
 from redis_forwarder.errors import ZooKeeperRefusedError
 
 log = logging.getLogger(__name__)
-# In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
-# seconds since any of its servers answered the node.
-SILENCE = "silent_for"
 
 
 @dataclass
@@ -352,10 +349,9 @@ class ZooKeeperCoordinator:
         reports: dict[str, tuple[float, dict[str, float]]] = {}
         for node in nodes:
             znode = await self.session.get(self.paths.progress_of(node))
-            document = znodes.decode(znode.data) if znode else None
-            silence = document.get(SILENCE) if isinstance(document, dict) else None
-            if znode is not None and isinstance(silence, dict):
-                reports[node] = (znode.mtime, {str(k): float(v) for k, v in silence.items()})
+            silence = znodes.silence_of(znodes.decode(znode.data)) if znode else {}
+            if znode is not None and silence:
+                reports[node] = (znode.mtime, silence)
         return reports
 
     async def _read_assignment(self) -> tuple[Assignment, dict[str, Any] | None]:

@@ -33,7 +33,6 @@ from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import cut_off
-from redis_forwarder.coordination.coordinator import SILENCE
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import FleetClient
 
@@ -67,8 +66,7 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
         znode = client.get(paths.progress_of(str(member.get("id"))))
         document = znodes.decode(znode.data) if znode else None
         member["reported_at"] = znode.mtime if znode else None
-        silence = document.get(SILENCE) if isinstance(document, dict) else None
-        member["silent_for"] = silence if isinstance(silence, dict) else {}
+        member["silent_for"] = znodes.silence_of(document)
         if isinstance(document, dict) and znode and now - znode.mtime <= STALE_AFTER:
             reports[str(member.get("id"))] = document
     cut = cut_off(

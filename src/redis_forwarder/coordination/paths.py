@@ -7,7 +7,9 @@
     {root}/controller/         kazoo Lock recipe: its holder is the controller
     {root}/assignment          persistent one JSON document: task -> node, versioned
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
-    {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch
+    {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
+                                          and (``silent_for``) per Redis deployment, the
+                                          seconds since any of its servers answered it
     {root}/drained/{node}      persistent an operator drained this node
     {root}/paused/{route}      persistent an operator paused this route
     {root}/rebalance           persistent a request: recompute without stickiness
@@ -137,3 +139,20 @@ def assignment_of(data: bytes | None) -> tuple[Assignment, int]:
     return {task_of(name): str(node) for name, node in tasks.items()}, int(
         document.get("serial", 0)
     )
+
+
+# In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
+# seconds since any of its servers answered the node.
+SILENCE = "silent_for"
+
+
+def silence_of(document: Any) -> dict[str, float]:
+    """The ``silent_for`` of a progress document ({} when missing or malformed: a node
+    of an older version, or garbage, is never taken as cut off)."""
+    silence = document.get(SILENCE) if isinstance(document, dict) else None
+    if not isinstance(silence, dict):
+        return {}
+    try:
+        return {str(name): float(seconds) for name, seconds in silence.items()}
+    except (TypeError, ValueError):
+        return {}
