@@ -114,9 +114,17 @@ class Fleet:
             limit = ForwarderConfig.model_validate(self.config).cut_off_after
             return fleet_status(client, Paths(self.root), limit)
 
-    def owners(self) -> dict[str, str | None]:
-        """route -> the node that owns its task and runs it (None: nobody now)."""
-        return {t["route"]: (t["owner"] if t["running"] else None) for t in self.status()["tasks"]}
+    def owners(self, as_assigned: bool = False) -> dict[str, str | None]:
+        """route -> the node that owns its task and runs it (None: nobody now; with
+        ``as_assigned``, also while the owner is not the node the assignment names)."""
+        return {
+            t["route"]: (
+                t["owner"]
+                if t["running"] and (t["owner"] == t["assigned"] or not as_assigned)
+                else None
+            )
+            for t in self.status()["tasks"]
+        }
 
     def wait_all_running(self, nodes: set[str], timeout: float = 30) -> dict[str, str | None]:
         """Until every route runs on one of ``nodes``, on the node the assignment names
@@ -124,12 +132,8 @@ class Fleet:
         owners: dict[str, str | None] = {}
 
         def settled() -> bool:
-            tasks = self.status()["tasks"]
             owners.clear()
-            owners.update(
-                (t["route"], t["owner"] if t["running"] and t["owner"] == t["assigned"] else None)
-                for t in tasks
-            )
+            owners.update(self.owners(as_assigned=True))
             return set(owners) == set(self.routes) and all(o in nodes for o in owners.values())
 
         wait_until(settled, f"every task running on {sorted(nodes)}", timeout=timeout)

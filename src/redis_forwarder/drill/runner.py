@@ -120,7 +120,7 @@ class LabTarget:
             timeout=self.session_timeout,
             credentials=self.coordination.credentials(),
         ) as client:
-            return fleet_status(client, self.paths, self.config.cut_off_after)
+            return fleet_status(client, self.paths, self.cut_off_after)
 
     def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
         return {
