@@ -19,9 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
-from redis_forwarder.sink.commands import SinkKind
-from redis_forwarder.templates import TemplateError, compile_template
-from redis_forwarder.topology.settings import (
+from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
     DeploymentSettings,
@@ -29,6 +27,8 @@ from redis_forwarder.topology.settings import (
     read_password,
     shape_problem,
 )
+from redis_forwarder.sink.commands import SinkKind
+from redis_forwarder.templates import TemplateError, compile_template
 from redis_forwarder.validation import problems
 
 
@@ -323,14 +323,14 @@ class CoordinationConfig(BaseModel):
     def stall_limit(self) -> float:
         return self.stall_timeout or self.session_timeout / 2
 
-    def credentials(self) -> tuple[str, str] | None:
-        """(username, password) for ZooKeeper's digest scheme, read now; or None."""
+    def credentials(self) -> Credentials | None:
+        """The identity for ZooKeeper's digest scheme, its password read now; or None."""
         if not self.username:
             return None
         password = read_password(
             env=self.password_env, file=self.password_file, what="[coordination]"
         )
-        return (self.username, password or "")
+        return Credentials(self.username, password or "")
 
 
 class ForwarderConfig(BaseModel):

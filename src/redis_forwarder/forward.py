@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis_forwarder.coordination.gate import Gate
+from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, encode
 from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.batch import BatchSink

@@ -45,6 +45,7 @@ class DeploymentKind(StrEnum):
 
 
 SlotRange = tuple[int, int]  # inclusive, as Redis writes them
+TaskKey = tuple[str, str]  # (route name, shard id): one task, what a node owns and runs
 
 
 @dataclass(frozen=True, order=True)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig, load_config
-from redis_forwarder.coordination.assignment import TaskKey
 from redis_forwarder.coordination.coordinator import (
     Coordinator,
     LocalCoordinator,
@@ -38,7 +37,7 @@ from redis_forwarder.coordination.coordinator import (
 )
 from redis_forwarder.coordination.paths import SILENCE
 from redis_forwarder.errors import ForwarderError, UsageError
-from redis_forwarder.model import Address, DeploymentKind, Topology
+from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics
 from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.sink.commands import Owner

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_forwarder.config import RouteConfig
-from redis_forwarder.coordination.gate import Gate
 from redis_forwarder.forward import (
     Oversize,
     PubSubForwarding,
@@ -28,10 +27,12 @@ from redis_forwarder.forward import (
     StreamForwarding,
     StreamOversize,
 )
+from redis_forwarder.gate import Gate
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.retry import Backoff
+from redis_forwarder.settings import Credentials
 from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
 from redis_forwarder.sink.commands import Owner, SinkKind, SinkShape, entry_command, sink_command
 from redis_forwarder.sink.entries import ClusterEntrySink, EntrySink, NodeEntrySink
@@ -40,7 +41,6 @@ from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 from redis_forwarder.templates import compile_template
-from redis_forwarder.topology.settings import Credentials
 from redis_forwarder.work import slot_groups
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,8 @@
 from __future__ import annotations
 
 from redis_forwarder.config import RouteConfig
-from redis_forwarder.model import DeploymentKind, Topology
+from redis_forwarder.model import DeploymentKind, TaskKey, Topology
 from redis_forwarder.topology.slots import key_slot
-
-TaskKey = tuple[str, str]  # route name, shard id
 
 
 def keys_served(route: RouteConfig, shard_id: str, topology: Topology) -> list[str]:

@@ -16,9 +16,10 @@ from redis_forwarder.errors import (
     UnreachableError,
     WrongServerError,
 )
+from redis_forwarder.lab.spec import settings_from_spec
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.settings import Credentials
 from redis_forwarder.topology import DeploymentSettings, discover, key_slot
-from redis_forwarder.topology.settings import Credentials, settings_from_spec
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from redis_forwarder.errors import MasterUnconfirmedError
+from redis_forwarder.lab.spec import settings_from_spec
 from redis_forwarder.model import Address
 from redis_forwarder.topology import ChangeKind, DeploymentSettings, discover
-from redis_forwarder.topology.settings import settings_from_spec
 from tests.support.cluster import move_slots
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until

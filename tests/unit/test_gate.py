@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis_forwarder.coordination.gate import WriteGate
+from redis_forwarder.gate import WriteGate
 
 
 def test_the_lease_runs_out_on_the_monotonic_clock() -> None:

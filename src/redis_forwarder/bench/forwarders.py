@@ -27,12 +27,12 @@ from redis.cluster import RedisCluster
 from redis_forwarder.forward import PubSubForwarding
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.resp import RespConnection, encode
+from redis_forwarder.settings import Credentials
 from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.topology import DeploymentSettings, discover_async, key_slot
-from redis_forwarder.topology.settings import Credentials
 
 
 def naive(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str) -> None:

@@ -15,15 +15,14 @@ from rich.table import Table
 
 from redis_forwarder.config import load_config
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab import load_spec
+from redis_forwarder.lab.spec import load_spec, settings_from_spec
 from redis_forwarder.model import Address, DeploymentKind, Topology
-from redis_forwarder.topology import DeploymentSettings, TopologyWatcher, discover
-from redis_forwarder.topology.settings import (
+from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
     read_password,
-    settings_from_spec,
 )
+from redis_forwarder.topology import DeploymentSettings, TopologyWatcher, discover
 from redis_forwarder.topology.watcher import DEFAULT_INTERVAL
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-TaskKey = tuple[str, str]  # route name, shard id
+from redis_forwarder.model import TaskKey
+
 Assignment = dict[TaskKey, str]  # task -> node id
 
 

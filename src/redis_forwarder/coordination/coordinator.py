@@ -37,13 +37,11 @@ from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import (
     Assignment,
-    TaskKey,
     assign,
     cut_off,
     moves,
     reaching,
 )
-from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
     NodeExists,
@@ -53,6 +51,8 @@ from redis_forwarder.coordination.zk import (
     ZooKeeperSession,
 )
 from redis_forwarder.errors import ZooKeeperRefusedError
+from redis_forwarder.gate import WriteGate
+from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
 

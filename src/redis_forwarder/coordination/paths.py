@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from redis_forwarder.coordination.assignment import Assignment, TaskKey
+from redis_forwarder.coordination.assignment import Assignment
+from redis_forwarder.model import TaskKey
 
 DEFAULT_ROOT = "/redis-forwarder"
 

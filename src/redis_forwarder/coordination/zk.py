@@ -44,12 +44,13 @@ from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
-from redis_forwarder.coordination.gate import WriteGate
 from redis_forwarder.errors import (
     CoordinationError,
     ZooKeeperRefusedError,
     ZooKeeperUnreachableError,
 )
+from redis_forwarder.gate import WriteGate
+from redis_forwarder.settings import Credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,16 +78,13 @@ class Refused(ZooKeeperError):
     """The znode's ACL does not admit this session's identity."""
 
 
-Credentials = tuple[str, str] | None  # (username, password) for the digest scheme
-
-
-def auth_options(credentials: Credentials) -> dict[str, Any]:
+def auth_options(credentials: Credentials | None) -> dict[str, Any]:
     """KazooClient options for a fleet with a ZooKeeper identity: the session
     authenticates with the digest scheme, and every znode it creates admits that identity
     alone (another client can neither take ownership nor rewrite the assignment)."""
     if credentials is None:
         return {}
-    user, password = credentials
+    user, password = credentials.username or "", credentials.password or ""
     return {
         "auth_data": [("digest", f"{user}:{password}")],
         "default_acl": [make_digest_acl(user, password, all=True)],
@@ -115,7 +113,7 @@ class ZooKeeperSession:
         hosts: str,
         session_timeout: float,
         on_change: Callable[[], None],
-        credentials: Credentials = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.hosts = hosts
         self.authenticated = credentials is not None
@@ -325,7 +323,9 @@ class ZooKeeperSession:
 class FleetClient:
     """A short synchronous session for the command line (status, drain, pause, ...)."""
 
-    def __init__(self, hosts: str, timeout: float = 10.0, credentials: Credentials = None) -> None:
+    def __init__(
+        self, hosts: str, timeout: float = 10.0, credentials: Credentials | None = None
+    ) -> None:
         self.hosts = hosts
         self.authenticated = credentials is not None
         self.client = KazooClient(hosts=hosts, timeout=timeout, **auth_options(credentials))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -26,6 +27,7 @@ from pydantic import (
 
 from redis_forwarder.errors import SpecError
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.validation import problems
 
 CLUSTER_SLOTS = 16384
@@ -384,3 +386,16 @@ def load_spec(path: Path | str) -> TopologySpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), [f"cannot be read: {exc}"]) from exc
     return parse_spec(text, source=str(path))
+
+
+def settings_from_spec(spec: TopologySpec, **overrides: object) -> DeploymentSettings:
+    """Settings that reach a lab deployment described by ``spec``."""
+    if spec.kind is DeploymentKind.SENTINEL:
+        assert spec.sentinel is not None
+        addresses = tuple(spec.sentinel.addresses)
+        masters = tuple(s.name for s in spec.shards)
+    elif spec.kind is DeploymentKind.CLUSTER:
+        addresses, masters = tuple(s.master for s in spec.shards), ()
+    else:
+        addresses, masters = (spec.shards[0].master,), ()
+    return replace(DeploymentSettings(spec.kind, addresses, masters), **overrides)  # type: ignore[arg-type]

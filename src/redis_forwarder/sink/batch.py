@@ -12,13 +12,13 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from redis_forwarder.coordination.gate import Gate
+from redis_forwarder.gate import Gate
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection
+from redis_forwarder.settings import Credentials
 from redis_forwarder.sink.commands import SinkCommand
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.writer import PipelineWriter
-from redis_forwarder.topology.settings import Credentials
 from redis_forwarder.topology.slots import key_slot
 
 

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.settings import Credentials
 from redis_forwarder.sink.batch import RouteCache, open_node
-from redis_forwarder.topology.settings import Credentials
 
 Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
 

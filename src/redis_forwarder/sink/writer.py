@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from redis_forwarder.coordination.gate import Gate
+from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
 
 DEFAULT_MAX_IN_FLIGHT = 20_000

@@ -19,9 +19,9 @@ Python API for ops scripts::
 
 from __future__ import annotations
 
+from redis_forwarder.settings import Credentials, DeploymentSettings
 from redis_forwarder.topology.diff import Change, ChangeKind, diff
 from redis_forwarder.topology.discovery import Discoverer, discover, discover_async
-from redis_forwarder.topology.settings import Credentials, DeploymentSettings
 from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.topology.watcher import TopologyUpdate, TopologyWatcher, watch
 

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 
 from redis_forwarder.errors import AuthenticationError
 from redis_forwarder.model import Address
-from redis_forwarder.topology.settings import Credentials
+from redis_forwarder.settings import Credentials
 
 _AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from redis_forwarder.model import DeploymentKind, Topology
+from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.topology.cluster import discover_cluster
 from redis_forwarder.topology.connections import Connections
 from redis_forwarder.topology.sentinel import discover_sentinel
-from redis_forwarder.topology.settings import DeploymentSettings
 from redis_forwarder.topology.standalone import discover_standalone
 
 

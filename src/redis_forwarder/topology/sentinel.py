@@ -21,8 +21,8 @@ from redis_forwarder.errors import (
     WrongServerError,
 )
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.topology.connections import CommandRefused, Connections, NodeFailed
-from redis_forwarder.topology.settings import DeploymentSettings
 
 # Once a majority has answered, slower sentinels get this long before we go on without
 # them: a stopped sentinel must not add a whole socket timeout to every refresh.

@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 
 from redis_forwarder.model import Address
 from redis_forwarder.retry import Backoff
-from redis_forwarder.topology.settings import Credentials
+from redis_forwarder.settings import Credentials
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from redis_forwarder.errors import ForwarderError
 from redis_forwarder.model import DeploymentKind, Topology
 from redis_forwarder.retry import Backoff
+from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.topology import sentinel_events
 from redis_forwarder.topology.diff import Change, diff
 from redis_forwarder.topology.discovery import Discoverer
-from redis_forwarder.topology.settings import DeploymentSettings
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 1.0

@@ -9,12 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab.spec import TopologySpec
 from redis_forwarder.model import Address, DeploymentKind
 
 DEFAULT_SOCKET_TIMEOUT = 2.0
@@ -131,16 +130,3 @@ class DeploymentSettings:
         problem = shape_problem(self.kind, len(self.addresses), bool(self.masters))
         if problem:
             raise UsageError(problem)
-
-
-def settings_from_spec(spec: TopologySpec, **overrides: object) -> DeploymentSettings:
-    """Settings that reach a lab deployment described by ``spec``."""
-    if spec.kind is DeploymentKind.SENTINEL:
-        assert spec.sentinel is not None
-        addresses = tuple(spec.sentinel.addresses)
-        masters = tuple(s.name for s in spec.shards)
-    elif spec.kind is DeploymentKind.CLUSTER:
-        addresses, masters = tuple(s.master for s in spec.shards), ()
-    else:
-        addresses, masters = (spec.shards[0].master,), ()
-    return replace(DeploymentSettings(spec.kind, addresses, masters), **overrides)  # type: ignore[arg-type]
