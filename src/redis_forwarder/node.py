@@ -36,12 +36,18 @@ from redis_forwarder.coordination.coordinator import (
     ZooKeeperCoordinator,
 )
 from redis_forwarder.coordination.paths import SILENCE
-from redis_forwarder.errors import ForwarderError, UsageError
+from redis_forwarder.errors import (
+    AuthenticationError,
+    ForwarderError,
+    UsageError,
+    ZooKeeperRefusedError,
+)
+from redis_forwarder.forwarding.placement import ClusterTarget, Endpoint, Placement, candidates
+from redis_forwarder.forwarding.spec import TaskSpec
+from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
-from redis_forwarder.observe import HealthServer, Metrics
+from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.resp import ConnectionLost
-from redis_forwarder.sink.commands import Owner
-from redis_forwarder.task import Endpoint, ForwardingTask
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind
@@ -60,7 +66,10 @@ def check_supported(config: ForwarderConfig) -> None:
         )
 
 
-STOP_TIMEOUT = 5.0  # how long a stopping task may take to flush
+# What ends the node from inside a cycle: its configuration is wrong, and trying again
+# cannot help. Anything else is logged with its traceback, counted, and the next cycle
+# runs (Patroni's run_cycle: one bad cycle must not end the node).
+FATAL = (UsageError, AuthenticationError, ZooKeeperRefusedError)
 
 
 def default_node_id(coordinated: bool) -> str:
@@ -77,8 +86,7 @@ class Node:
         check_supported(config)
         self.config = config
         self.metrics = metrics or Metrics()
-        self.tasks: dict[TaskKey, ForwardingTask] = {}
-        self._runners: dict[TaskKey, asyncio.Task[None]] = {}
+        self.tasks: dict[TaskKey, Task] = {}
         self._watchers: dict[str, TopologyWatcher] = {}
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
         self._wake = asyncio.Event()
@@ -90,6 +98,10 @@ class Node:
         self._reload_from: Path | None = None
         self._rates: dict[TaskKey, tuple[int, float]] = {}  # forwarded, when: for rates
         self._cut: list[str] = []  # deployments silent to this node past the cut-off time
+        # What /readyz answers from: an immutable snapshot the loop replaces each cycle
+        # (the HTTP thread iterated the live task dict while the loop changed it:
+        # "dictionary changed size during iteration" under churn).
+        self._readiness = Readiness(False, {"tasks": {}, "role": "starting"})
 
     def request_reload(self, path: Path) -> None:
         """Re-read the config at the next cycle (SIGHUP). Safe from a signal handler."""
@@ -163,7 +175,7 @@ class Node:
                 if self._reload_from is not None:
                     path, self._reload_from = self._reload_from, None
                     await self._reload(path)
-                await self._reconcile()
+                await self._guarded_cycle()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CYCLE):
                         await _first(stop.wait(), self._wake.wait())
@@ -182,11 +194,13 @@ class Node:
 
     async def _beat(self) -> None:
         """The loop's heartbeat, for the watchdog thread and /healthz: apart from the
-        cycle, which may wait on ZooKeeper while the loop itself is fine."""
+        cycle, which may wait on ZooKeeper while the loop itself is fine. It publishes
+        /readyz's snapshot too, so that answer is never more than a beat old."""
         while True:
             self._loop_beat = time.monotonic()
             if self.health is not None:
                 self.health.beat()
+                self._publish_readiness()
             await asyncio.sleep(0.2)
 
     def _start_watchdog(
@@ -217,17 +231,34 @@ class Node:
         """``source`` or a target's name, as the node sees it now."""
         return self._watchers[deployment].current
 
-    def readiness(self) -> tuple[bool, dict[str, object]]:
+    def readiness(self) -> Readiness:
+        """The last cycle's answer for /readyz (any thread may call this)."""
+        return self._readiness
+
+    def _publish_readiness(self) -> None:
         tasks = {task.name: task.running for task in self.tasks.values()}
         coordinated = self.config.coordination is not None
         ok = all(tasks.values()) and (
             self.coordinator.session_state == "connected" if coordinated else bool(tasks)
         )
-        return ok, {
+        details = {
             "tasks": tasks,
             "role": self.coordinator.role,
             "zookeeper": self.coordinator.session_state,
         }
+        self._readiness = Readiness(ok, details)  # one assignment: the thread sees old or new
+
+    async def _guarded_cycle(self) -> None:
+        """One cycle that cannot end the node by accident: an unexpected error is
+        logged with its traceback and counted, and the next cycle runs; only a fatal
+        configuration error (``FATAL``) ends the node."""
+        try:
+            await self._reconcile()
+        except FATAL:
+            raise
+        except Exception:
+            self.metrics.cycle_errors.inc()
+            log.exception("reconcile cycle failed; the next cycle runs in %.0fs", CYCLE)
 
     def _observe_coordination(self) -> None:
         state = self.coordinator.session_state
@@ -263,9 +294,10 @@ class Node:
                 self._start(route, key[1], epoch)
         self._observe_coordination()
         self._restart_wedged()
+        self._publish_readiness()
         running = sum(1 for t in self.tasks.values() if t.running)
-        received = sum(t.received for t in self.tasks.values())
-        open_gaps = sum(1 for t in self.tasks.values() if t.gaps and t.gaps[-1].end is None)
+        received = sum(t.metrics.received for t in self.tasks.values())
+        open_gaps = sum(1 for t in self.tasks.values() if t.in_gap)
         log.info(
             "status: %d/%d tasks forwarding, %d received, %d in a gap (%s, ZooKeeper %s)",
             running,
@@ -335,16 +367,18 @@ class Node:
         now = time.monotonic()
         progress: dict[str, Any] = {}
         for key, task in self.tasks.items():
-            before, then = self._rates.get(key, (task.forwarded, now))
-            rate = (task.forwarded - before) / (now - then) if now > then else 0.0
-            self._rates[key] = (task.forwarded, now)
+            counts = task.metrics
+            before, then = self._rates.get(key, (counts.forwarded, now))
+            rate = (counts.forwarded - before) / (now - then) if now > then else 0.0
+            self._rates[key] = (counts.forwarded, now)
             progress[f"{key[0]}@{key[1]}"] = {
                 "epoch": task.epoch,
                 "running": task.running,
-                "forwarded": task.forwarded,
+                "state": str(task.state),
+                "forwarded": counts.forwarded,
                 "rate": round(rate, 1),
-                "lag": round(task.lag, 4),
-                "last_message_at": task.last_message_at,
+                "lag": round(counts.lag, 4),
+                "last_message_at": counts.last_message_at,
                 "gaps": len(task.gaps),
             }
         for gone in self._rates.keys() - self.tasks.keys():
@@ -354,77 +388,54 @@ class Node:
         return progress
 
     async def _stop(self, key: TaskKey, graceful: bool) -> None:
-        task = self.tasks.pop(key)
-        runner = self._runners.pop(key)
-        task.stop(graceful)
-        runner.cancel()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await asyncio.gather(runner, return_exceptions=True)
+        await self.tasks.pop(key).stop(graceful)
 
     def _start(self, route: RouteConfig, shard: str, epoch: int = 0) -> None:
+        source_kind = self._settings[SOURCE].kind
+        spec = TaskSpec(route, shard, self.node_id, epoch, source_kind is DeploymentKind.CLUSTER)
+        task = Task(spec, self._placement(route, shard), self.metrics)
+        self.tasks[spec.key] = task
+        task.start()
+
+    def _placement(self, route: RouteConfig, shard: str) -> Placement:
         target = route.to.target
         cluster_sink = None
         if self._settings[target].kind is DeploymentKind.CLUSTER:
             watcher = self._watchers[target]
-            cluster_sink = (
-                lambda: watcher.current,
-                self._settings[target].redis,
-                watcher.refresh_soon,
+            cluster_sink = ClusterTarget(
+                lambda: watcher.current, self._settings[target].redis, watcher.refresh_soon
             )
         source = self._watchers[SOURCE]
+        source_kind = self._settings[SOURCE].kind
         classic = bool(route.from_.channels or route.from_.patterns)
-        task = ForwardingTask(
-            route,
-            shard,
+        return Placement(
             # XREADGROUP writes (the group's pending list): streams read from masters.
             locate_source=self._locator(
                 SOURCE,
                 shard,
                 replicas=self.config.source.read_from == "replica" and not route.from_.streams,
-                any_node=classic and self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
+                any_node=classic and source_kind is DeploymentKind.CLUSTER,
             ),
-            locate_sink=self._locator(
-                route.to.target, shard if route.to.target == SOURCE else None
-            ),
-            on_lost=self._on_lost(route.to.target),
-            metrics=self.metrics,
-            consumer=self.node_id,
+            locate_sink=self._locator(target, shard if target == SOURCE else None),
             cluster_sink=cluster_sink,
             keys_served=lambda: keys_served(route, shard, source.current),
-            source_is_cluster=self._settings[SOURCE].kind is DeploymentKind.CLUSTER,
-            owner=Owner(self.node_id, epoch),
             gate=self.coordinator.gate.bound(),  # this session's, not a later one's
+            on_lost=self._on_lost(target),
         )
-        self.tasks[(route.name, shard)] = task
-        self._runners[(route.name, shard)] = asyncio.create_task(task.run(), name=task.name)
 
     def _locator(
         self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False
     ) -> Callable[[int], Endpoint]:
-        """Where a task connects now: the current master of ``shard`` (or, for another
-        deployment, of its first shard). With ``replicas``, the shard's replicas come
-        first and the master last, and each failed attempt moves to the next one, so a
-        dead replica costs one retry, not the task. With ``any_node`` (classic pub/sub
-        on a cluster, where every node receives every PUBLISH), the master comes first,
-        then its replicas, then the other masters: a dead master costs one retry, not
-        the seconds until the cluster promotes its replica."""
+        """Where a task connects now (``placement.candidates``): the ``attempt``-th
+        candidate of the deployment's current topology, so each failed attempt moves on."""
         credentials = self._settings[deployment].redis
 
         def locate(attempt: int) -> Endpoint:
             topology = self._watchers[deployment].current
-            chosen = topology.shard(shard) if shard is not None else topology.shards[0]
-            if chosen is None:  # the reconcile loop will stop the task
+            found = candidates(topology, shard, replicas=replicas, any_node=any_node)
+            if not found:  # the reconcile loop will stop the task
                 raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
-            if any_node:
-                others = [s.master.address for s in topology.shards if s is not chosen]
-                candidates = [chosen.master.address, *(r.address for r in chosen.replicas)]
-                candidates += others
-            elif replicas:
-                candidates = [r.address for r in chosen.replicas] + [chosen.master.address]
-            else:
-                return Endpoint(chosen.master.address, credentials)
-            return Endpoint(candidates[attempt % len(candidates)], credentials)
+            return Endpoint(found[attempt % len(found)], credentials)
 
         return locate
 
@@ -460,13 +471,7 @@ class Node:
     async def _stop_tasks(self) -> None:
         """Stop every task gracefully, all at once, then release their ownership."""
         keys = list(self.tasks)
-        for key in keys:
-            self.tasks[key].stop(graceful=True)
-            self._runners[key].cancel()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await asyncio.gather(*self._runners.values(), return_exceptions=True)
-        self._runners.clear()
+        await asyncio.gather(*(task.stop(graceful=True) for task in self.tasks.values()))
         self.tasks.clear()
         for key in keys:
             await self.coordinator.released(key)

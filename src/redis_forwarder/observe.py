@@ -14,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
@@ -30,6 +31,15 @@ from redis_forwarder.errors import ForwarderError
 from redis_forwarder.model import Address
 
 LOOP_STALL_AFTER = 5.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz answers, as the node's loop last published it. Immutable: the HTTP
+    thread reads it while the loop replaces it, never a structure the loop changes."""
+
+    ready: bool
+    details: Mapping[str, object]
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -67,7 +77,8 @@ class Metrics:
         labels = ("route", "shard")
         self.received = Counter(
             "forwarder_received_messages",
-            "Messages read from the source",
+            "Messages (pub/sub) or entries (streams) taken from the source, oversized ones "
+            "included; a stream entry claimed again counts again",
             labels,
             registry=self.registry,
         )
@@ -78,7 +89,11 @@ class Metrics:
             registry=self.registry,
         )
         self.refused = Counter(
-            "forwarder_refused_writes", "Sink writes Redis refused", labels, registry=self.registry
+            "forwarder_refused_writes",
+            "Sink writes Redis refused: pub/sub messages lost; stream entries left pending "
+            "and tried again",
+            labels,
+            registry=self.registry,
         )
         self.reconnects = Counter(
             "forwarder_reconnects",
@@ -99,7 +114,10 @@ class Metrics:
             "forwarder_batches", "Batches written", labels, registry=self.registry
         )
         self.in_flight = Gauge(
-            "forwarder_in_flight", "Sink commands awaiting a reply", labels, registry=self.registry
+            "forwarder_in_flight",
+            "Sink commands awaiting a reply (pub/sub), read when scraped",
+            labels,
+            registry=self.registry,
         )
         self.running = Gauge(
             "forwarder_task_running", "1 while the task forwards", labels, registry=self.registry
@@ -161,6 +179,19 @@ class Metrics:
             [*labels, "action"],
             registry=self.registry,
         )
+        self.transitions = Counter(
+            "forwarder_task_transitions",
+            "Task state changes, by the state entered (connecting, forwarding, "
+            "backing-off, rehoming, stopping, stopped)",
+            [*labels, "state"],
+            registry=self.registry,
+        )
+        self.cycle_errors = Counter(
+            "forwarder_cycle_errors",
+            "Reconcile cycles that ended in an unexpected error (logged with its traceback; "
+            "the node goes on with the next cycle)",
+            registry=self.registry,
+        )
         self.cycles = Counter(
             "forwarder_cycles",
             "Reconcile cycles run: one a second, more when topology or ZooKeeper wake it",
@@ -175,7 +206,7 @@ class HealthServer:
         self,
         address: Address,
         metrics: Metrics,
-        ready: Callable[[], tuple[bool, dict[str, object]]],
+        ready: Callable[[], Readiness],
     ) -> None:
         self.metrics = metrics
         self.ready = ready
@@ -191,9 +222,9 @@ class HealthServer:
                     status = {"status": "stalled" if stalled else "ok"}
                     self._send(503 if stalled else 200, json.dumps(status).encode())
                 elif self.path == "/readyz":
-                    ok, details = owner.ready()
-                    body: dict[str, object] = {"ready": ok, **details}
-                    self._send(200 if ok else 503, json.dumps(body).encode())
+                    readiness = owner.ready()
+                    body: dict[str, object] = {"ready": readiness.ready, **readiness.details}
+                    self._send(200 if readiness.ready else 503, json.dumps(body).encode())
                 else:
                     self._send(404, b'{"error": "not found"}')
 

@@ -178,6 +178,15 @@ class RespConnection:
             replies.extend(await self.read())
         return replies
 
+    def abort(self) -> None:
+        """Reset the connection now, from synchronous code: nothing buffered is sent,
+        and every read or write after this raises ConnectionLost (a read waiting now
+        ends with it). How a task stops at once: no read, subscribe or claim can follow
+        (issue 13: a stopped task's cancellation was swallowed, and it read on)."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            reset(writer.transport)
+
     async def close(self, *, abort: bool = False) -> None:
         """Close; ``abort`` drops what is still buffered instead of sending it (a task
         that lost its ownership must not let buffered writes reach the sink later)."""

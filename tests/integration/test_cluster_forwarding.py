@@ -14,8 +14,8 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, Shard
-from redis_forwarder.task import ForwardingTask
 from redis_forwarder.topology.slots import key_slot
 from tests.support.cluster import client, move_slots, owner_of
 from tests.support.deployments import Deployment
@@ -139,7 +139,7 @@ def test_sharded_pubsub_follows_a_slot_migration(fresh_deployment: Fresh) -> Non
 
 def forward_through_home_fault(
     deployment: Deployment, inject: Callable[[Shard], None], spare_home: bool
-) -> tuple[ForwardingTask, Shard, Address, float]:
+) -> tuple[Task, Shard, Address, float]:
     """Forward `orders` while ``inject`` hits the home shard (the one the route's only
     task subscribes on); publish through every node (but the home master if
     ``spare_home``). Check that everything published after the task resumed was copied.

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis
 
-from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
-from redis_forwarder.sink.batch import SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
+from redis_forwarder.sink.pubsub import NodePubSubSink
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.templates import compile_template
@@ -33,27 +34,28 @@ async def forwarding(
     shape: SinkShape,
     template: str,
     heartbeat: float = 1.0,
-) -> PubSubForwarding:
+) -> PubSubLoop:
     source = RespConnection(server.host, server.port, timeout=2.0)
     await source.open()
     reader = PubSubReader(source)
     await reader.subscribe(channels, patterns)
     sink = RespConnection(server.host, server.port, timeout=2.0)
     await sink.open()
-    writer = PipelineWriter(sink, max_in_flight=500)
+    metrics = TaskMetrics.alone()
+    writer = PipelineWriter(sink, metrics, max_in_flight=500)
     writer.start()
     command = sink_command(shape, compile_template(template).bind(route="r", shard="s"), "s")
-    sink = SingleNodeSink(writer, command, replies_per_message=shape.replies_per_message)
-    return PubSubForwarding(reader, sink, heartbeat)
+    sink = NodePubSubSink(writer, command, replies_each=shape.replies_per_message)
+    return PubSubLoop(reader, sink, metrics, heartbeat)
 
 
-def writer_of(task: PubSubForwarding) -> PipelineWriter:
-    assert isinstance(task.sink, SingleNodeSink)
+def writer_of(task: PubSubLoop) -> PipelineWriter:
+    assert isinstance(task.sink, NodePubSubSink)
     return task.sink.writer
 
 
 async def run_until(
-    task: PubSubForwarding, done: Callable[[], Awaitable[bool]], timeout: float = 20.0
+    task: PubSubLoop, done: Callable[[], Awaitable[bool]], timeout: float = 20.0
 ) -> None:
     runner = asyncio.create_task(task.run())
     try:
@@ -127,7 +129,7 @@ def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) 
             return bool(client.llen(f"list:{tag}") == 50)
 
         async def copied() -> bool:
-            return to_channel.stats.received == 50
+            return to_channel.metrics.received == 50
 
         async def trimmed() -> bool:  # RPUSH and LTRIM answered for each message
             return writer_of(to_short_list).confirmed == 100
@@ -161,7 +163,7 @@ def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deploymen
     tag = uuid.uuid4().hex[:8]
     client.set(f"taken:{tag}", "a string, so XADD gets WRONGTYPE")
 
-    async def scenario() -> PubSubForwarding:
+    async def scenario() -> PubSubLoop:
         task = await forwarding(
             server, [f"c.{tag}".encode()], [], SinkShape(SinkKind.STREAM), f"taken:{tag}"
         )
@@ -190,7 +192,7 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
         )
         runner = asyncio.create_task(task.run())
         async with asyncio.timeout(10):
-            while task.stats.heartbeats < 2:  # PINGs answered while the server runs
+            while task.heartbeats < 2:  # PINGs answered while the server runs
                 await asyncio.sleep(0.05)
             deployment.lab.send_signal("main-master", signal.SIGSTOP)  # type: ignore[union-attr]
             with pytest.raises(ConnectionLost, match="heartbeat"):
@@ -228,14 +230,12 @@ def test_overflow_policy_with_a_paused_sink(
         await reader.subscribe([channel.encode()], [])
         sink = RespConnection(target.host, target.port, timeout=5.0)
         await sink.open()
-        writer = PipelineWriter(sink, max_in_flight=100)
+        metrics = TaskMetrics.alone()
+        writer = PipelineWriter(sink, metrics, max_in_flight=100)
         writer.start()
-        dropped: list[int] = []
-        overflow = (
-            DropOldestBuffer(writer, 500, dropped.append) if policy == "drop-oldest" else None
-        )
+        overflow = DropOldestBuffer(writer, 500, metrics) if policy == "drop-oldest" else None
         command = sink_command(SinkShape(SinkKind.STREAM), compile_template("out").bind(), "s")
-        task = PubSubForwarding(reader, SingleNodeSink(writer, command, overflow))
+        task = PubSubLoop(reader, NodePubSubSink(writer, command, overflow), metrics)
         sink_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
         pipe = publisher.pipeline(transaction=False)
         for i in range(total):
@@ -243,12 +243,12 @@ def test_overflow_policy_with_a_paused_sink(
         pipe.execute()
 
         async def settled() -> bool:
-            return task.stats.received == total and (
+            return task.metrics.received == total and (
                 overflow is None or (overflow.queued == 0 and writer.in_flight == 0)
             )
 
         await run_until(task, settled, timeout=30)
-        return sum(dropped), int(sink_client.xlen("out"))
+        return metrics.dropped, int(sink_client.xlen("out"))
 
     dropped, forwarded = asyncio.run(scenario())
     last = sink_client.xrevrange("out", count=1)[0][1][b"payload"]

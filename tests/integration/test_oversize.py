@@ -70,7 +70,10 @@ def test_oversized_messages_are_set_aside_and_counted(
             "the small messages forwarded, every entry acknowledged",
         )
         tasks = {key[0]: task for key, task in runner.node.tasks.items()}
-        wait_until(lambda: tasks["pub"].oversized == 5 and tasks["str"].oversized == 5, "counted")
+        wait_until(
+            lambda: tasks["pub"].metrics.oversized == 5 and tasks["str"].metrics.oversized == 5,
+            "counted",
+        )
         action = {"dead-letter": "dead-lettered", "drop": "dropped"}[oversize]
         metrics = runner.node.metrics.registry.get_sample_value(
             "forwarder_oversize_messages_total",
@@ -131,7 +134,9 @@ def test_stream_entries_the_sink_refuses_for_good(
                 lambda added=added: delivered() == added,
                 f"entry {index} read by the node before the next is added",
             )
-        wait_until(lambda: task.given_up >= 10, "every entry refused three times", timeout=30)
+        wait_until(
+            lambda: task.metrics.given_up >= 10, "every entry refused three times", timeout=30
+        )
         if dead_letter:
             wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
             dead = client.xrange(f"{tag}:dead:{tag}.in")
@@ -203,8 +208,8 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
         wait_until(lambda: target.xlen(f"{tag}:p") == 20, "forwarded before the fault")
         target.config_set("maxmemory", "1")  # noeviction: every write is refused (OOM)
         burst(20)
-        wait_until(lambda: tasks["p"].refused_lost > 0, "pub/sub refusals counted")
-        wait_until(lambda: tasks["s"].streams[0].refused > 0, "stream refusals seen")
+        wait_until(lambda: tasks["p"].metrics.refused > 0, "pub/sub refusals counted")
+        wait_until(lambda: tasks["s"].metrics.refused > 0, "stream refusals seen")
         target.config_set("maxmemory", "0")
         wait_until(lambda: target.xlen(f"{tag}:s") == 40, "every stream entry copied", timeout=40)
         after = sent
@@ -218,11 +223,11 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
         )
         wait_until(lambda: target.xlen(f"{tag}:s") == sent, "the last entries copied too")
         wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
-        assert tasks["s"].given_up == 0  # OOM passes: never given up
+        assert tasks["s"].metrics.given_up == 0  # OOM passes: never given up
         refused = runner.node.metrics.registry.get_sample_value(
             "forwarder_refused_writes_total", {"route": "p", "shard": str(source)}
         )
-        assert refused is not None and refused >= tasks["p"].refused_lost > 0
+        assert refused is not None and refused >= tasks["p"].metrics.refused > 0
     payloads = [f[b"payload"] for _i, f in target.xrange(f"{tag}:s")]
     assert sorted(payloads) == sorted(f"e{i}".encode() for i in range(sent))  # once each
 

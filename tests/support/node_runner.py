@@ -12,9 +12,9 @@ from typing import Any
 import redis
 
 from redis_forwarder.config import ForwarderConfig
+from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address
 from redis_forwarder.node import Node
-from redis_forwarder.task import ForwardingTask
 from tests.support.waiting import wait_until
 
 
@@ -103,7 +103,7 @@ class Publisher:
         self._thread.join(10)
 
 
-def wait_resumed(task: ForwardingTask, publisher: Publisher) -> float:
+def wait_resumed(task: Task, publisher: Publisher) -> float:
     """Wait until the task's last gap closed and a second of traffic followed; return
     when it resumed."""
     wait_until(

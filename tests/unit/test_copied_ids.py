@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from redis_forwarder.config import RouteConfig
-from redis_forwarder.task import copies_stream_ids
+from redis_forwarder.forwarding.spec import copies_stream_ids
 
 
 def route(to: dict[str, Any]) -> RouteConfig:

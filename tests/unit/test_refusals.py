@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis_forwarder.forward import GIVE_UP_AFTER, RETRY_CAP, RETRY_FIRST, Refusals
+from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, RETRY_CAP, RETRY_FIRST, Refusals
 
 ENTRY = (b"s", b"1-0", [b"f", b"v"])
 

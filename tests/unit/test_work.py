@@ -71,11 +71,15 @@ def test_cluster_streams_go_to_the_shards_that_hold_them_grouped_by_slot() -> No
 
 
 def test_a_task_survives_an_unexpected_error() -> None:
-    """A bug in one pass (here: the locator raising) is a logged gap, not a dead task."""
+    """A bug in one pass (here: the locator raising) is a logged gap, not a dead task;
+    and a stop ends it for good, from any state."""
     import asyncio
 
+    from redis_forwarder.forwarding.placement import Endpoint, Placement
+    from redis_forwarder.forwarding.spec import TaskSpec
+    from redis_forwarder.forwarding.states import TaskState
+    from redis_forwarder.forwarding.supervisor import Task
     from redis_forwarder.observe import Metrics
-    from redis_forwarder.task import Endpoint, ForwardingTask
 
     calls: list[str] = []
 
@@ -83,16 +87,15 @@ def test_a_task_survives_an_unexpected_error() -> None:
         calls.append("x")
         raise RuntimeError("boom")
 
-    async def scenario() -> ForwardingTask:
-        task = ForwardingTask(
-            route("c", channels=["a"]), "s", broken, broken, calls.append, Metrics()
-        )
-        runner = asyncio.create_task(task.run())
+    async def scenario() -> Task:
+        placement = Placement(broken, broken, on_lost=calls.append)
+        task = Task(TaskSpec(route("c", channels=["a"]), "s"), placement, Metrics())
+        task.start()
         while len([c for c in calls if c == "x"]) < 2:  # it came back for a second try
             await asyncio.sleep(0.01)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await task.stop(graceful=True)
         return task
 
     task = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert task.gaps and "unexpected RuntimeError: boom" in task.gaps[0].reason
+    assert task.state is TaskState.STOPPED

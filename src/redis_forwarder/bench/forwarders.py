@@ -4,7 +4,8 @@
 - ``raw``: a bare raw-socket loop with hiredis and one buffer per read, no features
   (no reply checks, no heartbeat, no backpressure): the ceiling for a Python loop;
 - ``ours``: the forwarder's own data path (PubSubReader, sink command, PipelineWriter
-  or ClusterSink, PubSubForwarding), with heartbeat and reply checks.
+  or ClusterPubSubSink, PubSubLoop, TaskMetrics), with heartbeat, reply checks and
+  the per-batch counts a node keeps.
 
 Each subscribes to ``PATTERN`` on HOST:PORT and writes every message to ``OUT`` +
 its channel: a stream (``XADD key * payload P channel C``) or a channel (``PUBLISH``).
@@ -24,12 +25,14 @@ import hiredis
 import redis
 from redis.cluster import RedisCluster
 
-from redis_forwarder.forward import PubSubForwarding
+from redis_forwarder.forwarding.connections import TaskConnections
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.resp import RespConnection, encode
 from redis_forwarder.settings import Credentials
-from redis_forwarder.sink.batch import BatchSink, ClusterSink, SingleNodeSink
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
+from redis_forwarder.sink.pubsub import ClusterPubSubSink, NodePubSubSink, PubSubSink
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.topology import DeploymentSettings, discover_async, key_slot
@@ -132,21 +135,23 @@ async def ours(sink_kind: str, cluster: bool, host: str, port: int, pattern: str
 
     shape = SinkShape(SinkKind.CHANNEL if sink_kind == "channel" else SinkKind.STREAM)
     command = sink_command(shape, key_of, "bench")
-    sink: BatchSink
+    metrics = TaskMetrics.alone()
+    sink: PubSubSink
     if cluster:
         settings = DeploymentSettings(DeploymentKind.CLUSTER, addresses=(Address(host, port),))
         topology = await discover_async(settings)
-        sink = ClusterSink(
-            command, key_of, lambda: topology, Credentials(), 20_000, 5.0, lambda _reason: None
+        connect = TaskConnections("bench").connector(Credentials())
+        sink = ClusterPubSubSink(
+            command, key_of, lambda: topology, connect, metrics, 20_000, 5.0, lambda _r: None
         )
     else:
         connection = RespConnection(host, port, timeout=5.0)
         await connection.open()
-        writer = PipelineWriter(connection)
+        writer = PipelineWriter(connection, metrics)
         writer.start()
-        sink = SingleNodeSink(writer, command)
+        sink = NodePubSubSink(writer, command)
     print("ready", flush=True)
-    await PubSubForwarding(reader, sink).run()
+    await PubSubLoop(reader, sink, metrics).run()
 
 
 def main() -> None:

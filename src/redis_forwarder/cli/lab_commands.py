@@ -210,7 +210,10 @@ def demo(directory: Path | None, seconds: float, rate: float) -> None:
             view.add_column(column)
         for task in node.tasks.values():
             view.add_row(
-                task.name, "yes" if task.running else "no", str(task.received), str(len(task.gaps))
+                task.name,
+                "yes" if task.running else "no",
+                str(task.metrics.received),
+                str(len(task.gaps)),
             )
         return view
 

@@ -2,19 +2,22 @@
 a :class:`PipelineWriter`, so that reading never waits for a slow sink.
 
 ``send`` never blocks: it queues the batch and, while more than ``capacity`` messages
-are queued, drops the oldest whole batches (never the one just added), counting every
-dropped message. A pump task feeds the writer (which still bounds what is in flight).
-A failure of the pump (the sink's connection lost) surfaces at the next ``send``.
+are queued, drops the oldest whole batches (never the one just added), each dropped
+message counted in the task's metrics. A pump task feeds the writer (which still
+bounds what is in flight). A failure of the pump (the sink's connection lost) surfaces
+at the next ``send``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redis_forwarder.sink.writer import PipelineWriter
+
+if TYPE_CHECKING:
+    from redis_forwarder.forwarding.metrics import TaskMetrics
 
 
 class DropOldestBuffer:
@@ -22,35 +25,33 @@ class DropOldestBuffer:
         self,
         writer: PipelineWriter,
         capacity: int,
-        on_drop: Callable[[int], None],
-        replies_per_message: int = 1,
+        metrics: TaskMetrics,
+        replies_each: int = 1,
     ) -> None:
         """``capacity`` and every count here are messages, not commands."""
         self.writer = writer
-        self.replies_per_message = replies_per_message
+        self.replies_each = replies_each
         self.capacity = capacity
-        self.on_drop = on_drop
+        self.metrics = metrics
         self.queued = 0
-        self.dropped = 0
         self._batches: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
         self._pump: asyncio.Task[None] | None = None
 
-    async def send(self, buffer: bytes, count: int) -> None:
+    async def send(self, buffer: bytes, messages: int) -> None:
         if self._pump is None:
             self._pump = asyncio.create_task(self._run_pump())
         elif self._pump.done():
             self._pump.result()  # raises what ended it
-        self._batches.append((buffer, count))
+        self._batches.append((buffer, messages))
         self._empty.clear()
-        self.queued += count
+        self.queued += messages
         while self.queued > self.capacity and len(self._batches) > 1:
             _, lost = self._batches.popleft()
             self.queued -= lost
-            self.dropped += lost
-            self.on_drop(lost)
+            self.metrics.drop(lost)
         self._ready.set()
 
     async def _run_pump(self) -> None:
@@ -59,9 +60,9 @@ class DropOldestBuffer:
                 self._empty.set()
                 self._ready.clear()
                 await self._ready.wait()
-            buffer, count = self._batches.popleft()
-            self.queued -= count
-            await self.writer.send(buffer, count * self.replies_per_message, count)
+            buffer, messages = self._batches.popleft()
+            self.queued -= messages
+            await self.writer.send(buffer, messages, self.replies_each)
 
     async def drain(self) -> None:
         """Wait until every queued batch went to the writer; raise what ended the pump."""
@@ -77,5 +78,4 @@ class DropOldestBuffer:
     async def close(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
+            await asyncio.wait({self._pump})  # not await: see PipelineWriter.close

@@ -3,20 +3,23 @@ read as they come back, and a bound on commands in flight gives backpressure.
 
 Contract: ``send`` returns once the batch is written to the socket and fewer than
 ``max_in_flight`` commands await their reply; ``flush`` returns once every reply is in.
-Each error reply is counted in ``refused`` with the last one kept; replies are never
-matched to messages here (the caller knows its batch order if it needs to).
+Each error reply is counted in ``refused`` with the last one kept (the loop's control
+state), and reported to the task's metrics as it comes; replies are never matched to
+messages here (the caller knows its batch order if it needs to).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+
+if TYPE_CHECKING:
+    from redis_forwarder.forwarding.metrics import TaskMetrics
 
 DEFAULT_MAX_IN_FLIGHT = 20_000
 
@@ -25,16 +28,16 @@ class PipelineWriter:
     def __init__(
         self,
         connection: RespConnection,
+        metrics: TaskMetrics,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         gate: Gate | None = None,
-        on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
-        """``gate``: while it is closed, ``send`` waits before writing anything.
-        ``on_answered(messages, seconds)``: a batch's last reply came, ``seconds`` after
-        it was sent."""
+        """``gate``: while it is closed, ``send`` waits before writing anything. Each
+        batch's last reply reports to ``metrics`` how long the batch took; refusals
+        are reported as lost (this writer carries pub/sub, which is at most once)."""
         self.connection = connection
+        self.metrics = metrics
         self.gate = gate
-        self.on_answered = on_answered
         self._batches: deque[list[float]] = deque()  # [sent at, replies owed, messages]
         self.max_in_flight = max_in_flight
         self.sent = 0
@@ -53,9 +56,10 @@ class PipelineWriter:
     def start(self) -> None:
         self._replies = asyncio.create_task(self._read_replies())
 
-    async def send(self, buffer: bytes, count: int, messages: int | None = None) -> None:
-        """Write ``buffer``: ``count`` commands (replies owed), ``messages`` messages
-        (default: ``count``)."""
+    async def send(self, buffer: bytes, messages: int, replies_each: int = 1) -> None:
+        """Write ``buffer``: ``messages`` messages of ``replies_each`` replies each (a
+        list sink with a maxlen answers RPUSH and LTRIM)."""
+        count = messages * replies_each  # the one place replies are counted from messages
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()
@@ -66,8 +70,7 @@ class PipelineWriter:
             self._raise_if_failed()
         self.connection.write(buffer)
         self.sent += count
-        if self.on_answered is not None:
-            self._batches.append([time.monotonic(), count, count if messages is None else messages])
+        self._batches.append([time.monotonic(), count, messages])
         self._pending.set()
         await self.connection.drain()
 
@@ -89,20 +92,19 @@ class PipelineWriter:
                     await self._pending.wait()
                 # Replies are owed: a silent server past the timeout is a lost connection.
                 replies = await self.connection.read()
-                for reply in replies:
-                    self.confirmed += 1
-                    if isinstance(reply, ReplyError):
-                        self.refused += 1
-                        self.last_refusal = str(reply)
-                if self.on_answered is not None:
-                    self._answered(len(replies))
+                self.confirmed += len(replies)
+                refused = [reply for reply in replies if isinstance(reply, ReplyError)]
+                if refused:
+                    self.refused += len(refused)
+                    self.last_refusal = str(refused[-1])
+                    self.metrics.refusal(len(refused), self.last_refusal, lost=True)
+                self._answered(len(replies))
                 self._progress.set()
         except ConnectionLost as exc:
             self._failure = exc
             self._progress.set()
 
     def _answered(self, replies: int) -> None:
-        assert self.on_answered is not None
         now = time.monotonic()
         while replies and self._batches:
             batch = self._batches[0]
@@ -111,12 +113,14 @@ class PipelineWriter:
             replies -= taken
             if not batch[1]:
                 self._batches.popleft()
-                self.on_answered(int(batch[2]), now - batch[0])
+                self.metrics.answered(int(batch[2]), now - batch[0])
 
     async def close(self, *, abort: bool = False) -> None:
         """Stop reading replies and close; ``abort`` drops unsent bytes (see resp)."""
         if self._replies is not None:
             self._replies.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replies
+            # asyncio.wait, not ``await`` under suppress(CancelledError): that would also
+            # swallow a cancellation of the caller landing here, and a stopped task
+            # carried on forwarding (a campaign's zombie consumer, issue 13).
+            await asyncio.wait({self._replies})
         await self.connection.close(abort=abort)

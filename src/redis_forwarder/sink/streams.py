@@ -1,7 +1,7 @@
 """Where a stream task's entries go, with one answer per entry: the stream loop must
 know which entries the sink took before it acknowledges them (XACK).
 
-:class:`NodeEntrySink` writes to one node; :class:`ClusterEntrySink` sends each entry
+:class:`NodeStreamSink` writes to one node; :class:`ClusterStreamSink` sends each entry
 to the master of its target key's slot, the nodes written to at the same time, and
 hands the answers back in the entries' order. An entry whose command has several
 replies (RPUSH then LTRIM) is answered by its first error, or else its first reply.
@@ -16,18 +16,17 @@ from typing import Any, Protocol
 
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
-from redis_forwarder.settings import Credentials
-from redis_forwarder.sink.batch import RouteCache, open_node
+from redis_forwarder.sink.routing import Connect, RouteCache
 
 Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
 
 
-class EntrySink(Protocol):
+class StreamSink(Protocol):
     name: str
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]: ...
 
-    def with_replies(self, replies_per_entry: int) -> EntrySink:
+    def with_replies(self, replies_per_entry: int) -> StreamSink:
         """The same connections, commands of another reply count (dead letters); used
         in turn with this sink, never at the same time."""
         ...
@@ -45,14 +44,14 @@ def _answers(replies: list[Any], per_entry: int) -> list[Any]:
     return answers
 
 
-class NodeEntrySink:
+class NodeStreamSink:
     def __init__(self, connection: RespConnection, replies_per_entry: int) -> None:
         self.connection = connection
         self.name = connection.name
         self.replies_per_entry = replies_per_entry
 
-    def with_replies(self, replies_per_entry: int) -> EntrySink:
-        return NodeEntrySink(self.connection, replies_per_entry)
+    def with_replies(self, replies_per_entry: int) -> StreamSink:
+        return NodeStreamSink(self.connection, replies_per_entry)
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]:
         buffer = b"".join([command for _key, command in commands])
@@ -63,7 +62,7 @@ class NodeEntrySink:
         await self.connection.close(abort=abort)
 
 
-class ClusterEntrySink:
+class ClusterStreamSink:
     """Entries to the masters of a cluster, as its topology says now; a connection per
     master, opened on first use. A MOVED answer means the topology was behind: the
     caller treats it as a lost connection, which refreshes the topology."""
@@ -73,23 +72,19 @@ class ClusterEntrySink:
     def __init__(
         self,
         topology: Callable[[], Topology],
-        credentials: Credentials,
+        connect: Connect,
         replies_per_entry: int,
-        connect_timeout: float,
         timeout: float,
     ) -> None:
         self.topology = topology
-        self.credentials = credentials
+        self.connect = connect
         self.replies_per_entry = replies_per_entry
-        self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.connections: dict[Address, RespConnection] = {}
         self._routes = RouteCache()
 
-    def with_replies(self, replies_per_entry: int) -> EntrySink:
-        twin = ClusterEntrySink(
-            self.topology, self.credentials, replies_per_entry, self.connect_timeout, self.timeout
-        )
+    def with_replies(self, replies_per_entry: int) -> StreamSink:
+        twin = ClusterStreamSink(self.topology, self.connect, replies_per_entry, self.timeout)
         twin.connections = self.connections  # shared: this sink closes them
         return twin
 
@@ -115,9 +110,7 @@ class ClusterEntrySink:
     async def _connection(self, address: Address) -> RespConnection:
         connection = self.connections.get(address)
         if connection is None:
-            connection = await open_node(
-                address, self.credentials, self.timeout, self.connect_timeout
-            )
+            connection = await self.connect(address, self.timeout)
             self.connections[address] = connection
         return connection
 

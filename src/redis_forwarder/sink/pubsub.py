@@ -1,47 +1,38 @@
-"""Where a pub/sub loop's batches go: one node (:class:`SingleNodeSink`) or a Redis
-Cluster, each message to the master of its key's slot (:class:`ClusterSink`).
+"""Where a pub/sub task's batches go: one node (:class:`NodePubSubSink`) or a Redis
+Cluster, each message to the master of its key's slot (:class:`ClusterPubSubSink`).
 
 Both take a batch of ``(channel, payload, pattern)`` messages, encode it with the
-route's sink command, and write it pipelined; both count refusals, and ``check``
-raises ConnectionLost when the sink turned read-only (a master that became a replica).
+route's sink command, and write it pipelined; both keep the refusals they saw (the
+loop's control state: back off, or reconnect), and ``check`` raises ConnectionLost when
+the sink turned read-only (a master that became a replica) or moved.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redis_forwarder.gate import Gate
 from redis_forwarder.model import Address, Topology
-from redis_forwarder.resp import ConnectionLost, RawMessage, RespConnection
-from redis_forwarder.settings import Credentials
+from redis_forwarder.resp import ConnectionLost, RawMessage
 from redis_forwarder.sink.commands import SinkCommand
 from redis_forwarder.sink.overflow import DropOldestBuffer
+from redis_forwarder.sink.routing import Connect, RouteCache
 from redis_forwarder.sink.writer import PipelineWriter
-from redis_forwarder.topology.slots import key_slot
+
+if TYPE_CHECKING:
+    from redis_forwarder.forwarding.metrics import TaskMetrics
 
 
-async def open_node(
-    address: Address, credentials: Credentials, timeout: float, connect_timeout: float | None
-) -> RespConnection:
-    """A data-path connection to one sink node, authenticated."""
-    connection = RespConnection(
-        address.host, address.port, timeout=timeout, connect_timeout=connect_timeout
-    )
-    tls = credentials.tls.context() if credentials.tls else None
-    await connection.open(credentials.username, credentials.password, tls)
-    return connection
-
-
-class BatchSink(Protocol):
+class PubSubSink(Protocol):
     @property
     def refused(self) -> int: ...
 
     @property
     def last_refusal(self) -> str: ...
 
-    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> PubSubSink:
         """The same connections, another command (one reply each): dead letters."""
         ...
 
@@ -56,18 +47,18 @@ class BatchSink(Protocol):
     async def close(self, *, abort: bool = False) -> None: ...
 
 
-class SingleNodeSink:
+class NodePubSubSink:
     def __init__(
         self,
         writer: PipelineWriter,
         command: SinkCommand,
         overflow: DropOldestBuffer | None = None,
-        replies_per_message: int = 1,
+        replies_each: int = 1,
     ) -> None:
         self.writer = writer
         self.command = command
         self.overflow = overflow
-        self.replies_per_message = replies_per_message
+        self.replies_each = replies_each
 
     @property
     def refused(self) -> int:
@@ -77,8 +68,8 @@ class SingleNodeSink:
     def last_refusal(self) -> str:
         return self.writer.last_refusal
 
-    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
-        return SingleNodeSink(self.writer, command)
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> PubSubSink:
+        return NodePubSubSink(self.writer, command)
 
     async def write(self, batch: Sequence[RawMessage]) -> None:
         command = self.command
@@ -87,7 +78,7 @@ class SingleNodeSink:
         if self.overflow is not None:
             await self.overflow.send(buffer, len(batch))
         else:
-            await self.writer.send(buffer, len(batch) * self.replies_per_message, len(batch))
+            await self.writer.send(buffer, len(batch), self.replies_each)
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -108,65 +99,35 @@ class SingleNodeSink:
             await self.writer.close(abort=abort)
 
 
-class RouteCache:
-    """Which master each target key goes to, for one topology: hashing a key's slot in
-    Python costs more than the rest of a message's work, and targets repeat. Emptied
-    when the topology changes, or when it grows past ``LIMIT`` keys."""
-
-    LIMIT = 100_000
-
-    def __init__(self) -> None:
-        self._topology: Topology | None = None
-        self._routes: dict[bytes, Address] = {}
-
-    def of(self, topology: Topology) -> dict[bytes, Address]:
-        if topology is not self._topology:
-            self._topology, self._routes = topology, {}
-        return self._routes
-
-    def route(self, key: bytes) -> Address:
-        assert self._topology is not None, "call of() first"
-        slot = key_slot(key)
-        shard = self._topology.shard_for_slot(slot)
-        if shard is None:
-            raise ConnectionLost("cluster sink", f"slot {slot} of the target has no master")
-        if len(self._routes) >= self.LIMIT:
-            self._routes.clear()
-        self._routes[key] = shard.master.address
-        return shard.master.address
-
-
-class ClusterSink:
+class ClusterPubSubSink:
     """Each message to the master that serves its target key's slot, as the target's
     topology says now. A writer per master, opened on first use. A ``MOVED``/``ASK``
-    refusal (the topology was behind) is counted, reported through ``on_moved`` so the
-    topology is refreshed, and ends the sink's connections (see ``check``)."""
+    refusal (the topology was behind) is reported through ``on_moved`` so the topology
+    is refreshed, and ends the sink's connections (see ``check``)."""
 
     def __init__(
         self,
         command: SinkCommand,
         key_of: Callable[[bytes, bytes], bytes],
         topology: Callable[[], Topology],
-        credentials: Credentials,
+        connect: Connect,
+        metrics: TaskMetrics,
         max_in_flight: int,
         timeout: float,
         on_moved: Callable[[str], None],
-        replies_per_message: int = 1,
-        connect_timeout: float | None = None,
+        replies_each: int = 1,
         gate: Gate | None = None,
-        on_answered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.command = command
         self.key_of = key_of
         self.topology = topology
-        self.credentials = credentials
+        self.connect = connect
+        self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.on_moved = on_moved
-        self.replies_per_message = replies_per_message
-        self.connect_timeout = connect_timeout
+        self.replies_each = replies_each
         self.gate = gate
-        self.on_answered = on_answered
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
         self._routes = RouteCache()
@@ -179,10 +140,10 @@ class ClusterSink:
     def last_refusal(self) -> str:
         return next((w.last_refusal for w in self.writers.values() if w.last_refusal), "")
 
-    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> BatchSink:
-        twin = ClusterSink(
-            command, key_of, self.topology, self.credentials, self.max_in_flight,
-            self.timeout, self.on_moved, 1, self.connect_timeout, self.gate, self.on_answered,
+    def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> PubSubSink:
+        twin = ClusterPubSubSink(
+            command, key_of, self.topology, self.connect, self.metrics, self.max_in_flight,
+            self.timeout, self.on_moved, 1, self.gate,
         )  # fmt: skip
         twin.writers = self.writers  # shared: the main sink opens and closes them
         return twin
@@ -197,17 +158,13 @@ class ClusterSink:
             groups.setdefault(address, []).append(command(channel, payload, pattern))
         for address, commands in groups.items():
             writer = await self._writer(address)
-            await writer.send(
-                b"".join(commands), len(commands) * self.replies_per_message, len(commands)
-            )
+            await writer.send(b"".join(commands), len(commands), self.replies_each)
 
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)
         if writer is None:
-            connection = await open_node(
-                address, self.credentials, self.timeout, self.connect_timeout
-            )
-            writer = PipelineWriter(connection, self.max_in_flight, self.gate, self.on_answered)
+            connection = await self.connect(address, self.timeout)
+            writer = PipelineWriter(connection, self.metrics, self.max_in_flight, self.gate)
             writer.start()
             self.writers[address] = writer
         return writer

@@ -1,0 +1,164 @@
+"""Every count of one task in one place: :class:`TaskMetrics`.
+
+The loops, the writers, the overflow buffer and the supervisor report here, and only
+here; each event is counted once, at the one place where it happens, with the meaning
+written next to it. ``status``, ``/metrics`` and the node's status line all read these.
+(Before: five callbacks threaded through four constructors, and "received" counted
+three times in two different ways, issue 13.)
+
+The Prometheus children of the task's labels are resolved once: ``labels()`` is a
+dictionary lookup under a lock, and these calls run once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis_forwarder.observe import Metrics
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 10.0  # seconds between two warnings of one kind for one task
+DROP_LOG_EVERY = 10_000  # the drop-oldest warning: at the first drop, then per so many
+
+
+class TaskMetrics:
+    """One task's counts. Attributes (read by status and tests):
+
+    - ``received``: messages (pub/sub) or entries (streams) taken from the source,
+      oversized ones included; a stream entry claimed again counts again.
+    - ``forwarded``: messages or entries the sink answered (a refusal is an answer;
+      ``refused`` counts those).
+    - ``refused``: sink writes Redis refused. Pub/sub: those messages are lost (at most
+      once). Streams: the entries stay pending and are tried again.
+    - ``dropped``: messages the drop-oldest overflow policy dropped.
+    - ``oversized``: messages over ``max_message_bytes``, dead-lettered or dropped.
+    - ``given_up``: stream entries refused for good (dead-lettered or left pending).
+    - ``batches``, ``lag`` (seconds: the last batch's latency, see the histogram's
+      help), ``last_message_at`` (wall clock of the last batch read).
+    """
+
+    def __init__(self, metrics: Metrics, route: str, shard: str) -> None:
+        self.name = f"{route}@{shard}"
+        self.registry = metrics
+        labels = {"route": route, "shard": shard}
+        self._labels = labels
+        self.received = 0
+        self.forwarded = 0
+        self.refused = 0
+        self.dropped = 0
+        self.oversized = 0
+        self.given_up = 0
+        self.batches = 0
+        self.lag = 0.0
+        self.last_message_at = 0.0
+        self._received = metrics.received.labels(**labels)
+        self._forwarded = metrics.forwarded.labels(**labels)
+        self._refused = metrics.refused.labels(**labels)
+        self._dropped = metrics.dropped.labels(**labels)
+        self._batches = metrics.batches.labels(**labels)
+        self._batch_size = metrics.batch_size.labels(**labels)
+        self._latency = metrics.latency.labels(**labels)
+        self._in_flight = metrics.in_flight.labels(**labels)
+        self._logged_at: dict[str, float] = {}
+        self._refused_logged = 0
+        self._oversized_logged = 0
+
+    @classmethod
+    def alone(cls, route: str = "bench", shard: str = "bench") -> TaskMetrics:
+        """Counts in a registry of their own (a loop run outside a node: bench, tests)."""
+        return cls(Metrics(), route, shard)
+
+    # -- the data path: once per batch, never per message
+    def read(self, count: int) -> None:
+        """``count`` messages or entries taken from the source."""
+        self.received += count
+        self._received.inc(count)
+        self.last_message_at = time.time()
+
+    def wrote(self, count: int) -> None:
+        """One batch of ``count`` went to the sink."""
+        self.batches += 1
+        self._batches.inc()
+        self._batch_size.observe(count)
+
+    def answered(self, count: int, seconds: float) -> None:
+        """The sink answered ``count`` messages, ``seconds`` after they were sent (pub/sub)
+        or after the source added them (streams)."""
+        self.forwarded += count
+        self.lag = seconds
+        self._forwarded.inc(count)
+        self._latency.observe(seconds)
+
+    def refusal(self, count: int, reason: str, *, lost: bool) -> None:
+        """The sink refused ``count`` writes, the last for ``reason``; ``lost``: those
+        messages are gone (pub/sub), else they are tried again (stream entries stay
+        pending). Said at once (a line per ``LOG_EVERY`` at most, with how many since
+        the last line), not only when the task ends."""
+        self.refused += count
+        self._refused.inc(count)
+        if self._due("refused"):
+            fate = "lost; pub/sub is at most once" if lost else "pending, tried again"
+            log.warning(
+                "%s: the sink refused %d writes (%s), last: %s", self.name,
+                self.refused - self._refused_logged, fate, reason,
+            )  # fmt: skip
+            self._refused_logged = self.refused
+
+    def drop(self, count: int) -> None:
+        """The drop-oldest policy dropped ``count`` messages (the sink is slower)."""
+        before, self.dropped = self.dropped, self.dropped + count
+        self._dropped.inc(count)
+        if before == 0 or before // DROP_LOG_EVERY != self.dropped // DROP_LOG_EVERY:
+            log.warning(
+                "%s: the sink is slower than the source; %d messages dropped so far "
+                "(overflow = drop-oldest)", self.name, self.dropped,
+            )  # fmt: skip
+
+    def oversize(self, count: int, dead_lettered: bool, limit: int) -> None:
+        """``count`` messages over ``limit`` bytes left the batch."""
+        self.oversized += count
+        action = "dead-lettered" if dead_lettered else "dropped"
+        self.registry.oversize.labels(**self._labels, action=action).inc(count)
+        if self._due("oversize"):
+            log.warning(
+                "%s: %d messages over max_message_bytes (%d) so far, the last %s",
+                self.name, self.oversized, limit, action,
+            )  # fmt: skip
+
+    def give_up(self, count: int, dead_lettered: bool) -> None:
+        """``count`` stream entries refused for good (``refusals.GIVE_UP_AFTER``)."""
+        self.given_up += count
+        action = "dead-lettered" if dead_lettered else "left-pending"
+        self.registry.refused_for_good.labels(**self._labels, action=action).inc(count)
+
+    def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
+        """Sink commands awaiting a reply, read when scraped (never stale, no cost per
+        batch); ``None`` when the task has no sink connection (reads 0)."""
+        if in_flight is None:
+            self._in_flight.set(0)
+        else:
+            self._in_flight.set_function(in_flight)
+
+    # -- the supervisor
+    def forwarding(self, running: bool, epoch: int) -> None:
+        self.registry.running.labels(**self._labels).set(1 if running else 0)
+        self.registry.epoch.labels(**self._labels).set(epoch)
+
+    def transition(self, state: str) -> None:
+        self.registry.transitions.labels(**self._labels, state=state).inc()
+
+    def gap_opened(self) -> None:
+        self.registry.gaps.labels(**self._labels).inc()
+
+    def gap_closed(self, seconds: float) -> None:
+        self.registry.gap_seconds.labels(**self._labels).inc(seconds)
+        self.registry.reconnects.labels(**self._labels).inc()
+
+    def _due(self, kind: str) -> bool:
+        now = time.monotonic()
+        if now - self._logged_at.get(kind, float("-inf")) < LOG_EVERY:
+            return False
+        self._logged_at[kind] = now
+        return True

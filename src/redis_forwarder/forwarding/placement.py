@@ -1,0 +1,75 @@
+"""Where a task's servers are now, as the node tells it: :class:`Placement`.
+
+A task never reads the topology itself: it asks its locators at each attempt (the
+attempt number lets a locator move on past a server that just failed), and tells the
+node about each failure (``on_lost``: the node refreshes its topology).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis_forwarder.gate import Gate
+from redis_forwarder.model import Address, Shard, Topology
+from redis_forwarder.settings import Credentials
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect now, and as whom."""
+
+    address: Address
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """A sink on a Redis Cluster: its topology now, its credentials, and whom to tell
+    about a MOVED answer (the target's topology was behind)."""
+
+    topology: Callable[[], Topology]
+    credentials: Credentials
+    on_moved: Callable[[str], None]
+
+
+def _nothing(_reason: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """``locate_source(attempt)`` / ``locate_sink(attempt)``: where to connect now;
+    ``cluster_sink``: set when the target is a cluster (each key to its slot's master);
+    ``keys_served()``: the sharded channels or streams this shard serves now (None:
+    every one the route names); ``gate``: no sink write starts while it is closed;
+    ``on_lost(reason)``: a connection of the task failed."""
+
+    locate_source: Callable[[int], Endpoint]
+    locate_sink: Callable[[int], Endpoint]
+    cluster_sink: ClusterTarget | None = None
+    keys_served: Callable[[], list[str]] | None = None
+    gate: Gate | None = None
+    on_lost: Callable[[str], None] = field(default=_nothing)
+
+
+def candidates(
+    topology: Topology, shard: str | None, *, replicas: bool = False, any_node: bool = False
+) -> list[Address]:
+    """Where a task may connect, in order of preference: the current master of
+    ``shard`` (or, for another deployment, of its first shard). With ``replicas``, the
+    shard's replicas come first and the master last, and each failed attempt moves to
+    the next one, so a dead replica costs one retry, not the task. With ``any_node``
+    (classic pub/sub on a cluster, where every node receives every PUBLISH), the master
+    comes first, then its replicas, then the other masters: a dead master costs one
+    retry, not the seconds until the cluster promotes its replica. Empty: the shard is
+    not in the topology. Pure."""
+    chosen: Shard | None = topology.shard(shard) if shard is not None else topology.shards[0]
+    if chosen is None:
+        return []
+    if any_node:
+        others = [s.master.address for s in topology.shards if s is not chosen]
+        return [chosen.master.address, *(r.address for r in chosen.replicas), *others]
+    if replicas:
+        return [*(r.address for r in chosen.replicas), chosen.master.address]
+    return [chosen.master.address]

@@ -1,0 +1,140 @@
+"""The pub/sub loop: read what is available, encode it, write it as one pipelined
+batch, repeat. The writer's bound on commands in flight is the bounded buffer: when the
+sink is slower than the source, reading waits (policy ``block``) and the backlog builds
+up in Redis' output buffer for this subscriber, which Redis caps
+(``client-output-buffer-limit pubsub``); the loop then loses its connection and says
+so.
+
+Heartbeat: when nothing arrives for ``heartbeat`` seconds the loop sends PING on the
+subscription; if the next ``heartbeat`` seconds bring neither a message nor the PONG,
+the connection is declared lost (a half-open TCP connection must not hang a task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis_forwarder.forwarding.aside import Oversize
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.refusals import TRANSIENT
+from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.retry import Backoff
+from redis_forwarder.sink.pubsub import PubSubSink
+from redis_forwarder.source.pubsub import PubSubReader
+
+DEFAULT_HEARTBEAT = 1.0
+# A write that waits this long for the sink means the loop fell behind the source, and
+# Redis started to buffer for this subscriber.
+STALL = 0.05
+STALL_MEMORY = 10.0  # how long a stall explains a closed subscription
+OUTPUT_BUFFER_HINT = (
+    "closed by the server {ago:.1f}s after the sink held the loop up for {stall:.2f}s: "
+    "most likely Redis' client-output-buffer-limit for pub/sub was exceeded, and what it "
+    "had buffered for this subscriber is lost; make the sink faster, raise max_in_flight, "
+    'set overflow = "drop-oldest", or raise the limit on the source'
+)
+
+
+class PubSubLoop:
+    """Forward one subscription into one sink until a connection fails, or until
+    ``stop_reading`` (then it returns, having read nothing more)."""
+
+    def __init__(
+        self,
+        reader: PubSubReader,
+        sink: PubSubSink,
+        metrics: TaskMetrics,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        oversize: Oversize | None = None,
+    ) -> None:
+        self.reader = reader
+        self.sink = sink
+        self.metrics = metrics
+        self.heartbeat = heartbeat
+        self.oversize = oversize
+        self.stopping = False
+        self.heartbeats = 0  # PINGs sent on an idle subscription
+        self.beat_at = time.monotonic()  # the loop's last turn: a wedged loop stops beating
+        self.last_stall = 0.0  # the last write that waited on the sink: how long, and when
+        self.last_stall_end = float("-inf")
+        self._refusals_seen = 0
+        self._refusal_backoff = Backoff(initial=0.05, cap=2.0)
+
+    def stop_reading(self) -> None:
+        """Read nothing more: the subscription is reset at once (pub/sub has nothing to
+        acknowledge, so nothing is gained by waiting for a read to end); a batch being
+        written is finished, then ``run`` returns."""
+        self.stopping = True
+        self.reader.connection.abort()
+
+    async def run(self) -> None:
+        """Run until the source or the sink connection is lost (ConnectionLost), or
+        until ``stop_reading``."""
+        awaiting_pong = False
+        pongs = self.reader.pongs
+        while not self.stopping:
+            self.beat_at = time.monotonic()
+            try:
+                batch = await self.reader.messages(self.heartbeat)
+            except ConnectionLost as exc:
+                if self.stopping:
+                    return
+                raise self._explained(exc) from None
+            if self.reader.unsubscribed:
+                # Redis took a sharded channel away: its slot moved to another shard.
+                raise ConnectionLost(
+                    self.reader.connection.name, "a sharded channel's slot moved away"
+                )
+            if batch:
+                awaiting_pong = False
+                await self._forward(batch)
+            elif self.reader.pongs != pongs:
+                pongs, awaiting_pong = self.reader.pongs, False
+            elif awaiting_pong:
+                raise ConnectionLost(
+                    self.reader.connection.name,
+                    f"no answer to the heartbeat PING within {self.heartbeat:.1f}s",
+                )
+            else:
+                await self.reader.ping()
+                self.heartbeats += 1
+                awaiting_pong = True
+
+    async def _forward(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
+        metrics, sink = self.metrics, self.sink
+        metrics.read(len(batch))
+        started = time.monotonic()
+        if self.oversize is not None:
+            batch = await self.oversize.set_aside(batch)
+        if batch:  # all of it may have been set aside
+            await sink.write(batch)
+            metrics.wrote(len(batch))
+        waited = time.monotonic() - started
+        if waited >= STALL:
+            self.last_stall, self.last_stall_end = waited, time.monotonic()
+        sink.check()
+        await self._after_refusals()
+
+    def _explained(self, lost: ConnectionLost) -> ConnectionLost:
+        """Redis closes a subscriber whose output buffer passes its limit, and says so
+        only in its own log: name the likely cause when the sink held the loop up."""
+        ago = time.monotonic() - self.last_stall_end
+        if lost.reason != "closed by the server" or ago > STALL_MEMORY:
+            return lost
+        return ConnectionLost(
+            lost.address, OUTPUT_BUFFER_HINT.format(ago=ago, stall=self.last_stall)
+        )
+
+    async def _after_refusals(self) -> None:
+        """While the sink refuses for a passing reason (OOM, LOADING, BUSY, ...) wait
+        before reading on, longer each time (to 2 s): what is published meanwhile waits
+        in Redis' output buffer for this subscriber instead of being refused too. (The
+        writer counted the refusals as they came.)"""
+        refused = self.sink.refused
+        if refused == self._refusals_seen:
+            self._refusal_backoff.reset()
+            return
+        self._refusals_seen = refused
+        if self.sink.last_refusal.startswith(TRANSIENT):
+            await asyncio.sleep(self._refusal_backoff.next_delay())

@@ -1,0 +1,43 @@
+"""A task's states, and the gaps between its forwarding spells. Pure values.
+
+::
+
+    connecting ──▶ forwarding ──(a connection lost)──▶ backing-off ──▶ connecting
+        │  ▲            │                                   ▲
+        │  └────────────┴──(rehome: the master moved)──▶ rehoming
+        └─(failed)──────────────────────────────────────────┘
+    any ──stop──▶ stopping ──▶ stopped   (final: nothing is read after stopping)
+
+A gap opens when a task leaves ``forwarding`` (or fails to get there) for any reason
+but a stop, and closes when it is ``forwarding`` again: pub/sub messages published
+inside a gap are lost, which is what gaps measure. Stream tasks lose nothing in a gap:
+unacknowledged entries are claimed again when they reconnect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    CONNECTING = "connecting"
+    FORWARDING = "forwarding"
+    BACKING_OFF = "backing-off"  # a gap is open: waiting before the next attempt
+    REHOMING = "rehoming"  # the master moved: dropping connections, reconnecting at once
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+FINAL = frozenset({TaskState.STOPPING, TaskState.STOPPED})
+
+
+@dataclass
+class Gap:
+    start: float  # wall clock
+    reason: str
+    end: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.end is None

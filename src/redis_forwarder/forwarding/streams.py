@@ -1,0 +1,238 @@
+"""The stream loop: at least once, acknowledged after the sink's reply.
+
+Per batch: claim or read, write every entry in one pipeline, read each reply, XACK
+only the entries the sink took (or already had: a copied id at or below the sink's
+last one). Refused entries stay pending and are claimed again later; nothing is
+acknowledged that was not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, MOVED_ON, RETRY_CAP, Refusals
+from redis_forwarder.gate import Gate
+from redis_forwarder.resp import ConnectionLost, ReplyError, encode
+from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
+from redis_forwarder.sink.streams import StreamSink
+from redis_forwarder.source.streams import Entry, StreamReader
+
+log = logging.getLogger(__name__)
+RECLAIM_INTERVAL = 30.0  # how often every pending entry is looked at again, refused or not
+Done = dict[bytes, list[bytes]]  # stream -> ids to acknowledge
+
+
+@dataclass(frozen=True)
+class EntryCommands:
+    """How entries are written: ``write`` (ids copied where the route allows), ``late``
+    for an entry whose copied id is behind the sink's last one and that the sink lacks
+    (a new id), and ``key_of``: source stream -> sink key."""
+
+    write: EntryCommand
+    late: EntryCommand
+    key_of: Callable[[bytes], bytes]
+
+
+class StreamLoop:
+    """Forward stream entries through a consumer group until a connection is lost, or
+    until ``stop_reading`` (then the batch in hand is written and acknowledged, and
+    ``run`` returns without reading or claiming again)."""
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        sink: StreamSink,
+        commands: EntryCommands,
+        metrics: TaskMetrics,
+        batch: int,
+        heartbeat: float,
+        gate: Gate | None = None,
+        oversize: StreamOversize | None = None,
+        dead_letter: StreamDeadLetter | None = None,
+    ) -> None:
+        """``dead_letter``: where entries the sink refuses for good go (else they stay
+        pending)."""
+        self.reader = reader
+        self.sink = sink
+        self.commands = commands
+        self.metrics = metrics
+        self.batch = batch
+        self.heartbeat = heartbeat
+        self.gate = gate
+        self.oversize = oversize
+        self.dead_letter = dead_letter
+        self.refusals = Refusals()
+        self.stopping = False
+        self._reading = False
+        self.beat_at = time.monotonic()
+        self.last_refusal = ""
+        self.duplicates = 0  # replays the sink already held
+        self.late = 0  # entries claimed after newer ones were copied: written with new ids
+
+    def stop_reading(self) -> None:
+        """Read and claim nothing more. A read waiting now (a blocked XREADGROUP) is
+        reset; what Redis had just delivered to it stays pending, for the next owner to
+        claim. A batch being written is finished and acknowledged."""
+        self.stopping = True
+        if self._reading:
+            self.reader.connection.abort()
+
+    async def run(self) -> None:
+        await self.reader.ensure_groups()
+        reclaim_at = time.monotonic() + RECLAIM_INTERVAL
+        check_others_at = time.monotonic()
+        block_ms = max(1, int(self.heartbeat * 1000))
+        while not self.stopping:
+            self.beat_at = time.monotonic()
+            claimed = self.reader.claiming
+            self._reading = True
+            try:
+                if claimed:
+                    entries = await self.reader.claim(self.batch)
+                else:
+                    entries = await self.reader.read(self.batch, block_ms)
+            except ConnectionLost:
+                if self.stopping:
+                    return
+                raise
+            finally:
+                self._reading = False
+            if not claimed:
+                now = time.monotonic()
+                if now >= reclaim_at:
+                    self._reclaim()
+                    reclaim_at = now + RECLAIM_INTERVAL
+                elif now >= check_others_at and not self.stopping:
+                    # A frozen previous owner's blocked read may still be served entries
+                    # after we took over: claim them at once, not at the next reclaim.
+                    check_others_at = now + self.heartbeat
+                    if await self.reader.others_pending():
+                        self._reclaim()
+            if entries:
+                retry_in = await self._forward(entries, claimed)
+                if retry_in is not None:
+                    reclaim_at = min(reclaim_at, time.monotonic() + retry_in)
+
+    async def _forward(self, entries: list[Entry], claimed: bool) -> float | None:
+        """Write, settle and acknowledge one batch; return in how many seconds refused
+        entries should be tried again (None: none refused)."""
+        self.metrics.read(len(entries))
+        if self.gate is not None and not self.gate.may_write():
+            await self.gate.wait()  # read, not written: pending until acknowledged
+        done: Done = {}
+        if self.oversize is not None:
+            entries, aside = await self.oversize.set_aside(entries)
+            _add(done, aside)
+            if not entries:
+                await self._ack(done)
+                return None
+        key_of, command = self.commands.key_of, self.commands.write
+        replies = await self.sink.write([(key_of(entry[0]), command(*entry)) for entry in entries])
+        self.metrics.wrote(len(entries))
+        behind, refused = self._sort_replies(entries, replies, done)
+        _add(done, await self._settle_behind(behind))
+        retry_in = None
+        if refused and not self.last_refusal.startswith(MOVED_ON):
+            await self._give_up(self.refusals.note(refused), done)
+            # Refused entries stay pending: try them again soon, then less often.
+            retry_in = self.refusals.retry_delay(retried=claimed)
+        elif not refused:
+            self.refusals.backoff.reset()
+        await self._ack(done)
+        oldest_ms = int(entries[0][1].split(b"-", 1)[0])
+        self.metrics.answered(len(entries), max(0.0, time.time() - oldest_ms / 1000))
+        if self.last_refusal.startswith(MOVED_ON):
+            # Refused entries stay pending; the reconnect claims them again.
+            raise ConnectionLost(
+                self.sink.name, f"the sink moved ({self.last_refusal.split(' ')[0]})"
+            )
+        return retry_in
+
+    def _sort_replies(
+        self, entries: list[Entry], replies: list[object], done: Done
+    ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
+        """Entries the sink took go to ``done``; return those refused as "not above the
+        sink's last id" (to settle) and those refused for another reason."""
+        behind: list[Entry] = []
+        refused: list[tuple[Entry, str]] = []
+        for entry, reply in zip(entries, replies, strict=True):
+            if not isinstance(reply, ReplyError):
+                done.setdefault(entry[0], []).append(entry[1])
+            elif ALREADY_WRITTEN in str(reply):
+                behind.append(entry)
+            else:
+                refused.append((entry, str(reply)))
+        if refused:
+            self.last_refusal = refused[-1][1]
+            self.metrics.refusal(len(refused), self.last_refusal, lost=False)
+        return behind, refused
+
+    async def _ack(self, done: Done) -> None:
+        await self.reader.ack(done)
+        self.refusals.written(done)
+
+    async def _give_up(self, given_up: list[tuple[Entry, str]], done: Done) -> None:
+        """Entries the sink refused ``GIVE_UP_AFTER`` times: into the dead-letter stream
+        (acknowledged once it took them), or left pending, said loudly."""
+        if not given_up:
+            return
+        entries = [entry for entry, _reason in given_up]
+        reason = given_up[-1][1]
+        if self.dead_letter is not None:
+            written = await self.dead_letter.write(entries)
+            _add(done, written)
+            self.metrics.give_up(len(written), True)
+            log.warning(
+                "%s: %d entries refused %d times (%s) went to the dead-letter stream",
+                self.sink.name, len(written), GIVE_UP_AFTER, reason,
+            )  # fmt: skip
+            return
+        self.metrics.give_up(len(entries), False)
+        log.error(
+            "%s: %d entries refused %d times (%s) stay pending, retried every %.0fs at most; "
+            "fix the sink, or set dead_letter on the route to set them aside",
+            self.sink.name, len(entries), GIVE_UP_AFTER, reason, RETRY_CAP,
+        )  # fmt: skip
+
+    async def _settle_behind(self, behind: list[Entry]) -> list[tuple[bytes, bytes]]:
+        """Entries whose copied id is not above the sink's last one: written already (a
+        replay), or claimed late, after newer entries were copied (a previous owner's
+        pending entries). Only the sink can tell: an entry it holds is a duplicate; one
+        it lacks is written with a new id, so it is late but not lost."""
+        if not behind:
+            return []
+        key_of = self.commands.key_of
+        found = await self.sink.write(
+            [(key_of(stream), encode(b"XRANGE", key_of(stream), entry_id, entry_id))
+             for stream, entry_id, _fields in behind]
+        )  # fmt: skip
+        pairs = list(zip(behind, found, strict=True))
+        settled = [(entry[0], entry[1]) for entry, hit in pairs if hit]
+        self.duplicates += len(settled)
+        late = [entry for entry, hit in pairs if not hit]
+        if not late:
+            return settled
+        command = self.commands.late
+        replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in late])
+        for entry, reply in zip(late, replies, strict=True):
+            if isinstance(reply, ReplyError):
+                self.last_refusal = str(reply)
+                self.metrics.refusal(1, self.last_refusal, lost=False)
+            else:
+                self.late += 1
+                settled.append((entry[0], entry[1]))
+        return settled
+
+    def _reclaim(self) -> None:
+        self.reader.reclaim()
+        self.refusals.new_round()
+
+
+def _add(done: Done, entries: list[tuple[bytes, bytes]]) -> None:
+    for stream, entry_id in entries:
+        done.setdefault(stream, []).append(entry_id)

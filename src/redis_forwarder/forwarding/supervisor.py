@@ -1,0 +1,263 @@
+"""One task (a route on a shard) kept forwarding through failures: :class:`Task`.
+
+Contract: ``start`` runs it; it never ends on its own. Each loss of the source or the
+sink connection opens a *gap* (start, reason), asks the node to refresh its topology,
+and reconnects with backoff (50 ms doubling to 2 s, jittered) to wherever the placement
+says the servers are *now*; the gap closes when forwarding resumes. ``rehome`` ends
+the current connections at once (the watcher saw a master move). ``stop`` is
+immediate and final: from its first line the task opens no connection and reads,
+subscribes or claims nothing more; a graceful stop finishes the batch in hand and
+flushes it, an ungraceful one resets every connection at once.
+
+Every state change goes through ``_enter``, which logs it, counts it and timestamps it
+(kazoo's ``SetPartitioner._set_state`` is the model), so the state is never spread
+over flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.placement import Placement
+from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.spec import TaskSpec
+from redis_forwarder.forwarding.states import FINAL, Gap, TaskState
+from redis_forwarder.forwarding.streams import StreamLoop
+from redis_forwarder.forwarding.wiring import Attempt, Wiring
+from redis_forwarder.model import Address
+from redis_forwarder.observe import Metrics
+from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.retry import Backoff
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT = 5.0  # a graceful stop's bound: past it, the task's connections are reset
+# Said at DEBUG when they come without a reason: "forwarding from" and the gap lines
+# already say them at INFO and WARNING.
+_QUIET = frozenset({TaskState.CONNECTING, TaskState.FORWARDING, TaskState.STOPPED})
+
+
+class Task:
+    def __init__(self, spec: TaskSpec, placement: Placement, metrics: Metrics) -> None:
+        self.spec = spec
+        self.route = spec.route
+        self.shard = spec.shard
+        self.epoch = spec.epoch
+        self.name = spec.name
+        self.placement = placement
+        self.metrics = TaskMetrics(metrics, spec.route.name, spec.shard)
+        self.connections = TaskConnections(self.name)
+        self.state = TaskState.CONNECTING
+        self.state_since = time.monotonic()
+        self.gaps: list[Gap] = []
+        self.source_address: Address | None = None  # where it reads now
+        self.subscribed_sharded: list[str] = []  # what the current connection serves
+        self._graceful = False
+        self._rehome_reason = ""
+        self._failed_attempts = 0  # consecutive: a locator may move on past a failed server
+        self._loops: list[PubSubLoop] | list[StreamLoop] = []
+        self._attempt: asyncio.Task[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._wiring = Wiring(spec, placement, self.connections, self.metrics, self._is_graceful)
+
+    # -- what the node reads
+    @property
+    def running(self) -> bool:
+        return self.state is TaskState.FORWARDING
+
+    @property
+    def in_gap(self) -> bool:
+        return bool(self.gaps) and self.gaps[-1].open
+
+    @property
+    def progress_at(self) -> float:
+        """When the task's loop last turned (monotonic): reading or writing returns
+        within a heartbeat, a sink timeout or a connect timeout, so a loop that stops
+        turning for longer is wedged."""
+        return min((loop.beat_at for loop in self._loops), default=time.monotonic())
+
+    def wedged_after(self) -> float:
+        route = self.route
+        return 3 * route.heartbeat + route.sink_timeout + 2 * CONNECT_TIMEOUT + 1
+
+    # -- what the node does
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name=self.name)
+
+    def rehome(self, reason: str) -> None:
+        """Drop the current connections and reconnect where the masters are now; if the
+        task is waiting to retry, retry at once."""
+        if self.state in FINAL:
+            return
+        if self.state is TaskState.FORWARDING or self.state is TaskState.CONNECTING:
+            self._rehome_reason = reason
+            self._enter(TaskState.REHOMING, reason)
+            self.connections.clear()  # a read or write in progress fails at once
+            if self._attempt is not None:
+                self._attempt.cancel()  # and a wait that is not on a connection ends too
+        self._wake.set()
+
+    async def stop(self, graceful: bool, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop for good. ``graceful`` (a hand-off): read nothing more, finish and flush
+        the batch in hand, then close; otherwise (ownership gone) reset every connection
+        now. Returns when the task has ended; past ``timeout`` it is reset and ended."""
+        if self.state is TaskState.STOPPED:
+            return
+        # Only a task that forwards has a batch in hand to finish: one still connecting
+        # would subscribe or claim after the stop began.
+        graceful = graceful and self.state is TaskState.FORWARDING
+        self._graceful = graceful
+        self._enter(TaskState.STOPPING, "graceful hand-off" if graceful else "at once")
+        self.connections.stop()  # nothing opens from here on
+        if graceful:
+            for loop in self._loops:
+                loop.stop_reading()
+        else:
+            self.connections.abort_all()
+            if self._attempt is not None:
+                self._attempt.cancel()
+        self._wake.set()
+        if self._runner is None:
+            self._enter(TaskState.STOPPED, "never started")
+            return
+        done, _ = await asyncio.wait({self._runner}, timeout=timeout)
+        if not done:
+            log.error("%s did not stop within %.1fs; resetting its connections", self.name, timeout)
+            self.connections.abort_all()
+            self._runner.cancel()
+            await asyncio.wait({self._runner}, timeout=CONNECT_TIMEOUT)
+
+    # -- the supervisor's loop
+    def _is_graceful(self) -> bool:
+        return self._graceful and self.state is TaskState.STOPPING
+
+    async def _run(self) -> None:
+        backoff = Backoff(initial=0.05, cap=2.0)
+        try:
+            while self.state not in FINAL:
+                if self.state is not TaskState.REHOMING:
+                    self._enter(TaskState.CONNECTING)
+                reason = await self._one_attempt()
+                self.connections.clear()
+                if self.state in FINAL:
+                    break
+                if self.state is TaskState.REHOMING:
+                    reason, self._rehome_reason = self._rehome_reason or reason, ""
+                    backoff.reset()
+                    self._failed_attempts = 0  # the topology moved: its first choice again
+                else:
+                    # A failed server is not asked first again: a locator with
+                    # alternatives moves on (a frozen node would cost a connect timeout
+                    # more on every retry).
+                    self._failed_attempts += 1
+                self._open_gap(reason)
+                self.placement.on_lost(f"{self.name}: {reason}")
+                if self.state is TaskState.REHOMING:
+                    self._enter(TaskState.CONNECTING, reason)
+                    continue
+                self._enter(TaskState.BACKING_OFF, reason)
+                await self._back_off(backoff.next_delay())
+        finally:
+            self._loops = []
+            self.connections.abort_all()
+            self._enter(TaskState.STOPPED)
+
+    async def _back_off(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _one_attempt(self) -> str:
+        """Run one attempt to its end; return why it ended. Awaited with asyncio.wait,
+        so the attempt's own cancellation (a rehome, a stop) never looks like ours."""
+        self._attempt = asyncio.create_task(self._forward(), name=f"{self.name} attempt")
+        try:
+            await asyncio.wait({self._attempt})
+        finally:
+            if not self._attempt.done():  # we are cancelled: so is the attempt
+                self._attempt.cancel()
+        attempt, self._attempt = self._attempt, None
+        if attempt.cancelled():
+            return self._rehome_reason or "cancelled"
+        error = attempt.exception()
+        if error is None:
+            return "the loop ended"
+        if isinstance(error, ConnectionLost):
+            return (
+                error.reason
+                if error.address in error.reason
+                else f"{error.address}: {error.reason}"
+            )
+        # Not a lost connection: garbage on the wire, a bug. Say so loudly, with the
+        # traceback, count it as a gap, and start over with fresh connections.
+        log.error("%s failed unexpectedly; reconnecting", self.name, exc_info=error)
+        return f"unexpected {type(error).__name__}: {error}"
+
+    async def _forward(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            attempt = await self._wiring.attempt(self._failed_attempts, stack)
+            self._began(attempt)
+            if self.state is not TaskState.CONNECTING:
+                return  # stopped or re-homed while connecting: read nothing
+            self._close_gap()
+            self._failed_attempts = 0
+            self._enter(TaskState.FORWARDING)
+            log.info("%s forwarding from %s to %s", self.name, attempt.source, attempt.sink)
+            await _first_failure([loop.run() for loop in attempt.loops])
+
+    def _began(self, attempt: Attempt) -> None:
+        self._loops = attempt.loops
+        self.source_address = attempt.source
+        self.subscribed_sharded = attempt.subscribed_sharded
+
+    # -- states and gaps
+    def _enter(self, state: TaskState, reason: str = "") -> None:
+        """The one way the state changes: logged, counted, timestamped."""
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        self.state_since = time.monotonic()
+        self.metrics.transition(state)
+        self.metrics.forwarding(state is TaskState.FORWARDING, self.epoch)
+        level = logging.DEBUG if state in _QUIET and not reason else logging.INFO
+        log.log(
+            level, "%s: %s -> %s%s", self.name, previous, state, f" ({reason})" if reason else ""
+        )
+
+    def _open_gap(self, reason: str) -> None:
+        if self.in_gap:
+            return
+        log.warning("%s interrupted: %s", self.name, reason)
+        self.gaps.append(Gap(time.time(), reason))
+        self.metrics.gap_opened()
+
+    def _close_gap(self) -> None:
+        if self.in_gap:
+            gap = self.gaps[-1]
+            gap.end = time.time()
+            self.metrics.gap_closed(gap.end - gap.start)
+            log.warning("%s resumed after %.3fs (%s)", self.name, gap.end - gap.start, gap.reason)
+
+
+async def _first_failure(loops: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``loops`` together until one ends; end the others and raise what ended it
+    (a stream task's slot groups: one loop's loss is the task's gap)."""
+    running = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        # FIRST_EXCEPTION: a loop that returns was told to stop reading; the others
+        # finish their batch too (a graceful stop), they are not cut short.
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+        for finished in done:
+            finished.result()  # raises the loop's error
+    finally:
+        for loop in running:
+            loop.cancel()
+        await asyncio.wait(running)

@@ -1,0 +1,222 @@
+"""One attempt of a task, wired from its spec: which source connection, which sink
+(one node or a cluster's masters), which writer and overflow policy, where oversized
+messages and refused entries go. The connections are opened through the task's
+:class:`TaskConnections` and closed by the attempt's exit stack; how they close (flush
+first, or reset) is asked when they close, since a stop can come at any moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamOversize
+from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
+from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.placement import Placement
+from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.spec import TaskSpec
+from redis_forwarder.forwarding.streams import StreamLoop
+from redis_forwarder.model import Address
+from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.settings import Credentials
+from redis_forwarder.sink.overflow import DropOldestBuffer
+from redis_forwarder.sink.pubsub import ClusterPubSubSink, NodePubSubSink, PubSubSink
+from redis_forwarder.sink.streams import ClusterStreamSink, NodeStreamSink, StreamSink
+from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.source.streams import StreamReader
+from redis_forwarder.work import slot_groups
+
+STREAM_BATCH = 500
+CLUSTER_SINK = "the target cluster's masters"
+
+
+@dataclass
+class Attempt:
+    """What one attempt runs: its loops (one for pub/sub; one per slot group of streams:
+    on a cluster XREADGROUP cannot cross slots), where it reads and where it writes."""
+
+    loops: list[PubSubLoop] | list[StreamLoop]
+    source: Address
+    sink: str
+    subscribed_sharded: list[str]
+
+
+class Wiring:
+    """Builds attempts for one task. ``graceful()`` says, when a connection closes,
+    whether to flush it first (a hand-off) or reset it (ownership lost, a re-home, a
+    failure: buffered writes must not reach the sink after the fact)."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        placement: Placement,
+        connections: TaskConnections,
+        metrics: TaskMetrics,
+        graceful: Callable[[], bool],
+    ) -> None:
+        self.spec = spec
+        self.route = spec.route
+        self.placement = placement
+        self.connections = connections
+        self.metrics = metrics
+        self.graceful = graceful
+
+    async def attempt(self, number: int, stack: contextlib.AsyncExitStack) -> Attempt:
+        """Connect (``number``: consecutive failed attempts, for the locators) and build
+        the loops; everything opened is closed by ``stack``."""
+        source = self.placement.locate_source(number)
+        if self.spec.reads_streams:
+            return await self._streams(source.address, source.credentials, stack)
+        return await self._pubsub(source.address, source.credentials, stack)
+
+    # -- connections
+    async def _open(
+        self,
+        stack: contextlib.AsyncExitStack,
+        address: Address,
+        credentials: Credentials,
+        timeout: float,
+    ) -> RespConnection:
+        connection = await self.connections.open(address, credentials, timeout)
+        stack.push_async_callback(self._close, connection)
+        return connection
+
+    async def _close(self, connection: RespConnection) -> None:
+        await self.connections.close(connection, abort=not self.graceful())
+
+    def _source_timeout(self) -> float:
+        # A blocked XREADGROUP answers after the heartbeat: wait that long and more.
+        return CONNECT_TIMEOUT + self.route.heartbeat
+
+    # -- pub/sub
+    async def _pubsub(
+        self, address: Address, credentials: Credentials, stack: contextlib.AsyncExitStack
+    ) -> Attempt:
+        source = await self._open(stack, address, credentials, self._source_timeout())
+        sink, where = await self._pubsub_sink(stack)
+        reader = PubSubReader(source)
+        route = self.route
+        sharded = self._keys_served() if route.from_.sharded else []
+        await reader.subscribe(
+            [c.encode() for c in route.from_.channels],
+            [p.encode() for p in route.from_.patterns],
+            [c.encode() for c in sharded],
+        )
+        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, self._oversize(sink))
+        return Attempt([loop], address, where, list(sharded))
+
+    async def _pubsub_sink(self, stack: contextlib.AsyncExitStack) -> tuple[PubSubSink, str]:
+        """One node, or every master of a cluster target."""
+        route, commands, gate = self.route, self.spec.commands, self.placement.gate
+        cluster = self.placement.cluster_sink
+        sink: PubSubSink
+        if cluster is not None:
+            sink = ClusterPubSubSink(
+                commands.pubsub, commands.target, cluster.topology,
+                self.connections.connector(cluster.credentials), self.metrics,
+                route.max_in_flight, route.sink_timeout, cluster.on_moved,
+                commands.replies_each, gate,
+            )  # fmt: skip
+            where = CLUSTER_SINK
+        else:
+            end = self.placement.locate_sink(0)
+            connection = await self.connections.open(
+                end.address, end.credentials, route.sink_timeout
+            )
+            writer = PipelineWriter(connection, self.metrics, route.max_in_flight, gate)
+            writer.start()
+            overflow = None
+            if route.overflow == "drop-oldest":
+                overflow = DropOldestBuffer(
+                    writer, route.buffer, self.metrics, commands.replies_each
+                )
+            sink = NodePubSubSink(writer, commands.pubsub, overflow, commands.replies_each)
+            where = str(end.address)
+        self.metrics.track_in_flight(sink.in_flight)
+        stack.push_async_callback(self._close_pubsub_sink, sink)
+        return sink, where
+
+    async def _close_pubsub_sink(self, sink: PubSubSink) -> None:
+        graceful = self.graceful()
+        if graceful:  # a hand-off: what is in flight gets its answers first
+            with contextlib.suppress(ConnectionLost, TimeoutError):
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await sink.flush()
+        self.metrics.track_in_flight(None)
+        with contextlib.suppress(ConnectionLost):
+            await sink.close(abort=not graceful)
+
+    def _oversize(self, sink: PubSubSink) -> Oversize | None:
+        route, commands = self.route, self.spec.commands
+        if route.max_message_bytes is None:
+            return None
+        dead = None
+        if route.oversize == "dead-letter" and commands.dead_pubsub and commands.dead_target:
+            dead = sink.sibling(commands.dead_pubsub, commands.dead_target)
+        return Oversize(route.max_message_bytes, self.metrics, dead)
+
+    # -- streams
+    async def _streams(
+        self, address: Address, credentials: Credentials, stack: contextlib.AsyncExitStack
+    ) -> Attempt:
+        """A loop per group of streams that one XREADGROUP may read together (on a
+        cluster, one slot's streams), each with its own connections: a blocking read
+        holds its connection."""
+        groups = slot_groups(self._keys_served(), self.spec.source_is_cluster)
+        if not groups:
+            raise ConnectionLost(str(address), "the shard serves none of the streams")
+        group = (self.route.from_.group or "").encode()
+        loops: list[StreamLoop] = []
+        where = ""
+        for streams in groups:
+            source = await self._open(stack, address, credentials, self._source_timeout())
+            sink, where = await self._stream_sink(stack)
+            reader = StreamReader(
+                source, [s.encode() for s in streams], group, self.spec.consumer.encode()
+            )
+            loops.append(self._stream_loop(reader, sink))
+        return Attempt(loops, address, where, [])
+
+    async def _stream_sink(self, stack: contextlib.AsyncExitStack) -> tuple[StreamSink, str]:
+        route, commands = self.route, self.spec.commands
+        cluster = self.placement.cluster_sink
+        sink: StreamSink
+        if cluster is not None:
+            connect = self.connections.connector(cluster.credentials)
+            sink = ClusterStreamSink(
+                cluster.topology, connect, commands.replies_each, route.sink_timeout
+            )
+            stack.push_async_callback(self._close_stream_sink, sink)
+            return sink, CLUSTER_SINK
+        end = self.placement.locate_sink(0)
+        connection = await self._open(stack, end.address, end.credentials, route.sink_timeout)
+        return NodeStreamSink(connection, commands.replies_each), str(end.address)
+
+    async def _close_stream_sink(self, sink: StreamSink) -> None:
+        await sink.close(abort=not self.graceful())
+
+    def _stream_loop(self, reader: StreamReader, sink: StreamSink) -> StreamLoop:
+        route, commands = self.route, self.spec.commands
+        dead = None
+        if commands.dead_entry is not None and commands.dead_target is not None:
+            dead_target = commands.dead_target
+            dead = StreamDeadLetter(
+                sink.with_replies(1), commands.dead_entry, lambda s: dead_target(s, b"")
+            )
+        oversize = None
+        if route.max_message_bytes is not None:
+            use = dead if route.oversize == "dead-letter" else None
+            oversize = StreamOversize(route.max_message_bytes, self.metrics, use)
+        return StreamLoop(
+            reader, sink, commands.entries, self.metrics, STREAM_BATCH, route.heartbeat,
+            self.placement.gate, oversize, dead,
+        )  # fmt: skip
+
+    def _keys_served(self) -> list[str]:
+        if self.placement.keys_served is not None:
+            return self.placement.keys_served()
+        return list(self.route.from_.sharded or self.route.from_.streams)
