@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
 from redis_forwarder.topology.slots import key_slot
 from tests.support.cluster import client, move_slots, owner_of
+from tests.support.commands import cluster_node, pubsub_of
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -33,7 +34,7 @@ def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str
 
 
 def cluster_client(deployment: Deployment) -> RedisCluster:
-    seeds = [ClusterNode(a.host, a.port) for a in deployment.redis_nodes]
+    seeds = [cluster_node(a) for a in deployment.redis_nodes]
     return RedisCluster(startup_nodes=seeds, socket_timeout=5)
 
 
@@ -109,7 +110,7 @@ def test_channel_sink_spublish_reaches_sharded_subscribers(fresh_deployment: Fre
         "to": {"channel": "copy.{channel}", "sharded": True},
     }
     owner = owner_of(masters, key_slot("copy.orders"))
-    subscriber = client(owner).pubsub()
+    subscriber = pubsub_of(client(owner))
     subscriber.ssubscribe("copy.orders")
     with NodeRunner(cluster_config(deployment, route)) as runner:
         wait_until(runner.all_running, "the route forwarding", timeout=20)

@@ -19,6 +19,7 @@ import redis
 
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
 from tests.support.waiting import wait_until
@@ -57,7 +58,7 @@ def master_locator(deployment: Deployment, name: str) -> Callable[[], Address]:
         for sentinel in deployment.sentinels:
             try:
                 client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=0.5)
-                host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+                host, port = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
                 return Address(host.decode(), int(port))
             except (redis.RedisError, OSError):
                 continue
@@ -106,8 +107,8 @@ def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
     sentinel = deployment.sentinels[0]
     run_fault(
         deployment,
-        lambda: redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        lambda: command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         ),
         lambda: None,
     )
@@ -201,8 +202,8 @@ def test_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
         wait_until(runner.all_running, "the task forwarding", timeout=15)
         wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
         sentinel = target.sentinels[0]
-        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         )
         task = next(iter(runner.node.tasks.values()))
         resumed = wait_resumed(task, publisher)
@@ -243,8 +244,8 @@ def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
 
         add(500)
         sentinel = deployment.sentinels[0]
-        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         )
         task = runner.node.tasks[("ev", "alpha")]
         wait_until(
@@ -380,7 +381,7 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
     with NodeRunner(config) as runner:
         wait_until(runner.all_running, "the route forwarding", timeout=20)
         (task,) = runner.node.tasks.values()
-        sink.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
+        command(sink, "CLIENT", "PAUSE", 2000, "WRITE")
         pipe = publisher.pipeline(transaction=False)
         for i in range(20_000):
             pipe.publish("burst", b"%05d" % i + b"x" * 995)  # 20 MB: past socket buffers

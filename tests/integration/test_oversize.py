@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -246,7 +247,7 @@ def test_a_sink_at_maxclients_loses_no_stream_entry(
         target.ping()
         connected = int(target.info("clients")["connected_clients"])
         target.config_set("maxclients", str(connected))  # full: nobody else gets in
-        target.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        command(target, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         for index in range(30):  # the next write finds its connection cut
             client.xadd(f"{tag}.in", {"payload": f"e{index}"})
         wait_until(lambda: bool(task.gaps) and not task.running, "the cut seen as a gap")
@@ -265,7 +266,7 @@ def test_a_sink_key_the_acl_user_may_not_write_is_dead_lettered(
     admin = redis.Redis(host=server.host, port=server.port)
     tag = uuid.uuid4().hex[:8]
     user, secret = f"narrow-{tag}", uuid.uuid4().hex
-    admin.execute_command(
+    command(admin,
         "ACL", "SETUSER", user, "on", f">{secret}", "resetkeys", f"~{tag}.in",
         f"~{tag}:dead:*", "resetchannels", "-@all", "+ping", "+role", "+info", "+xadd",
         "+xrange", "+xreadgroup", "+xack", "+xautoclaim", "+xpending", "+xgroup|create",
@@ -303,4 +304,4 @@ def test_a_sink_key_the_acl_user_may_not_write_is_dead_lettered(
             )
             assert admin.exists(f"{tag}:copy:{tag}.in") == 0
     finally:
-        admin.execute_command("ACL", "DELUSER", user)
+        command(admin, "ACL", "DELUSER", user)

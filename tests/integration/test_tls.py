@@ -18,6 +18,7 @@ from redis_forwarder.lab.tls import LabTls
 from redis_forwarder.model import Address
 from tests.support import deployments
 from tests.support.cli import run_cli
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.tls import tls_redis
@@ -125,7 +126,7 @@ def test_a_tls_only_lab_and_forwarding_through_its_failover(
         wait_until(runner.all_running, "forwarding over TLS", timeout=20)
         (task,) = runner.node.tasks.values()
         sentinel = client(deployment.sentinels[0], files)
-        sentinel.execute_command("SENTINEL", "FAILOVER", "secure")
+        command(sentinel, "SENTINEL", "FAILOVER", "secure")
         replica = deployment.spec.shards[0].replicas[0]
         wait_until(
             lambda: task.source_address == replica and task.running,
