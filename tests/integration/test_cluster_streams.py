@@ -15,7 +15,7 @@ from redis.cluster import RedisCluster
 
 from redis_forwarder.topology.slots import key_slot
 from tests.support.cluster import client, move_slots, owner_of
-from tests.support.commands import cluster_node, pubsub_of
+from tests.support.commands import cluster_node, pubsub_of, xadd, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -57,7 +57,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
         while not halt.is_set() and seq < 20_000:
             stream = STREAMS[seq % len(STREAMS)]
             with contextlib.suppress(redis.RedisError):  # mid-migration: not added
-                added[stream].append(cluster.xadd(stream, {"seq": str(seq)}))
+                added[stream].append(xadd(cluster, stream, {"seq": str(seq)}))
             seq += 1
             halt.wait(0.002)
 
@@ -80,7 +80,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
             producer.join(10)
 
         def copied(stream: str) -> list[bytes]:
-            return [entry_id for entry_id, _ in cluster.xrange(f"copy:{stream}")]
+            return [entry_id for entry_id, _ in xrange(cluster, f"copy:{stream}")]
 
         for stream in STREAMS:
             wait_until(
@@ -90,7 +90,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
             )
             # Ids copied, in order, each once: nothing lost across the migration.
             assert copied(stream) == added[stream], stream
-        _id, fields = cluster.xrange(f"copy:{moving}", count=1)[0]
+        _id, fields = xrange(cluster, f"copy:{moving}", count=1)[0]
         assert fields[b"node"] == b"fwd-1" and fields[b"epoch"] == b"0"
         target_shard = next(
             s for s in runner.node.source_topology().shards if s.master.address == target

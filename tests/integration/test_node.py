@@ -19,7 +19,7 @@ import redis
 
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
-from tests.support.commands import command
+from tests.support.commands import command, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
 from tests.support.waiting import wait_until
@@ -70,7 +70,7 @@ def master_locator(deployment: Deployment, name: str) -> Callable[[], Address]:
 def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
     address = locate()
     client = redis.Redis(host=address.host, port=address.port, socket_timeout=2)
-    return {int(fields[b"payload"]) for _, fields in client.xrange(key)}
+    return {int(fields[b"payload"]) for _, fields in xrange(client, key)}
 
 
 def run_fault(
@@ -259,8 +259,8 @@ def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
             address = alpha()
             client = redis.Redis(host=address.host, port=address.port)
             return (
-                {i for i, _ in client.xrange("events")},
-                {i for i, _ in client.xrange("copy:events")},
+                {i for i, _ in xrange(client, "events")},
+                {i for i, _ in xrange(client, "copy:events")},
             )
 
         wait_until(

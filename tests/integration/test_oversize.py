@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
-from tests.support.commands import command
+from tests.support.commands import command, xadd, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -78,9 +78,9 @@ def test_oversized_messages_are_set_aside_and_counted(
             {"route": "pub", "shard": str(server), "action": action},
         )
         assert metrics == 5
-    for _id, fields in client.xrange(f"{tag}:out:{tag}.pub"):
+    for _id, fields in xrange(client, f"{tag}:out:{tag}.pub"):
         assert fields[b"payload"] == small
-    dead = {route: client.xrange(f"{tag}:dead:{route}") for route in ("pub", "str")}
+    dead = {route: xrange(client, f"{tag}:dead:{route}") for route in ("pub", "str")}
     if oversize == "drop":
         assert dead == {"pub": [], "str": []}
     else:
@@ -127,7 +127,7 @@ def test_stream_entries_the_sink_refuses_for_good(
             return client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
 
         for index in range(10):
-            added = client.xadd(f"{tag}.in", {"payload": f"e{index}"})
+            added = xadd(client, f"{tag}.in", {"payload": f"e{index}"})
             wait_until(
                 lambda added=added: delivered() == added,
                 f"entry {index} read by the node before the next is added",
@@ -135,7 +135,7 @@ def test_stream_entries_the_sink_refuses_for_good(
         wait_until(lambda: task.given_up >= 10, "every entry refused three times", timeout=30)
         if dead_letter:
             wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
-            dead = client.xrange(f"{tag}:dead:{tag}.in")
+            dead = xrange(client, f"{tag}:dead:{tag}.in")
             assert [f[b"payload"] for _i, f in dead] == [f"e{i}".encode() for i in range(10)]
         else:
             assert client.xpending(f"{tag}.in", "g")["pending"] == 10  # nothing lost
@@ -212,7 +212,7 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
         burst(20)
         wait_until(
             lambda: (
-                {f[b"payload"] for _i, f in target.xrange(f"{tag}:p")}
+                {f[b"payload"] for _i, f in xrange(target, f"{tag}:p")}
                 >= {f"m{i}".encode() for i in range(after, sent)}
             ),
             "pub/sub forwarded again once the sink has room",
@@ -224,7 +224,7 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
             "forwarder_refused_writes_total", {"route": "p", "shard": str(source)}
         )
         assert refused is not None and refused >= tasks["p"].refused_lost > 0
-    payloads = [f[b"payload"] for _i, f in target.xrange(f"{tag}:s")]
+    payloads = [f[b"payload"] for _i, f in xrange(target, f"{tag}:s")]
     assert sorted(payloads) == sorted(f"e{i}".encode() for i in range(sent))  # once each
 
 
