@@ -117,10 +117,10 @@ def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
 @pytest.mark.slow
 def test_source_master_killed_while_forwarding(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     run_fault(
         deployment,
-        lambda: deployment.lab.send_signal("alpha-master", signal.SIGKILL),  # type: ignore[union-attr]
+        lambda: lab.send_signal("alpha-master", signal.SIGKILL),
         lambda: None,
     )
 
@@ -130,8 +130,7 @@ def test_source_master_frozen_is_noticed_by_the_heartbeat(fresh_deployment: Fres
     """SIGSTOP: the TCP connection stays open and silent. The heartbeat ends it; the
     sentinels fail over; the node re-homes; then the old master is let go."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
-    lab = deployment.lab
+    lab = deployment.require_lab()
     try:
         run_fault(deployment, lambda: lab.send_signal("alpha-master", signal.SIGSTOP), lambda: None)
     finally:
@@ -309,7 +308,7 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
     """read_from = "replica": the subscription sits on a replica (PUBLISH on the master
     reaches it through replication); when that replica is killed, the task moves on."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     config = config_for(deployment)
     config["source"] = {**sentinel_source(deployment), "read_from": "replica"}
     alpha = deployment.spec.shards[0]
@@ -318,10 +317,8 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
         task = runner.node.tasks[("orders", "alpha")]
         assert task.source_address in alpha.replicas
         wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
-        victim = next(
-            p for p in deployment.lab.state().processes if p.address == str(task.source_address)
-        )
-        deployment.lab.send_signal(victim.name, signal.SIGKILL)
+        victim = next(p for p in lab.state().processes if p.address == str(task.source_address))
+        lab.send_signal(victim.name, signal.SIGKILL)
         resumed = wait_resumed(task, publisher)
         assert task.source_address != Address.parse(victim.address)
     after = {seq for seq, at in publisher.sent if at > resumed + 0.2}

@@ -96,14 +96,14 @@ def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fres
 
 def test_sentinel_kill_master(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     old = deployment.spec.shards[1].master
     with (
         WatchRecorder(settings_from_spec(deployment.spec)) as watch,
         SwitchClock(deployment.sentinels) as clock,
     ):
         killed_at = time.time()
-        deployment.lab.send_signal("beta-master", signal.SIGKILL)
+        lab.send_signal("beta-master", signal.SIGKILL)
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "beta",
             "master-changed for beta after kill -9",
@@ -121,8 +121,8 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
     """One sentinel dead, one stopped through a failover: discovery still gives the true
     master, and a stale sentinel alone never sends us to the old master (now a replica)."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
-    deployment.lab.send_signal("sentinel-1", signal.SIGKILL)
+    lab = deployment.require_lab()
+    lab.send_signal("sentinel-1", signal.SIGKILL)
     settings = settings_from_spec(deployment.spec)
     found = discover(settings)
     assert found.shard("alpha").master.address == deployment.spec.shards[0].master  # type: ignore[union-attr]
@@ -130,7 +130,7 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
 
     old = deployment.spec.shards[0].master
     stale = deployment.sentinels[2]
-    deployment.lab.send_signal("sentinel-3", signal.SIGSTOP)
+    lab.send_signal("sentinel-3", signal.SIGSTOP)
     try:
         with WatchRecorder(settings) as watch:
             command(client(deployment.sentinels[1]), "SENTINEL", "FAILOVER", "alpha")
@@ -144,7 +144,7 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
                 "old master reconfigured as a replica",
             )
     finally:
-        deployment.lab.send_signal("sentinel-3", signal.SIGCONT)
+        lab.send_signal("sentinel-3", signal.SIGCONT)
     only_stale = DeploymentSettings(settings.kind, (stale,), ("alpha",))
     for _ in range(5):  # right after SIGCONT the stale sentinel may still name the old master
         try:
@@ -185,12 +185,12 @@ def test_cluster_failover_keeps_the_shard(fresh_deployment: Fresh) -> None:
 
 def test_cluster_kill_master_keeps_the_shard(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     spec_shard = deployment.spec.shards[1]
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
         shard_id = _cluster_shard_of(watch, spec_shard.master)
         killed_at = time.time()
-        deployment.lab.send_signal(f"{spec_shard.name}-master", signal.SIGKILL)
+        lab.send_signal(f"{spec_shard.name}-master", signal.SIGKILL)
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.MASTER_CHANGED,
             "master-changed after kill -9",
@@ -239,11 +239,11 @@ def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> N
 
 def test_added_shard_appears(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     first = deployment.spec.shards[0].master
     new = Address(first.host, 7206)
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
-        deployment.lab.add_redis_node(deployment.spec, "shard-d-master", new)
+        lab.add_redis_node(deployment.spec, "shard-d-master", new)
         command(client(first), "CLUSTER", "MEET", new.host, new.port)
         met_at = time.time()
         change = watch.wait_for_change(
