@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 import redis
@@ -25,7 +25,7 @@ Fresh = Callable[[str], Deployment]
 STREAMS = ["{orders}:eu", "{orders}:us", "audit", "clicks", "events"]
 
 
-def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str, object]:
+def cluster_config(deployment: Deployment, route: Mapping[str, object]) -> dict[str, object]:
     return {
         "source": {"kind": "cluster", "addresses": [str(s.master) for s in deployment.spec.shards]},
         "route": [route],

@@ -6,7 +6,7 @@ Sentinel deployment TLS-only, through a failover)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ def client(address: Address, files: LabTls) -> redis.Redis:
     )  # fmt: skip
 
 
-def source(address: Address, tls: dict[str, object]) -> dict[str, object]:
+def source(address: Address, tls: Mapping[str, object]) -> dict[str, object]:
     return {"kind": "standalone", "addresses": [str(address)], "tls": tls}
 
 
