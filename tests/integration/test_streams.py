@@ -97,7 +97,7 @@ def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
 
 
 def test_an_entry_claimed_after_newer_ones_were_copied_is_late_not_lost(
-    shared_deployment,  # type: ignore[no-untyped-def]
+    shared_deployment: Callable[[str], Deployment],
 ) -> None:
     """A previous owner left an entry pending while the sink already holds a newer one
     (its blocked read was served after the takeover): its copied id is behind the
