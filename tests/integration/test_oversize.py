@@ -124,12 +124,13 @@ def test_stream_entries_the_sink_refuses_for_good(
         (task,) = runner.node.tasks.values()
 
         def delivered() -> bytes:
-            return client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
+            last: bytes = client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
+            return last
 
         for index in range(10):
             added = xadd(client, f"{tag}.in", {"payload": f"e{index}"})
             wait_until(
-                lambda added=added: delivered() == added,
+                lambda added=added: delivered() == added,  # type: ignore[misc]
                 f"entry {index} read by the node before the next is added",
             )
         wait_until(lambda: task.given_up >= 10, "every entry refused three times", timeout=30)
