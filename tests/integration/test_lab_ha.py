@@ -23,7 +23,8 @@ Fresh = Callable[[str], Deployment]
 def fleet(config: Path) -> dict[str, Any]:
     result = run_cli("status", "--config", str(config), "--json")
     assert result.code == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
 
 
 @pytest.mark.slow

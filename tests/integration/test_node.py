@@ -393,21 +393,24 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
 
 
 @pytest.mark.slow
-def test_a_wedged_task_is_restarted(fresh_deployment: Fresh, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_wedged_task_is_restarted(
+    fresh_deployment: Fresh, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug that leaves a task's loop waiting with no deadline (here: the reader made
     to hang once) must not hold the task: the node sees the loop stop turning and
     restarts the task on fresh connections."""
+    from redis_forwarder.resp import RawMessage
     from redis_forwarder.source.pubsub import PubSubReader
 
     source = fresh_deployment("standalone").spec.shards[0].master
     hang = threading.Event()
     real_messages = PubSubReader.messages
 
-    async def messages(self: PubSubReader, timeout: float) -> list[object]:
+    async def messages(self: PubSubReader, timeout: float) -> list[RawMessage]:
         if hang.is_set():
             hang.clear()
             await asyncio.Event().wait()  # forever: the bug
-        return await real_messages(self, timeout)  # type: ignore[return-value]
+        return await real_messages(self, timeout)
 
     monkeypatch.setattr(PubSubReader, "messages", messages)
     config = {
