@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
 from redis_forwarder.topology.slots import key_slot
 from tests.support.cluster import client, move_slots, owner_of
+from tests.support.commands import cluster_node, pubsub_of, xadd, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -24,7 +25,7 @@ Fresh = Callable[[str], Deployment]
 STREAMS = ["{orders}:eu", "{orders}:us", "audit", "clicks", "events"]
 
 
-def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str, object]:
+def cluster_config(deployment: Deployment, route: Mapping[str, object]) -> dict[str, object]:
     return {
         "source": {"kind": "cluster", "addresses": [str(s.master) for s in deployment.spec.shards]},
         "route": [route],
@@ -33,7 +34,7 @@ def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str
 
 
 def cluster_client(deployment: Deployment) -> RedisCluster:
-    seeds = [ClusterNode(a.host, a.port) for a in deployment.redis_nodes]
+    seeds = [cluster_node(a) for a in deployment.redis_nodes]
     return RedisCluster(startup_nodes=seeds, socket_timeout=5)
 
 
@@ -56,7 +57,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
         while not halt.is_set() and seq < 20_000:
             stream = STREAMS[seq % len(STREAMS)]
             with contextlib.suppress(redis.RedisError):  # mid-migration: not added
-                added[stream].append(cluster.xadd(stream, {"seq": str(seq)}))
+                added[stream].append(xadd(cluster, stream, {"seq": str(seq)}))
             seq += 1
             halt.wait(0.002)
 
@@ -79,7 +80,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
             producer.join(10)
 
         def copied(stream: str) -> list[bytes]:
-            return [entry_id for entry_id, _ in cluster.xrange(f"copy:{stream}")]
+            return [entry_id for entry_id, _ in xrange(cluster, f"copy:{stream}")]
 
         for stream in STREAMS:
             wait_until(
@@ -89,7 +90,7 @@ def test_streams_on_a_cluster_follow_a_slot_migration(fresh_deployment: Fresh) -
             )
             # Ids copied, in order, each once: nothing lost across the migration.
             assert copied(stream) == added[stream], stream
-        _id, fields = cluster.xrange(f"copy:{moving}", count=1)[0]
+        _id, fields = xrange(cluster, f"copy:{moving}", count=1)[0]
         assert fields[b"node"] == b"fwd-1" and fields[b"epoch"] == b"0"
         target_shard = next(
             s for s in runner.node.source_topology().shards if s.master.address == target
@@ -109,7 +110,7 @@ def test_channel_sink_spublish_reaches_sharded_subscribers(fresh_deployment: Fre
         "to": {"channel": "copy.{channel}", "sharded": True},
     }
     owner = owner_of(masters, key_slot("copy.orders"))
-    subscriber = client(owner).pubsub()
+    subscriber = pubsub_of(client(owner))
     subscriber.ssubscribe("copy.orders")
     with NodeRunner(cluster_config(deployment, route)) as runner:
         wait_until(runner.all_running, "the route forwarding", timeout=20)

@@ -40,9 +40,9 @@ def payload_counts(client: redis.Redis, stream: str) -> Counter[int]:
 
 def lab_source(deployment: Deployment) -> tuple[Lab, Address, redis.Redis]:
     """The deployment's lab, its first master and a client on it."""
-    deployment.require_lab()
+    lab = deployment.require_lab()
     source = deployment.spec.shards[0].master
-    return deployment.lab, source, redis.Redis(host=source.host, port=source.port)
+    return lab, source, redis.Redis(host=source.host, port=source.port)
 
 
 def owner_and_epoch(f: Fleet) -> tuple[str | None, int | None]:
@@ -156,7 +156,8 @@ def test_zookeeper_down_nodes_stop_writing_and_resume(
         epochs = [(at, int(fields[b"epoch"])) for at, fields in entries(client, stream)]
         # A new epoch, or the same one: a node whose session ZooKeeper had not expired
         # yet when it woke (the client reconnected first) keeps its ownership, safely.
-        assert owner_and_epoch(f)[1] >= epoch
+        now = owner_and_epoch(f)[1]
+        assert now is not None and epoch is not None and now >= epoch  # (None: not owned)
         # One epoch at a time: once a newer epoch wrote, no older one writes again.
         newest = 0
         for _at, written in epochs:

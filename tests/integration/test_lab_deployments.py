@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from kazoo.client import KazooClient
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
 from redis_forwarder.lab.probes import zookeeper_mode
 from redis_forwarder.lab.spec import CLUSTER_SLOTS
+from tests.support.commands import cluster_node, command, keyslot
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 
@@ -61,7 +62,7 @@ def zookeeper_round_trip(deployment: Deployment) -> None:
 def test_standalone_serves_and_has_zookeeper(shared_deployment: Shared) -> None:
     deployment = shared_deployment("standalone")
     server = client(deployment.spec.shards[0].master)
-    assert server.execute_command("ROLE")[0] == "master"
+    assert command(server, "ROLE")[0] == "master"
     key = f"test:{uuid.uuid4().hex}"
     server.set(key, "v")
     assert server.get(key) == "v"
@@ -77,28 +78,30 @@ def test_sentinel_masters_replicas_and_sentinels_agree(shared_deployment: Shared
     for shard in spec.shards:
         assert len(shard.replicas) == 2
         master = client(shard.master)
-        role = master.execute_command("ROLE")
+        role = command(master, "ROLE")
         assert role[0] == "master"
         assert sorted(f"{r[0]}:{r[1]}" for r in role[2]) == sorted(str(r) for r in shard.replicas)
         for replica_address in shard.replicas:
             replica = client(replica_address)
-            role = replica.execute_command("ROLE")
+            role = command(replica, "ROLE")
             assert role[0] == "slave" and f"{role[1]}:{role[2]}" == str(shard.master)
         key = f"test:{uuid.uuid4().hex}"
         master.set(key, "replicated")
         for replica_address in shard.replicas:
             replica = client(replica_address)
             wait_until(
-                lambda r=replica, k=key: r.get(k) == "replicated", f"{key} on {replica_address}"
+                lambda r=replica, k=key: r.get(k) == "replicated",  # type: ignore[misc]
+                f"{key} on {replica_address}",
             )
         master.delete(key)
         for sentinel_address in deployment.sentinels:
             sentinel = client(sentinel_address)
-            host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", shard.name)
+            host, port = command(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", shard.name)
             assert f"{host}:{port}" == str(shard.master)
-            replicas = sentinel.execute_command("SENTINEL", "REPLICAS", shard.name)
+            replicas = command(sentinel, "SENTINEL", "REPLICAS", shard.name)
             assert len(replicas) == 2
-            state = sentinel.sentinel_master(shard.name)
+            # a dict from a client on one sentinel (the bool in its type is redis.Sentinel's)
+            state = cast("dict[str, Any]", sentinel.sentinel_master(shard.name))
             assert state["num-other-sentinels"] == len(deployment.sentinels) - 1
             assert state["quorum"] == spec.sentinel.quorum  # type: ignore[union-attr]
     zookeeper_round_trip(deployment)
@@ -108,7 +111,7 @@ def test_cluster_shards_match_the_spec(shared_deployment: Shared) -> None:
     deployment = shared_deployment("cluster")
     spec = deployment.spec
     first = client(spec.shards[0].master)
-    reply = first.execute_command("CLUSTER", "SHARDS")
+    reply = command(first, "CLUSTER", "SHARDS")
     seen = {}
     for entry in reply:
         fields = as_map(entry)
@@ -126,17 +129,17 @@ def test_cluster_shards_match_the_spec(shared_deployment: Shared) -> None:
         assert [tuple(r) for r in ranges] == list(expected_ranges[shard.name])
     assert sum(end - start + 1 for _, (_, rs) in seen.items() for start, end in rs) == CLUSTER_SLOTS
     for node in deployment.redis_nodes:
-        info = client(node).execute_command("CLUSTER INFO")
+        info = command(client(node), "CLUSTER INFO")
         assert info["cluster_state"] == "ok"
         assert int(info["cluster_known_nodes"]) == 6
-    seeds = [ClusterNode(a.host, a.port) for a in deployment.redis_nodes[:1]]
+    seeds = [cluster_node(a) for a in deployment.redis_nodes[:1]]
     cluster = RedisCluster(startup_nodes=seeds, decode_responses=True, socket_timeout=5)
     try:
         keys = [f"test:{uuid.uuid4().hex}:{i}" for i in range(50)]
         for key in keys:
             cluster.set(key, key)
         assert all(cluster.get(key) == key for key in keys)
-        assert len({cluster.keyslot(k) for k in keys}) > 1
+        assert len({keyslot(cluster, k) for k in keys}) > 1
         cluster.delete(*keys[:1])
     finally:
         cluster.close()
@@ -151,5 +154,5 @@ def test_zookeeper_ensemble_has_one_leader(shared_deployment: Shared) -> None:
     zookeeper_round_trip(deployment)
     sentinel = client(deployment.sentinels[0])
     for shard in deployment.spec.shards:
-        host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", shard.name)
+        host, port = command(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", shard.name)
         assert f"{host}:{port}" == str(shard.master)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.integration
 Fresh = Callable[[str], Deployment]
 
 
-def fleet(config: Path) -> dict[str, object]:
+def fleet(config: Path) -> dict[str, Any]:
     result = run_cli("status", "--config", str(config), "--json")
     assert result.code == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
 
 
 @pytest.mark.slow
@@ -36,11 +38,11 @@ def test_the_ha_lab_runs_a_fleet_that_survives_lab_kill(fresh_deployment: Fresh)
     assert all(p["running"] for p in forwarders)
     config = Path(status["endpoints"]["forwarder_config"])
     document = fleet(config)
-    assert len(document["members"]) == 3  # type: ignore[arg-type]
+    assert len(document["members"]) == 3
 
     def owners() -> dict[tuple[str, str], str | None]:
         tasks = fleet(config)["tasks"]
-        return {(t["route"], t["shard"]): t["owner"] if t["running"] else None for t in tasks}  # type: ignore[attr-defined,union-attr]
+        return {(t["route"], t["shard"]): t["owner"] if t["running"] else None for t in tasks}
 
     # 4 routes x 2 masters
     wait_until(lambda: len(owners()) == 8 and None not in owners().values(), "8 tasks owned", 30)
@@ -59,7 +61,7 @@ def test_the_ha_lab_runs_a_fleet_that_survives_lab_kill(fresh_deployment: Fresh)
     wait_until(lambda: client.xlen("mirror:alpha:orders.eu") >= 1, "forwarded by a survivor")
     assert run_cli("lab", "restart", victim, "--dir", directory).code == 0
     wait_until(
-        lambda: victim in {m["id"] for m in fleet(config)["members"]},  # type: ignore[attr-defined,union-attr,index]
+        lambda: victim in {m["id"] for m in fleet(config)["members"]},
         f"{victim} rejoined",
         timeout=30,
     )

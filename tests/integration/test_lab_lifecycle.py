@@ -8,20 +8,26 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from redis_forwarder.lab.pids import ProcessIdentity, is_running
 from tests.support.cli import cli_command, cli_env, run_cli
-from tests.support.deployments import ProcessProvider, processes_mentioning
+from tests.support.deployments import Deployment, ProcessProvider, processes_mentioning
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 
+class SpecFile(Protocol):
+    def __call__(self, name: str, extra: str = "") -> Path: ...
+
+
 @pytest.fixture
-def spec_file(provider: ProcessProvider, tmp_path: Path):  # type: ignore[no-untyped-def]
+def spec_file(provider: ProcessProvider, tmp_path: Path) -> SpecFile:
     """Write a shipped spec, moved to a subnet of its own, to a file for the CLI."""
 
     def make(name: str, extra: str = "") -> Path:
@@ -34,7 +40,7 @@ def spec_file(provider: ProcessProvider, tmp_path: Path):  # type: ignore[no-unt
 
 
 @pytest.fixture
-def lab_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+def lab_dir(tmp_path: Path) -> Iterator[Path]:
     directory = tmp_path / "lab"
     yield directory
     # Whatever a test did, stop what it started, and fail if anything survives.
@@ -42,7 +48,7 @@ def lab_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
     assert processes_mentioning(str(directory)) == []
 
 
-def test_up_status_twice_down(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_up_status_twice_down(spec_file: SpecFile, lab_dir: Path) -> None:
     spec = spec_file("sentinel")
     up = run_cli("lab", "up", str(spec), "--dir", str(lab_dir), "--json")
     assert up.code == 0, up.stderr
@@ -85,7 +91,7 @@ def _start_ticks(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def test_status_reports_a_dead_process(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_status_reports_a_dead_process(spec_file: SpecFile, lab_dir: Path) -> None:
     assert run_cli("lab", "up", str(spec_file("standalone")), "--dir", str(lab_dir)).code == 0
     state = json.loads((lab_dir / "lab.json").read_text())
     victim = next(p for p in state["processes"] if p["kind"] == "redis")
@@ -100,7 +106,9 @@ def test_status_reports_a_dead_process(spec_file, lab_dir: Path) -> None:  # typ
     assert down.code == 0 and "already gone: main-master" in down.stderr
 
 
-def test_port_in_use_names_the_address_and_starts_nothing(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_port_in_use_names_the_address_and_starts_nothing(
+    spec_file: SpecFile, lab_dir: Path
+) -> None:
     spec = spec_file("sentinel")
     text = spec.read_text()
     host_port = text.split('replicas = ["', 1)[1].split('"', 1)[0]  # alpha's first replica
@@ -116,7 +124,9 @@ def test_port_in_use_names_the_address_and_starts_nothing(spec_file, lab_dir: Pa
     assert processes_mentioning(str(lab_dir)) == []
 
 
-def test_missing_binary_names_the_package(spec_file, lab_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_binary_names_the_package(
+    spec_file: SpecFile, lab_dir: Path, tmp_path: Path
+) -> None:
     empty_path = tmp_path / "empty-bin"
     empty_path.mkdir()
     result = run_cli(
@@ -129,7 +139,9 @@ def test_missing_binary_names_the_package(spec_file, lab_dir: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_process_dying_at_start_shows_its_log_and_stops_the_rest(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_process_dying_at_start_shows_its_log_and_stops_the_rest(
+    spec_file: SpecFile, lab_dir: Path
+) -> None:
     spec = spec_file("standalone", extra='maxmemory-policy = "not-a-policy"\n')
     result = run_cli("lab", "up", str(spec), "--dir", str(lab_dir))
     assert result.code == 4, result.stderr
@@ -141,7 +153,7 @@ def test_process_dying_at_start_shows_its_log_and_stops_the_rest(spec_file, lab_
     assert (lab_dir / "logs" / "main-master.log").is_file()
 
 
-def test_interrupted_up_stops_what_it_started(spec_file, lab_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_up_stops_what_it_started(spec_file: SpecFile, lab_dir: Path) -> None:
     spec = spec_file("sentinel")
     child = subprocess.Popen(
         cli_command("lab", "up", str(spec), "--dir", str(lab_dir)),
@@ -165,10 +177,9 @@ def test_interrupted_up_stops_what_it_started(spec_file, lab_dir: Path) -> None:
     assert not state_file.exists()
 
 
-def test_lab_demo_forwards_everything(shared_deployment) -> None:  # type: ignore[no-untyped-def]
+def test_lab_demo_forwards_everything(shared_deployment: Callable[[str], Deployment]) -> None:
     deployment = shared_deployment("sentinel")
-    result = run_cli(
-        "lab", "demo", "--dir", str(deployment.lab.directory), "--seconds", "2", "--rate", "500"
-    )
+    directory = str(deployment.lab.directory)  # type: ignore[union-attr]
+    result = run_cli("lab", "demo", "--dir", directory, "--seconds", "2", "--rate", "500")
     assert result.code == 0, result.stderr
     assert "lost 0" in result.stdout

@@ -15,6 +15,7 @@ import redis
 
 from redis_forwarder.lab.forwarders import to_toml
 from tests.support.cli import cli_command, cli_env, run_cli
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 
@@ -38,7 +39,7 @@ def test_a_least_privilege_acl_user_forwards_and_its_password_stays_secret(
     admin = redis.Redis(host=server.host, port=server.port)
     tag = uuid.uuid4().hex[:8]
     user, secret = f"fwd-{tag}", f"acl-secret-{uuid.uuid4().hex}"
-    admin.execute_command(
+    command(admin,
         "ACL", "SETUSER", user, "on", f">{secret}", "resetkeys", "~*", "resetchannels", "&*",
         "-@all", *FORWARDER_COMMANDS.split(),
     )  # fmt: skip
@@ -93,7 +94,7 @@ def test_a_least_privilege_acl_user_forwards_and_its_password_stays_secret(
     finally:
         node.terminate()
         node.wait(20)
-        admin.execute_command("ACL", "DELUSER", user)
+        command(admin, "ACL", "DELUSER", user)
     assert topology.code == 0 and wrong.code == 5
     written = log.read_text() + topology.stdout + topology.stderr + wrong.stdout + wrong.stderr
     assert "refused" in wrong.stderr.lower()

@@ -20,6 +20,7 @@ import redis
 
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
+from tests.support.commands import command, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
 from tests.support.waiting import wait_until
@@ -58,7 +59,7 @@ def master_locator(deployment: Deployment, name: str) -> Callable[[], Address]:
         for sentinel in deployment.sentinels:
             try:
                 client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=0.5)
-                host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+                host, port = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
                 return Address(host.decode(), int(port))
             except (redis.RedisError, OSError):
                 continue
@@ -70,7 +71,7 @@ def master_locator(deployment: Deployment, name: str) -> Callable[[], Address]:
 def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
     address = locate()
     client = redis.Redis(host=address.host, port=address.port, socket_timeout=2)
-    return {int(fields[b"payload"]) for _, fields in client.xrange(key)}
+    return {int(fields[b"payload"]) for _, fields in xrange(client, key)}
 
 
 def run_fault(
@@ -107,8 +108,8 @@ def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
     sentinel = deployment.sentinels[0]
     run_fault(
         deployment,
-        lambda: redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        lambda: command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         ),
         lambda: None,
     )
@@ -117,10 +118,10 @@ def test_sentinel_failover_while_forwarding(fresh_deployment: Fresh) -> None:
 @pytest.mark.slow
 def test_source_master_killed_while_forwarding(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     run_fault(
         deployment,
-        lambda: deployment.lab.send_signal("alpha-master", signal.SIGKILL),  # type: ignore[union-attr]
+        lambda: lab.send_signal("alpha-master", signal.SIGKILL),
         lambda: None,
     )
 
@@ -130,8 +131,7 @@ def test_source_master_frozen_is_noticed_by_the_heartbeat(fresh_deployment: Fres
     """SIGSTOP: the TCP connection stays open and silent. The heartbeat ends it; the
     sentinels fail over; the node re-homes; then the old master is let go."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
-    lab = deployment.lab
+    lab = deployment.require_lab()
     try:
         run_fault(deployment, lambda: lab.send_signal("alpha-master", signal.SIGSTOP), lambda: None)
     finally:
@@ -216,8 +216,8 @@ def test_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None:
         wait_until(runner.all_running, "the task forwarding", timeout=15)
         wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
         sentinel = target.sentinels[0]
-        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         )
         task = next(iter(runner.node.tasks.values()))
         resumed = wait_resumed(task, publisher)
@@ -258,8 +258,8 @@ def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
 
         add(500)
         sentinel = deployment.sentinels[0]
-        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "SENTINEL", "FAILOVER", "alpha"
+        command(
+            redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
         )
         task = runner.node.tasks[("ev", "alpha")]
         wait_until(
@@ -273,8 +273,8 @@ def test_stream_route_through_source_failover(fresh_deployment: Fresh) -> None:
             address = alpha()
             client = redis.Redis(host=address.host, port=address.port)
             return (
-                {i for i, _ in client.xrange("events")},
-                {i for i, _ in client.xrange("copy:events")},
+                {i for i, _ in xrange(client, "events")},
+                {i for i, _ in xrange(client, "copy:events")},
             )
 
         wait_until(
@@ -323,7 +323,7 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
     """read_from = "replica": the subscription sits on a replica (PUBLISH on the master
     reaches it through replication); when that replica is killed, the task moves on."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     config = config_for(deployment)
     config["source"] = {**sentinel_source(deployment), "read_from": "replica"}
     alpha = deployment.spec.shards[0]
@@ -332,10 +332,8 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
         task = runner.node.tasks[("orders", "alpha")]
         assert task.source_address in alpha.replicas
         wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
-        victim = next(
-            p for p in deployment.lab.state().processes if p.address == str(task.source_address)
-        )
-        deployment.lab.send_signal(victim.name, signal.SIGKILL)
+        victim = next(p for p in lab.state().processes if p.address == str(task.source_address))
+        lab.send_signal(victim.name, signal.SIGKILL)
         resumed = wait_resumed(task, publisher)
         assert task.source_address != Address.parse(victim.address)
     after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
@@ -395,7 +393,7 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
     with NodeRunner(config) as runner:
         wait_until(runner.all_running, "the route forwarding", timeout=20)
         (task,) = runner.node.tasks.values()
-        sink.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
+        command(sink, "CLIENT", "PAUSE", 2000, "WRITE")
         pipe = publisher.pipeline(transaction=False)
         for i in range(20_000):
             pipe.publish("burst", b"%05d" % i + b"x" * 995)  # 20 MB: past socket buffers
@@ -410,21 +408,24 @@ def test_a_subscriber_closed_for_its_output_buffer_is_named(fresh_deployment: Fr
 
 
 @pytest.mark.slow
-def test_a_wedged_task_is_restarted(fresh_deployment: Fresh, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_wedged_task_is_restarted(
+    fresh_deployment: Fresh, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug that leaves a task's loop waiting with no deadline (here: the reader made
     to hang once) must not hold the task: the node sees the loop stop turning and
     restarts the task on fresh connections."""
+    from redis_forwarder.resp import RawMessage
     from redis_forwarder.source.pubsub import PubSubReader
 
     source = fresh_deployment("standalone").spec.shards[0].master
     hang = threading.Event()
     real_messages = PubSubReader.messages
 
-    async def messages(self: PubSubReader, timeout: float) -> list[object]:
+    async def messages(self: PubSubReader, timeout: float) -> list[RawMessage]:
         if hang.is_set():
             hang.clear()
             await asyncio.Event().wait()  # forever: the bug
-        return await real_messages(self, timeout)  # type: ignore[return-value]
+        return await real_messages(self, timeout)
 
     monkeypatch.setattr(PubSubReader, "messages", messages)
     config = {

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
+from tests.support.commands import command, xadd, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
@@ -80,9 +81,9 @@ def test_oversized_messages_are_set_aside_and_counted(
             {"route": "pub", "shard": str(server), "action": action},
         )
         assert metrics == 5
-    for _id, fields in client.xrange(f"{tag}:out:{tag}.pub"):
+    for _id, fields in xrange(client, f"{tag}:out:{tag}.pub"):
         assert fields[b"payload"] == small
-    dead = {route: client.xrange(f"{tag}:dead:{route}") for route in ("pub", "str")}
+    dead = {route: xrange(client, f"{tag}:dead:{route}") for route in ("pub", "str")}
     if oversize == "drop":
         assert dead == {"pub": [], "str": []}
     else:
@@ -126,12 +127,13 @@ def test_stream_entries_the_sink_refuses_for_good(
         (task,) = runner.node.tasks.values()
 
         def delivered() -> bytes:
-            return client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
+            last: bytes = client.xinfo_groups(f"{tag}.in")[0]["last-delivered-id"]
+            return last
 
         for index in range(10):
-            added = client.xadd(f"{tag}.in", {"payload": f"e{index}"})
+            added = xadd(client, f"{tag}.in", {"payload": f"e{index}"})
             wait_until(
-                lambda added=added: delivered() == added,
+                lambda added=added: delivered() == added,  # type: ignore[misc]
                 f"entry {index} read by the node before the next is added",
             )
         wait_until(
@@ -139,7 +141,7 @@ def test_stream_entries_the_sink_refuses_for_good(
         )
         if dead_letter:
             wait_until(lambda: client.xpending(f"{tag}.in", "g")["pending"] == 0, "all acked")
-            dead = client.xrange(f"{tag}:dead:{tag}.in")
+            dead = xrange(client, f"{tag}:dead:{tag}.in")
             assert [f[b"payload"] for _i, f in dead] == [f"e{i}".encode() for i in range(10)]
         else:
             assert client.xpending(f"{tag}.in", "g")["pending"] == 10  # nothing lost
@@ -216,7 +218,7 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
         burst(20)
         wait_until(
             lambda: (
-                {f[b"payload"] for _i, f in target.xrange(f"{tag}:p")}
+                {f[b"payload"] for _i, f in xrange(target, f"{tag}:p")}
                 >= {f"m{i}".encode() for i in range(after, sent)}
             ),
             "pub/sub forwarded again once the sink has room",
@@ -228,7 +230,7 @@ def test_a_sink_out_of_memory_loses_no_stream_entry_and_says_what_pubsub_lost(
             "forwarder_refused_writes_total", {"route": "p", "shard": str(source)}
         )
         assert refused is not None and refused >= tasks["p"].metrics.refused > 0
-    payloads = [f[b"payload"] for _i, f in target.xrange(f"{tag}:s")]
+    payloads = [f[b"payload"] for _i, f in xrange(target, f"{tag}:s")]
     assert sorted(payloads) == sorted(f"e{i}".encode() for i in range(sent))  # once each
 
 
@@ -251,7 +253,7 @@ def test_a_sink_at_maxclients_loses_no_stream_entry(
         target.ping()
         connected = int(target.info("clients")["connected_clients"])
         target.config_set("maxclients", str(connected))  # full: nobody else gets in
-        target.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        command(target, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         for index in range(30):  # the next write finds its connection cut
             client.xadd(f"{tag}.in", {"payload": f"e{index}"})
         wait_until(lambda: bool(task.gaps) and not task.running, "the cut seen as a gap")
@@ -270,7 +272,7 @@ def test_a_sink_key_the_acl_user_may_not_write_is_dead_lettered(
     admin = redis.Redis(host=server.host, port=server.port)
     tag = uuid.uuid4().hex[:8]
     user, secret = f"narrow-{tag}", uuid.uuid4().hex
-    admin.execute_command(
+    command(admin,
         "ACL", "SETUSER", user, "on", f">{secret}", "resetkeys", f"~{tag}.in",
         f"~{tag}:dead:*", "resetchannels", "-@all", "+ping", "+role", "+info", "+xadd",
         "+xrange", "+xreadgroup", "+xack", "+xautoclaim", "+xpending", "+xgroup|create",
@@ -308,4 +310,4 @@ def test_a_sink_key_the_acl_user_may_not_write_is_dead_lettered(
             )
             assert admin.exists(f"{tag}:copy:{tag}.in") == 0
     finally:
-        admin.execute_command("ACL", "DELUSER", user)
+        command(admin, "ACL", "DELUSER", user)

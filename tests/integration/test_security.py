@@ -45,6 +45,7 @@ def test_a_fleet_with_a_zookeeper_identity_locks_out_other_clients(
         stranger = KazooClient(hosts=deployment.zookeeper_hosts)
         stranger.start(10)
         try:
+            attempt: Callable[[], object]
             for attempt in (
                 lambda: stranger.get(paths.assignment),
                 lambda: stranger.set(paths.assignment, b"{}"),

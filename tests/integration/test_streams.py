@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.support.cli import cli_command, cli_env
+from tests.support.commands import xadd, xrange
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 
@@ -66,7 +67,7 @@ def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
 
         def produce() -> None:
             for seq in range(TOTAL):
-                produced.append(client.xadd("events", {"seq": seq, "blob": b"\xff\x00" * 10}))
+                produced.append(xadd(client, "events", {"seq": seq, "blob": b"\xff\x00" * 10}))
 
         producer = threading.Thread(target=produce)
         producer.start()
@@ -84,7 +85,7 @@ def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
         )
         consumers = {c["name"] for c in client.xinfo_consumers("events", "fwd")}
         assert consumers == {b"node-a", b"node-b"} or consumers == {"node-a", "node-b"}
-        copied = client.xrange("copy:events")
+        copied = xrange(client, "copy:events")
         assert [entry_id for entry_id, _ in copied] == produced  # same ids, once each, in order
         assert [int(fields[b"seq"]) for _, fields in copied] == list(range(TOTAL))
         assert all(fields[b"blob"] == b"\xff\x00" * 10 for _, fields in copied)
@@ -96,7 +97,7 @@ def test_kill_9_and_takeover_lose_nothing_and_duplicate_nothing(
 
 
 def test_an_entry_claimed_after_newer_ones_were_copied_is_late_not_lost(
-    shared_deployment,  # type: ignore[no-untyped-def]
+    shared_deployment: Callable[[str], Deployment],
 ) -> None:
     """A previous owner left an entry pending while the sink already holds a newer one
     (its blocked read was served after the takeover): its copied id is behind the
@@ -125,7 +126,7 @@ def test_an_entry_claimed_after_newer_ones_were_copied_is_late_not_lost(
     }  # fmt: skip
     with NodeRunner(config):
         wait_until(lambda: client.xpending(source, "g")["pending"] == 0, "both settled")
-    copied = [fields[b"n"] for _id, fields in client.xrange(copy)]
+    copied = [fields[b"n"] for _id, fields in xrange(client, copy)]
     assert sorted(copied) == [b"newer", b"older"]  # the newer once, the older not lost
-    assert older not in [entry_id for entry_id, _ in client.xrange(copy)]  # a new id
+    assert older not in [entry_id for entry_id, _ in xrange(client, copy)]  # a new id
     client.delete(source, copy)

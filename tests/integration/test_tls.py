@@ -6,7 +6,7 @@ Sentinel deployment TLS-only, through a failover)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from redis_forwarder.lab.tls import LabTls
 from redis_forwarder.model import Address
 from tests.support import deployments
 from tests.support.cli import run_cli
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
 from tests.support.tls import tls_redis
@@ -42,7 +43,7 @@ def client(address: Address, files: LabTls) -> redis.Redis:
     )  # fmt: skip
 
 
-def source(address: Address, tls: dict[str, object]) -> dict[str, object]:
+def source(address: Address, tls: Mapping[str, object]) -> dict[str, object]:
     return {"kind": "standalone", "addresses": [str(address)], "tls": tls}
 
 
@@ -125,7 +126,7 @@ def test_a_tls_only_lab_and_forwarding_through_its_failover(
         wait_until(runner.all_running, "forwarding over TLS", timeout=20)
         (task,) = runner.node.tasks.values()
         sentinel = client(deployment.sentinels[0], files)
-        sentinel.execute_command("SENTINEL", "FAILOVER", "secure")
+        command(sentinel, "SENTINEL", "FAILOVER", "secure")
         replica = deployment.spec.shards[0].replicas[0]
         wait_until(
             lambda: task.source_address == replica and task.running,

@@ -21,6 +21,7 @@ from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.settings import Credentials
 from redis_forwarder.topology import DeploymentSettings, discover, key_slot
 from tests.support.cli import run_cli
+from tests.support.commands import command
 from tests.support.deployments import Deployment
 
 pytestmark = pytest.mark.integration
@@ -184,7 +185,7 @@ def test_wrong_password(fresh_deployment: Callable[[str], Deployment]) -> None:
 def test_key_slot_matches_cluster_keyslot(key: bytes, shared_deployment: Shared) -> None:
     node = shared_deployment("cluster").redis_nodes[0]
     client = redis.Redis(host=node.host, port=node.port)
-    assert key_slot(key) == client.execute_command("CLUSTER", "KEYSLOT", key)
+    assert key_slot(key) == command(client, "CLUSTER", "KEYSLOT", key)
 
 
 def test_sentinel_password_is_separate(fresh_deployment: Callable[[str], Deployment]) -> None:
@@ -192,8 +193,13 @@ def test_sentinel_password_is_separate(fresh_deployment: Callable[[str], Deploym
     deployment = fresh_deployment("sentinel")
     secret = "sentinel-secret-x"
     for sentinel in deployment.sentinels:
-        redis.Redis(host=sentinel.host, port=sentinel.port).execute_command(
-            "ACL", "SETUSER", "default", "resetpass", f">{secret}"
+        command(
+            redis.Redis(host=sentinel.host, port=sentinel.port),
+            "ACL",
+            "SETUSER",
+            "default",
+            "resetpass",
+            f">{secret}",
         )
     base = settings_from_spec(deployment.spec)
     with pytest.raises(AuthenticationError, match="sentinel username and password"):

@@ -17,6 +17,7 @@ from redis_forwarder.lab.spec import settings_from_spec
 from redis_forwarder.model import Address
 from redis_forwarder.topology import ChangeKind, DeploymentSettings, discover
 from tests.support.cluster import move_slots
+from tests.support.commands import command, pubsub_of
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 from tests.support.watching import WatchRecorder
@@ -42,7 +43,7 @@ class SwitchClock:
         ]
 
     def _listen(self, sentinel: Address) -> None:
-        pubsub = client(sentinel).pubsub(ignore_subscribe_messages=True)
+        pubsub = pubsub_of(client(sentinel), ignore_subscribe_messages=True)
         pubsub.subscribe("+switch-master")
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=0.1)
@@ -66,7 +67,7 @@ def report(what: str, delay: float) -> None:
 
 
 def master_of(sentinel: Address, name: str) -> Address:
-    host, port = client(sentinel).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+    host, port = command(client(sentinel), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
     return Address(host, int(port))
 
 
@@ -77,14 +78,14 @@ def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fres
         WatchRecorder(settings_from_spec(deployment.spec)) as watch,
         SwitchClock(deployment.sentinels) as clock,
     ):
-        client(deployment.sentinels[0]).execute_command("SENTINEL", "FAILOVER", "alpha")
+        command(client(deployment.sentinels[0]), "SENTINEL", "FAILOVER", "alpha")
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "alpha",
             "master-changed for alpha",
         )
         assert change.previous == str(old)
         assert change.master != str(old)
-        assert client(Address.parse(change.master)).execute_command("ROLE")[0] == "master"
+        assert command(client(Address.parse(change.master)), "ROLE")[0] == "master"
         wait_until(lambda: clock.at is not None, "+switch-master seen")
         assert clock.at is not None
         report("sentinel failover (after +switch-master)", change.at - clock.at)
@@ -95,14 +96,14 @@ def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fres
 
 def test_sentinel_kill_master(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     old = deployment.spec.shards[1].master
     with (
         WatchRecorder(settings_from_spec(deployment.spec)) as watch,
         SwitchClock(deployment.sentinels) as clock,
     ):
         killed_at = time.time()
-        deployment.lab.send_signal("beta-master", signal.SIGKILL)
+        lab.send_signal("beta-master", signal.SIGKILL)
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "beta",
             "master-changed for beta after kill -9",
@@ -120,8 +121,8 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
     """One sentinel dead, one stopped through a failover: discovery still gives the true
     master, and a stale sentinel alone never sends us to the old master (now a replica)."""
     deployment = fresh_deployment("sentinel")
-    deployment.require_lab()
-    deployment.lab.send_signal("sentinel-1", signal.SIGKILL)
+    lab = deployment.require_lab()
+    lab.send_signal("sentinel-1", signal.SIGKILL)
     settings = settings_from_spec(deployment.spec)
     found = discover(settings)
     assert found.shard("alpha").master.address == deployment.spec.shards[0].master  # type: ignore[union-attr]
@@ -129,21 +130,21 @@ def test_sentinel_down_and_stale_sentinel(fresh_deployment: Fresh) -> None:
 
     old = deployment.spec.shards[0].master
     stale = deployment.sentinels[2]
-    deployment.lab.send_signal("sentinel-3", signal.SIGSTOP)
+    lab.send_signal("sentinel-3", signal.SIGSTOP)
     try:
         with WatchRecorder(settings) as watch:
-            client(deployment.sentinels[1]).execute_command("SENTINEL", "FAILOVER", "alpha")
+            command(client(deployment.sentinels[1]), "SENTINEL", "FAILOVER", "alpha")
             change = watch.wait_for_change(
                 lambda c: c.kind is ChangeKind.MASTER_CHANGED and c.shard == "alpha",
                 "master-changed with one sentinel dead and one stopped",
             )
             new = Address.parse(change.master)
             wait_until(
-                lambda: client(old).execute_command("ROLE")[0] == "slave",
+                lambda: command(client(old), "ROLE")[0] == "slave",
                 "old master reconfigured as a replica",
             )
     finally:
-        deployment.lab.send_signal("sentinel-3", signal.SIGCONT)
+        lab.send_signal("sentinel-3", signal.SIGCONT)
     only_stale = DeploymentSettings(settings.kind, (stale,), ("alpha",))
     for _ in range(5):  # right after SIGCONT the stale sentinel may still name the old master
         try:
@@ -163,9 +164,9 @@ def test_cluster_failover_keeps_the_shard(fresh_deployment: Fresh) -> None:
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
         shard_id = _cluster_shard_of(watch, spec_shard.master)
         slots = watch.current().shard(shard_id).slots  # type: ignore[union-attr]
-        client(replica).execute_command("CLUSTER", "FAILOVER")
+        command(client(replica), "CLUSTER", "FAILOVER")
         wait_until(
-            lambda: client(replica).execute_command("ROLE")[0] == "master",
+            lambda: command(client(replica), "ROLE")[0] == "master",
             "replica promoted",
             timeout=30,
         )
@@ -184,12 +185,12 @@ def test_cluster_failover_keeps_the_shard(fresh_deployment: Fresh) -> None:
 
 def test_cluster_kill_master_keeps_the_shard(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     spec_shard = deployment.spec.shards[1]
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
         shard_id = _cluster_shard_of(watch, spec_shard.master)
         killed_at = time.time()
-        deployment.lab.send_signal(f"{spec_shard.name}-master", signal.SIGKILL)
+        lab.send_signal(f"{spec_shard.name}-master", signal.SIGKILL)
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.MASTER_CHANGED,
             "master-changed after kill -9",
@@ -208,7 +209,7 @@ def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> N
     keys = [f"{{k{i}}}" for i in range(200)]
     moved = range(0, 5)
     seed = client(source)
-    owned = [k for k in keys if seed.execute_command("CLUSTER", "KEYSLOT", k) in moved]
+    owned = [k for k in keys if command(seed, "CLUSTER", "KEYSLOT", k) in moved]
     for key in owned:
         seed.set(key, key)
     # A long interval: the refresh must come from the hint a client gives on MOVED.
@@ -238,12 +239,12 @@ def test_slot_migration_moves_slots_between_shards(fresh_deployment: Fresh) -> N
 
 def test_added_shard_appears(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("cluster")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     first = deployment.spec.shards[0].master
     new = Address(first.host, 7206)
     with WatchRecorder(settings_from_spec(deployment.spec)) as watch:
-        deployment.lab.add_redis_node(deployment.spec, "shard-d-master", new)
-        client(first).execute_command("CLUSTER", "MEET", new.host, new.port)
+        lab.add_redis_node(deployment.spec, "shard-d-master", new)
+        command(client(first), "CLUSTER", "MEET", new.host, new.port)
         met_at = time.time()
         change = watch.wait_for_change(
             lambda c: c.kind is ChangeKind.SHARD_ADDED, "shard-added after CLUSTER MEET"

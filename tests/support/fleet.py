@@ -23,6 +23,7 @@ from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.lab.forwarders import to_toml
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
+from tests.support.commands import xrange
 from tests.support.waiting import wait_until
 
 ROUTES = ("orders", "audit", "clicks", "events")
@@ -176,5 +177,5 @@ def fleet(tmp_path: Path, source: Address, zookeeper: str, **options: Any) -> It
 def entries(client: redis.Redis, stream: str) -> list[tuple[float, dict[bytes, bytes]]]:
     """(entry time in s, fields) of every entry of ``stream``."""
     return [
-        (int(entry_id.split(b"-")[0]) / 1000, fields) for entry_id, fields in client.xrange(stream)
+        (int(entry_id.split(b"-")[0]) / 1000, fields) for entry_id, fields in xrange(client, stream)
     ]

@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from redis_forwarder.coordination.assignment import (
     Assignment,
-    TaskKey,
     assign,
     cut_off,
     moves,
     reaching,
 )
 from redis_forwarder.coordination.paths import silence_of
+from redis_forwarder.model import TaskKey
 
 routes = st.sampled_from(["orders", "audit", "clicks"])
 shards = st.sampled_from([f"s{i}" for i in range(8)])
@@ -126,5 +126,6 @@ def test_silence_is_per_deployment_and_a_node_that_says_nothing_is_not_cut_off()
 
 def test_a_progress_document_without_a_readable_silence_says_nothing() -> None:
     assert silence_of({"silent_for": {"source": 0.5}, "r@a": {}}) == {"source": 0.5}
+    document: object
     for document in (None, [], {}, {"silent_for": "x"}, {"silent_for": {"source": "soon"}}):
         assert silence_of(document) == {}

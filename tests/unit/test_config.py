@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_forwarder.config import expand_channels, load_config
+from redis_forwarder.config import ForwarderConfig, expand_channels, load_config
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import DeploymentKind
 from redis_forwarder.sink.commands import SinkKind
@@ -39,7 +39,7 @@ metrics = "127.0.0.1:9464"
 COPY_SINK = 'to = { channel = "copy.{channel}" }'
 
 
-def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+def load(tmp_path: Path, text: str) -> ForwarderConfig:
     path = tmp_path / "forwarder.toml"
     path.write_text(text)
     return load_config(path)

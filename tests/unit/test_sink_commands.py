@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hiredis
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ def parsed(data: bytes) -> list[bytes]:
     return list(command)
 
 
-def target(text: str):  # type: ignore[no-untyped-def]
+def target(text: str) -> Callable[[bytes, bytes], bytes]:
     return compile_template(text).bind(route="r", shard="s")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,7 +178,7 @@ def test_zookeeper_ensemble_ports_are_checked() -> None:
     assert "quorum port of zookeeper 1" in problems(text)
 
 
-def test_missing_file_is_a_problems(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_file_is_a_problems(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "nope.toml")
 

@@ -1,4 +1,4 @@
-"""The code stays lint-clean and type-checked (mypy strict on src/): checked in CI."""
+"""The code stays lint-clean and type-checked (mypy strict on src/ and tests/): checked in CI."""
 
 from __future__ import annotations
 
