@@ -8,16 +8,17 @@ import itertools
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, Shard
 from redis_forwarder.topology.slots import key_slot
 from tests.support.cluster import client, move_slots, owner_of
+from tests.support.commands import cluster_node, command, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
 from tests.support.waiting import wait_until
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 Fresh = Callable[[str], Deployment]
 
 
-def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str, object]:
+def cluster_config(deployment: Deployment, route: Mapping[str, object]) -> dict[str, object]:
     return {
         "source": {"kind": "cluster", "addresses": [str(s.master) for s in deployment.spec.shards]},
         "route": [route],
@@ -36,7 +37,7 @@ def cluster_config(deployment: Deployment, route: dict[str, object]) -> dict[str
 
 def reader(deployment: Deployment) -> RedisCluster:
     """A cluster client seeded with every node: any one of them may have been killed."""
-    seeds = [ClusterNode(a.host, a.port) for a in deployment.redis_nodes]
+    seeds = [cluster_node(a) for a in deployment.redis_nodes]
     return RedisCluster(startup_nodes=seeds, socket_timeout=5)
 
 
@@ -62,7 +63,7 @@ def test_classic_pubsub_on_a_cluster_is_forwarded_once(fresh_deployment: Fresh) 
             timeout=20,
         )
         for index, channel in enumerate(channels):
-            payloads = [int(f[b"payload"]) for _, f in cluster.xrange(f"mirror:{channel}")]
+            payloads = [int(f[b"payload"]) for _, f in xrange(cluster, f"mirror:{channel}")]
             assert payloads == list(range(index, 600, len(channels)))  # once each, in order
         cluster.close()
 
@@ -88,7 +89,7 @@ def test_sharded_pubsub_follows_a_slot_migration(fresh_deployment: Fresh) -> Non
             channel = channels[seq % len(channels)]
             try:
                 owner = owner_of(masters, key_slot(channel))
-                client(owner).execute_command("SPUBLISH", channel, str(seq))
+                command(client(owner), "SPUBLISH", channel, str(seq))
                 sent.append((channel, seq))
             except redis.RedisError:
                 pass  # MOVED mid-migration: the message was not published
@@ -194,7 +195,7 @@ def test_cluster_failover_of_the_home_shard_while_forwarding(fresh_deployment: F
     deployment = fresh_deployment("cluster")
     task, home, master_after, _resumed = forward_through_home_fault(
         deployment,
-        lambda home: client(home.replicas[0].address).execute_command("CLUSTER", "FAILOVER"),
+        lambda home: command(client(home.replicas[0].address), "CLUSTER", "FAILOVER"),
         spare_home=False,
     )
     assert master_after == home.replicas[0].address
@@ -251,7 +252,7 @@ def test_cluster_sink_failover_while_forwarding(fresh_deployment: Fresh) -> None
             for s in runner.node.topology("archive").shards
             if s.master.address == holder
         )
-        client(replica.address).execute_command("CLUSTER", "FAILOVER")
+        command(client(replica.address), "CLUSTER", "FAILOVER")
         (task,) = runner.node.tasks.values()
         resumed = wait_resumed(task, publisher)
         assert any("MOVED" in gap.reason or "READONLY" in gap.reason for gap in task.gaps)

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 import redis
@@ -21,6 +22,8 @@ from redis_forwarder.sink.pubsub import NodePubSubSink
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.templates import compile_template
+from tests.support.commands import Entry, pubsub_of
+from tests.support.commands import command as redis_command
 from tests.support.deployments import Deployment
 from tests.support.waiting import wait_until
 
@@ -39,10 +42,10 @@ async def forwarding(
     await source.open()
     reader = PubSubReader(source)
     await reader.subscribe(channels, patterns)
-    sink = RespConnection(server.host, server.port, timeout=2.0)
-    await sink.open()
+    target = RespConnection(server.host, server.port, timeout=2.0)
+    await target.open()
     metrics = TaskMetrics.alone()
-    writer = PipelineWriter(sink, metrics, max_in_flight=500)
+    writer = PipelineWriter(target, metrics, max_in_flight=500)
     writer.start()
     command = sink_command(shape, compile_template(template).bind(route="r", shard="s"), "s")
     sink = NodePubSubSink(writer, command, replies_each=shape.replies_per_message)
@@ -85,7 +88,9 @@ def test_channels_and_patterns_into_streams(shared_deployment: Callable[[str], D
         )
         for i, payload in enumerate(payloads):
             client.publish(plain if i % 2 else binary, payload)
-        total = lambda: client.xlen(b"out:r:" + plain) + client.xlen(b"out:r:" + binary)  # noqa: E731
+
+        def total() -> int:
+            return client.xlen(b"out:r:" + plain) + client.xlen(b"out:r:" + binary)
 
         async def all_there() -> bool:
             return bool(total() == len(payloads))
@@ -95,11 +100,11 @@ def test_channels_and_patterns_into_streams(shared_deployment: Callable[[str], D
 
     asyncio.run(scenario())
     for channel, expected in ((plain, payloads[1::2]), (binary, payloads[0::2])):
-        entries = client.xrange(b"out:r:" + channel)
+        entries = cast(list[Entry], client.xrange(b"out:r:" + channel))  # a bytes key
         assert [fields[b"payload"] for _, fields in entries] == expected  # order kept
         assert all(fields[b"channel"] == channel for _, fields in entries)
         assert all(fields[b"shard"] == b"s" for _, fields in entries)
-    binary_fields = client.xrange(b"out:r:" + binary)[0][1]
+    binary_fields = cast(list[Entry], client.xrange(b"out:r:" + binary))[0][1]
     assert binary_fields[b"pattern"] == b"bin.*." + tag
     client.delete(b"out:r:" + plain, b"out:r:" + binary)
 
@@ -109,7 +114,7 @@ def test_channel_and_list_sinks(shared_deployment: Callable[[str], Deployment]) 
     client = redis.Redis(host=server.host, port=server.port)
     tag = uuid.uuid4().hex[:8]
     source_channel = f"src.{tag}".encode()
-    listener = client.pubsub(ignore_subscribe_messages=True)
+    listener = pubsub_of(client, ignore_subscribe_messages=True)
     listener.subscribe(f"copy.{tag}.src.{tag}")
 
     async def scenario() -> None:
@@ -183,7 +188,7 @@ def test_refused_writes_are_counted(shared_deployment: Callable[[str], Deploymen
 
 def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], Deployment]) -> None:
     deployment = fresh_deployment("standalone")
-    deployment.require_lab()
+    lab = deployment.require_lab()
     server = deployment.spec.shards[0].master
 
     async def scenario() -> None:
@@ -194,7 +199,7 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
         async with asyncio.timeout(10):
             while task.heartbeats < 2:  # PINGs answered while the server runs
                 await asyncio.sleep(0.05)
-            deployment.lab.send_signal("main-master", signal.SIGSTOP)  # type: ignore[union-attr]
+            lab.send_signal("main-master", signal.SIGSTOP)
             with pytest.raises(ConnectionLost, match="heartbeat"):
                 await runner
         await task.sink.close()
@@ -203,7 +208,7 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
     try:
         asyncio.run(scenario())
     finally:
-        deployment.lab.send_signal("main-master", signal.SIGCONT)
+        lab.send_signal("main-master", signal.SIGCONT)
 
 
 @pytest.mark.parametrize("policy", ["block", "drop-oldest"])
@@ -236,7 +241,7 @@ def test_overflow_policy_with_a_paused_sink(
         overflow = DropOldestBuffer(writer, 500, metrics) if policy == "drop-oldest" else None
         command = sink_command(SinkShape(SinkKind.STREAM), compile_template("out").bind(), "s")
         task = PubSubLoop(reader, NodePubSubSink(writer, command, overflow), metrics)
-        sink_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        redis_command(sink_client, "CLIENT", "PAUSE", 1500, "WRITE")
         pipe = publisher.pipeline(transaction=False)
         for i in range(total):
             pipe.publish(channel, str(i))
@@ -251,7 +256,7 @@ def test_overflow_policy_with_a_paused_sink(
         return metrics.dropped, int(sink_client.xlen("out"))
 
     dropped, forwarded = asyncio.run(scenario())
-    last = sink_client.xrevrange("out", count=1)[0][1][b"payload"]
+    last = cast(list[Entry], sink_client.xrevrange("out", count=1))[0][1][b"payload"]
     sink_client.delete("out")
     assert last == str(total - 1).encode()  # the newest is never the one dropped
     if policy == "block":
