@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -47,6 +48,10 @@ class NodeRunner:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
         assert not self._thread.is_alive(), "the node did not stop within 30 s"
+
+    def reload(self, path: Path) -> None:
+        """As SIGHUP does: the node re-reads its config from ``path`` at its next cycle."""
+        self._loop.call_soon_threadsafe(self.node.request_reload, path)
 
     def all_running(self) -> bool:
         assert self.error is None, f"the node failed: {self.error!r}"
