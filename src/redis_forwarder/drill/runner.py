@@ -15,6 +15,7 @@ from collections.abc import Callable
 import redis
 
 from redis_forwarder.drill import sinks
+from redis_forwarder.drill.arrivals import wait_for_arrivals
 from redis_forwarder.drill.checker import check, guarantees_broken, rates
 from redis_forwarder.drill.load import Load
 from redis_forwarder.drill.ownership_watch import OwnershipWatcher
@@ -78,7 +79,6 @@ def _run(
             time.sleep(steady)  # traffic after recovery: no loss allowed in it
     finally:
         load.stop()
-    time.sleep(1.0)  # the last messages on their way to the sinks
     clients: dict[Address, redis.Redis] = {}
 
     def client_at(address: Address) -> redis.Redis:
@@ -86,10 +86,16 @@ def _run(
             clients[address] = redis.Redis(host=address.host, port=address.port, socket_timeout=10)
         return clients[address]
 
-    received = sinks.received(run, lanes, lambda lane: client_at(target.sink_address(lane)))
-    kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
-    for client in clients.values():
-        client.close()
+    # The last messages are still on their way to the sinks: wait until they are in (or
+    # stop coming), bounded, rather than a fixed span that is too long or too short.
+    try:
+        sink_at = {lane: client_at(target.sink_address(lane)) for lane in lanes}
+        target.note(wait_for_arrivals(run, lanes, load.sent, sink_at.__getitem__))
+        received = sinks.received(run, lanes, sink_at.__getitem__)
+        kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
+    finally:
+        for client in clients.values():
+            client.close()
     sent, replication_loss = sinks.split_replication_loss(load.sent, kept)
     reports = check(sent, received, fault_at, recovered_at)
     broken: list[str] = []
