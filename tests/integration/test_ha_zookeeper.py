@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.coordination.zk import FleetClient, ZooKeeperError
 from redis_forwarder.lab import Lab
 from redis_forwarder.model import Address
 from tests.support.deployments import Deployment
@@ -48,6 +48,29 @@ def lab_source(deployment: Deployment) -> tuple[Lab, Address, redis.Redis]:
 def owner_and_epoch(f: Fleet) -> tuple[str | None, int | None]:
     (task,) = f.status()["tasks"]
     return (task["owner"] if task["running"] else None), task["epoch"]
+
+
+def test_every_fleet_client_call_translates_kazoo_errors(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """The command line's ZooKeeper client with its connection closed under it: every
+    call raises ZooKeeperError saying what it did where, the kazoo error kept as the
+    cause (``exists`` once let it through raw, ending ``drain`` in a traceback)."""
+    path = "/redis-forwarder-test/untranslated"
+    with FleetClient(shared_deployment("standalone").zookeeper_hosts, timeout=5) as client:
+        client.client.stop()
+        calls: dict[str, Callable[[], object]] = {
+            "reading": lambda: client.get(path),
+            "listing": lambda: client.children(path),
+            "checking": lambda: client.exists(path),
+            "writing": lambda: client.put(path, b"x"),
+            "deleting": lambda: client.remove(path),
+            "reading lock": lambda: client.lock_holder(path),
+        }
+        for what, call in calls.items():
+            with pytest.raises(ZooKeeperError, match=f"^{what.split()[0]} {path}: ") as raised:
+                call()
+            assert raised.value.__cause__ is not None, what
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env
 from tests.support.commands import command, xrange
@@ -27,6 +28,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration]
 Fresh = Callable[[str], Deployment]
+RECONNECT_CAP = 2.0  # seconds: the cap of a task's reconnect backoff (task.py)
 
 
 def config_for(deployment: Deployment, metrics: bool = False) -> dict[str, object]:
@@ -74,6 +76,26 @@ def forwarded(locate: Callable[[], Address], key: str) -> set[int]:
     return {int(fields[b"payload"]) for _, fields in xrange(client, key)}
 
 
+def gap_bound(deployment: Deployment, config: dict[str, object]) -> float:
+    """The longest gap a master fault may cost the task, from the lab's Sentinel settings
+    and the node's config: the sentinels' failover (down-after, then at most their
+    failover timeout to elect and promote), a frozen master noticed by the heartbeat (a
+    PING after one silent heartbeat, the connection ended after another), one reconnect
+    backoff step (task.py caps it at RECONNECT_CAP) and a topology interval to see the
+    new master. About 10 s on this lab; measured gaps are 1-4 s (docs/drills.md:
+    sentinel-failover, kill-master, half-open), so a tenfold regression fails."""
+    sentinel = deployment.spec.sentinel
+    assert sentinel is not None
+    settings = ForwarderConfig.model_validate(config)
+    heartbeat = max(route.heartbeat for route in settings.routes)
+    return (
+        (sentinel.down_after_ms + sentinel.failover_timeout_ms) / 1000
+        + 2 * heartbeat
+        + RECONNECT_CAP
+        + settings.node.topology_interval
+    )
+
+
 def run_fault(
     deployment: Deployment,
     fault: Callable[[], None],
@@ -82,7 +104,8 @@ def run_fault(
 ) -> None:
     alpha = master_locator(deployment, "alpha")
     key = "mirror:alpha:orders.a"
-    with NodeRunner(config_for(deployment)) as runner:
+    config = config_for(deployment)
+    with NodeRunner(config) as runner:
         wait_until(runner.all_running, "both tasks forwarding", timeout=15)
         with Publisher(alpha, "orders.a") as publisher:
             wait_until(lambda: len(publisher.sent) > 200, "traffic flowing")
@@ -98,7 +121,10 @@ def run_fault(
             timeout=15,
         )
         gap = task.gaps[-1]
-        print(f"GAP {gap.reason}: {gap.end - gap.start:.3f}s")  # type: ignore[operator]
+        assert gap.end is not None
+        print(f"GAP {gap.reason}: {gap.end - gap.start:.3f}s")
+        bound = gap_bound(deployment, config)
+        assert gap.end - gap.start < bound, f"gap {gap.end - gap.start:.2f}s, bound {bound:.1f}s"
         assert runner.node.tasks[("orders", "beta")].gaps == []  # the other shard went on
 
 

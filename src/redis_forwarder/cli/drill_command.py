@@ -14,7 +14,8 @@ from rich.console import Console
 
 from redis_forwarder.drill.partition import partition_unavailable
 from redis_forwarder.drill.report import print_results, write_report
-from redis_forwarder.drill.runner import STEADY, DrillResult, run_drill
+from redis_forwarder.drill.result import DrillResult
+from redis_forwarder.drill.runner import STEADY, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, load_spec, temporary_lab

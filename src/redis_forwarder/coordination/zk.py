@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -342,60 +342,57 @@ class FleetClient:
         self.client.stop()
         self.client.close()
 
-    def get(self, path: str) -> Znode | None:
+    @contextlib.contextmanager
+    def _translated(self, what: str, path: str) -> Iterator[None]:
+        """The one place this client's kazoo errors become ours, keeping the cause (as
+        httpx maps its transport's errors): NoAuth names what to set; any other kazoo
+        failure, a timeout included, says what was being done where. NoNodeError is left
+        to each caller, inside the block, where it means "absent" (it is a
+        KazooException, so one not caught there is an error like the rest). Six copies
+        of this ladder had drifted: ``exists`` translated NoAuth only, so a connection
+        lost during ``drain`` or ``pause`` (``set_flag``) ended in a kazoo traceback."""
         try:
-            data, stat = self.client.get(path)
-        except NoNodeError:
-            return None
+            yield
         except NoAuthError as exc:
             raise ZooKeeperRefusedError(path, self.authenticated) from exc
-        except KazooException as exc:
-            raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
+        except (KazooException, KazooTimeoutError) as exc:
+            raise ZooKeeperError(f"{what} {path}: {type(exc).__name__}") from exc
+
+    def get(self, path: str) -> Znode | None:
+        with self._translated("reading", path):
+            try:
+                data, stat = self.client.get(path)
+            except NoNodeError:
+                return None
         return Znode.of(data, stat)
 
     def children(self, path: str) -> list[str]:
-        try:
-            return list(self.client.get_children(path))
-        except NoNodeError:
-            return []
-        except NoAuthError as exc:
-            raise ZooKeeperRefusedError(path, self.authenticated) from exc
-        except KazooException as exc:
-            raise ZooKeeperError(f"listing {path}: {type(exc).__name__}") from exc
+        with self._translated("listing", path):
+            try:
+                return list(self.client.get_children(path))
+            except NoNodeError:
+                return []
 
     def exists(self, path: str) -> bool:
-        try:
+        with self._translated("checking", path):
             return self.client.exists(path) is not None
-        except NoAuthError as exc:
-            raise ZooKeeperRefusedError(path, self.authenticated) from exc
 
     def put(self, path: str, data: bytes) -> None:
         """Create or overwrite a persistent znode."""
-        try:
+        with self._translated("writing", path):
             self.client.ensure_path(path)
             self.client.set(path, data)
-        except NoAuthError as exc:
-            raise ZooKeeperRefusedError(path, self.authenticated) from exc
-        except KazooException as exc:
-            raise ZooKeeperError(f"writing {path}: {type(exc).__name__}") from exc
 
     def remove(self, path: str) -> bool:
         """Delete ``path``; False if it was not there."""
-        try:
-            self.client.delete(path)
-        except NoNodeError:
-            return False
-        except NoAuthError as exc:
-            raise ZooKeeperRefusedError(path, self.authenticated) from exc
-        except KazooException as exc:
-            raise ZooKeeperError(f"deleting {path}: {type(exc).__name__}") from exc
+        with self._translated("deleting", path):
+            try:
+                self.client.delete(path)
+            except NoNodeError:
+                return False
         return True
 
     def lock_holder(self, path: str) -> str | None:
-        try:
+        with self._translated("reading", path):
             contenders = self.client.Lock(path).contenders()
-        except NoAuthError as exc:
-            raise ZooKeeperRefusedError(path, self.authenticated) from exc
-        except KazooException as exc:
-            raise ZooKeeperError(f"reading {path}: {type(exc).__name__}") from exc
         return contenders[0] if contenders else None

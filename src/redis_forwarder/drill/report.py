@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from redis_forwarder.drill.checker import BUCKET
-from redis_forwarder.drill.runner import DrillResult
+from redis_forwarder.drill.result import DrillResult
 
 
 def print_results(results: list[DrillResult]) -> None:

@@ -16,7 +16,7 @@ from redis_forwarder.retry import Deadline
 from redis_forwarder.topology.slots import key_slot
 
 if TYPE_CHECKING:
-    from redis_forwarder.drill.runner import LabTarget
+    from redis_forwarder.drill.target import LabTarget
 
 MEET_TIMEOUT = 15.0
 
