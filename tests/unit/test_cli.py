@@ -19,6 +19,20 @@ def test_help_lists_every_command() -> None:
         assert f"  {command} " in result.stdout
 
 
+def test_help_summaries_match_the_commands() -> None:
+    """`--help` shows main.COMMANDS' summaries without importing the commands; each must
+    say what its command's own docstring says."""
+    import click
+
+    from redis_forwarder.cli.main import COMMANDS as LAZY
+
+    assert sorted(LAZY) == sorted(COMMANDS)
+    for name, lazy in LAZY.items():
+        command = lazy.load()
+        summary = click.Command(name, help=lazy.summary).get_short_help_str(1000)
+        assert command.get_short_help_str(1000) == summary, f"{name}: summary out of date"
+
+
 def test_drill_needs_exactly_one_lab(tmp_path: Path) -> None:
     result = run_cli("drill", "kill-node")
     assert result.code == 2 and "exactly one of --dir" in result.stderr
