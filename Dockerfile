@@ -2,7 +2,9 @@
 # (compose/ builds it for the forwarder nodes and the cluster's cluster-init).
 FROM python:3.11-slim
 
-# hiredis and kazoo ship wheels: no compiler needed.
+# hiredis and kazoo ship wheels: no compiler needed. No extras: a node needs none, and
+# the `lab` extra (matplotlib, for drill timelines) would add ~120 MB with numpy,
+# fontTools and Pillow to every node.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src

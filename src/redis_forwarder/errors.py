@@ -9,6 +9,7 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     │   ├── SpecError                        a topology spec that does not validate
     │   └── ConfigError                      a forwarder config that does not validate
     ├── NotBuiltError               exit 69  a command that a later release fills in
+    ├── MissingExtraError           exit 3   an optional extra (pip install '...[lab]') is missing
     ├── DiscoveryError              exit 5   the deployment's topology could not be learned
     │   ├── UnreachableError                 no seed answered (each seed's reason listed)
     │   ├── AuthenticationError              a wrong user or password (never shown)
@@ -75,6 +76,24 @@ class NotBuiltError(ForwarderError):
     """A command whose shape is fixed but whose work lands in a later release."""
 
     exit_code = 69  # EX_UNAVAILABLE
+
+
+class MissingExtraError(ForwarderError):
+    """A command needs a package from an optional extra that is not installed.
+
+    The node's image installs the forwarder without extras; the lab's tools (drill
+    timelines: matplotlib) come with ``pip install 'redis-forwarder[lab]'``.
+    """
+
+    exit_code = 3  # the environment, like a missing binary
+
+    def __init__(self, module: str, extra: str, needed_for: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{needed_for} needs {module}, which is not installed; install the {extra!r} "
+            f"extra: pip install 'redis-forwarder[{extra}]'"
+        )
 
 
 class DiscoveryError(ForwarderError):

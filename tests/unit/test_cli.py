@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.cli import run_cli
@@ -17,6 +19,20 @@ def test_help_lists_every_command() -> None:
     assert result.code == 0
     for command in COMMANDS:
         assert f"  {command} " in result.stdout
+
+
+def test_help_summaries_match_the_commands() -> None:
+    """`--help` shows main.COMMANDS' summaries without importing the commands; each must
+    say what its command's own docstring says."""
+    import click
+
+    from redis_forwarder.cli.main import COMMANDS as LAZY
+
+    assert sorted(LAZY) == sorted(COMMANDS)
+    for name, lazy in LAZY.items():
+        command = lazy.load()
+        summary = click.Command(name, help=lazy.summary).get_short_help_str(1000)
+        assert command.get_short_help_str(1000) == summary, f"{name}: summary out of date"
 
 
 def test_drill_needs_exactly_one_lab(tmp_path: Path) -> None:
@@ -86,3 +102,20 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert (
         result.code == 2 and "source (line 1): a sentinel deployment needs masters" in result.stderr
     )
+
+
+def test_a_missing_extra_is_named_before_the_drill_starts(tmp_path: Path) -> None:
+    """Without the `lab` extra, `drill --report` says which extra to install (exit 3,
+    one line), before any lab or drill work; not an ImportError after the drills."""
+    hide_matplotlib = (
+        "import sys; sys.modules['matplotlib'] = None; "  # find_spec then reports it missing
+        "from redis_forwarder.cli.main import main; "
+        f"sys.argv = ['redis-forwarder', 'drill', 'kill-node', '--dir', {str(tmp_path)!r}, "
+        f"'--report', {str(tmp_path / 'report')!r}]; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_matplotlib], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr
+    assert "pip install 'redis-forwarder[lab]'" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

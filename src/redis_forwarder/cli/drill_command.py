@@ -18,6 +18,7 @@ from redis_forwarder.drill.result import DrillResult
 from redis_forwarder.drill.runner import STEADY, run_drill
 from redis_forwarder.drill.scenarios import SCENARIOS
 from redis_forwarder.errors import UsageError
+from redis_forwarder.extras import require
 from redis_forwarder.lab import Lab, load_spec, temporary_lab
 from redis_forwarder.model import DeploymentKind
 
@@ -94,6 +95,8 @@ def drill(
     partition-zookeeper, partition-redis (root: network namespaces);
     sentinel-failover on a Sentinel lab; cluster-failover, migrate-slots, add-shard on
     a cluster lab; or all of those that fit the lab, in turn."""
+    if report_dir is not None:  # before the drills, not after minutes of them
+        require("matplotlib", "drill --report (its timeline pictures)")
     results: list[DrillResult] = []
     err = Console(stderr=True)
     with drill_lab(directory, spec_path) as lab, err.status("drill") as status:

@@ -8,18 +8,18 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from redis_forwarder.config import CoordinationConfig, load_config
-from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.fleet import fleet_status, set_flag
-from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.errors import UsageError
+
+# The config (pydantic), ZooKeeper (kazoo) and rich are imported when a command runs, not
+# when it is declared: `status --help` and the other commands' help need none of them.
+if TYPE_CHECKING:
+    from redis_forwarder.config import CoordinationConfig
+    from redis_forwarder.coordination.paths import Paths
+    from redis_forwarder.coordination.zk import FleetClient
 
 config_option = click.option(
     "--config",
@@ -31,6 +31,8 @@ config_option = click.option(
 
 
 def _coordination(config_path: Path) -> CoordinationConfig:
+    from redis_forwarder.config import load_config
+
     config = load_config(config_path)
     if config.coordination is None:
         raise UsageError(
@@ -41,6 +43,9 @@ def _coordination(config_path: Path) -> CoordinationConfig:
 
 
 def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
+    from redis_forwarder.coordination.paths import Paths
+    from redis_forwarder.coordination.zk import FleetClient
+
     coordination = _coordination(config_path)
     client = FleetClient(coordination.zookeeper, credentials=coordination.credentials())
     return client, Paths(coordination.root)
@@ -51,6 +56,9 @@ def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (docs/cli.md).")
 def status(config_path: Path, as_json: bool) -> None:
     """Members, controller, assignment, and each task's owner, epoch and progress."""
+    from redis_forwarder.config import load_config
+    from redis_forwarder.coordination.fleet import fleet_status
+
     client, paths = _fleet(config_path)
     with client:
         document = fleet_status(client, paths, load_config(config_path).cut_off_after)
@@ -61,6 +69,9 @@ def status(config_path: Path, as_json: bool) -> None:
 
 
 def _print_status(document: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     if not out.is_terminal:
         out = Console(width=200)  # piped: keep shard ids whole
@@ -112,6 +123,8 @@ def _flag_command(
     @config_option
     @click.argument("target")
     def command(config_path: Path, target: str) -> None:
+        from redis_forwarder.coordination.fleet import set_flag
+
         client, paths = _fleet(config_path)
         with client:
             changed = set_flag(client, folder(paths), target, on, {"at": time.time()})
@@ -141,6 +154,8 @@ resume = _flag_command("resume", lambda p: p.paused, False, "route", "Forward RO
 def rebalance(config_path: Path) -> None:
     """Recompute the assignment from scratch (not sticky): spreads each route's shards
     round robin again. Tasks that move have a short gap."""
+    from redis_forwarder.coordination import paths as znodes
+
     client, paths = _fleet(config_path)
     with client:
         client.put(paths.rebalance, znodes.encode({"at": time.time()}))

@@ -11,19 +11,64 @@ import sys
 import click
 
 from redis_forwarder import __version__
-from redis_forwarder.cli.bench_command import bench
-from redis_forwarder.cli.drill_command import drill
-from redis_forwarder.cli.fleet_commands import drain, pause, rebalance, resume, status, undrain
-from redis_forwarder.cli.lab_commands import lab
-from redis_forwarder.cli.run_command import run
-from redis_forwarder.cli.topology_command import topology
+from redis_forwarder.cli.lazy import LazyCommand, LazyGroup
 from redis_forwarder.errors import ForwarderError
 from redis_forwarder.observe import configure_logging
 
 EXIT_INTERRUPTED = 130
 
+_FLEET = "redis_forwarder.cli.fleet_commands"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command is imported only when it runs: importing them all made every command,
+# `status --help` included, pay about a second for the drill, the bench and the lab.
+# A summary is its command's first docstring sentence (tests/unit/test_cli.py checks).
+COMMANDS: dict[str, LazyCommand] = {
+    "lab": LazyCommand(
+        "redis_forwarder.cli.lab_commands:lab",
+        "Run a local deployment (Redis, Sentinel, Cluster, ZooKeeper) from a topology spec.",
+    ),
+    "run": LazyCommand(
+        "redis_forwarder.cli.run_command:run",
+        "Forward messages as the config's routes say, following failovers, until stopped.",
+    ),
+    "topology": LazyCommand(
+        "redis_forwarder.cli.topology_command:topology",
+        "Show the deployment's shards: masters, replicas, slots, and how they were learned.",
+    ),
+    "status": LazyCommand(
+        f"{_FLEET}:status",
+        "Members, controller, assignment, and each task's owner, epoch and progress.",
+    ),
+    "drain": LazyCommand(
+        f"{_FLEET}:drain",
+        "Move every task off NODE (it stays a member, assigned nothing) until undrain.",
+    ),
+    "undrain": LazyCommand(f"{_FLEET}:undrain", "Let NODE take tasks again."),
+    "pause": LazyCommand(f"{_FLEET}:pause", "Stop forwarding ROUTE on every node."),
+    "resume": LazyCommand(f"{_FLEET}:resume", "Forward ROUTE again."),
+    "rebalance": LazyCommand(
+        f"{_FLEET}:rebalance",
+        "Recompute the assignment from scratch (not sticky): spreads each route's shards"
+        " round robin again.",
+    ),
+    "drill": LazyCommand(
+        "redis_forwarder.cli.drill_command:drill",
+        "Inject a real fault under steady load and report lost, duplicated and reordered"
+        " messages and the recovery time.",
+    ),
+    "bench": LazyCommand(
+        "redis_forwarder.cli.bench_command:bench",
+        "Channel to stream or channel, standalone or cluster: ours vs naive vs a bare raw"
+        " loop, in the same run.",
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="redis-forwarder")
 @click.option(
     "--log-level",
@@ -42,15 +87,6 @@ EXIT_INTERRUPTED = 130
 def cli(log_level: str, log_format: str) -> None:
     """A high-availability message forwarder for Redis pub/sub and streams."""
     configure_logging(log_level, log_format)
-
-
-cli.add_command(lab)
-cli.add_command(run)
-cli.add_command(topology)
-for fleet_command in (status, drain, undrain, pause, resume, rebalance):
-    cli.add_command(fleet_command)
-cli.add_command(drill)
-cli.add_command(bench)
 
 
 def main() -> None:

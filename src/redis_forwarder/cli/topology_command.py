@@ -10,12 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from redis_forwarder.config import load_config
 from redis_forwarder.errors import UsageError
-from redis_forwarder.lab.spec import load_spec, settings_from_spec
 from redis_forwarder.model import Address, DeploymentKind, Topology
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
@@ -77,7 +73,11 @@ def build_settings(
         )
     if masters and not sentinels:
         raise UsageError("--master goes with --sentinel")
+    # The config (pydantic), the lab's specs and rich are imported only by the branch
+    # that needs them: `topology --standalone ADDR --json` pays for none of them.
     if config is not None:
+        from redis_forwarder.config import load_config
+
         return load_config(config).source.settings()
     username, password_env, sentinel_username, sentinel_password_env = credentials
     redis_auth = Credentials(
@@ -93,6 +93,8 @@ def build_settings(
         "socket_timeout": socket_timeout,
     }
     if spec is not None:
+        from redis_forwarder.lab.spec import load_spec, settings_from_spec
+
         return settings_from_spec(load_spec(spec), **common)
     if sentinels:
         if not masters:
@@ -221,6 +223,9 @@ async def _watch(settings: DeploymentSettings, interval: float) -> None:
 
 
 def print_topology(found: Topology) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     if not out.is_terminal:
         out = Console(width=200)

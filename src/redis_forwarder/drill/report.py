@@ -11,6 +11,7 @@ from rich.table import Table
 
 from redis_forwarder.drill.checker import BUCKET
 from redis_forwarder.drill.result import DrillResult
+from redis_forwarder.extras import require
 
 
 def print_results(results: list[DrillResult]) -> None:
@@ -60,6 +61,7 @@ def write_report(results: list[DrillResult], directory: Path) -> list[Path]:
 
 
 def timeline(result: DrillResult, path: Path) -> Path:
+    require("matplotlib", "a drill timeline (--report)")
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only

@@ -22,21 +22,17 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
 from redis_forwarder.errors import (
     LabAlreadyUpError,
     LabBusyError,
     LabError,
     LabNotFoundError,
-    ProcessDiedError,
 )
 from redis_forwarder.lab import pids, probes
 from redis_forwarder.lab import tls as lab_tls
@@ -46,8 +42,6 @@ from redis_forwarder.lab.plan import (
     STOP_ORDER,
     ProcessKind,
     ProcessPlan,
-    data_dir,
-    log_path,
     plan_processes,
     redis_plan,
 )
@@ -62,6 +56,7 @@ from redis_forwarder.lab.readiness import (
     wait_for,
     zookeeper_serving,
 )
+from redis_forwarder.lab.spawner import Spawner
 from redis_forwarder.lab.spec import TopologySpec, listening_addresses
 from redis_forwarder.lab.state import (
     LabState,
@@ -76,7 +71,6 @@ from redis_forwarder.retry import Deadline
 DEFAULT_LAB_DIR = ".lab"
 LAB_DIR_ENV = "REDIS_FORWARDER_LAB_DIR"
 DEFAULT_UP_TIMEOUT = 90.0
-LOG_TAIL_LINES = 20
 
 
 def default_lab_dir() -> Path:
@@ -99,15 +93,6 @@ def temporary_lab(
             lab.down()
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = text.splitlines()[-lines:]
-    return "\n".join(f"    {line}" for line in tail) or "    (the log is empty)"
-
-
 @dataclass(frozen=True)
 class ProcessStatus:
     record: ProcessRecord
@@ -128,9 +113,7 @@ class Lab:
     def __init__(self, directory: Path | str | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_lab_dir()
         self.directory = self.directory.absolute()
-        # Children we started in this process: their exit status makes better errors.
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._interrupted = False
+        self._spawner = Spawner(self.directory)  # what this process started, and how
 
     # ---------------------------------------------------------------- reading
 
@@ -196,7 +179,7 @@ class Lab:
                 tls=spec.redis.tls,
             )
             try:
-                with self._deferred_interrupts():
+                with self._spawner.deferred_interrupts():
                     self._start_all(spec, plans, state, Deadline(timeout), report)
             except BaseException:
                 report("stopping what was started")
@@ -214,7 +197,7 @@ class Lab:
         deadline: Deadline,
         report: Progress,
     ) -> None:
-        watchdog = self._watchdog(state)
+        watchdog = self._spawner.watchdog(state)
         (self.directory / "logs").mkdir(exist_ok=True)
         by_kind = {kind: [p for p in plans if p.kind is kind] for kind in ProcessKind}
 
@@ -222,7 +205,7 @@ class Lab:
         # so that their first INFO of each master already lists its replicas.
         for plan in by_kind[ProcessKind.ZOOKEEPER] + by_kind[ProcessKind.REDIS]:
             report(f"starting {plan.name} on {plan.address}")
-            self._start(plan, state)
+            self._spawner.start(plan, state)
         wait_for(
             [redis_answers(p.address) for p in by_kind[ProcessKind.REDIS]],
             deadline.remaining,
@@ -242,7 +225,7 @@ class Lab:
             )
         for plan in by_kind[ProcessKind.SENTINEL]:
             report(f"starting {plan.name} on {plan.address}")
-            self._start(plan, state)
+            self._spawner.start(plan, state)
         wait_for(
             _sentinel_checks(spec) + _zookeeper_checks(spec),
             deadline.remaining,
@@ -252,7 +235,7 @@ class Lab:
         )
         for plan in by_kind[ProcessKind.FORWARDER]:
             report(f"starting forwarder {plan.name} (metrics on {plan.address})")
-            self._start(plan, state)
+            self._spawner.start(plan, state)
         wait_for(
             [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]],
             deadline.remaining,
@@ -261,79 +244,9 @@ class Lab:
             stage="forwarders: ",
         )
 
-    @contextlib.contextmanager
-    def _deferred_interrupts(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM only set a flag while processes are being spawned; it is
-        acted on between two starts and in every wait. A KeyboardInterrupt raised inside
-        subprocess.Popen would leak the child it had just forked, unrecorded."""
-        self._interrupted = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def note(_signum: int, _frame: object) -> None:
-            self._interrupted = True
-
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _raise_if_interrupted(self) -> None:
-        if self._interrupted:
-            raise KeyboardInterrupt
-
-    def _start(self, plan: ProcessPlan, state: LabState) -> None:
-        self._raise_if_interrupted()
-        directory = data_dir(self.directory, plan.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        for file_name, content in plan.files:
-            (directory / file_name).write_text(content, encoding="utf-8")
-        log = log_path(self.directory, plan.name)
-        with open(log, "wb") as log_file:
-            # Kept at once: if Ctrl-C lands before the record below is written, _abort
-            # still knows this child and stops it.
-            child = self._children[plan.name] = _spawn(plan.argv, directory, log_file)
-        identity = pids.identify(child.pid)
-        record = ProcessRecord(
-            name=plan.name,
-            kind=plan.kind,
-            address=str(plan.address),
-            pid=child.pid,
-            # A process gone before we could read its start time gets an identity that
-            # matches nothing, so the watchdog reports it and nothing else is ever signalled.
-            start_ticks=identity.start_ticks if identity else -1,
-            log=str(log),
-            data_dir=str(directory),
-            shard=plan.shard,
-            role=plan.role,
-            argv=tuple(plan.argv),
-        )
-        state.processes.append(record)
-        write_state(self.directory, state)
-
-    def _watchdog(self, state: LabState) -> Callable[[], None]:
-        def check() -> None:
-            self._raise_if_interrupted()
-            for record in state.processes:
-                child = self._children.get(record.name)
-                status = child.poll() if child is not None else None
-                if status is not None or not pids.is_running(record.identity):
-                    raise ProcessDiedError(
-                        record.name, status, record.log, log_tail(Path(record.log))
-                    )
-
-        return check
-
     def _abort(self, state: LabState) -> None:
         """Undo a failed ``up``: stop everything, remove data; keep logs to read."""
-        recorded = {r.name for r in state.processes}
-        for name, child in self._children.items():
-            if name not in recorded and child.poll() is None:  # spawned, not yet recorded
-                child.kill()
-                child.wait(5)
+        self._spawner.kill_unrecorded({r.name for r in state.processes})
         self._stop_records(state.processes)
         shutil.rmtree(self.directory / "data", ignore_errors=True)
         state_path(self.directory).unlink(missing_ok=True)
@@ -382,9 +295,7 @@ class Lab:
             left = pids.stop([record.identity])
             if left:
                 raise LabError(f"{name} (pid {record.pid}) did not stop; it was not restarted")
-            with open(record.log, "ab") as log_file:
-                argv = (*wrap, *record.argv)
-                child = self._children[name] = _spawn(argv, Path(record.data_dir), log_file)
+            child = self._spawner.respawn(record, (*wrap, *record.argv))
             identity = pids.identify(child.pid)
             restarted = replace(
                 record, pid=child.pid, start_ticks=identity.start_ticks if identity else -1
@@ -409,8 +320,8 @@ class Lab:
             binaries = find_binaries(sentinel=False, zookeeper=False)
             check_free([(address, f"new node {name}")], "the new node's address")
             plan = redis_plan(spec, self.directory, binaries, name, address)
-            self._start(plan, state)
-            wait_for([redis_answers(address)], timeout, watchdog=self._watchdog(state))
+            self._spawner.start(plan, state)
+            wait_for([redis_answers(address)], timeout, watchdog=self._spawner.watchdog(state))
             return state.processes[-1]
 
     def remove(self, name: str) -> None:
@@ -423,9 +334,7 @@ class Lab:
                 raise LabError(f"the lab in {self.directory} has no process named {name!r}")
             if pids.stop([record.identity]):
                 raise LabError(f"{name} (pid {record.pid}) did not stop")
-            child = self._children.pop(name, None)
-            if child is not None:
-                child.wait(5)  # reap it: it was stopped above
+            self._spawner.reap(name)  # it was stopped above
             state.processes.remove(record)
             write_state(self.directory, state)
 
@@ -464,9 +373,7 @@ class Lab:
             group = [r for r in records if r.kind == kind]
             alive = pids.stop([r.identity for r in group])
             left += [r.name for r in group if r.identity in alive]
-        for name, child in list(self._children.items()):
-            if child.poll() is not None:
-                del self._children[name]
+        self._spawner.forget_exited()
         return left
 
     # ---------------------------------------------------------------- helpers
@@ -486,23 +393,6 @@ class Lab:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _spawn(argv: tuple[str, ...], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    try:
-        # A session of its own: a Ctrl-C in the terminal that ran `lab up` does not reach
-        # the lab, and the lab outlives that command.
-        return subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as exc:
-        raise LabError(f"cannot start {argv[0]}: {exc}") from exc
 
 
 def _sentinel_checks(spec: TopologySpec) -> list[Check]:
