@@ -13,7 +13,7 @@ import click
 from redis_forwarder import __version__
 from redis_forwarder.cli.lazy import LazyCommand, LazyGroup
 from redis_forwarder.errors import ForwarderError
-from redis_forwarder.observe import configure_logging
+from redis_forwarder.logs import configure_logging
 
 EXIT_INTERRUPTED = 130
 
