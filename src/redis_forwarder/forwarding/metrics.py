@@ -71,17 +71,17 @@ class TaskMetrics:
         return cls(Metrics(), route, shard)
 
     # -- the data path: once per batch, never per message
-    def read(self, count: int) -> None:
-        """``count`` messages or entries taken from the source."""
-        self.received += count
-        self._received.inc(count)
+    def batch(self, read: int, written: int) -> None:
+        """The loop took ``read`` messages or entries from the source and hands
+        ``written`` of them to the sink as one batch (the rest were set aside). One
+        call per batch: this runs on every turn of a busy loop."""
+        self.received += read
+        self._received.inc(read)
         self.last_message_at = time.time()
-
-    def wrote(self, count: int) -> None:
-        """One batch of ``count`` went to the sink."""
-        self.batches += 1
-        self._batches.inc()
-        self._batch_size.observe(count)
+        if written:
+            self.batches += 1
+            self._batches.inc()
+            self._batch_size.observe(written)
 
     def answered(self, count: int, seconds: float) -> None:
         """The sink answered ``count`` messages, ``seconds`` after they were sent (pub/sub)

@@ -102,14 +102,13 @@ class PubSubLoop:
                 awaiting_pong = True
 
     async def _forward(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
-        metrics, sink = self.metrics, self.sink
-        metrics.read(len(batch))
+        sink, received = self.sink, len(batch)
         started = time.monotonic()
         if self.oversize is not None:
             batch = await self.oversize.set_aside(batch)
+        self.metrics.batch(received, len(batch))
         if batch:  # all of it may have been set aside
             await sink.write(batch)
-            metrics.wrote(len(batch))
         waited = time.monotonic() - started
         if waited >= STALL:
             self.last_stall, self.last_stall_end = waited, time.monotonic()

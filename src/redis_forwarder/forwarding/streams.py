@@ -121,19 +121,19 @@ class StreamLoop:
     async def _forward(self, entries: list[Entry], claimed: bool) -> float | None:
         """Write, settle and acknowledge one batch; return in how many seconds refused
         entries should be tried again (None: none refused)."""
-        self.metrics.read(len(entries))
+        received = len(entries)
         if self.gate is not None and not self.gate.may_write():
             await self.gate.wait()  # read, not written: pending until acknowledged
         done: Done = {}
         if self.oversize is not None:
             entries, aside = await self.oversize.set_aside(entries)
             _add(done, aside)
-            if not entries:
-                await self._ack(done)
-                return None
+        self.metrics.batch(received, len(entries))
+        if not entries:  # all of it set aside
+            await self._ack(done)
+            return None
         key_of, command = self.commands.key_of, self.commands.write
         replies = await self.sink.write([(key_of(entry[0]), command(*entry)) for entry in entries])
-        self.metrics.wrote(len(entries))
         behind, refused = self._sort_replies(entries, replies, done)
         _add(done, await self._settle_behind(behind))
         retry_in = None
