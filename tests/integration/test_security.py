@@ -5,6 +5,7 @@ rewrite it), and secrets that never appear in anything the processes write."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from kazoo.exceptions import NoAuthError
 
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.lab.forwarders import to_toml
-from tests.support.cli import run_cli
+from tests.support.cli import Result, run_cli
 from tests.support.deployments import Deployment
 from tests.support.fleet import fleet
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 Shared = Callable[[str], Deployment]
@@ -36,10 +38,21 @@ def test_a_fleet_with_a_zookeeper_identity_locks_out_other_clients(
         config["coordination"].update(username="fleet", password_env="RF_ZK_PASSWORD")
         f.rewrite(config)
         f.start("n1")
-        authorized = run_cli(
-            "status", "--config", str(f.config_path), "--json", RF_ZK_PASSWORD=SECRET
-        )
+
+        def status() -> Result:
+            return run_cli(
+                "status", "--config", str(f.config_path), "--json", RF_ZK_PASSWORD=SECRET
+            )
+
+        authorized = status()
         assert authorized.code == 0, authorized.stderr
+        # The controller's first assignment: the znode the stranger is refused below
+        # (a status that starts in 0.15 s can come before it).
+        wait_until(
+            lambda: any(t["assigned"] == "n1" for t in json.loads(status().stdout)["tasks"]),
+            "n1 assigned its task",
+            timeout=20,
+        )
 
         paths = Paths(f.root)
         stranger = KazooClient(hosts=deployment.zookeeper_hosts)

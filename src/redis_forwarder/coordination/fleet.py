@@ -99,6 +99,7 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
                 "owner": owner,
                 "epoch": epoch,
                 "running": bool(seen.get("running", False)),
+                "state": seen.get("state"),  # connecting, forwarding, backing-off, ...
                 "forwarded": seen.get("forwarded", 0),
                 "rate": seen.get("rate", 0.0),
                 "lag": seen.get("lag", 0.0),
