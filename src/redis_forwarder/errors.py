@@ -30,6 +30,26 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
             └── NotReadyError
 
 The exit codes are part of the command line's contract (docs/cli.md).
+
+Internal errors: raised and handled inside the package, never shown to the user as
+they are; each lives with the boundary that raises it, and is listed here so the tree
+is whole::
+
+    CoordinationError
+    └── ZooKeeperError      coordination/zk.py   a ZooKeeper call failed (connection
+        │                                        loss, expiry, timeout): the cycle tries
+        │                                        again; FleetClient raises it for the CLI
+        ├── NodeExists                           create: the znode is there already
+        ├── NoNode                               the znode is not there
+        └── Refused                              the ACL refused us; becomes
+                                                 ZooKeeperRefusedError (fatal)
+    ConnectionLost          resp.py              a data-path connection failed or was
+                                                 reset: a gap, then a reconnect
+    ReplyError              resp.py (hiredis's)  an error reply, returned as a value
+    NodeFailed              topology/connections.py   a server did not answer discovery:
+    └── CommandRefused                           the next seed is tried; an error reply
+    TemplateError (ValueError)  templates.py     a bad name template: a ConfigError line
+    ProbeFailed             lab/probes.py        a readiness probe's answer: not ready yet
 """
 
 from __future__ import annotations

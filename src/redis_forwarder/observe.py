@@ -83,7 +83,10 @@ class Metrics:
             "forwarder_gap_seconds", "Time tasks spent interrupted", labels, registry=self.registry
         )
         self.batches = Counter(
-            "forwarder_batches", "Batches written", labels, registry=self.registry
+            "forwarder_batches",
+            "Batches handed to the sink (one read, one pipelined write)",
+            labels,
+            registry=self.registry,
         )
         self.in_flight = Gauge(
             "forwarder_in_flight",
@@ -149,6 +152,19 @@ class Metrics:
             "forwarder_refused_for_good",
             "Stream entries the sink refused repeatedly (not transiently), by what became of them",
             [*labels, "action"],
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "forwarder_stream_replays",
+            "Stream entries the sink already held (their copied id): duplicates avoided",
+            labels,
+            registry=self.registry,
+        )
+        self.late = Counter(
+            "forwarder_stream_late_entries",
+            "Stream entries claimed after newer ones were copied, written with a new id "
+            "(late, not lost: a previous owner's pending entries)",
+            labels,
             registry=self.registry,
         )
         self.transitions = Counter(

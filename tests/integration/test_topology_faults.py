@@ -81,11 +81,6 @@ def cluster_node_timeout(deployment: Deployment) -> float:
     return deployment.spec.cluster.node_timeout_ms / 1000
 
 
-def master_of(sentinel: Address, name: str) -> Address:
-    host, port = command(client(sentinel), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
-    return Address(host, int(port))
-
-
 def test_sentinel_failover_is_reported_for_the_same_shard(fresh_deployment: Fresh) -> None:
     deployment = fresh_deployment("sentinel")
     old = deployment.spec.shards[0].master

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.support.cli import run_cli
+from tests.support.deployments import REPO
 
 COMMANDS = (
     "run", "topology", "status", "drain", "undrain", "pause", "resume", "rebalance", "lab",
@@ -119,3 +120,13 @@ def test_a_missing_extra_is_named_before_the_drill_starts(tmp_path: Path) -> Non
     assert done.returncode == 3, done.stderr
     assert "pip install 'redis-forwarder[lab]'" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_every_metric_is_documented() -> None:
+    """docs/deploy.md's table lists every metric a node serves, with its help text."""
+    from redis_forwarder.observe import Metrics
+
+    text = (REPO / "docs" / "deploy.md").read_text()
+    families = Metrics().registry.collect()  # names without _total, as declared
+    missing = [family.name for family in families if f"`{family.name}" not in text]
+    assert not missing, f"add these to docs/deploy.md's Metrics table: {missing}"

@@ -35,6 +35,9 @@ class TaskMetrics:
     - ``dropped``: messages the drop-oldest overflow policy dropped.
     - ``oversized``: messages over ``max_message_bytes``, dead-lettered or dropped.
     - ``given_up``: stream entries refused for good (dead-lettered or left pending).
+    - ``replays``: stream entries the sink already held (a copied id: a duplicate
+      avoided); ``late``: entries claimed after newer ones were copied, written with a
+      new id (late, not lost).
     - ``batches``, ``lag`` (seconds: the last batch's latency, see the histogram's
       help), ``last_message_at`` (wall clock of the last batch read).
     """
@@ -50,6 +53,8 @@ class TaskMetrics:
         self.dropped = 0
         self.oversized = 0
         self.given_up = 0
+        self.replays = 0
+        self.late = 0
         self.batches = 0
         self.lag = 0.0
         self.last_message_at = 0.0
@@ -63,7 +68,6 @@ class TaskMetrics:
         self._in_flight = metrics.in_flight.labels(**labels)
         self._logged_at: dict[str, float] = {}
         self._refused_logged = 0
-        self._oversized_logged = 0
 
     @classmethod
     def alone(cls, route: str = "bench", shard: str = "bench") -> TaskMetrics:
@@ -132,6 +136,16 @@ class TaskMetrics:
         self.given_up += count
         action = "dead-lettered" if dead_lettered else "left-pending"
         self.registry.refused_for_good.labels(**self._labels, action=action).inc(count)
+
+    def settled(self, replays: int, late: int) -> None:
+        """Stream entries refused as "behind the sink's last id", settled: ``replays``
+        the sink held already, ``late`` written with a new id."""
+        self.replays += replays
+        self.late += late
+        if replays:
+            self.registry.replays.labels(**self._labels).inc(replays)
+        if late:
+            self.registry.late.labels(**self._labels).inc(late)
 
     def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
         """Sink commands awaiting a reply, read when scraped (never stale, no cost per

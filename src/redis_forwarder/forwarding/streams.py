@@ -71,8 +71,6 @@ class StreamLoop:
         self._reading = False
         self.beat_at = time.monotonic()
         self.last_refusal = ""
-        self.duplicates = 0  # replays the sink already held
-        self.late = 0  # entries claimed after newer ones were copied: written with new ids
 
     def stop_reading(self) -> None:
         """Read and claim nothing more. A read waiting now (a blocked XREADGROUP) is
@@ -213,19 +211,18 @@ class StreamLoop:
         )  # fmt: skip
         pairs = list(zip(behind, found, strict=True))
         settled = [(entry[0], entry[1]) for entry, hit in pairs if hit]
-        self.duplicates += len(settled)
+        replays = len(settled)
         late = [entry for entry, hit in pairs if not hit]
-        if not late:
-            return settled
-        command = self.commands.late
-        replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in late])
-        for entry, reply in zip(late, replies, strict=True):
-            if isinstance(reply, ReplyError):
-                self.last_refusal = str(reply)
-                self.metrics.refusal(1, self.last_refusal, lost=False)
-            else:
-                self.late += 1
-                settled.append((entry[0], entry[1]))
+        if late:
+            command = self.commands.late
+            replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in late])
+            for entry, reply in zip(late, replies, strict=True):
+                if isinstance(reply, ReplyError):
+                    self.last_refusal = str(reply)
+                    self.metrics.refusal(1, self.last_refusal, lost=False)
+                else:
+                    settled.append((entry[0], entry[1]))
+        self.metrics.settled(replays, len(settled) - replays)
         return settled
 
     def _reclaim(self) -> None:
