@@ -44,6 +44,7 @@ from redis_forwarder.errors import (
 )
 from redis_forwarder.forwarding.placement import ClusterTarget, Endpoint, Placement, candidates
 from redis_forwarder.forwarding.spec import TaskSpec
+from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
@@ -285,6 +286,10 @@ class Node:
                 # Cut off from Redis, a graceful flush would only wait out its timeout.
                 await self._stop(key, graceful=not self._cut)
             await self.coordinator.released(key)
+        for key in [k for k, task in self.tasks.items() if task.state is TaskState.STOPPED]:
+            # Its supervisor ended without being stopped: a bug. Start it afresh below.
+            log.error("%s@%s ended by itself; starting it again", *key)
+            del self.tasks[key]
         for key, epoch in sorted(decision.run.items()):
             task = self.tasks.get(key)
             if task is not None and task.epoch != epoch:

@@ -208,6 +208,9 @@ def test_metrics_and_health_endpoints(fresh_deployment: Fresh) -> None:
         assert 'forwarder_forwarded_messages_total{route="orders",shard="alpha"} 1.0' in text
         assert 'forwarder_latency_seconds_count{route="orders",shard="alpha"} 1.0' in text
         assert 'forwarder_batch_size_count{route="orders",shard="alpha"} 1.0' in text
+        # Read when scraped: back to 0 once the sink answered (it stayed at the last
+        # batch's count when it was set per batch).
+        assert 'forwarder_in_flight{route="orders",shard="alpha"} 0.0' in text
         assert "forwarder_zookeeper_session 1.0" in text
 
 

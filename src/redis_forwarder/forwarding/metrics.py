@@ -149,11 +149,9 @@ class TaskMetrics:
 
     def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
         """Sink commands awaiting a reply, read when scraped (never stale, no cost per
-        batch); ``None`` when the task has no sink connection (reads 0)."""
-        if in_flight is None:
-            self._in_flight.set(0)
-        else:
-            self._in_flight.set_function(in_flight)
+        batch); ``None`` when the task has no sink connection (reads 0). (A gauge with a
+        function ignores ``set``: the function is replaced, never set over.)"""
+        self._in_flight.set_function(in_flight or _none_in_flight)
 
     # -- the supervisor
     def forwarding(self, running: bool, epoch: int) -> None:
@@ -176,3 +174,7 @@ class TaskMetrics:
             return False
         self._logged_at[kind] = now
         return True
+
+
+def _none_in_flight() -> int:
+    return 0

@@ -60,7 +60,9 @@ class Task:
         self.subscribed_sharded: list[str] = []  # what the current connection serves
         self._graceful = False
         self._rehome_reason = ""
-        self._failed_attempts = 0  # consecutive: a locator may move on past a failed server
+        # Failed attempts since the last re-home: a locator moves on past a server that
+        # failed (a success does not reset it: the next failure moves on from there).
+        self._failed_attempts = 0
         self._loops: list[PubSubLoop] | list[StreamLoop] = []
         self._attempt: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -208,7 +210,6 @@ class Task:
             if self.state is not TaskState.CONNECTING:
                 return  # stopped or re-homed while connecting: read nothing
             self._close_gap()
-            self._failed_attempts = 0
             self._enter(TaskState.FORWARDING)
             log.info("%s forwarding from %s to %s", self.name, attempt.source, attempt.sink)
             await _first_failure([loop.run() for loop in attempt.loops])
