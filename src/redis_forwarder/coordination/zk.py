@@ -135,6 +135,7 @@ class ZooKeeperSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_id: int | None = None
         self._closing = False
+        self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
         self.client = KazooClient(
             hosts=hosts,
@@ -149,13 +150,23 @@ class ZooKeeperSession:
 
     # ------------------------------------------------------------ life
     async def start(self, timeout: float = 10.0) -> None:
-        self._loop = asyncio.get_running_loop()
+        """Connect; raise ``ZooKeeperUnreachableError`` only if no server answered at
+        all within ``timeout``. Not kazoo's ``start(timeout)``: it checks ``connected``
+        after the wait, so a connection made and dropped at once (the server killed just
+        then, issue 13) counted as a time-out, and it stopped the client for good."""
+        self._loop = loop = asyncio.get_running_loop()
         try:
-            await self._loop.run_in_executor(self._pool, lambda: self.client.start(timeout))
+            self.client.start_async()
+            answered = await loop.run_in_executor(self._pool, self._answered.wait, timeout)
+            reason = "no answer"
         except (KazooTimeoutError, KazooException, OSError) as exc:
-            await self._loop.run_in_executor(self._pool, self.client.close)
-            raise ZooKeeperUnreachableError(self.hosts, timeout, type(exc).__name__) from exc
-        self._connected()
+            answered, reason = False, type(exc).__name__
+        if not answered:
+            await loop.run_in_executor(self._pool, self.client.stop)
+            await loop.run_in_executor(self._pool, self.client.close)
+            raise ZooKeeperUnreachableError(self.hosts, timeout, reason)
+        # The CONNECTED event (and any that followed) went to the loop before
+        # ``_answered`` was set: applied by now, in kazoo's order.
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
@@ -196,6 +207,8 @@ class ZooKeeperSession:
             self.gate.close()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply, state)
+        if state == KazooState.CONNECTED:
+            self._answered.set()
 
     def _apply(self, state: str) -> None:
         if state == KazooState.CONNECTED:
