@@ -156,8 +156,7 @@ class ZooKeeperSession:
         then, issue 13) counted as a time-out, and it stopped the client for good."""
         self._loop = loop = asyncio.get_running_loop()
         try:
-            self.client.start_async()
-            answered = await loop.run_in_executor(self._pool, self._answered.wait, timeout)
+            answered = await loop.run_in_executor(self._pool, self._first_answer, timeout)
             reason = "no answer"
         except (KazooTimeoutError, KazooException, OSError) as exc:
             answered, reason = False, type(exc).__name__
@@ -167,6 +166,12 @@ class ZooKeeperSession:
             raise ZooKeeperUnreachableError(self.hosts, timeout, reason)
         # The CONNECTED event (and any that followed) went to the loop before
         # ``_answered`` was set: applied by now, in kazoo's order.
+
+    def _first_answer(self, timeout: float) -> bool:
+        """The pool's thread: start connecting (kazoo retries forever), then wait for
+        the first CONNECTED, which ``_on_state`` reports."""
+        self.client.start_async()
+        return self._answered.wait(timeout)
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
