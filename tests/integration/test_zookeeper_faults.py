@@ -156,11 +156,12 @@ def wait_owning_everything(f: Fleet, node: FleetNode, timeout: float) -> None:
 def test_connections_cut_while_a_node_starts_and_owns_its_tasks(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:
-    """Every call on the start and cycle path (connect, paths, ACL read, registration,
-    election, control, assignment, ownership) meets a reset at some point of the
-    campaign; on the old code a loss in start() or while owning ended the process.
-    Half the tasks are still held by the node's previous life until the cuts stop, so
-    every cycle of the campaign goes through ownership calls, not only the first."""
+    """Resets land all along the start and cycle path (connect, paths, ACL read,
+    registration, election, control, assignment, ownership), where is random (the seed
+    is in the failure message). Half the tasks are still held by the node's previous
+    life until the cuts stop, so every cycle of the campaign goes through ownership
+    calls, not only the first. On the old code the node exited 6 with ConnectionLoss
+    in every run (start()); with only ownership unguarded, in 3 runs of 3."""
     deployment = shared_deployment("standalone")
     source = deployment.spec.shards[0].master
     zookeeper = Address.parse(deployment.zookeeper_hosts.split(",")[0])
