@@ -310,7 +310,7 @@ class ZooKeeperSession:
         """Create an ephemeral znode named ``prefix`` and a sequence number; return its
         name (the last part of its path)."""
         created = await self.call(
-            lambda: self.client.create(prefix, data, ephemeral=True, sequence=True)
+            lambda: self.client.create(prefix, data, ephemeral=True, sequence=True, makepath=True)
         )
         return str(created).rsplit("/", 1)[-1]
 
