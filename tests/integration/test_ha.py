@@ -149,10 +149,10 @@ def test_a_source_down_for_every_node_moves_no_task(
 def test_nodes_that_lost_the_election_do_not_wake_each_other(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:
-    """A failed non-blocking try for the controller lock creates and deletes a znode
+    """A failed non-blocking try for the controller lock created and deleted a znode
     under the lock; two losers that watched the lock's children woke each other in a
-    loop (dozens of cycles a second, each logging a status line). Idle, a node cycles
-    about once a second (CYCLE)."""
+    loop (dozens of cycles a second, each logging a status line). Now each queues once
+    and watches the holder; idle, a node cycles about once a second (CYCLE)."""
     deployment = shared_deployment("standalone")
     source = deployment.spec.shards[0].master
     with fleet(tmp_path, source, deployment.zookeeper_hosts) as f:

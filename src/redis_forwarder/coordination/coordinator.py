@@ -6,10 +6,12 @@
 
 1. Session: lost (or its local lease ran out) -> run nothing (the node drops every
    task: its ownership znodes are gone); suspended -> keep what runs, but the write
-   gate is closed until ZooKeeper confirms the session; a new session -> register
-   again (membership, progress) and own nothing.
-2. Election: try the controller lock (kazoo's Lock recipe, not blocking); a node that
-   holds it is the controller only while its session is connected.
+   gate is closed until ZooKeeper confirms the session; a new session (the first one
+   too) -> make sure the fleet's paths exist, read the members (which proves the ACL
+   admits us), register (membership, progress) and own nothing.
+2. Election: one contender znode per session in the controller lock's queue (kazoo's
+   Lock naming, our own single requests); the node whose contender is first is the
+   controller, only while its session is connected.
 3. Controller: read members (only those running the same config fingerprint),
    drained nodes and paused routes, compute ``assign`` from the assignment in force,
    write it back if it changed (compare-and-set on the znode version).
@@ -17,6 +19,14 @@
    is the epoch. A task whose znode another node (or an older session) still holds
    waits, with a watch that wakes the loop when it goes. Tasks no longer assigned
    here are handed back to the node to stop; ``released`` deletes their znodes.
+
+Errors: ``start`` only connects, and fails (exit 6) only when no ZooKeeper server
+answers at all. Every later ZooKeeper call (each step above, ``released``,
+``reconfigured``, ``leave``) fails as a :class:`ZooKeeperError` that is logged and
+retried next cycle, keeping what is owned: while an ensemble answers at all a node
+stays up (issue 13: a connection loss during the first calls or while owning a task
+ended the process). The exception is :class:`Refused`, the ACL: it becomes the fatal
+``ZooKeeperRefusedError`` (exit 6) wherever it surfaces, a configuration to fix.
 
 Watches on members, drained, paused, the assignment and blocking owner znodes wake
 the reconcile loop early (``on_change``), so a hand-off takes one round trip, not a
@@ -29,6 +39,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,6 +66,9 @@ from redis_forwarder.gate import WriteGate
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
+# kazoo Lock's contender names (``<prefix>__lock__<sequence>``, data the node id), which
+# ``FleetClient.lock_holder`` reads with kazoo's own ``Lock.contenders``.
+CONTENDER = "__lock__"
 
 
 @dataclass
@@ -147,8 +161,12 @@ class ZooKeeperCoordinator:
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
         self.is_controller = False
         self._registered_generation: int | None = None
-        self._lock: Any = None
-        self._holder_seen: str | None = None  # the lock holder's znode when we last lost
+        # One prefix for the process's life, not per session: a session that the lease
+        # gave up but ZooKeeper kept still holds our contender, and finding it by this
+        # prefix adopts it (a new prefix would queue behind our own orphan, for good).
+        self._contender_prefix = f"{uuid.uuid4().hex}{CONTENDER}"
+        self._contender: str | None = None  # our znode in the controller lock's queue
+        self._holder_seen: str | None = None  # the holder whose znode we watch
         self._waiting_logged: set[TaskKey] = set()
         self._started_at = time.time()
 
@@ -161,20 +179,16 @@ class ZooKeeperCoordinator:
         return str(self.session.state)
 
     async def start(self) -> None:
+        """Connect. Fails (``ZooKeeperUnreachableError``) only when no server answers at
+        all; the first session's work is the cycle's, where a connection loss is retried:
+        here it ended the process of a node restarting while one server of three died
+        (issue 13)."""
         await self.session.start()
-        try:
-            await self.session.ensure(
-                self.paths.members,
-                self.paths.owners,
-                self.paths.progress,
-                self.paths.drained,
-                self.paths.paused,
-                self.paths.controller,
-            )
-            await self.session.children(self.paths.members)  # reading needs the ACL too
-        except Refused as exc:
-            await self.session.close()
-            raise ZooKeeperRefusedError(self.config.root, self.session.authenticated) from exc
+
+    def _refused(self, exc: Refused) -> ZooKeeperRefusedError:
+        """The ACL refused us: a configuration to fix, not a fault to wait out."""
+        log.error("ZooKeeper refused this node's identity: %s", exc)
+        return ZooKeeperRefusedError(self.config.root, self.session.authenticated)
 
     # ---------------------------------------------------------------- the cycle
     async def cycle(
@@ -203,14 +217,15 @@ class ZooKeeperCoordinator:
             if self.is_controller:
                 await self._control(wanted, shard_names)
             assignment, names = await self._read_assignment()
+        except Refused as exc:
+            raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("coordination cycle: %s; trying again next cycle", exc)
             return Decision(run=dict(self.owned), drop_all=dropped)
         mine = {task for task, node in assignment.items() if node == self.node_id}
         mine &= wanted
         release = set(self.owned) - mine
-        for task in sorted(mine - set(self.owned)):
-            await self._try_to_own(task)
+        await self._own(sorted(mine - set(self.owned)))
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         return Decision(run=run, release=release, drop_all=dropped, shard_names=names)
 
@@ -219,8 +234,11 @@ class ZooKeeperCoordinator:
             log.error("ZooKeeper session lost: %d tasks dropped", len(self.owned))
         self.owned.clear()
         self.is_controller = False
-        self._lock = None
+        self._contender = None
         self._holder_seen = None
+        # Register again on whatever session comes next, even one kazoo reports with
+        # the old id: the contender and the member may be gone with the lost one.
+        self._registered_generation = None
         return Decision(run={}, drop_all=True)
 
     async def reconfigured(self, fingerprint: str) -> None:
@@ -234,6 +252,8 @@ class ZooKeeperCoordinator:
             await self.session.set(
                 self.paths.member(self.node_id), znodes.encode(self._member_document())
             )
+        except Refused as exc:
+            raise self._refused(exc) from exc
         except ZooKeeperError as exc:  # registered again with the new one on the next session
             log.warning("publishing the new config fingerprint: %s", exc)
 
@@ -249,6 +269,18 @@ class ZooKeeperCoordinator:
         }
 
     async def _register(self) -> None:
+        """A new session's first work. Every step is safe to repeat: a connection loss
+        midway fails the cycle, and the next one starts over."""
+        await self.session.ensure(
+            self.paths.members,
+            self.paths.owners,
+            self.paths.progress,
+            self.paths.drained,
+            self.paths.paused,
+            self.paths.controller,
+        )
+        # ensure_path reads nothing (exists needs no permission): reading proves the ACL.
+        await self.session.children(self.paths.members)
         member = self._member_document()
         path = self.paths.member(self.node_id)
         existing = await self.session.get(path)
@@ -261,7 +293,7 @@ class ZooKeeperCoordinator:
         progress_path = self.paths.progress_of(self.node_id)
         await self.session.delete(progress_path)
         await self.session.create(progress_path, znodes.encode({}), ephemeral=True)
-        self._lock = self.session.lock(self.paths.controller, self.node_id)
+        self._contender = None
         self._holder_seen = None
         self.is_controller = False
         self._registered_generation = self.session.generation
@@ -271,30 +303,40 @@ class ZooKeeperCoordinator:
         await self.session.set(self.paths.progress_of(self.node_id), znodes.encode(progress))
 
     async def _elect(self) -> None:
-        """Try for the controller lock only when its holder is not the one seen last
-        time. A failed non-blocking acquire creates and deletes a contender znode, which
-        would fire every other node's watch on the lock's children: two nodes that
-        watched the children woke each other in a loop (dozens of cycles a second).
-        So a node that lost watches the holder's znode alone."""
-        if self.is_controller or self._lock is None:
+        """Queue once per session, then check each cycle whether our contender is first.
+
+        Not kazoo's ``Lock.acquire(blocking=False)``: it retries a connection loss or an
+        expired session forever (no deadline, no try limit) inside one pool thread, past
+        ``call``'s bound, and could create its contender later, first in the queue and
+        unknown to us: a fleet without a controller. Nor a try-and-withdraw: that
+        created and deleted a contender per try, and two nodes watching the lock's
+        children woke each other in a loop (dozens of cycles a second). A node that
+        waits watches the holder's znode alone."""
+        if self.is_controller:
             return
-        holder = await self._lock_holder()
-        if holder is not None and holder == self._holder_seen:
-            return  # still held by the same contender; its znode's watch wakes us
-        lock = self._lock
-        if await self.session.call(lambda: lock.acquire(blocking=False)):
+        contenders = await self.session.children(self.paths.controller)
+        if self._contender not in contenders:
+            self._contender = await self._contend(contenders)
+            contenders.append(self._contender)
+        holder = min(contenders, key=_sequence)
+        if holder == self._contender:
             self.is_controller = True
             self._holder_seen = None
             log.info("elected controller")
             return
-        self._holder_seen = await self._lock_holder()
-        if self._holder_seen is not None:  # be woken when the holder's znode goes
-            await self.session.get(f"{self.paths.controller}/{self._holder_seen}", watch=True)
+        if holder != self._holder_seen:  # be woken when the holder's znode goes
+            await self.session.get(f"{self.paths.controller}/{holder}", watch=True)
+            self._holder_seen = holder
 
-    async def _lock_holder(self) -> str | None:
-        """The controller lock's holder: its contender znode with the lowest sequence."""
-        contenders = await self.session.children(self.paths.controller)
-        return min(contenders, key=lambda name: name[-10:], default=None)
+    async def _contend(self, contenders: list[str]) -> str:
+        """Our contender: the one with our prefix if there is one (a create whose answer
+        was lost made it: Curator's trick, kazoo's too; or a session kept that we had
+        given up), else a new one."""
+        for name in contenders:
+            if name.startswith(self._contender_prefix):
+                return name
+        prefix = f"{self.paths.controller}/{self._contender_prefix}"
+        return await self.session.create_sequential(prefix, self.node_id.encode())
 
     async def _control(self, wanted: set[TaskKey], shard_names: dict[str, Any] | None) -> None:
         session, paths = self.session, self.paths
@@ -359,6 +401,20 @@ class ZooKeeperCoordinator:
         data = znode.data if znode else None
         return znodes.assignment_of(data)[0], znodes.shard_names_of(data)
 
+    async def _own(self, tasks: list[TaskKey]) -> None:
+        """Own what is assigned here, in order. A connection loss midway keeps what is
+        owned and leaves the rest to the next cycle (issue 13: it escaped the cycle here
+        and ended the process). A create whose answer was lost is found next cycle: the
+        znode names our node and session."""
+        for task in tasks:
+            try:
+                await self._try_to_own(task)
+            except Refused as exc:
+                raise self._refused(exc) from exc
+            except ZooKeeperError as exc:
+                log.warning("%s@%s: owning it: %s; trying again next cycle", *task, exc)
+                return
+
     async def _try_to_own(self, task: TaskKey) -> None:
         path = self.paths.owner(task)
         claim = {"node": self.node_id, "session": self.session.session_id}
@@ -386,20 +442,37 @@ class ZooKeeperCoordinator:
             return
         try:
             await self.session.delete(self.paths.owner(task))
+        except Refused as exc:
+            raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("%s@%s: could not release (%s); it goes with the session", *task, exc)
 
     async def leave(self) -> None:
         """Graceful stop, after the node stopped its tasks: release what is left, leave
-        membership, close the session."""
-        if self.session.connected:
-            for task in list(self.owned):
-                await self.released(task)
-            try:
-                if self.is_controller and self._lock is not None:
-                    lock = self._lock
-                    await self.session.call(lock.release)
-                await self.session.delete(self.paths.member(self.node_id))
-            except ZooKeeperError as exc:
-                log.warning("leaving: %s", exc)
+        the controller queue and membership, close the session. The session is closed
+        whatever fails first (its ephemeral znodes go with it); a refusal is raised
+        after that."""
+        refused: Refused | None = None
+        try:
+            if self.session.connected:
+                await self._withdraw()
+        except Refused as exc:
+            refused = exc
+        except ZooKeeperError as exc:
+            log.warning("leaving: %s", exc)
         await self.session.close()
+        if refused is not None:
+            raise self._refused(refused) from refused
+
+    async def _withdraw(self) -> None:
+        for task in list(self.owned):
+            if self.owned.pop(task, None) is not None:
+                await self.session.delete(self.paths.owner(task))
+        if self._contender is not None:  # the next in line takes over within a cycle
+            await self.session.delete(f"{self.paths.controller}/{self._contender}")
+        await self.session.delete(self.paths.member(self.node_id))
+
+
+def _sequence(contender: str) -> str:
+    """The sequence number ZooKeeper appended: ten digits, ordered as text."""
+    return contender[-10:]

@@ -13,7 +13,14 @@ State contract (what the rest of the node may rely on):
 - ``generation`` counts sessions: it changes when a new session replaced a lost one,
   which tells the node to re-register and to treat what it owned as gone.
 - kazoo calls block: they run in a small thread pool (``call``), each bounded by the
-  session timeout, and kazoo's errors are translated into :class:`ZooKeeperError`.
+  session timeout, and everything a call can raise is translated into
+  :class:`ZooKeeperError`: kazoo's errors (connection loss, expired or closed session,
+  operation timeout), kazoo's handler timeout and our own bound. Only ``start`` raises
+  anything else (``ZooKeeperUnreachableError``: no server answered at all).
+  :class:`Refused` (a ZooKeeperError) is the ACL: the caller makes it fatal.
+- Each call is one ZooKeeper request, never retried here: a kazoo recipe that retries
+  inside (``Lock.acquire`` retries a connection loss forever) would outlive the bound
+  in a pool thread and act later, unseen. The reconcile loop retries, next cycle.
 - kazoo's callbacks (state changes, watches) run on kazoo's thread and only schedule
   ``on_change`` on the loop (``call_soon_threadsafe``): they never touch loop state.
 """
@@ -128,6 +135,7 @@ class ZooKeeperSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_id: int | None = None
         self._closing = False
+        self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
         self.client = KazooClient(
             hosts=hosts,
@@ -142,13 +150,28 @@ class ZooKeeperSession:
 
     # ------------------------------------------------------------ life
     async def start(self, timeout: float = 10.0) -> None:
-        self._loop = asyncio.get_running_loop()
+        """Connect; raise ``ZooKeeperUnreachableError`` only if no server answered at
+        all within ``timeout``. Not kazoo's ``start(timeout)``: it checks ``connected``
+        after the wait, so a connection made and dropped at once (the server killed just
+        then, issue 13) counted as a time-out, and it stopped the client for good."""
+        self._loop = loop = asyncio.get_running_loop()
         try:
-            await self._loop.run_in_executor(self._pool, lambda: self.client.start(timeout))
+            answered = await loop.run_in_executor(self._pool, self._first_answer, timeout)
+            reason = "no answer"
         except (KazooTimeoutError, KazooException, OSError) as exc:
-            await self._loop.run_in_executor(self._pool, self.client.close)
-            raise ZooKeeperUnreachableError(self.hosts, timeout, type(exc).__name__) from exc
-        self._connected()
+            answered, reason = False, type(exc).__name__
+        if not answered:
+            await loop.run_in_executor(self._pool, self.client.stop)
+            await loop.run_in_executor(self._pool, self.client.close)
+            raise ZooKeeperUnreachableError(self.hosts, timeout, reason)
+        # The CONNECTED event (and any that followed) went to the loop before
+        # ``_answered`` was set: applied by now, in kazoo's order.
+
+    def _first_answer(self, timeout: float) -> bool:
+        """The pool's thread: start connecting (kazoo retries forever), then wait for
+        the first CONNECTED, which ``_on_state`` reports."""
+        self.client.start_async()
+        return self._answered.wait(timeout)
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
@@ -158,7 +181,7 @@ class ZooKeeperSession:
         try:
             await asyncio.wait_for(loop.run_in_executor(self._pool, self.client.stop), 5.0)
             await asyncio.wait_for(loop.run_in_executor(self._pool, self.client.close), 5.0)
-        except (TimeoutError, KazooException) as exc:
+        except (TimeoutError, KazooTimeoutError, KazooException, OSError) as exc:
             log.warning("closing the ZooKeeper session: %s", exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.state = SessionState.LOST
@@ -172,9 +195,13 @@ class ZooKeeperSession:
         threading.Thread(target=self._drop_connection, daemon=True).start()
 
     def _drop_connection(self) -> None:
+        """``start_async``, not ``start(timeout)``: kazoo's ``start`` stops the client for
+        good when it times out, and a node that gave its session up while ZooKeeper was
+        unreachable would then stay disconnected while its process lived on. Started
+        this way, the connection retries forever (``connection_retry``)."""
         try:
             self.client.stop()
-            self.client.start(self.session_timeout * 3)
+            self.client.start_async()
         except (KazooTimeoutError, KazooException, OSError) as exc:
             log.warning("reconnecting to ZooKeeper after giving up the session: %s", exc)
 
@@ -185,6 +212,8 @@ class ZooKeeperSession:
             self.gate.close()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply, state)
+        if state == KazooState.CONNECTED:
+            self._answered.set()
 
     def _apply(self, state: str) -> None:
         if state == KazooState.CONNECTED:
@@ -250,9 +279,9 @@ class ZooKeeperSession:
         except NoAuthError as exc:
             self._heard(sent)
             raise Refused("not authorized by the znode's ACL") from exc
-        except SessionExpiredError as exc:
-            self._lost("an operation found the session expired")
-            raise ZooKeeperError("session expired") from exc
+        except SessionExpiredError as exc:  # ConnectionClosedError too: the client stopped
+            self._lost(f"an operation found the session ended ({type(exc).__name__})")
+            raise ZooKeeperError(f"{type(exc).__name__}: the session ended") from exc
         except (KazooException, KazooTimeoutError, TimeoutError) as exc:
             raise ZooKeeperError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -276,6 +305,14 @@ class ZooKeeperSession:
     async def ensure(self, *paths: str) -> None:
         for path in paths:
             await self.call(lambda p=path: self.client.ensure_path(p))  # type: ignore[misc]
+
+    async def create_sequential(self, prefix: str, data: bytes) -> str:
+        """Create an ephemeral znode named ``prefix`` and a sequence number; return its
+        name (the last part of its path)."""
+        created = await self.call(
+            lambda: self.client.create(prefix, data, ephemeral=True, sequence=True, makepath=True)
+        )
+        return str(created).rsplit("/", 1)[-1]
 
     async def create(self, path: str, data: bytes, *, ephemeral: bool = False) -> Znode:
         """Create ``path``; return it as created (its czxid is its epoch)."""
@@ -311,9 +348,6 @@ class ZooKeeperSession:
     async def delete(self, path: str, version: int = -1) -> None:
         with contextlib.suppress(NoNode):
             await self.call(lambda: self.client.delete(path, version=version))
-
-    def lock(self, path: str, identifier: str) -> Any:
-        return self.client.Lock(path, identifier)
 
     @property
     def session_id(self) -> int | None:

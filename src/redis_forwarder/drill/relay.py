@@ -3,6 +3,10 @@ each LISTEN address and pipes every connection to its UPSTREAM, both ways, until
 side closes. The partition drills run a pair of these around a veth link (one in the
 forwarder node's network namespace, one outside), so that taking the link down cuts the
 node off silently: its connections stay open and hear nothing, as in a real partition.
+
+SIGUSR1 resets every connection the relay holds (both sides) and goes on accepting: a
+test cuts a client's connections to a server as often as it likes, with no restart in
+between (the ZooKeeper fault tests cut a node's session connections this way).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.close()
 
 
-def _handler(upstream: Address):  # type: ignore[no-untyped-def]
+def _handler(upstream: Address, held: set[asyncio.StreamWriter]):  # type: ignore[no-untyped-def]
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.wait_for(
@@ -47,20 +51,33 @@ def _handler(upstream: Address):  # type: ignore[no-untyped-def]
         except (OSError, TimeoutError):
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        held.update((writer, up_writer))
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            held.difference_update((writer, up_writer))
 
     return handle
 
 
+def _cut(held: set[asyncio.StreamWriter]) -> None:
+    """Reset every held connection on both sides; each pipe then ends on its own."""
+    for writer in list(held):
+        reset(writer.transport)
+    held.clear()
+
+
 async def serve(mappings: list[tuple[Address, Address]]) -> None:
+    held: set[asyncio.StreamWriter] = set()
     servers = [
-        await asyncio.start_server(_handler(upstream), listen.host, listen.port)
+        await asyncio.start_server(_handler(upstream, held), listen.host, listen.port)
         for listen, upstream in mappings
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _cut, held)
     print("relaying", flush=True)  # the drill waits for this line
     await stop.wait()
     for server in servers:
