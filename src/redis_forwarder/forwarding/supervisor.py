@@ -146,6 +146,9 @@ class Task:
             while self.state not in FINAL:
                 if self.state is not TaskState.REHOMING:
                     self._enter(TaskState.CONNECTING)
+                # Cleared before the attempt, not before the back-off: a rehome or a
+                # stop while the attempt ends must still cut the back-off short.
+                self._wake.clear()
                 reason = await self._one_attempt()
                 self.connections.clear()
                 if self.state in FINAL:
@@ -166,13 +169,14 @@ class Task:
                     continue
                 self._enter(TaskState.BACKING_OFF, reason)
                 await self._back_off(backoff.next_delay())
+        except Exception:  # a bug in the supervisor itself: the node starts it afresh
+            log.exception("%s: its supervisor failed", self.name)
         finally:
             self._loops = []
             self.connections.abort_all()
             self._enter(TaskState.STOPPED)
 
     async def _back_off(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
