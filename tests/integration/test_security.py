@@ -34,9 +34,7 @@ def test_a_fleet_with_a_zookeeper_identity_locks_out_other_clients(
         tmp_path, source, deployment.zookeeper_hosts, routes=("orders",),
         env={"RF_ZK_PASSWORD": SECRET},
     ) as f:  # fmt: skip
-        config = copy.deepcopy(f.config)
-        config["coordination"].update(username="fleet", password_env="RF_ZK_PASSWORD")
-        f.rewrite(config)
+        config = f.use_identity()
         f.start("n1")
 
         def status() -> Result:

@@ -11,7 +11,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from kazoo.client import KazooClient
 
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.drill import relay as relays
 from redis_forwarder.model import Address, TaskKey
 from redis_forwarder.retry import Deadline
 from tests.support.deployments import Deployment
@@ -50,21 +50,11 @@ def free_address(host: str) -> Address:
 def relay(listen: Address, upstream: Address) -> Iterator[subprocess.Popen[bytes]]:
     """The drill's TCP relay from ``listen`` to ``upstream``; SIGUSR1 resets every
     connection it holds. Terminated (by its pid) after."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redis_forwarder.drill.relay", f"{listen}={upstream}"],
-        stdout=subprocess.PIPE,
-    )
+    process = relays.start([f"{listen}={upstream}"])
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == b"relaying\n", "the relay did not start"
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        relays.stop(process)
 
 
 @contextmanager
@@ -223,9 +213,7 @@ def test_a_node_whose_identity_zookeeper_refuses_exits_6(
         tmp_path, source, deployment.zookeeper_hosts, routes=("orders",),
         env={"RF_ZK_PASSWORD": secret},
     ) as f:  # fmt: skip
-        config = copy.deepcopy(f.config)
-        config["coordination"].update(username="fleet", password_env="RF_ZK_PASSWORD")
-        f.rewrite(config)
+        config = f.use_identity()
         owner = f.start("n1")
         wait_until(lambda: "registered as n1" in owner.log_text(), "n1 registered", 20)
         anonymous = copy.deepcopy(config)

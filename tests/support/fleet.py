@@ -4,6 +4,7 @@ read the fleet's status, find who owns what, and read what they wrote."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -90,6 +91,14 @@ class Fleet:
         """A new config for the nodes to read (at their next start, or on SIGHUP)."""
         self.config = config
         self.config_path.write_text(to_toml(config), encoding="utf-8")
+
+    def use_identity(self, password_env: str = "RF_ZK_PASSWORD") -> dict[str, Any]:
+        """Rewrite the config so the nodes authenticate to ZooKeeper as ``fleet`` with
+        the password in ``password_env`` (which ``env`` must hold); return the config."""
+        config = copy.deepcopy(self.config)
+        config["coordination"].update(username="fleet", password_env=password_env)
+        self.rewrite(config)
+        return config
 
     @property
     def root(self) -> str:

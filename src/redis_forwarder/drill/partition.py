@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 
+from redis_forwarder.drill import relay
 from redis_forwarder.errors import UsageError
 from redis_forwarder.model import Address
 
@@ -90,16 +90,8 @@ class Partition:
         self._relay(inside, namespace=self.namespace)
 
     def _relay(self, mappings: list[str], namespace: str | None) -> None:
-        prefix = ["ip", "netns", "exec", namespace] if namespace else []
-        relay = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "redis_forwarder.drill.relay", *mappings],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self.relays.append(relay)
-        assert relay.stdout is not None
-        if relay.stdout.readline() != b"relaying\n":  # it listens on every address now
-            raise RuntimeError(f"the relay {'in ' + namespace if namespace else ''} failed")
+        wrap = ["ip", "netns", "exec", namespace] if namespace else []
+        self.relays.append(relay.start(mappings, wrap))
 
     @property
     def wrap(self) -> tuple[str, ...]:
@@ -113,13 +105,8 @@ class Partition:
         _ip("link", "set", self._host_side(link), "up")
 
     def close(self) -> None:
-        for relay in self.relays:
-            relay.terminate()
-            try:
-                relay.wait(5)
-            except subprocess.TimeoutExpired:
-                relay.kill()
-                relay.wait(5)
+        for process in self.relays:
+            relay.stop(process)
         self.relays.clear()
         if self.made:  # deleting the namespace deletes its veth ends, and so the pairs
             _ip("netns", "delete", self.namespace)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
+from collections.abc import Sequence
 
 from redis_forwarder.model import Address
 from redis_forwarder.resp import reset
@@ -82,6 +84,31 @@ async def serve(mappings: list[tuple[Address, Address]]) -> None:
     await stop.wait()
     for server in servers:
         server.close()
+
+
+def start(mappings: Sequence[str], wrap: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """A relay process for ``LISTEN=UPSTREAM`` mappings (``wrap``: a prefix such as
+    ``ip netns exec NS``), returned once it listens on every address."""
+    relay = subprocess.Popen(
+        [*wrap, sys.executable, "-m", "redis_forwarder.drill.relay", *mappings],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert relay.stdout is not None
+    if relay.stdout.readline() != b"relaying\n":
+        stop(relay)
+        raise RuntimeError(f"the relay {' '.join([*wrap, *mappings])} did not start")
+    return relay
+
+
+def stop(relay: subprocess.Popen[bytes]) -> None:
+    """Terminate the relay by its pid, then kill it if it lingers."""
+    relay.terminate()
+    try:
+        relay.wait(5)
+    except subprocess.TimeoutExpired:
+        relay.kill()
+        relay.wait(5)
 
 
 def main(argv: list[str]) -> None:
