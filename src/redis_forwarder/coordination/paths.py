@@ -28,8 +28,6 @@ from urllib.parse import quote, unquote
 from redis_forwarder.coordination.assignment import Assignment
 from redis_forwarder.model import TaskKey
 
-DEFAULT_ROOT = "/redis-forwarder"
-
 
 def quote_name(name: str) -> str:
     """Any node id or route name as one znode name."""

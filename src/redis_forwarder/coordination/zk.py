@@ -134,7 +134,6 @@ class ZooKeeperSession:
         self.suspended_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_id: int | None = None
-        self._closing = False
         self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
         self.client = KazooClient(
@@ -175,7 +174,6 @@ class ZooKeeperSession:
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
-        self._closing = True
         self.gate.close()
         loop = asyncio.get_running_loop()
         try:
