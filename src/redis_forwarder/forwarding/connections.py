@@ -10,11 +10,10 @@ re-subscribed and claimed stream entries for 5 s as a zombie consumer.)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.settings import Credentials
+from redis_forwarder.sink.routing import Connect
 
 CONNECT_TIMEOUT = 2.0
 
@@ -47,9 +46,7 @@ class TaskConnections:
             self._refuse_if_closed(address)
         return connection
 
-    def connector(
-        self, credentials: Credentials
-    ) -> Callable[[Address, float], Awaitable[RespConnection]]:
+    def connector(self, credentials: Credentials) -> Connect:
         """``open`` with these credentials: what a cluster sink opens its nodes with."""
 
         async def connect(address: Address, timeout: float) -> RespConnection:
@@ -79,10 +76,10 @@ class TaskConnections:
         self.closed = True
 
     def abort_all(self) -> None:
-        """Reset every open connection now: no write leaves, no read returns data."""
-        self.closed = True
-        for connection in list(self._open):
-            self.release(connection)
+        """Open nothing more, and reset every open connection now: no write leaves, no
+        read returns data."""
+        self.stop()
+        self.clear()
 
     def _refuse_if_closed(self, address: Address) -> None:
         if self.closed:
