@@ -42,7 +42,13 @@ from redis_forwarder.errors import (
     UsageError,
     ZooKeeperRefusedError,
 )
-from redis_forwarder.forwarding.placement import ClusterTarget, Endpoint, Placement, candidates
+from redis_forwarder.forwarding.placement import (
+    ClusterTarget,
+    Endpoint,
+    Placement,
+    candidates,
+    pick,
+)
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
@@ -430,17 +436,17 @@ class Node:
 
     def _locator(
         self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False
-    ) -> Callable[[int], Endpoint]:
-        """Where a task connects now (``placement.candidates``): the ``attempt``-th
-        candidate of the deployment's current topology, so each failed attempt moves on."""
+    ) -> Callable[[frozenset[Address]], Endpoint]:
+        """Where a task connects now (``placement.candidates``): the first candidate of
+        the deployment's current topology that has not just failed it (``pick``)."""
         credentials = self._settings[deployment].redis
 
-        def locate(attempt: int) -> Endpoint:
+        def locate(avoid: frozenset[Address]) -> Endpoint:
             topology = self._watchers[deployment].current
             found = candidates(topology, shard, replicas=replicas, any_node=any_node)
             if not found:  # the reconcile loop will stop the task
                 raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
-            return Endpoint(found[attempt % len(found)], credentials)
+            return Endpoint(pick(found, avoid), credentials)
 
         return locate
 
@@ -462,6 +468,8 @@ class Node:
                         if shard == change.shard and keyed:
                             task.rehome(f"slots of {change.shard} moved")
                     continue
+                if change.kind is ChangeKind.REPLICA_ADDED and name == SOURCE:
+                    self._back_to_replicas(change.shard)
                 if change.kind is not ChangeKind.MASTER_CHANGED:
                     continue
                 for (_route, shard), task in self.tasks.items():
@@ -472,6 +480,17 @@ class Node:
                     if reads_it or writes_it:
                         task.rehome(f"{name} master of {change.shard} moved to {change.master}")
             self._wake.set()
+
+    def _back_to_replicas(self, shard: str) -> None:
+        """With read_from = "replica", a task that fell back to the master returns to a
+        replica as soon as one is healthy again (it stayed on the master: issue 14)."""
+        if self.config.source.read_from != "replica":
+            return
+        found = self._watchers[SOURCE].current.shard(shard)
+        for (_route, task_shard), task in self.tasks.items():
+            reads_master = found is not None and task.source_address == found.master.address
+            if task_shard == shard and reads_master and not task.route.from_.streams:
+                task.rehome(f"a replica of {shard} is healthy again")
 
     async def _stop_tasks(self) -> None:
         """Stop every task gracefully, all at once, then release their ownership."""

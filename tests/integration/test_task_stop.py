@@ -42,7 +42,7 @@ def route(tag: str, streams: bool) -> RouteConfig:
 
 
 def make_task(server: Address, tag: str, streams: bool, consumer: str = "node-a") -> Task:
-    def here(_attempt: int) -> Endpoint:
+    def here(_avoid: frozenset[Address]) -> Endpoint:
         return Endpoint(server, Credentials())
 
     spec = TaskSpec(route(tag, streams), "s", consumer=consumer)

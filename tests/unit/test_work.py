@@ -83,7 +83,7 @@ def test_a_task_survives_an_unexpected_error() -> None:
 
     calls: list[str] = []
 
-    def broken(_attempt: int) -> Endpoint:
+    def broken(_avoid: frozenset[Address]) -> Endpoint:
         calls.append("x")
         raise RuntimeError("boom")
 

@@ -1,8 +1,8 @@
 """Where a task's servers are now, as the node tells it: :class:`Placement`.
 
-A task never reads the topology itself: it asks its locators at each attempt (the
-attempt number lets a locator move on past a server that just failed), and tells the
-node about each failure (``on_lost``: the node refreshes its topology).
+A task never reads the topology itself: it asks its locators at each attempt, naming
+the servers to avoid (those that failed since its last success), and tells the node
+about each failure (``on_lost``: the node refreshes its topology).
 """
 
 from __future__ import annotations
@@ -39,14 +39,15 @@ def _nothing(_reason: str) -> None:
 
 @dataclass(frozen=True)
 class Placement:
-    """``locate_source(attempt)`` / ``locate_sink(attempt)``: where to connect now;
+    """``locate_source(avoid)`` / ``locate_sink(avoid)``: where to connect now, passing
+    over the servers in ``avoid`` while another candidate is left;
     ``cluster_sink``: set when the target is a cluster (each key to its slot's master);
     ``keys_served()``: the sharded channels or streams this shard serves now (None:
     every one the route names); ``gate``: no sink write starts while it is closed;
     ``on_lost(reason)``: a connection of the task failed."""
 
-    locate_source: Callable[[int], Endpoint]
-    locate_sink: Callable[[int], Endpoint]
+    locate_source: Callable[[frozenset[Address]], Endpoint]
+    locate_sink: Callable[[frozenset[Address]], Endpoint]
     cluster_sink: ClusterTarget | None = None
     keys_served: Callable[[], list[str]] | None = None
     gate: Gate | None = None
@@ -58,8 +59,8 @@ def candidates(
 ) -> list[Address]:
     """Where a task may connect, in order of preference: the current master of
     ``shard`` (or, for another deployment, of its first shard). With ``replicas``, the
-    shard's replicas come first and the master last, and each failed attempt moves to
-    the next one, so a dead replica costs one retry, not the task. With ``any_node``
+    shard's replicas come first and the master last, and a failed one is passed over
+    (``pick``), so a dead replica costs one retry, not the task. With ``any_node``
     (classic pub/sub on a cluster, where every node receives every PUBLISH), the master
     comes first, then its replicas, then the other masters: a dead master costs one
     retry, not the seconds until the cluster promotes its replica. Empty: the shard is
@@ -73,3 +74,11 @@ def candidates(
     if replicas:
         return [*(r.address for r in chosen.replicas), chosen.master.address]
     return [chosen.master.address]
+
+
+def pick(candidates: list[Address], avoid: frozenset[Address]) -> Address:
+    """The first candidate not in ``avoid``; the first of all when every one failed
+    (start over). By address, not by position: the topology drops a dead replica from
+    the list, and counting failed attempts then skipped the healthy next replica for
+    the master (issue 14)."""
+    return next((c for c in candidates if c not in avoid), candidates[0])

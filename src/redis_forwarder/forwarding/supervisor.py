@@ -60,11 +60,12 @@ class Task:
         self.subscribed_sharded: list[str] = []  # what the current connection serves
         self._graceful = False
         self._rehome_reason = ""
-        # Failed attempts since the last re-home: a locator moves on past a server that
-        # failed (a success does not reset it: the next failure moves on from there).
-        self._failed_attempts = 0
+        # Sources that failed since the task last forwarded: the locator passes them over
+        # (a frozen server would cost a connect timeout on every retry).
+        self._avoid: set[Address] = set()
         self._loops: list[PubSubLoop] | list[StreamLoop] = []
         self._attempt: asyncio.Task[None] | None = None
+        self._source_failed: Address | None = None  # the source of the attempt that ended
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._wiring = Wiring(spec, placement, self.connections, self.metrics, self._is_graceful)
@@ -156,12 +157,9 @@ class Task:
                 if self.state is TaskState.REHOMING:
                     reason, self._rehome_reason = self._rehome_reason or reason, ""
                     backoff.reset()
-                    self._failed_attempts = 0  # the topology moved: its first choice again
-                else:
-                    # A failed server is not asked first again: a locator with
-                    # alternatives moves on (a frozen node would cost a connect timeout
-                    # more on every retry).
-                    self._failed_attempts += 1
+                    self._avoid.clear()  # the topology moved: its first choice again
+                elif self._source_failed:
+                    self._avoid.add(self._source_failed)
                 self._open_gap(reason)
                 self.placement.on_lost(f"{self.name}: {reason}")
                 if self.state is TaskState.REHOMING:
@@ -191,12 +189,15 @@ class Task:
             if not self._attempt.done():  # we are cancelled: so is the attempt
                 self._attempt.cancel()
         attempt, self._attempt = self._attempt, None
+        self._source_failed = self.source_address
         if attempt.cancelled():
             return self._rehome_reason or "cancelled"
         error = attempt.exception()
         if error is None:
             return "the loop ended"
         if isinstance(error, ConnectionLost):
+            if error.address != str(self.source_address):
+                self._source_failed = None  # the sink failed: the source may stay
             return (
                 error.reason
                 if error.address in error.reason
@@ -208,19 +209,21 @@ class Task:
         return f"unexpected {type(error).__name__}: {error}"
 
     async def _forward(self) -> None:
+        source = self.placement.locate_source(frozenset(self._avoid))
+        self.source_address = source.address  # before connecting: a failure names it
         async with contextlib.AsyncExitStack() as stack:
-            attempt = await self._wiring.attempt(self._failed_attempts, stack)
+            attempt = await self._wiring.attempt(source, stack)
             self._began(attempt)
             if self.state is not TaskState.CONNECTING:
                 return  # stopped or re-homed while connecting: read nothing
             self._close_gap()
+            self._avoid.clear()
             self._enter(TaskState.FORWARDING)
             log.info("%s forwarding from %s to %s", self.name, attempt.source, attempt.sink)
             await _first_failure([loop.run() for loop in attempt.loops])
 
     def _began(self, attempt: Attempt) -> None:
         self._loops = attempt.loops
-        self.source_address = attempt.source
         self.subscribed_sharded = attempt.subscribed_sharded
 
     # -- states and gaps

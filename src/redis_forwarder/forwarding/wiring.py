@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamOversize
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
-from redis_forwarder.forwarding.placement import Placement
+from redis_forwarder.forwarding.placement import Endpoint, Placement
 from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.streams import StreamLoop
@@ -65,10 +65,9 @@ class Wiring:
         self.metrics = metrics
         self.graceful = graceful
 
-    async def attempt(self, number: int, stack: contextlib.AsyncExitStack) -> Attempt:
-        """Connect (``number``: consecutive failed attempts, for the locators) and build
-        the loops; everything opened is closed by ``stack``."""
-        source = self.placement.locate_source(number)
+    async def attempt(self, source: Endpoint, stack: contextlib.AsyncExitStack) -> Attempt:
+        """Connect to ``source`` (and the sink the placement names) and build the loops;
+        everything opened is closed by ``stack``."""
         if self.spec.reads_streams:
             return await self._streams(source.address, source.credentials, stack)
         return await self._pubsub(source.address, source.credentials, stack)
@@ -123,7 +122,7 @@ class Wiring:
             )  # fmt: skip
             where = CLUSTER_SINK
         else:
-            end = self.placement.locate_sink(0)
+            end = self.placement.locate_sink(frozenset())
             connection = await self.connections.open(
                 end.address, end.credentials, route.sink_timeout
             )
@@ -192,7 +191,7 @@ class Wiring:
             )
             stack.push_async_callback(self._close_stream_sink, sink)
             return sink, CLUSTER_SINK
-        end = self.placement.locate_sink(0)
+        end = self.placement.locate_sink(frozenset())
         connection = await self._open(stack, end.address, end.credentials, route.sink_timeout)
         return NodeStreamSink(connection, commands.replies_each), str(end.address)
 
