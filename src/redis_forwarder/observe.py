@@ -154,6 +154,13 @@ class Metrics:
             [*labels, "action"],
             registry=self.registry,
         )
+        self.unfit = Counter(
+            "forwarder_unfit_entries",
+            "Stream entries a list or channel sink cannot carry as the route asks (no such "
+            "field; not UTF-8 for JSON), by what became of them (left pending: each time seen)",
+            [*labels, "action"],
+            registry=self.registry,
+        )
         self.replays = Counter(
             "forwarder_stream_replays",
             "Stream entries the sink already held (their copied id): duplicates avoided",

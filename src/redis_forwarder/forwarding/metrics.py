@@ -35,6 +35,8 @@ class TaskMetrics:
     - ``dropped``: messages the drop-oldest overflow policy dropped.
     - ``oversized``: messages over ``max_message_bytes``, dead-lettered or dropped.
     - ``given_up``: stream entries refused for good (dead-lettered or left pending).
+    - ``unfit``: stream entries a list or channel sink cannot carry as the route asks
+      (dead-lettered, or left pending: counted each time they are claimed again).
     - ``replays``: stream entries the sink already held (a copied id: a duplicate
       avoided); ``late``: entries claimed after newer ones were copied, written with a
       new id (late, not lost).
@@ -53,6 +55,7 @@ class TaskMetrics:
         self.dropped = 0
         self.oversized = 0
         self.given_up = 0
+        self.unfit = 0
         self.replays = 0
         self.late = 0
         self.batches = 0
@@ -136,6 +139,22 @@ class TaskMetrics:
         self.given_up += count
         action = "dead-lettered" if dead_lettered else "left-pending"
         self.registry.refused_for_good.labels(**self._labels, action=action).inc(count)
+
+    def unfit_entries(self, count: int, dead_lettered: bool, reason: str) -> None:
+        """``count`` stream entries the sink command cannot encode (``EntryUnfit``)."""
+        self.unfit += count
+        action = "dead-lettered" if dead_lettered else "left-pending"
+        self.registry.unfit.labels(**self._labels, action=action).inc(count)
+        if self._due(f"unfit {action}"):
+            where = (
+                "went to the dead-letter stream"
+                if dead_lettered
+                else "stay pending (set dead_letter on the route to set them aside)"
+            )
+            log.warning(
+                "%s: %d stream entries cannot be sent as the route asks (%d so far): %s; "
+                "they %s", self.name, count, self.unfit, reason, where,
+            )  # fmt: skip
 
     def settled(self, replays: int, late: int) -> None:
         """Stream entries refused as "behind the sink's last id", settled: ``replays``
