@@ -97,6 +97,13 @@ class Metrics:
         self.running = Gauge(
             "forwarder_task_running", "1 while the task forwards", labels, registry=self.registry
         )
+        self.sink_refusing = Gauge(
+            "forwarder_sink_refusing",
+            "1 while the sink has refused every write it answered since it last took one "
+            "(a replica's READONLY, WRONGTYPE, NOPERM...): connected, but not forwarding",
+            labels,
+            registry=self.registry,
+        )
         self.forwarded = Counter(
             "forwarder_forwarded_messages",
             "Messages the sink answered (refusals included: see forwarder_refused_writes)",

@@ -32,6 +32,9 @@ class TaskMetrics:
       ``refused`` counts those).
     - ``refused``: sink writes Redis refused. Pub/sub: those messages are lost (at most
       once). Streams: the entries stay pending and are tried again.
+    - ``refused_since_taken``: writes refused since the sink last took one; above 0,
+      the task is connected but forwards nothing (``sink_refusing``), and says so in
+      the status line, /readyz and ``forwarder_sink_refusing``.
     - ``dropped``: messages the drop-oldest overflow policy dropped.
     - ``oversized``: messages over ``max_message_bytes``, dead-lettered or dropped.
     - ``given_up``: stream entries refused for good (dead-lettered or left pending).
@@ -52,6 +55,8 @@ class TaskMetrics:
         self.received = 0
         self.forwarded = 0
         self.refused = 0
+        self.refused_since_taken = 0
+        self._refused_answered = 0  # ``refused`` at the last answer
         self.dropped = 0
         self.oversized = 0
         self.given_up = 0
@@ -69,6 +74,8 @@ class TaskMetrics:
         self._batch_size = metrics.batch_size.labels(**labels)
         self._latency = metrics.latency.labels(**labels)
         self._in_flight = metrics.in_flight.labels(**labels)
+        # Read when scraped: nothing per batch. (The task's replacement re-points it.)
+        metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
         self._logged_at: dict[str, float] = {}
         self._refused_logged = 0
 
@@ -95,6 +102,11 @@ class TaskMetrics:
         or after the source added them (streams)."""
         self.forwarded += count
         self.lag = seconds
+        # Refusals are counted before the answers they belong to: more answers than
+        # refusals since the last answer means the sink took a write.
+        refused, self._refused_answered = self.refused - self._refused_answered, self.refused
+        if count > refused:
+            self.refused_since_taken = 0
         self._forwarded.inc(count)
         self._latency.observe(seconds)
 
@@ -104,6 +116,7 @@ class TaskMetrics:
         pending). Said at once (a line per ``LOG_EVERY`` at most, with how many since
         the last line), not only when the task ends."""
         self.refused += count
+        self.refused_since_taken += count
         self._refused.inc(count)
         if self._due("refused"):
             fate = "lost; pub/sub is at most once" if lost else "pending, tried again"
@@ -112,6 +125,11 @@ class TaskMetrics:
                 self.refused - self._refused_logged, fate, reason,
             )  # fmt: skip
             self._refused_logged = self.refused
+
+    @property
+    def sink_refusing(self) -> bool:
+        """The sink refused every write it answered since it last took one (or ever)."""
+        return self.refused_since_taken > 0
 
     def drop(self, count: int) -> None:
         """The drop-oldest policy dropped ``count`` messages (the sink is slower)."""

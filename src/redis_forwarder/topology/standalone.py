@@ -6,6 +6,9 @@ from redis_forwarder.errors import UnreachableError, WrongServerError
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.topology.connections import Connections, NodeFailed
 
+# How a standalone replica's view is learned; ``replica_of`` reads the master back.
+REPLICA_OF = "ROLE says replica of "
+
 
 async def discover_standalone(address: Address, conns: Connections) -> Topology:
     try:
@@ -26,6 +29,18 @@ async def discover_standalone(address: Address, conns: Connections) -> Topology:
         learned = "ROLE says master"
     else:
         replicas = ()
-        learned = f"ROLE says replica of {role[1]}:{role[2]}; read as configured"
+        learned = f"{REPLICA_OF}{role[1]}:{role[2]}; read as configured"
     shard = Shard(str(address), RedisNode(address), tuple(sorted(replicas)), learned=learned)
     return Topology(DeploymentKind.STANDALONE, (shard,))
+
+
+def replica_of(topology: Topology) -> str | None:
+    """The master a standalone server named when it answered ROLE as a replica
+    ("host:port"), or None when it is a master (or the deployment is not standalone).
+    A replica refuses every write (READONLY): nothing may be written to it."""
+    if topology.kind is not DeploymentKind.STANDALONE:
+        return None
+    learned = topology.shards[0].learned
+    if not learned.startswith(REPLICA_OF):
+        return None
+    return learned[len(REPLICA_OF) :].split(";", 1)[0]
