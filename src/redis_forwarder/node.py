@@ -40,7 +40,6 @@ from redis_forwarder.errors import (
     AuthenticationError,
     ForwarderError,
     UsageError,
-    WrongServerError,
     ZooKeeperRefusedError,
 )
 from redis_forwarder.forwarding.placement import ClusterTarget, Endpoint, Placement, candidates
@@ -53,7 +52,7 @@ from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind
-from redis_forwarder.topology.standalone import replica_of
+from redis_forwarder.topology.standalone import refuse_replicas
 from redis_forwarder.work import keys_served, wanted_tasks
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class Node:
         try:
             new = load_config(path)
             check_supported(new)
-            self._check_replicas(new)
+            refuse_replicas({n: w.current for n, w in self._watchers.items()}, new.routes)
         except ForwarderError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -137,28 +136,6 @@ class Node:
             await self.coordinator.released(key)
         await self.coordinator.reconfigured(new.fingerprint())
         log.info("config reloaded from %s: %d routes changed", path, len(changed))
-
-    def _check_replicas(self, config: ForwarderConfig) -> None:
-        """A standalone server that answers ROLE as a replica refuses every write
-        (READONLY), XREADGROUP included: a route that writes there, or reads streams
-        there, would lose everything while it seemed to run. Refused at start (and on
-        reload), naming the master its ROLE names."""
-        for name, watcher in self._watchers.items():
-            master = replica_of(watcher.current)
-            if master is None:
-                continue
-            writers = [r.name for r in config.routes if r.to.target == name]
-            readers = [r.name for r in config.routes if name == SOURCE and r.from_.streams]
-            uses = [f"to.target = {name!r}: {', '.join(writers)}"] if writers else []
-            if readers:
-                uses.append(f"streams, read with XREADGROUP (a write): {', '.join(readers)}")
-            if uses:
-                table = "[source]" if name == SOURCE else f"[targets.{name}]"
-                raise WrongServerError(
-                    f"{watcher.current.shards[0].id} is a replica of {master}, which refuses "
-                    f"every write (READONLY), and routes write to it ({'; '.join(uses)}); "
-                    f"give its master, {master}, in {table} addresses"
-                )
 
     def _deployments(self) -> dict[str, SourceConfig]:
         return {SOURCE: self.config.source, **self.config.targets}
@@ -185,7 +162,7 @@ class Node:
                 watcher = TopologyWatcher(settings, self.config.node.topology_interval)
                 self._watchers[name] = watcher
                 await watcher.start()
-            self._check_replicas(self.config)
+            refuse_replicas({n: w.current for n, w in self._watchers.items()}, self.config.routes)
             followers = [
                 asyncio.create_task(self._follow(name, watcher))
                 for name, watcher in self._watchers.items()
@@ -263,20 +240,18 @@ class Node:
         return self._readiness
 
     def _publish_readiness(self) -> None:
-        # A task whose sink refuses every write is connected but forwards nothing.
-        tasks = {t.name: t.running and not t.metrics.sink_refusing for t in self.tasks.values()}
+        tasks = {task.name: task.forwarding for task in self.tasks.values()}
         coordinated = self.config.coordination is not None
         ok = all(tasks.values()) and (
             self.coordinator.session_state == "connected" if coordinated else bool(tasks)
         )
-        details: dict[str, Any] = {
+        details = {
             "tasks": tasks,
             "role": self.coordinator.role,
             "zookeeper": self.coordinator.session_state,
         }
-        refused = {t.name: t.metrics.refused_since_taken for t in self.tasks.values()}
-        if any(refused.values()):
-            details["refused_by_sink"] = {name: n for name, n in refused.items() if n}
+        if refused := {t.name: t.refused_by_sink for t in self.tasks.values() if t.refused_by_sink}:
+            details["refused_by_sink"] = refused
         self._readiness = Readiness(ok, details)  # one assignment: the thread sees old or new
 
     async def _guarded_cycle(self) -> None:
@@ -330,8 +305,8 @@ class Node:
         self._observe_coordination()
         self._restart_wedged()
         self._publish_readiness()
-        refusing = sum(1 for t in self.tasks.values() if t.metrics.sink_refusing)
-        running = sum(1 for t in self.tasks.values() if t.running and not t.metrics.sink_refusing)
+        refusing = sum(1 for t in self.tasks.values() if t.refused_by_sink)
+        running = sum(1 for t in self.tasks.values() if t.forwarding)
         received = sum(t.metrics.received for t in self.tasks.values())
         open_gaps = sum(1 for t in self.tasks.values() if t.in_gap)
         log.info(
@@ -411,9 +386,9 @@ class Node:
             self._rates[key] = (counts.forwarded, now)
             progress[f"{key[0]}@{key[1]}"] = {
                 "epoch": task.epoch,
-                "running": task.running and not counts.sink_refusing,
+                "running": task.forwarding,
                 "state": str(task.state),
-                "refused_by_sink": counts.refused_since_taken,
+                "refused_by_sink": task.refused_by_sink,
                 "forwarded": counts.forwarded,
                 "rate": round(rate, 1),
                 "lag": round(counts.lag, 4),

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 from redis_forwarder.errors import UnreachableError, WrongServerError
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.topology.connections import Connections, NodeFailed
+
+if TYPE_CHECKING:
+    from redis_forwarder.config import RouteConfig
 
 # How a standalone replica's view is learned; ``replica_of`` reads the master back.
 REPLICA_OF = "ROLE says replica of "
@@ -44,3 +50,26 @@ def replica_of(topology: Topology) -> str | None:
     if not learned.startswith(REPLICA_OF):
         return None
     return learned[len(REPLICA_OF) :].split(";", 1)[0]
+
+
+def refuse_replicas(topologies: Mapping[str, Topology], routes: Sequence[RouteConfig]) -> None:
+    """Raise WrongServerError (exit 5) when a standalone deployment (``source`` or a
+    target, by name) is a replica that routes write to (to.target) or, the source, read
+    streams from (XREADGROUP writes the group): it would refuse every write while the
+    node seemed to run (issue 14). Names the master that ROLE names."""
+    for name, topology in topologies.items():
+        master = replica_of(topology)
+        if master is None:
+            continue
+        writers = [r.name for r in routes if r.to.target == name]
+        readers = [r.name for r in routes if name == "source" and r.from_.streams]
+        uses = [f"to.target = {name!r}: {', '.join(writers)}"] if writers else []
+        if readers:
+            uses.append(f"streams, read with XREADGROUP (a write): {', '.join(readers)}")
+        if uses:
+            table = "[source]" if name == "source" else f"[targets.{name}]"
+            raise WrongServerError(
+                f"{topology.shards[0].id} is a replica of {master}, which refuses every "
+                f"write (READONLY), and routes write to it ({'; '.join(uses)}); give its "
+                f"master, {master}, in {table} addresses"
+            )
