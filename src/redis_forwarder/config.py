@@ -177,6 +177,10 @@ class ToConfig(BaseModel):
     sharded: bool = False
     # stream: add the writing node's id and its ownership epoch to every entry.
     node_fields: bool = False
+    # channel and list sinks of stream routes: what an entry becomes: one field's value
+    # ("field", the field named by field) or the whole entry as a JSON object ("json").
+    entry: Literal["field", "json"] = "field"
+    field: str = Field(default="payload", min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -195,6 +199,14 @@ class ToConfig(BaseModel):
             raise ValueError("sharded is for channel sinks (SPUBLISH)")
         if self.node_fields and self.stream is None:
             raise ValueError("node_fields is for stream sinks")
+        chosen = {"entry", "field"} & self.model_fields_set
+        if chosen and self.stream is not None:
+            raise ValueError(
+                f"{' and '.join(sorted(chosen))}: for channel and list sinks; a stream sink "
+                "copies every field of an entry"
+            )
+        if self.entry == "json" and "field" in self.model_fields_set:
+            raise ValueError('field names what to send with entry = "field", not "json"')
         try:
             compile_template(self.name_template)
         except TemplateError as exc:
@@ -246,6 +258,16 @@ class RouteConfig(BaseModel):
                 compile_template(self.dead_letter)
             except TemplateError as exc:
                 raise ValueError(f"dead_letter: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _entry(self) -> Self:
+        chosen = {"entry", "field"} & self.to.model_fields_set
+        if chosen and not self.from_.streams:
+            raise ValueError(
+                f"to.{' and to.'.join(sorted(chosen))}: for routes that read streams (a "
+                "pub/sub message is sent as it is)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -58,6 +58,7 @@ from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind
+from redis_forwarder.topology.standalone import refuse_replicas
 from redis_forwarder.work import keys_served, wanted_tasks
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Node:
         try:
             new = load_config(path)
             check_supported(new)
+            refuse_replicas({n: w.current for n, w in self._watchers.items()}, new.routes)
         except ForwarderError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -166,6 +168,7 @@ class Node:
                 watcher = TopologyWatcher(settings, self.config.node.topology_interval)
                 self._watchers[name] = watcher
                 await watcher.start()
+            refuse_replicas({n: w.current for n, w in self._watchers.items()}, self.config.routes)
             followers = [
                 asyncio.create_task(self._follow(name, watcher))
                 for name, watcher in self._watchers.items()
@@ -243,7 +246,7 @@ class Node:
         return self._readiness
 
     def _publish_readiness(self) -> None:
-        tasks = {task.name: task.running for task in self.tasks.values()}
+        tasks = {task.name: task.forwarding for task in self.tasks.values()}
         coordinated = self.config.coordination is not None
         ok = all(tasks.values()) and (
             self.coordinator.session_state == "connected" if coordinated else bool(tasks)
@@ -253,6 +256,8 @@ class Node:
             "role": self.coordinator.role,
             "zookeeper": self.coordinator.session_state,
         }
+        if refused := {t.name: t.refused_by_sink for t in self.tasks.values() if t.refused_by_sink}:
+            details["refused_by_sink"] = refused
         self._readiness = Readiness(ok, details)  # one assignment: the thread sees old or new
 
     async def _guarded_cycle(self) -> None:
@@ -306,15 +311,18 @@ class Node:
         self._observe_coordination()
         self._restart_wedged()
         self._publish_readiness()
-        running = sum(1 for t in self.tasks.values() if t.running)
+        refusing = sum(1 for t in self.tasks.values() if t.refused_by_sink)
+        running = sum(1 for t in self.tasks.values() if t.forwarding)
         received = sum(t.metrics.received for t in self.tasks.values())
         open_gaps = sum(1 for t in self.tasks.values() if t.in_gap)
         log.info(
-            "status: %d/%d tasks forwarding, %d received, %d in a gap (%s, ZooKeeper %s)",
+            "status: %d/%d tasks forwarding, %d received, %d in a gap, %d refused by its "
+            "sink (%s, ZooKeeper %s)",
             running,
             len(self.tasks),
             received,
             open_gaps,
+            refusing,
             self.coordinator.role,
             self.coordinator.session_state,
         )
@@ -384,8 +392,9 @@ class Node:
             self._rates[key] = (counts.forwarded, now)
             progress[f"{key[0]}@{key[1]}"] = {
                 "epoch": task.epoch,
-                "running": task.running,
+                "running": task.forwarding,
                 "state": str(task.state),
+                "refused_by_sink": task.refused_by_sink,
                 "forwarded": counts.forwarded,
                 "rate": round(rate, 1),
                 "lag": round(counts.lag, 4),

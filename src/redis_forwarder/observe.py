@@ -97,6 +97,13 @@ class Metrics:
         self.running = Gauge(
             "forwarder_task_running", "1 while the task forwards", labels, registry=self.registry
         )
+        self.sink_refusing = Gauge(
+            "forwarder_sink_refusing",
+            "1 while the sink has refused every write it answered since it last took one "
+            "(a replica's READONLY, WRONGTYPE, NOPERM...): connected, but not forwarding",
+            labels,
+            registry=self.registry,
+        )
         self.forwarded = Counter(
             "forwarder_forwarded_messages",
             "Messages the sink answered (refusals included: see forwarder_refused_writes)",
@@ -151,6 +158,13 @@ class Metrics:
         self.refused_for_good = Counter(
             "forwarder_refused_for_good",
             "Stream entries the sink refused repeatedly (not transiently), by what became of them",
+            [*labels, "action"],
+            registry=self.registry,
+        )
+        self.unfit = Counter(
+            "forwarder_unfit_entries",
+            "Stream entries a list or channel sink cannot carry as the route asks (no such "
+            "field; not UTF-8 for JSON), by what became of them (left pending: each time seen)",
             [*labels, "action"],
             registry=self.registry,
         )

@@ -55,12 +55,18 @@ class ReplyParser:
 
 
 class ConnectionLost(Exception):
-    """The connection failed or timed out; ``reason`` is short and holds no secret."""
+    """The connection failed or timed out; ``reason`` is short and holds no secret.
+    ``by_server``: the server closed or reset it (not a timeout, not our own abort);
+    ``unfinished``: bytes of a reply that had begun to arrive and never ended."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(
+        self, address: str, reason: str, *, by_server: bool = False, unfinished: int = 0
+    ) -> None:
         super().__init__(f"{address}: {reason}")
         self.address = address
         self.reason = reason
+        self.by_server = by_server
+        self.unfinished = unfinished
 
 
 READ_SIZE = 1 << 16
@@ -85,6 +91,9 @@ class RespConnection:
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.name = f"{host}:{port}"
         self._parser = ReplyParser()
+        # Bytes read since the last complete reply (at least those of a reply under
+        # way): says, when the server cuts the connection, that it did so mid-reply.
+        self._unfinished = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -156,13 +165,20 @@ class RespConnection:
                     return []
                 raise ConnectionLost(self.name, "read: timed out") from None
             except OSError as exc:
-                raise ConnectionLost(self.name, f"read: {exc}") from None
+                reset = isinstance(exc, ConnectionResetError)  # the server closed, too
+                raise ConnectionLost(
+                    self.name, f"read: {exc}", by_server=reset, unfinished=self._unfinished
+                ) from None
             if not data:
-                raise ConnectionLost(self.name, "closed by the server")
+                raise ConnectionLost(
+                    self.name, "closed by the server", by_server=True, unfinished=self._unfinished
+                )
             self._parser.feed(data)
             replies = list(self._parser.replies())
             if replies:
+                self._unfinished = 0
                 return replies
+            self._unfinished += len(data)
 
     async def call(self, *args: bytes) -> Any:
         """One command and its reply (control use: nothing else may be in flight)."""

@@ -121,6 +121,29 @@ def test_a_route_may_not_feed_itself(tmp_path: Path, route: str) -> None:
     assert "forward its own output forever" in problems(tmp_path, text)
 
 
+STREAMS = 'from = { streams = ["s"], group = "g" }'
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        (f'{STREAMS}\nto = {{ list = "q", field = "body" }}', None),
+        (f'{STREAMS}\nto = {{ channel = "c", entry = "json" }}', None),
+        (f'{STREAMS}\nto = {{ list = "q", entry = "yaml" }}', "'field' or 'json'"),
+        (f'{STREAMS}\nto = {{ list = "q", entry = "json", field = "b" }}', 'not "json"'),
+        (f'{STREAMS}\nto = {{ stream = "x", field = "b" }}', "copies every field"),
+        ('from = { channels = ["a"] }\nto = { list = "q", entry = "json" }', "read streams"),
+    ],
+)
+def test_what_a_stream_entry_becomes(tmp_path: Path, route: str, expected: str | None) -> None:
+    text = '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+    text += f'[[route]]\nname = "r"\n{route}\n'
+    if expected is None:
+        load(tmp_path, text)
+    else:
+        assert expected in problems(tmp_path, text)
+
+
 def test_a_metrics_port_alone_binds_loopback(tmp_path: Path) -> None:
     config = load(tmp_path, EXAMPLE.replace('"127.0.0.1:9464"', '"9464"'))
     assert config.node.metrics == "127.0.0.1:9464"

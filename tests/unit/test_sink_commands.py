@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import hiredis
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from redis_forwarder.resp import ReplyParser, encode, encode_many
 from redis_forwarder.sink.commands import (
+    EntryUnfit,
     Owner,
     SinkKind,
     SinkShape,
     entry_command,
+    entry_json,
     sink_command,
 )
 from redis_forwarder.templates import compile_template
@@ -85,7 +89,7 @@ def test_resp_round_trip() -> None:
 
 
 def test_entry_commands() -> None:
-    from redis_forwarder.sink.commands import entry_command, entry_payload
+    from redis_forwarder.sink.commands import entry_command
 
     fields = [b"seq", b"1", b"payload", b"\xff"]
     copy = entry_command(SinkShape(SinkKind.STREAM), target("c:{channel}"), copy_ids=True)
@@ -102,7 +106,40 @@ def test_entry_commands() -> None:
     ]
     push = entry_command(SinkShape(SinkKind.LIST), target("q"), copy_ids=False)
     assert parsed(push(b"ev", b"5-1", fields)) == [b"RPUSH", b"q", b"\xff"]
-    assert entry_payload([b"a", b"1", b"b", b"2"]) == b"a=1 b=2"
+    with pytest.raises(EntryUnfit, match='no field "payload"'):
+        push(b"ev", b"5-1", [b"a", b"1", b"b", b"2"])  # not "a=1 b=2" (issue 14)
+
+
+def test_a_named_field_or_the_whole_entry_as_json() -> None:
+    body = entry_command(
+        SinkShape(SinkKind.CHANNEL, entry_field=b"body"), target("c"), copy_ids=False
+    )
+    assert parsed(body(b"ev", b"1-1", [b"payload", b"p", b"body", b"\xff"])) == [
+        b"PUBLISH",
+        b"c",
+        b"\xff",  # one field is sent as bytes: any value goes
+    ]
+    with pytest.raises(EntryUnfit, match='no field "body"'):
+        body(b"ev", b"1-1", [b"payload", b"p"])
+    whole = entry_command(SinkShape(SinkKind.LIST, entry_field=None), target("q"), copy_ids=False)
+    verb, key, pushed = parsed(whole(b"ev", b"1-1", [b"z", b"1", b"a", "é".encode()]))
+    assert (verb, key) == (b"RPUSH", b"q")
+    assert pushed == '{"z":"1","a":"é"}'.encode()  # in order, UTF-8 as it is
+    assert json.loads(pushed) == {"z": "1", "a": "é"}
+    assert entry_json([]) == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ([b"bin", b"\xff\xfe"], "not UTF-8"),
+        ([b"\xff", b"v"], "not UTF-8"),
+        ([b"a", b"1", b"a", b"2"], "appears twice"),
+    ],
+)
+def test_json_refuses_what_it_cannot_hold_unaltered(fields: list[bytes], why: str) -> None:
+    with pytest.raises(EntryUnfit, match=why):
+        entry_json(fields)
 
 
 def parsed_all(data: bytes) -> list[list[bytes]]:

@@ -1,5 +1,6 @@
-"""What leaves a batch before the sink: messages over the route's size limit, and
-stream entries the sink refused for good. They go to the route's dead-letter stream
+"""What leaves a batch before the sink: messages over the route's size limit, stream
+entries the sink refused for good, and stream entries a list or channel sink cannot
+carry as the route asks. They go to the route's dead-letter stream
 (written through the task's own sink connections) or are dropped; every one counted.
 """
 
@@ -82,3 +83,24 @@ class StreamOversize:
         written = await self.dead_letter.write(large)
         self.metrics.oversize(len(written), True, limit)
         return kept, written
+
+
+@dataclass
+class StreamUnfit:
+    """Stream entries the route's list or channel command cannot encode
+    (``EntryUnfit``: no such field; for JSON, bytes that are not UTF-8): written to the
+    dead-letter stream and acknowledged once it took them, or left pending (claimed
+    again at each reclaim, counted each time); never sent as something else."""
+
+    metrics: TaskMetrics
+    dead_letter: StreamDeadLetter | None = None
+
+    async def set_aside(self, unfit: list[tuple[Entry, str]]) -> list[tuple[bytes, bytes]]:
+        """(stream, id) of the entries dealt with here (to acknowledge)."""
+        entries, reason = [entry for entry, _why in unfit], unfit[-1][1]
+        written = await self.dead_letter.write(entries) if self.dead_letter else []
+        if written:
+            self.metrics.unfit_entries(len(written), True, reason)
+        if len(written) < len(entries):  # no dead-letter stream, or it refused them
+            self.metrics.unfit_entries(len(entries) - len(written), False, reason)
+        return written

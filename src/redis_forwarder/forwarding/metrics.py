@@ -32,9 +32,14 @@ class TaskMetrics:
       ``refused`` counts those).
     - ``refused``: sink writes Redis refused. Pub/sub: those messages are lost (at most
       once). Streams: the entries stay pending and are tried again.
+    - ``refused_since_taken``: writes refused since the sink last took one; above 0,
+      the task is connected but forwards nothing (``sink_refusing``), and says so in
+      the status line, /readyz and ``forwarder_sink_refusing``.
     - ``dropped``: messages the drop-oldest overflow policy dropped.
     - ``oversized``: messages over ``max_message_bytes``, dead-lettered or dropped.
     - ``given_up``: stream entries refused for good (dead-lettered or left pending).
+    - ``unfit``: stream entries a list or channel sink cannot carry as the route asks
+      (dead-lettered, or left pending: counted each time they are claimed again).
     - ``replays``: stream entries the sink already held (a copied id: a duplicate
       avoided); ``late``: entries claimed after newer ones were copied, written with a
       new id (late, not lost).
@@ -50,9 +55,12 @@ class TaskMetrics:
         self.received = 0
         self.forwarded = 0
         self.refused = 0
+        self.refused_since_taken = 0
+        self._refused_answered = 0  # ``refused`` at the last answer
         self.dropped = 0
         self.oversized = 0
         self.given_up = 0
+        self.unfit = 0
         self.replays = 0
         self.late = 0
         self.batches = 0
@@ -66,6 +74,8 @@ class TaskMetrics:
         self._batch_size = metrics.batch_size.labels(**labels)
         self._latency = metrics.latency.labels(**labels)
         self._in_flight = metrics.in_flight.labels(**labels)
+        # Read when scraped: nothing per batch. (The task's replacement re-points it.)
+        metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
         self._logged_at: dict[str, float] = {}
         self._refused_logged = 0
 
@@ -92,6 +102,11 @@ class TaskMetrics:
         or after the source added them (streams)."""
         self.forwarded += count
         self.lag = seconds
+        # Refusals are counted before the answers they belong to: more answers than
+        # refusals since the last answer means the sink took a write.
+        refused, self._refused_answered = self.refused - self._refused_answered, self.refused
+        if count > refused:
+            self.refused_since_taken = 0
         self._forwarded.inc(count)
         self._latency.observe(seconds)
 
@@ -101,6 +116,7 @@ class TaskMetrics:
         pending). Said at once (a line per ``LOG_EVERY`` at most, with how many since
         the last line), not only when the task ends."""
         self.refused += count
+        self.refused_since_taken += count
         self._refused.inc(count)
         if self._due("refused"):
             fate = "lost; pub/sub is at most once" if lost else "pending, tried again"
@@ -109,6 +125,11 @@ class TaskMetrics:
                 self.refused - self._refused_logged, fate, reason,
             )  # fmt: skip
             self._refused_logged = self.refused
+
+    @property
+    def sink_refusing(self) -> bool:
+        """The sink refused every write it answered since it last took one (or ever)."""
+        return self.refused_since_taken > 0
 
     def drop(self, count: int) -> None:
         """The drop-oldest policy dropped ``count`` messages (the sink is slower)."""
@@ -136,6 +157,22 @@ class TaskMetrics:
         self.given_up += count
         action = "dead-lettered" if dead_lettered else "left-pending"
         self.registry.refused_for_good.labels(**self._labels, action=action).inc(count)
+
+    def unfit_entries(self, count: int, dead_lettered: bool, reason: str) -> None:
+        """``count`` stream entries the sink command cannot encode (``EntryUnfit``)."""
+        self.unfit += count
+        action = "dead-lettered" if dead_lettered else "left-pending"
+        self.registry.unfit.labels(**self._labels, action=action).inc(count)
+        if self._due(f"unfit {action}"):
+            where = (
+                "went to the dead-letter stream"
+                if dead_lettered
+                else "stay pending (set dead_letter on the route to set them aside)"
+            )
+            log.warning(
+                "%s: %d stream entries cannot be sent as the route asks (%d so far): %s; "
+                "they %s", self.name, count, self.unfit, reason, where,
+            )  # fmt: skip
 
     def settled(self, replays: int, late: int) -> None:
         """Stream entries refused as "behind the sink's last id", settled: ``replays``

@@ -34,6 +34,21 @@ OUTPUT_BUFFER_HINT = (
     "had buffered for this subscriber is lost; make the sink faster, raise max_in_flight, "
     'set overflow = "drop-oldest", or raise the limit on the source'
 )
+# A subscriber closed by the server without a slow sink: Redis 7.0 names the cause only
+# in its own log. A message over the hard limit never arrives at all (Redis flags the
+# client and closes it unsent), so the limit is named whenever the server closes.
+CLOSED_HINT = (
+    "{reason}: Redis names why only in its own log; it cuts a subscriber off past "
+    "client-output-buffer-limit pubsub (a message larger than the hard limit is never "
+    "sent at all: raise the limit on the source to carry it), on CLIENT KILL, on client "
+    "eviction (maxmemory-clients) and at shutdown"
+)
+LARGE_HINT = (
+    "{reason} {size:.1f} MB into one message: most likely it passed Redis' "
+    "client-output-buffer-limit pubsub (said only in Redis' own log); raise the limit on "
+    "the source to carry such messages"
+)
+LARGE_REPLY = 1 << 20  # bytes of an unfinished message that make the limit the likely cause
 
 
 class PubSubLoop:
@@ -116,14 +131,7 @@ class PubSubLoop:
         await self._after_refusals()
 
     def _explained(self, lost: ConnectionLost) -> ConnectionLost:
-        """Redis closes a subscriber whose output buffer passes its limit, and says so
-        only in its own log: name the likely cause when the sink held the loop up."""
-        ago = time.monotonic() - self.last_stall_end
-        if lost.reason != "closed by the server" or ago > STALL_MEMORY:
-            return lost
-        return ConnectionLost(
-            lost.address, OUTPUT_BUFFER_HINT.format(ago=ago, stall=self.last_stall)
-        )
+        return explained(lost, time.monotonic() - self.last_stall_end, self.last_stall)
 
     async def _after_refusals(self) -> None:
         """While the sink refuses for a passing reason (OOM, LOADING, BUSY, ...) wait
@@ -137,3 +145,19 @@ class PubSubLoop:
         self._refusals_seen = refused
         if self.sink.last_refusal.startswith(TRANSIENT):
             await asyncio.sleep(self._refusal_backoff.next_delay())
+
+
+def explained(lost: ConnectionLost, stalled_ago: float, stall: float) -> ConnectionLost:
+    """Redis closes a subscriber whose output buffer passes its limit, and says so only
+    in its own log: name the limit whenever the server closed (or reset) the
+    subscription, as the likely cause when the sink held the loop up ``stall`` seconds
+    ending ``stalled_ago`` seconds ago, or when a large message was arriving."""
+    if not lost.by_server:
+        return lost
+    if stalled_ago <= STALL_MEMORY:
+        reason = OUTPUT_BUFFER_HINT.format(ago=stalled_ago, stall=stall)
+    elif lost.unfinished >= LARGE_REPLY:
+        reason = LARGE_HINT.format(reason=lost.reason, size=lost.unfinished / (1 << 20))
+    else:
+        reason = CLOSED_HINT.format(reason=lost.reason)
+    return ConnectionLost(lost.address, reason, by_server=True, unfinished=lost.unfinished)

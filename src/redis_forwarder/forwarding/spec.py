@@ -87,7 +87,10 @@ class TaskSpec:
     def commands(self) -> SinkCommands:
         route, shard = self.route, self.shard
         owner = Owner(self.consumer, self.epoch) if route.to.node_fields else None
-        shape = SinkShape(route.to.kind, route.to.maxlen, sharded=route.to.sharded, owner=owner)
+        field = None if route.to.entry == "json" else route.to.field.encode()
+        shape = SinkShape(
+            route.to.kind, route.to.maxlen, route.to.sharded, owner=owner, entry_field=field
+        )
         target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
         copy = copies_stream_ids(route, self.source_is_cluster)
         entries = EntryCommands(

@@ -12,6 +12,12 @@ A gap opens when a task leaves ``forwarding`` (or fails to get there) for any re
 but a stop, and closes when it is ``forwarding`` again: pub/sub messages published
 inside a gap are lost, which is what gaps measure. Stream tasks lose nothing in a gap:
 unacknowledged entries are claimed again when they reconnect.
+
+Not a state but a flag beside it: a ``forwarding`` task whose sink refused every write
+since it last took one (``TaskMetrics.sink_refusing``: a replica's READONLY, WRONGTYPE)
+forwards nothing; the node reports it as not forwarding (status line, /readyz,
+``forwarder_sink_refusing``). A flag, because its connections are fine and the loop
+goes on: the next write the sink takes clears it.
 """
 
 from __future__ import annotations

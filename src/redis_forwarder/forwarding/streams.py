@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize
+from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize, StreamUnfit
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, MOVED_ON, RETRY_CAP, Refusals
 from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, encode
-from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand
+from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, EntryUnfit
 from redis_forwarder.sink.streams import StreamSink
 from redis_forwarder.source.streams import Entry, StreamReader
 
@@ -55,8 +55,8 @@ class StreamLoop:
         oversize: StreamOversize | None = None,
         dead_letter: StreamDeadLetter | None = None,
     ) -> None:
-        """``dead_letter``: where entries the sink refuses for good go (else they stay
-        pending)."""
+        """``dead_letter``: where entries the sink refuses for good, or that its command
+        cannot encode, go (else they stay pending)."""
         self.reader = reader
         self.sink = sink
         self.commands = commands
@@ -66,6 +66,7 @@ class StreamLoop:
         self.gate = gate
         self.oversize = oversize
         self.dead_letter = dead_letter
+        self.unfit = StreamUnfit(metrics, dead_letter)
         self.refusals = Refusals()
         self.stopping = False
         self._reading = False
@@ -126,12 +127,12 @@ class StreamLoop:
         if self.oversize is not None:
             entries, aside = await self.oversize.set_aside(entries)
             _add(done, aside)
+        writes, entries = await self._encode(entries, done)
         self.metrics.batch(received, len(entries))
         if not entries:  # all of it set aside
             await self._ack(done)
             return None
-        key_of, command = self.commands.key_of, self.commands.write
-        replies = await self.sink.write([(key_of(entry[0]), command(*entry)) for entry in entries])
+        replies = await self.sink.write(writes)
         behind, refused = self._sort_replies(entries, replies, done)
         _add(done, await self._settle_behind(behind))
         retry_in = None
@@ -150,6 +151,29 @@ class StreamLoop:
                 self.sink.name, f"the sink moved ({self.last_refusal.split(' ')[0]})"
             )
         return retry_in
+
+    async def _encode(
+        self, entries: list[Entry], done: Done
+    ) -> tuple[list[tuple[bytes, bytes]], list[Entry]]:
+        """(sink key, command) per entry, and the entries they are for: an entry the
+        command cannot encode (a list or channel sink, ``EntryUnfit``) leaves the batch
+        through ``self.unfit``."""
+        key_of, command = self.commands.key_of, self.commands.write
+        try:
+            return [(key_of(entry[0]), command(*entry)) for entry in entries], entries
+        except EntryUnfit:
+            pass  # rare: go through the batch again, one entry at a time
+        writes: list[tuple[bytes, bytes]] = []
+        kept: list[Entry] = []
+        unfit: list[tuple[Entry, str]] = []
+        for entry in entries:
+            try:
+                writes.append((key_of(entry[0]), command(*entry)))
+                kept.append(entry)
+            except EntryUnfit as exc:
+                unfit.append((entry, str(exc)))
+        _add(done, await self.unfit.set_aside(unfit))
+        return writes, kept
 
     def _sort_replies(
         self, entries: list[Entry], replies: list[object], done: Done

@@ -76,6 +76,17 @@ class Task:
         return self.state is TaskState.FORWARDING
 
     @property
+    def refused_by_sink(self) -> int:
+        """Writes the sink refused since it last took one (0: it takes them)."""
+        return self.metrics.refused_since_taken
+
+    @property
+    def forwarding(self) -> bool:
+        """Running, and the sink takes writes: a task whose sink refused every write
+        since it last took one is connected but forwards nothing (states.py)."""
+        return self.running and not self.refused_by_sink
+
+    @property
     def in_gap(self) -> bool:
         return bool(self.gaps) and self.gaps[-1].open
 

@@ -4,10 +4,15 @@ stream: ``XADD target [MAXLEN ~ n] * payload P channel C [pattern X] shard S
 [node N epoch E]``
 channel: ``PUBLISH target P`` (``SPUBLISH`` when sharded)
 list: ``RPUSH target P`` (then ``LTRIM target -n -1`` with a maxlen: two replies)
+
+A stream entry sent to a channel or list: one field's value (``payload`` unless the
+route names another), or the whole entry as a JSON object; an entry that cannot be
+sent so raises :class:`EntryUnfit` (the loop sets it aside, counted).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,6 +43,9 @@ class SinkShape:
     maxlen: int | None = None
     sharded: bool = False  # channel sinks: SPUBLISH
     owner: Owner | None = None  # stream sinks: node and epoch fields
+    # channel and list sinks of stream routes: the field sent, or None: the whole entry
+    # as a JSON object
+    entry_field: bytes | None = b"payload"
 
     @property
     def replies_per_message(self) -> int:
@@ -127,20 +135,59 @@ EntryCommand = Callable[[bytes, bytes, list[bytes]], bytes]  # (stream, id, fiel
 ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 
 
-def entry_payload(fields: list[bytes]) -> bytes:
-    """What a channel or list sink gets from a stream entry: its ``payload`` field, or
-    else the whole entry as ``field=value`` pairs joined by spaces."""
-    for index in range(0, len(fields) - 1, 2):
-        if fields[index] == b"payload":
-            return fields[index + 1]
-    return b" ".join(fields[i] + b"=" + fields[i + 1] for i in range(0, len(fields) - 1, 2))
+class EntryUnfit(ValueError):
+    """A stream entry that a channel or list sink cannot carry as the route asks; the
+    message says why and what to change."""
+
+
+EntryBody = Callable[[list[bytes]], bytes]  # an entry's fields -> what is pushed
+
+
+def field_value(name: bytes) -> EntryBody:
+    """The value of the field ``name`` (the first, if repeated); an entry without it is
+    unfit: sending something else in its place would pass for a message."""
+    shown = name.decode(errors="backslashreplace")
+
+    def value(fields: list[bytes]) -> bytes:
+        for index in range(0, len(fields) - 1, 2):
+            if fields[index] == name:
+                return fields[index + 1]
+        raise EntryUnfit(
+            f'no field "{shown}" (the route sends that field: to.field; to.entry = "json" '
+            "sends the whole entry)"
+        )
+
+    return value
+
+
+def entry_json(fields: list[bytes]) -> bytes:
+    """The whole entry as one JSON object, fields in order, names and values as strings
+    (UTF-8). JSON holds text, not bytes: an entry with a name or value that is not UTF-8,
+    or with a field name twice (a JSON object would keep one), is unfit rather than
+    altered."""
+    names, values = fields[0::2], fields[1::2]
+    try:
+        body = {name.decode(): value.decode() for name, value in zip(names, values, strict=True)}
+    except UnicodeDecodeError:
+        raise EntryUnfit(
+            "a field name or value is not UTF-8 text, which JSON cannot hold as it is "
+            '(send one field instead: to.entry = "field")'
+        ) from None
+    if len(body) != len(names):
+        raise EntryUnfit("a field name appears twice, which one JSON object cannot hold")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def entry_body(shape: SinkShape) -> EntryBody:
+    return entry_json if shape.entry_field is None else field_value(shape.entry_field)
 
 
 def entry_command(
     shape: SinkShape, target: Callable[[bytes, bytes], bytes], copy_ids: bool
 ) -> EntryCommand:
     """Encode one stream entry for the sink. Stream sinks copy the fields; with
-    ``copy_ids`` they also keep the entry id, which makes a replayed entry a no-op."""
+    ``copy_ids`` they also keep the entry id, which makes a replayed entry a no-op.
+    Channel and list sinks send :func:`entry_body`, or raise :class:`EntryUnfit`."""
     if shape.kind is SinkKind.STREAM:
         trim: tuple[bytes, ...] = (
             () if shape.maxlen is None else (b"MAXLEN", b"~", str(shape.maxlen).encode())
@@ -160,11 +207,12 @@ def entry_command(
 
         return stream
     verb = shape.verb()
+    body = entry_body(shape)
     trim_to = b"-%d" % shape.maxlen if shape.kind is SinkKind.LIST and shape.maxlen else None
 
     def simple(source: bytes, _entry_id: bytes, fields: list[bytes]) -> bytes:
         key = target(source, b"")
-        pushed = encode(verb, key, entry_payload(fields))
+        pushed = encode(verb, key, body(fields))
         return pushed if trim_to is None else pushed + encode(b"LTRIM", key, trim_to, b"-1")
 
     return simple
