@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +42,20 @@ from redis_forwarder.errors import (
     UsageError,
     ZooKeeperRefusedError,
 )
-from redis_forwarder.forwarding.placement import (
-    ClusterTarget,
-    Endpoint,
-    Placement,
-    candidates,
-    pick,
-)
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
-from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.placements import SOURCE, Placements
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind
 from redis_forwarder.topology.standalone import refuse_replicas
-from redis_forwarder.work import keys_served, wanted_tasks
+from redis_forwarder.work import wanted_tasks
 
 log = logging.getLogger(__name__)
 CYCLE = 1.0
-SOURCE = "source"
 
 
 def check_supported(config: ForwarderConfig) -> None:
@@ -97,6 +89,7 @@ class Node:
         self.tasks: dict[TaskKey, Task] = {}
         self._watchers: dict[str, TopologyWatcher] = {}
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
+        self._placements = Placements(config, self._settings, self._watchers)
         self._wake = asyncio.Event()
         self.health: HealthServer | None = None
         # The consumer name in stream groups, and the name in ZooKeeper.
@@ -136,6 +129,7 @@ class Node:
         changed = {r.name for r in new.routes if old_routes.get(r.name) != r}
         changed |= old_routes.keys() - {r.name for r in new.routes}
         self.config = new
+        self._placements.config = new
         for key in [k for k in self.tasks if k[0] in changed]:
             log.info("stopping %s@%s: its route changed", *key)
             await self._stop(key, graceful=True)
@@ -413,59 +407,12 @@ class Node:
     def _start(self, route: RouteConfig, shard: str, epoch: int = 0) -> None:
         source_kind = self._settings[SOURCE].kind
         spec = TaskSpec(route, shard, self.node_id, epoch, source_kind is DeploymentKind.CLUSTER)
-        task = Task(spec, self._placement(route, shard), self.metrics)
+        # The gate is this session's, not a later one's (a task of a lost session
+        # must stay shut).
+        placement = self._placements.for_task(route, shard, self.coordinator.gate.bound())
+        task = Task(spec, placement, self.metrics)
         self.tasks[spec.key] = task
         task.start()
-
-    def _placement(self, route: RouteConfig, shard: str) -> Placement:
-        target = route.to.target
-        cluster_sink = None
-        if self._settings[target].kind is DeploymentKind.CLUSTER:
-            watcher = self._watchers[target]
-            cluster_sink = ClusterTarget(
-                lambda: watcher.current, self._settings[target].redis, watcher.refresh_soon
-            )
-        source = self._watchers[SOURCE]
-        source_kind = self._settings[SOURCE].kind
-        classic = bool(route.from_.channels or route.from_.patterns)
-        return Placement(
-            # XREADGROUP writes (the group's pending list): streams read from masters.
-            locate_source=self._locator(
-                SOURCE,
-                shard,
-                replicas=self.config.source.read_from == "replica" and not route.from_.streams,
-                any_node=classic and source_kind is DeploymentKind.CLUSTER,
-            ),
-            locate_sink=self._locator(target, shard if target == SOURCE else None),
-            cluster_sink=cluster_sink,
-            keys_served=lambda: keys_served(route, shard, source.current),
-            gate=self.coordinator.gate.bound(),  # this session's, not a later one's
-            on_lost=self._on_lost(target),
-        )
-
-    def _locator(
-        self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False
-    ) -> Callable[[frozenset[Address]], Endpoint]:
-        """Where a task connects now (``placement.candidates``): the first candidate of
-        the deployment's current topology that has not just failed it (``pick``)."""
-        credentials = self._settings[deployment].redis
-
-        def locate(avoid: frozenset[Address]) -> Endpoint:
-            topology = self._watchers[deployment].current
-            found = candidates(topology, shard, replicas=replicas, any_node=any_node)
-            if not found:  # the reconcile loop will stop the task
-                raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
-            return Endpoint(pick(found, avoid), credentials)
-
-        return locate
-
-    def _on_lost(self, target: str) -> Callable[[str], None]:
-        def lost(reason: str) -> None:
-            self._watchers[SOURCE].refresh_soon(reason)
-            if target != SOURCE:
-                self._watchers[target].refresh_soon(reason)
-
-        return lost
 
     async def _follow(self, name: str, watcher: TopologyWatcher) -> None:
         async for update in watcher.updates():

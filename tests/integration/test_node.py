@@ -350,7 +350,8 @@ def test_run_logs_json_and_stops_cleanly_on_sigterm(
 @pytest.mark.slow
 def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> None:
     """read_from = "replica": the subscription sits on a replica (PUBLISH on the master
-    reaches it through replication); when that replica is killed, the task moves on."""
+    reaches it through replication); when that replica is killed, the task moves to the
+    next replica; with none left, to the master; back to a replica when one returns."""
     deployment = fresh_deployment("sentinel")
     lab = deployment.require_lab()
     config = config_for(deployment)
@@ -364,7 +365,21 @@ def test_read_from_replica_and_survive_its_death(fresh_deployment: Fresh) -> Non
         victim = next(p for p in lab.state().processes if p.address == str(task.source_address))
         lab.send_signal(victim.name, signal.SIGKILL)
         resumed = wait_resumed(task, publisher)
+        # The next replica, not the master (the master came first: the dead replica left
+        # the topology and a count of failed attempts then skipped the live one).
         assert task.source_address != Address.parse(victim.address)
+        assert task.source_address in alpha.replicas, f"reads {task.source_address}"
+        # Both replicas gone: the master; one back: a replica again, not the master.
+        second = next(p for p in lab.state().processes if p.address == str(task.source_address))
+        lab.send_signal(second.name, signal.SIGKILL)
+        wait_until(lambda: task.source_address == alpha.master and task.running, "on the master")
+        lab.restart(victim.name)
+        wait_until(
+            lambda: task.source_address == Address.parse(victim.address) and task.running,
+            "back on the replica that returned",
+            timeout=30,
+        )
+        resumed = wait_resumed(task, publisher)
     after = {seq for seq, at in publisher.sent if at > resumed + 0.2}
     master = master_locator(deployment, "alpha")
     try:

@@ -30,6 +30,14 @@ STRAGGLER_GRACE = 0.2
 _UNHEALTHY_FLAGS = {"s_down", "o_down", "disconnected"}
 
 
+def _healthy(replica: dict[str, str]) -> bool:
+    """Up, and replicating: a replica whose link to its master is down (restarting,
+    still syncing) receives none of the master's PUBLISHes, and a subscriber moved onto
+    it lost them (issue 14: back on a restarted replica before it had synced)."""
+    flags = set(replica.get("flags", "").split(","))
+    return not _UNHEALTHY_FLAGS & flags and replica.get("master-link-status", "ok") == "ok"
+
+
 @dataclass
 class SentinelAnswer:
     """What one sentinel said: per master name, its master and its healthy replicas."""
@@ -61,7 +69,7 @@ async def ask_sentinel(
         answer.replicas[name] = [
             Address(r["ip"], int(r["port"]))
             for r in map(_pairs, replicas)
-            if not _UNHEALTHY_FLAGS & set(r.get("flags", "").split(","))
+            if _healthy(r)
         ]
     return answer
 

@@ -1,0 +1,87 @@
+"""Where a node's tasks find their servers: a :class:`Placement` per task, read from the
+node's topology watchers and settings at each attempt. Apart from ``node`` so the
+reconcile loop stays one job; apart from ``forwarding`` because it knows the node's
+deployments (``source`` and named targets) and their watchers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from redis_forwarder.config import ForwarderConfig, RouteConfig
+from redis_forwarder.forwarding.placement import (
+    ClusterTarget,
+    Endpoint,
+    Placement,
+    candidates,
+    pick,
+)
+from redis_forwarder.gate import Gate
+from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.settings import DeploymentSettings
+from redis_forwarder.topology import TopologyWatcher
+from redis_forwarder.work import keys_served
+
+SOURCE = "source"
+
+
+class Placements:
+    def __init__(
+        self,
+        config: ForwarderConfig,
+        settings: Mapping[str, DeploymentSettings],
+        watchers: Mapping[str, TopologyWatcher],
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.watchers = watchers
+
+    def for_task(self, route: RouteConfig, shard: str, gate: Gate) -> Placement:
+        target = route.to.target
+        cluster_sink = None
+        if self.settings[target].kind is DeploymentKind.CLUSTER:
+            watcher = self.watchers[target]
+            cluster_sink = ClusterTarget(
+                lambda: watcher.current, self.settings[target].redis, watcher.refresh_soon
+            )
+        source = self.watchers[SOURCE]
+        classic = bool(route.from_.channels or route.from_.patterns)
+        return Placement(
+            # XREADGROUP writes (the group's pending list): streams read from masters.
+            locate_source=self._locator(
+                SOURCE,
+                shard,
+                replicas=self.config.source.read_from == "replica" and not route.from_.streams,
+                any_node=classic and self.settings[SOURCE].kind is DeploymentKind.CLUSTER,
+            ),
+            locate_sink=self._locator(target, shard if target == SOURCE else None),
+            cluster_sink=cluster_sink,
+            keys_served=lambda: keys_served(route, shard, source.current),
+            gate=gate,
+            on_lost=self._on_lost(target),
+        )
+
+    def _locator(
+        self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False
+    ) -> Callable[[frozenset[Address]], Endpoint]:
+        """Where a task connects now (``placement.candidates``): the first candidate of
+        the deployment's current topology that has not just failed it (``pick``)."""
+        credentials = self.settings[deployment].redis
+
+        def locate(avoid: frozenset[Address]) -> Endpoint:
+            topology = self.watchers[deployment].current
+            found = candidates(topology, shard, replicas=replicas, any_node=any_node)
+            if not found:  # the reconcile loop will stop the task
+                raise ConnectionLost(deployment, f"shard {shard} is not in the topology")
+            return Endpoint(pick(found, avoid), credentials)
+
+        return locate
+
+    def _on_lost(self, target: str) -> Callable[[str], None]:
+        def lost(reason: str) -> None:
+            self.watchers[SOURCE].refresh_soon(reason)
+            if target != SOURCE:
+                self.watchers[target].refresh_soon(reason)
+
+        return lost
