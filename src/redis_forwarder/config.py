@@ -15,9 +15,10 @@ import tomllib
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from redis_forwarder.errors import ConfigError
+from redis_forwarder.globs import Fields, Glob, Overlap, literal, parse_glob, written_into
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
@@ -29,7 +30,7 @@ from redis_forwarder.settings import (
 )
 from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.templates import TemplateError, compile_template
-from redis_forwarder.validation import problems
+from redis_forwarder.validation import Located, problems
 
 
 class TlsConfig(BaseModel):
@@ -248,23 +249,79 @@ class RouteConfig(BaseModel):
                 raise ValueError(f"dead_letter: {exc}") from None
         return self
 
+    # Set by ForwarderConfig: whether the route writes into the deployment it reads
+    # (target "source", or a target that shares an address with the source); the
+    # pub/sub loop then watches for its own output (forwarding/pubsub.py).
+    _writes_to_source: bool = PrivateAttr(default=False)
+
+    @property
+    def writes_to_source(self) -> bool:
+        return self.to.target == "source" or self._writes_to_source
+
     @model_validator(mode="after")
     def _no_loop(self) -> Self:
         """A route that writes back into what it reads would forward forever."""
-        if self.to.target != "source":
-            return self
-        same_kind = (self.to.kind is SinkKind.STREAM and self.from_.streams) or (
-            self.to.kind is SinkKind.CHANNEL and (self.from_.channels or self.from_.patterns)
-        )
-        template = self.to.name_template
-        if same_kind and (
-            template == "{channel}" or template in (*self.from_.channels, *self.from_.streams)
-        ):
-            raise ValueError(
-                f"to.{self.to.kind} = {template!r} on the source writes into what the route "
-                "reads: it would forward its own output forever; give it another name"
-            )
+        if self.to.target == "source":
+            loop_check(self, shards=None)
         return self
+
+
+def _read_by_sink(route: RouteConfig) -> list[tuple[str, str]]:
+    """What the route reads that its sink could write into, as (kind, name): a stream
+    sink feeds stream reads, PUBLISH feeds SUBSCRIBE and PSUBSCRIBE, SPUBLISH feeds
+    SSUBSCRIBE; nothing reads a list."""
+    read = route.from_
+    if route.to.kind is SinkKind.STREAM:
+        return [("stream", s) for s in read.streams]
+    if route.to.kind is SinkKind.CHANNEL and route.to.sharded:
+        return [("sharded channel", c) for c in read.sharded]
+    if route.to.kind is SinkKind.CHANNEL:
+        return [("channel", c) for c in read.channels] + [("pattern", p) for p in read.patterns]
+    return []
+
+
+def _glob(kind: str, name: str) -> Glob:
+    return parse_glob(name.encode()) if kind == "pattern" else literal(name.encode())
+
+
+def template_fields(route: RouteConfig, shards: list[str] | None) -> Fields:
+    """What each template field may hold for ``route``; ``shards``: the source's shard
+    names, None when they are not known before the run (cluster, standalone)."""
+    read = route.from_
+    channels = [literal(c.encode()) for c in (*read.channels, *read.sharded, *read.streams)]
+    channels += [parse_glob(p.encode()) for p in read.patterns]
+    # A message from a channel subscription (or a stream entry) renders {pattern} empty.
+    patterns = [literal(p.encode()) for p in read.patterns]
+    if read.channels or not read.patterns:
+        patterns.append(literal(b""))
+    return {
+        "channel": channels,
+        "pattern": patterns,
+        "route": [literal(route.name.encode())],
+        "shard": None if shards is None else [literal(s.encode()) for s in shards],
+    }
+
+
+def loop_check(route: RouteConfig, shards: list[str] | None) -> None:
+    """Raise (at ``to``) when a name the route writes on its own deployment is one it
+    reads: proven from the template's literal parts against the globs read. What cannot
+    be proven here (an unknown {shard}, too many names) is left to the run-time guard."""
+    read = _read_by_sink(route)
+    if not read:
+        return
+    template = compile_template(route.to.name_template)
+    fields = template_fields(route, shards)
+    verdict, index = written_into([_glob(k, n) for k, n in read], template, fields)
+    if verdict is Overlap.YES:
+        kind, name = read[index]
+        raise Located(
+            ("to", str(route.to.kind)),
+            f"route {route.name!r} reads {kind} {name!r} and writes "
+            f"{route.to.kind} = {template.text!r} on the same deployment (target "
+            f"{route.to.target!r}): it can write into what it reads, and would forward its "
+            "own output forever; write under a name the route does not read (another "
+            "prefix), or to another deployment",
+        )
 
 
 class NodeConfig(BaseModel):
@@ -357,6 +414,8 @@ class ForwarderConfig(BaseModel):
                 )
         if "source" in self.targets:
             raise ValueError('[targets.source] is reserved: "source" means the source itself')
+        for index, route in enumerate(self.routes):
+            self._loop_check(index, route)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
@@ -367,6 +426,19 @@ class ForwarderConfig(BaseModel):
                     "heartbeat"
                 )
         return self
+
+    def _loop_check(self, index: int, route: RouteConfig) -> None:
+        seeds = {Address.parse(a) for a in self.source.addresses}
+        target = self.targets.get(route.to.target)
+        if target is not None and not seeds & {Address.parse(a) for a in target.addresses}:
+            return  # another deployment: its names are not the ones read here
+        route._writes_to_source = True  # a private attribute: frozen fields stay frozen
+        # A Sentinel source's shards are its master names, known now.
+        shards = self.source.masters if self.source.kind is DeploymentKind.SENTINEL else None
+        try:
+            loop_check(route, shards)
+        except Located as exc:
+            raise Located(("route", index, *exc.loc), str(exc)) from None
 
     @property
     def cut_off_after(self) -> float:

@@ -11,6 +11,15 @@ from pydantic import ValidationError
 from redis_forwarder.toml_lines import line_of
 
 
+class Located(ValueError):
+    """A model validator's error about a key below the model (``loc``, relative to it):
+    reported at that key and its line, not at the model's."""
+
+    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def key_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -29,6 +38,9 @@ def describe(error: Any, reference: str, text: str | None = None) -> str:
     elif error.get("type") == "missing":
         message = "required key is missing"
     loc = tuple(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, Located):
+        loc = (*loc, *cause.loc)
     line = line_of(text, loc) if text is not None else None
     where = f" (line {line})" if line is not None else ""
     return f"{key_path(loc)}{where}: {message}"

@@ -10,6 +10,7 @@ from redis_forwarder.config import ForwarderConfig, expand_channels, load_config
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import DeploymentKind
 from redis_forwarder.sink.commands import SinkKind
+from tests.support.cli import run_cli
 
 EXAMPLE = """
 [source]
@@ -133,3 +134,68 @@ def test_zookeeper_identity_needs_user_and_password_source(tmp_path: Path) -> No
     assert config.coordination is not None
     with pytest.raises(Exception, match="RF_TEST_ZK_PW, which is not set"):
         config.coordination.credentials()
+
+
+STANDALONE = '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+
+
+@pytest.mark.parametrize(
+    ("route", "read"),
+    [
+        # Issue 14: one PUBLISH became 1,390 messages in 1.5 s.
+        ('from = { patterns = ["orders.*"] }\nto = { channel = "orders.mirror.{channel}" }',
+         "pattern 'orders.*'"),
+        ('from = { channels = ["a", "b"] }\nto = { channel = "b" }', "channel 'b'"),
+        ('from = { channels = ["x.{0..2}", "x.x.1"] }\nto = { channel = "x.{channel}" }',
+         "channel 'x.x.1'"),
+        ('from = { patterns = ["l*"] }\nto = { channel = "{route}.{pattern}" }',
+         "pattern 'l*'"),
+        ('from = { sharded = ["s:{0..1}"] }\nto = { channel = "s:1", sharded = true }',
+         "sharded channel 's:1'"),
+        ('from = { streams = ["in:0", "in:1"], group = "g" }\nto = { stream = "in:1" }',
+         "stream 'in:1'"),
+    ],
+)  # fmt: skip
+def test_a_route_that_can_write_what_it_reads_is_refused(
+    tmp_path: Path, route: str, read: str
+) -> None:
+    text = STANDALONE + f'[[route]]\nname = "loop"\n{route}\n'
+    message = problems(tmp_path, text)
+    assert "route[0].to." in message and "(line 7)" in message, message
+    assert f"route 'loop' reads {read}" in message and "forward its own output forever" in message
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        'from = { patterns = ["orders.*"] }\nto = { channel = "mirror.{channel}" }',
+        'from = { channels = ["a", "x.b"] }\nto = { channel = "x.{channel}" }',  # x.a, x.x.b
+        'from = { channels = ["a"] }\nto = { list = "a" }',  # nothing reads a list
+        'from = { channels = ["a"] }\nto = { channel = "a", sharded = true }',  # SPUBLISH
+        'from = { sharded = ["a"] }\nto = { channel = "a" }',  # PUBLISH
+        'from = { patterns = ["l*"] }\nto = { channel = "l:{shard}:{channel}" }',  # run time
+    ],
+)
+def test_a_route_that_cannot_be_shown_to_feed_itself_loads(tmp_path: Path, route: str) -> None:
+    load(tmp_path, STANDALONE + f'[[route]]\nname = "r"\n{route}\n')
+
+
+def test_a_target_sharing_an_address_with_the_source_is_the_source(tmp_path: Path) -> None:
+    text = EXAMPLE.replace('addresses = ["127.0.0.1:7000"]', 'addresses = ["127.0.0.1:26401"]')
+    text = text.replace('stream = "mirror:{channel}"', 'channel = "orders.{shard}"')
+    text = text.replace("maxlen = 1000000", "sharded = false")
+    message = problems(tmp_path, text)  # {shard} is a master name: orders.alpha is read
+    assert "route[0].to.channel (line 14): route 'orders' reads pattern 'orders.*'" in message
+    assert load(tmp_path, EXAMPLE).routes[0].writes_to_source is False
+
+
+def test_the_cli_refuses_a_looping_route_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        STANDALONE + '[[route]]\nname = "orders"\nfrom = { patterns = ["orders.*"] }\n'
+        'to = { channel = "orders.mirror.{channel}" }\n'
+    )
+    result = run_cli("run", "--config", str(config))
+    assert result.code == 2, result.stderr
+    assert "route[0].to.channel (line 7): route 'orders' reads pattern 'orders.*'" in result.stderr
+    assert "'orders.mirror.{channel}'" in result.stderr
