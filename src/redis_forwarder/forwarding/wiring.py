@@ -16,12 +16,13 @@ from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamO
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.placement import Placement
-from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.pubsub import LoopGuard, PubSubLoop
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
 from redis_forwarder.settings import Credentials
+from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.pubsub import ClusterPubSubSink, NodePubSubSink, PubSubSink
 from redis_forwarder.sink.streams import ClusterStreamSink, NodeStreamSink, StreamSink
@@ -64,10 +65,13 @@ class Wiring:
         self.connections = connections
         self.metrics = metrics
         self.graceful = graceful
+        self.guard = _loop_guard(spec)
 
     async def attempt(self, number: int, stack: contextlib.AsyncExitStack) -> Attempt:
         """Connect (``number``: consecutive failed attempts, for the locators) and build
         the loops; everything opened is closed by ``stack``."""
+        if self.guard is not None and self.guard.tripped:
+            raise ConnectionLost(self.spec.name, self.guard.tripped)  # it would loop again
         source = self.placement.locate_source(number)
         if self.spec.reads_streams:
             return await self._streams(source.address, source.credentials, stack)
@@ -106,7 +110,8 @@ class Wiring:
             [p.encode() for p in route.from_.patterns],
             [c.encode() for c in sharded],
         )
-        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, self._oversize(sink))
+        oversize = self._oversize(sink)
+        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, oversize, self.guard)
         return Attempt([loop], address, where, list(sharded))
 
     async def _pubsub_sink(self, stack: contextlib.AsyncExitStack) -> tuple[PubSubSink, str]:
@@ -220,3 +225,14 @@ class Wiring:
         if self.placement.keys_served is not None:
             return self.placement.keys_served()
         return list(self.route.from_.sharded or self.route.from_.streams)
+
+
+def _loop_guard(spec: TaskSpec) -> LoopGuard | None:
+    """A guard for a pub/sub route that publishes on the deployment it reads (the
+    config refused those it could prove loop; the rest are watched)."""
+    route = spec.route
+    if route.from_.streams or not route.writes_to_source or route.to.kind is not SinkKind.CHANNEL:
+        return None
+    if route.to.sharded != bool(route.from_.sharded):
+        return None  # PUBLISH never reaches SSUBSCRIBE, nor SPUBLISH SUBSCRIBE
+    return LoopGuard(route.name, route.to.name_template, spec.commands.target)
