@@ -111,7 +111,8 @@ MAX_EXPANDED_CHANNELS = 100_000
 
 def expand_channels(names: list[str]) -> list[str]:
     """``orders:{0..3}`` -> orders:0 .. orders:3 (any number of ranges, nested as a
-    product). Braces that are not ``{N..M}`` (hash tags such as ``{user}``) stay."""
+    product), for channel, sharded channel and stream names. Braces that are not
+    ``{N..M}`` (hash tags such as ``{user}``) stay."""
     result: list[str] = []
     for name in names:
         pending = [name]
@@ -158,8 +159,9 @@ class FromConfig(BaseModel):
             raise ValueError('streams need group = "...": the consumer group to read with')
         if self.group and not self.streams:
             raise ValueError("group is for streams")
-        object.__setattr__(self, "channels", expand_channels(self.channels))
-        object.__setattr__(self, "sharded", expand_channels(self.sharded))
+        # Streams too: "src:{0..1}" once made a literal key and a group on every master.
+        for kind in ("channels", "sharded", "streams"):
+            object.__setattr__(self, kind, expand_channels(getattr(self, kind)))
         return self
 
 

@@ -199,3 +199,13 @@ def test_the_cli_refuses_a_looping_route_with_exit_2(tmp_path: Path) -> None:
     assert result.code == 2, result.stderr
     assert "route[0].to.channel (line 7): route 'orders' reads pattern 'orders.*'" in result.stderr
     assert "'orders.mirror.{channel}'" in result.stderr
+
+
+def test_stream_names_expand_like_channels(tmp_path: Path) -> None:
+    route = '[[route]]\nname = "s"\nfrom = { streams = ["src:{0..1}", "{t}:x"], group = "g" }\n'
+    config = load(tmp_path, STANDALONE + route + 'to = { stream = "copy:{channel}" }\n')
+    assert config.routes[0].from_.streams == ["src:0", "src:1", "{t}:x"]  # a hash tag stays
+    backwards = STANDALONE + route.replace("{0..1}", "{1..0}") + 'to = { stream = "c" }\n'
+    assert "'src:{1..0}': range {1..0} runs backwards" in problems(tmp_path, backwards)
+    huge = STANDALONE + route.replace("{0..1}", "{0..999999}") + 'to = { stream = "c" }\n'
+    assert "expands to more than 100000 names" in problems(tmp_path, huge)
