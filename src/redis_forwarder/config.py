@@ -2,7 +2,10 @@
 ``[node]`` (docs/configuration.md). ``[coordination]`` is accepted as it is until high
 availability lands.
 
-Errors name the key and say how to fix it (exit code 2). Passwords are never written in
+Errors name the key and say how to fix it (exit code 2). Types are strict (issue 14:
+``maxlen = "10"``, ``heartbeat = true``, ``max_in_flight = 2.0`` were coerced): a
+string, a boolean or a float where a number or an integer is meant is an error; an
+integer where a float is meant is fine. Passwords are never written in
 the file: ``password_env`` names an environment variable, ``password_file`` a file.
 """
 
@@ -15,11 +18,19 @@ import tomllib
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from redis_forwarder.errors import ConfigError
-from redis_forwarder.globs import Fields, Glob, Overlap, literal, parse_glob, written_into
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.route_loops import loop_check
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
@@ -36,7 +47,7 @@ from redis_forwarder.validation import Located, problems
 class TlsConfig(BaseModel):
     """TLS to a deployment's Redis nodes and sentinels (docs/security.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     ca_file: str = Field(min_length=1)  # the CA that signs the servers' certificates
     cert_file: str | None = None  # the client's certificate, when servers ask for one
@@ -54,9 +65,9 @@ class TlsConfig(BaseModel):
 
 
 class SourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    kind: DeploymentKind
+    kind: DeploymentKind = Field(strict=False)  # strict would want the enum itself
     addresses: list[str] = Field(min_length=1)
     masters: list[str] = Field(default_factory=list)
     username: str | None = None
@@ -136,7 +147,7 @@ class FromConfig(BaseModel):
     """What a route reads: classic channels and/or patterns, sharded channels, or streams
     through a consumer group."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     channels: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
@@ -168,7 +179,7 @@ class FromConfig(BaseModel):
 class ToConfig(BaseModel):
     """Where a route writes: one of stream, channel or list (a name template)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     target: str = "source"
     stream: str | None = None
@@ -215,10 +226,13 @@ class ToConfig(BaseModel):
         return self.stream or self.channel or self.list_ or ""
 
 
-class RouteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+class RouteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    name: str
     from_: FromConfig = Field(alias="from")
     to: ToConfig
     max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
@@ -235,6 +249,17 @@ class RouteConfig(BaseModel):
     max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
     oversize: Literal["drop", "dead-letter"] = "drop"
     dead_letter: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        # Said in words: the raw regex was what a user saw (issue 14).
+        if not _ROUTE_NAME.match(name):
+            raise ValueError(
+                f"{name!r}: a route name is 1 to 64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it names metrics, znodes and logs)"
+            )
+        return name
 
     @model_validator(mode="after")
     def _oversize(self) -> Self:
@@ -268,66 +293,8 @@ class RouteConfig(BaseModel):
         return self
 
 
-def _read_by_sink(route: RouteConfig) -> list[tuple[str, str]]:
-    """What the route reads that its sink could write into, as (kind, name): a stream
-    sink feeds stream reads, PUBLISH feeds SUBSCRIBE and PSUBSCRIBE, SPUBLISH feeds
-    SSUBSCRIBE; nothing reads a list."""
-    read = route.from_
-    if route.to.kind is SinkKind.STREAM:
-        return [("stream", s) for s in read.streams]
-    if route.to.kind is SinkKind.CHANNEL and route.to.sharded:
-        return [("sharded channel", c) for c in read.sharded]
-    if route.to.kind is SinkKind.CHANNEL:
-        return [("channel", c) for c in read.channels] + [("pattern", p) for p in read.patterns]
-    return []
-
-
-def _glob(kind: str, name: str) -> Glob:
-    return parse_glob(name.encode()) if kind == "pattern" else literal(name.encode())
-
-
-def template_fields(route: RouteConfig, shards: list[str] | None) -> Fields:
-    """What each template field may hold for ``route``; ``shards``: the source's shard
-    names, None when they are not known before the run (cluster, standalone)."""
-    read = route.from_
-    channels = [literal(c.encode()) for c in (*read.channels, *read.sharded, *read.streams)]
-    channels += [parse_glob(p.encode()) for p in read.patterns]
-    # A message from a channel subscription (or a stream entry) renders {pattern} empty.
-    patterns = [literal(p.encode()) for p in read.patterns]
-    if read.channels or not read.patterns:
-        patterns.append(literal(b""))
-    return {
-        "channel": channels,
-        "pattern": patterns,
-        "route": [literal(route.name.encode())],
-        "shard": None if shards is None else [literal(s.encode()) for s in shards],
-    }
-
-
-def loop_check(route: RouteConfig, shards: list[str] | None) -> None:
-    """Raise (at ``to``) when a name the route writes on its own deployment is one it
-    reads: proven from the template's literal parts against the globs read. What cannot
-    be proven here (an unknown {shard}, too many names) is left to the run-time guard."""
-    read = _read_by_sink(route)
-    if not read:
-        return
-    template = compile_template(route.to.name_template)
-    fields = template_fields(route, shards)
-    verdict, index = written_into([_glob(k, n) for k, n in read], template, fields)
-    if verdict is Overlap.YES:
-        kind, name = read[index]
-        raise Located(
-            ("to", str(route.to.kind)),
-            f"route {route.name!r} reads {kind} {name!r} and writes "
-            f"{route.to.kind} = {template.text!r} on the same deployment (target "
-            f"{route.to.target!r}): it can write into what it reads, and would forward its "
-            "own output forever; write under a name the route does not read (another "
-            "prefix), or to another deployment",
-        )
-
-
 class NodeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str | None = None
     # /metrics, /healthz, /readyz: "host:port", or a port alone for loopback only (the
@@ -347,7 +314,7 @@ class NodeConfig(BaseModel):
 class CoordinationConfig(BaseModel):
     """ZooKeeper high availability: several nodes share the tasks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     zookeeper: str = Field(min_length=1)  # "host:port,host:port[/chroot]"
     root: str = Field(default="/redis-forwarder", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
@@ -393,7 +360,7 @@ class CoordinationConfig(BaseModel):
 
 
 class ForwarderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     source: SourceConfig
     targets: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -403,29 +370,37 @@ class ForwarderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        # Located: each error at its key and line (issue 14: these had neither).
+        if "source" in self.targets:
+            raise Located(
+                ("targets", "source"), '[targets.source] is reserved: "source" means the source'
+            )
         names = [r.name for r in self.routes]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"route names must be unique; repeated: {repeated}")
-        for route in self.routes:
+            second = [i for i, n in enumerate(names) if n == repeated[0]][1]
+            raise Located(
+                ("route", second, "name"), f"route names must be unique; repeated: {repeated}"
+            )
+        for index, route in enumerate(self.routes):
             if route.to.target != "source" and route.to.target not in self.targets:
                 known = ", ".join(["source", *self.targets]) or "source"
-                raise ValueError(
+                raise Located(
+                    ("route", index, "to", "target"),
                     f"route {route.name!r} writes to target {route.to.target!r}, which no "
-                    f"[targets.{route.to.target}] table defines (known: {known})"
+                    f"[targets.{route.to.target}] table defines (known: {known})",
                 )
-        if "source" in self.targets:
-            raise ValueError('[targets.source] is reserved: "source" means the source itself')
         for index, route in enumerate(self.routes):
             self._loop_check(index, route)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
-                raise ValueError(
+                raise Located(
+                    ("coordination", "session_timeout"),
                     f"[coordination] session_timeout = {self.coordination.session_timeout:g} "
                     f"is less than twice the slowest route heartbeat ({slowest:g} s): a task "
                     "could not notice a dead source within a session; raise it or lower the "
-                    "heartbeat"
+                    "heartbeat",
                 )
         return self
 

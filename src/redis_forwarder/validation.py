@@ -33,6 +33,9 @@ def key_path(loc: tuple[int | str, ...]) -> str:
 def describe(error: Any, reference: str, text: str | None = None) -> str:
     # Model validators report at the model's own path and name the key in the message.
     message = str(error["msg"]).removeprefix("Value error, ")
+    if error.get("type") in _TYPES:  # strict types: say what was written instead
+        given = error.get("input")
+        message = f"{message}, not {_kind_of(given)} {given!r}"
     if error.get("type") == "extra_forbidden":
         message = f"unknown key; check its spelling against {reference}"
     elif error.get("type") == "missing":
@@ -46,6 +49,26 @@ def describe(error: Any, reference: str, text: str | None = None) -> str:
     return f"{key_path(loc)}{where}: {message}"
 
 
+_TYPES = frozenset({"int_type", "float_type", "bool_type", "string_type"})
+
+
+def _kind_of(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
 def problems(exc: ValidationError, reference: str, text: str | None = None) -> list[str]:
-    """One line per problem; ``text``: the file's TOML, to name each problem's line."""
-    return [describe(error, reference, text) for error in exc.errors()]
+    """One line per problem; ``text``: the file's TOML, to name each problem's line. A
+    list that is too short only because its items failed is not a problem of its own
+    (issue 14: "Tuple should have at least 1 item" after the one shard's real error)."""
+    errors = exc.errors()
+    failed_below = [tuple(e["loc"]) for e in errors]
+    return [
+        describe(error, reference, text)
+        for error in errors
+        if not (error.get("type") == "too_short" and _has_below(tuple(error["loc"]), failed_below))
+    ]
+
+
+def _has_below(loc: tuple[int | str, ...], locs: list[tuple[int | str, ...]]) -> bool:
+    return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)

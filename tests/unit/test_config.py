@@ -209,3 +209,60 @@ def test_stream_names_expand_like_channels(tmp_path: Path) -> None:
     assert "'src:{1..0}': range {1..0} runs backwards" in problems(tmp_path, backwards)
     huge = STANDALONE + route.replace("{0..1}", "{0..999999}") + 'to = { stream = "c" }\n'
     assert "expands to more than 100000 names" in problems(tmp_path, huge)
+
+
+ORDERS_SINK = 'to = { target = "archive", stream = "mirror:{channel}", maxlen = 1000000 }'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("maxlen = 1000000", 'maxlen = "10"',
+         "route[0].to.maxlen (line 14): Input should be a valid integer, not a string '10'"),
+        (ORDERS_SINK, ORDERS_SINK + "\nheartbeat = true",
+         "route[0].heartbeat (line 15): Input should be a valid number, not a boolean True"),
+        (ORDERS_SINK, ORDERS_SINK + "\nmax_in_flight = 2.0",
+         "route[0].max_in_flight (line 15): Input should be a valid integer, not a float 2.0"),
+        ("127.0.0.1:9464", "9464\"\ntopology_interval = \"1",
+         "node.topology_interval (line 23): Input should be a valid number, not a string"),
+    ],
+)  # fmt: skip
+def test_wrong_types_are_refused_not_coerced(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    # Issue 14: maxlen = "10", heartbeat = true, max_in_flight = 2.0 were accepted.
+    assert old in EXAMPLE
+    assert expected in problems(tmp_path, EXAMPLE.replace(old, new, 1))
+
+
+def test_an_integer_where_a_float_is_meant_is_fine(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("maxlen = 1000000 }", "maxlen = 1000000 }\nheartbeat = 2")
+    assert load(tmp_path, text).routes[0].heartbeat == 2.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('target = "archive"', 'target = "nowhere"'), "route[0].to.target (line 14): "),
+        (('name = "copies"', 'name = "orders"'), "route[1].name (line 17): route names must"),
+        (("[targets.archive]", "[targets.source]"), "targets.source (line 7): [targets.source]"),
+        (
+            ("[node]", '[coordination]\nzookeeper = "127.0.0.1:2181"\nsession_timeout = 2\n'
+             "[[route]]\nname = \"slow\"\nfrom = { channels = [\"s\"] }\n"
+             "to = { list = \"l\" }\nheartbeat = 5\n[node]"),
+            "coordination.session_timeout (line 23): [coordination] session_timeout = 2 is",
+        ),
+    ],
+)  # fmt: skip
+def test_errors_about_the_whole_file_name_their_key_and_line(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    old, new = change
+    message = problems(tmp_path, EXAMPLE.replace(old, new, 1))
+    assert expected in message and "(top level)" not in message, message
+
+
+def test_a_bad_route_name_says_what_is_allowed(tmp_path: Path) -> None:
+    message = problems(tmp_path, EXAMPLE.replace('name = "orders"', 'name = "my orders!"'))
+    assert "route[0].name (line 12): 'my orders!': a route name is 1 to 64 letters" in message
+    assert "A-Za-z" not in message and "pattern" not in message
