@@ -75,13 +75,13 @@ class LoopGuard:
         first, last = batch[0], batch[-1]
         for channel in (first[0], last[0]):
             if channel in self.written:
-                self._trip(channel, where)
+                raise self._trip(channel, where)
         if len(self.written) >= GUARD_MEMORY:
             self.written.clear()
         self.written.add(self.render(first[0], first[2]))
         self.written.add(self.render(last[0], last[2]))
 
-    def _trip(self, channel: bytes, where: str) -> None:
+    def _trip(self, channel: bytes, where: str) -> RouteLoop:
         self.trips += 1
         self.tripped = (
             f"route {self.route!r} read channel {channel!r} that it wrote itself "
@@ -89,7 +89,7 @@ class LoopGuard:
             "change the route's template to a name it does not read, then reload"
         )
         log.error("%s: %s", where, self.tripped)
-        raise RouteLoop(where, self.tripped)
+        return RouteLoop(where, self.tripped)
 
 
 class PubSubLoop:
@@ -163,7 +163,11 @@ class PubSubLoop:
         sink, received = self.sink, len(batch)
         started = time.monotonic()
         if self.guard is not None:  # before writing: a looping batch is not written
-            self.guard.check(batch, self.metrics.name)
+            try:
+                self.guard.check(batch, self.metrics.name)
+            except RouteLoop:
+                self.metrics.batch(received, 0)  # read and not written: the gap says why
+                raise
         if self.oversize is not None:
             batch = await self.oversize.set_aside(batch)
         self.metrics.batch(received, len(batch))

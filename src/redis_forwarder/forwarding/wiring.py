@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.route_loops import loop_check
 from redis_forwarder.settings import Credentials
 from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.sink.overflow import DropOldestBuffer
@@ -29,8 +31,10 @@ from redis_forwarder.sink.streams import ClusterStreamSink, NodeStreamSink, Stre
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
+from redis_forwarder.validation import Located
 from redis_forwarder.work import slot_groups
 
+log = logging.getLogger(__name__)
 STREAM_BATCH = 500
 CLUSTER_SINK = "the target cluster's masters"
 
@@ -66,10 +70,13 @@ class Wiring:
         self.metrics = metrics
         self.graceful = graceful
         self.guard = _loop_guard(spec)
+        self.loops = _loop_at_start(spec)  # why the task would feed itself, or ""
 
     async def attempt(self, number: int, stack: contextlib.AsyncExitStack) -> Attempt:
         """Connect (``number``: consecutive failed attempts, for the locators) and build
         the loops; everything opened is closed by ``stack``."""
+        if self.loops:
+            raise ConnectionLost(self.spec.name, self.loops)
         if self.guard is not None and self.guard.tripped:
             raise ConnectionLost(self.spec.name, self.guard.tripped)  # it would loop again
         source = self.placement.locate_source(number)
@@ -236,3 +243,17 @@ def _loop_guard(spec: TaskSpec) -> LoopGuard | None:
     if route.to.sharded != bool(route.from_.sharded):
         return None  # PUBLISH never reaches SSUBSCRIBE, nor SPUBLISH SUBSCRIBE
     return LoopGuard(route.name, route.to.name_template, spec.commands.target)
+
+
+def _loop_at_start(spec: TaskSpec) -> str:
+    """The config's loop check again, now that the task's shard is known (a {shard}
+    could not be decided at load on a cluster or standalone source): a task proven to
+    feed itself never connects. Logged once, here; each refused attempt is its gap."""
+    if not spec.route.writes_to_source:
+        return ""
+    try:
+        loop_check(spec.route, shards=[spec.shard])
+    except Located as exc:
+        log.error("%s: %s; not started", spec.name, exc)
+        return f"not started: {exc}"
+    return ""
