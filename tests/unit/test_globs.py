@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redis_forwarder.globs import (
     MAX_TEMPLATE_CHOICES,
@@ -104,3 +107,30 @@ def test_fixed_fields_and_patterns_as_values() -> None:
     fields = {"route": [literal(b"r")], "pattern": [literal(b"o*")]}
     assert written_into(read(b"r.o?"), template, fields)[0] is Overlap.YES  # "r.o*"
     assert written_into(read(b"r.x"), template, fields)[0] is Overlap.NO
+
+
+_PIECES = st.sampled_from(["a", "b", "*", "?", "[ab]", "[^a]", "[b-c]"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=6), st.text(alphabet="abc", max_size=6))
+def test_matching_a_name_agrees_with_fnmatch(pieces: list[str], name: str) -> None:
+    glob = "".join(pieces)
+    expected = fnmatch.fnmatchcase(name, glob.replace("[^", "[!"))
+    assert overlaps(parse_glob(glob.encode()), literal(name.encode())) is expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PIECES, max_size=3), st.lists(_PIECES, max_size=3))
+def test_overlap_agrees_with_a_search_of_short_names(a: list[str], b: list[str]) -> None:
+    # A shortest common name needs no byte that both sides' stars take: at most one
+    # byte per non-star piece, 6 here; a, b and c stand for every byte the pieces tell
+    # apart.
+    first, second = "".join(a), "".join(b)
+    names = ("".join(p) for n in range(7) for p in itertools.product("abc", repeat=n))
+    found = any(
+        fnmatch.fnmatchcase(name, first.replace("[^", "[!"))
+        and fnmatch.fnmatchcase(name, second.replace("[^", "[!"))
+        for name in names
+    )
+    assert overlaps(parse_glob(first.encode()), parse_glob(second.encode())) is found

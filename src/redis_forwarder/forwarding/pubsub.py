@@ -62,7 +62,7 @@ class LoopGuard:
     the task's next attempts are refused (``wiring``), so the task waits, backing off,
     with the reason as its gap, until the route is changed and reloaded."""
 
-    def __init__(self, route: str, template: str, render: Callable[[bytes, bytes], bytes]):
+    def __init__(self, route: str, template: str, render: Callable[[bytes, bytes], bytes]) -> None:
         self.route = route
         self.template = template
         self.render = render
