@@ -412,6 +412,8 @@ class ForwarderConfig(BaseModel):
         route._writes_to_source = True  # a private attribute: frozen fields stay frozen
         # A Sentinel source's shards are its master names, known now.
         shards = self.source.masters if self.source.kind is DeploymentKind.SENTINEL else None
+        if shards is None and target is None:
+            return  # RouteConfig checked it just so
         try:
             loop_check(route, shards)
         except Located as exc:

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis_forwarder.globs import Fields, Glob, Overlap, literal, parse_glob, written_into
+from redis_forwarder.globs import (
+    MAX_TEMPLATE_CHOICES,
+    Fields,
+    Glob,
+    Overlap,
+    literal,
+    parse_glob,
+    written_into,
+)
 from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.templates import compile_template
 from redis_forwarder.validation import Located
@@ -38,8 +46,11 @@ def template_fields(route: RouteConfig, shards: list[str] | None) -> Fields:
     """What each template field may hold for ``route``; ``shards``: the source's shard
     names, None when they are not known before the run (cluster, standalone)."""
     read = route.from_
-    channels = [literal(c.encode()) for c in (*read.channels, *read.sharded, *read.streams)]
-    channels += [parse_glob(p.encode()) for p in read.patterns]
+    names = (*read.channels, *read.sharded, *read.streams)
+    channels: list[Glob] | None = None  # more than the matcher enumerates: "anything"
+    if len(names) + len(read.patterns) <= MAX_TEMPLATE_CHOICES:
+        channels = [literal(c.encode()) for c in names]
+        channels += [parse_glob(p.encode()) for p in read.patterns]
     # A message from a channel subscription (or a stream entry) renders {pattern} empty.
     patterns = [literal(p.encode()) for p in read.patterns]
     if read.channels or not read.patterns:

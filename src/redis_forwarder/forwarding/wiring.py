@@ -249,10 +249,11 @@ def _loop_at_start(spec: TaskSpec) -> str:
     """The config's loop check again, now that the task's shard is known (a {shard}
     could not be decided at load on a cluster or standalone source): a task proven to
     feed itself never connects. Logged once, here; each refused attempt is its gap."""
-    if not spec.route.writes_to_source:
-        return ""
+    route = spec.route
+    if not route.writes_to_source or "{shard}" not in route.to.name_template:
+        return ""  # nothing the load check did not know
     try:
-        loop_check(spec.route, shards=[spec.shard])
+        loop_check(route, shards=[spec.shard])
     except Located as exc:
         log.error("%s: %s; not started", spec.name, exc)
         return f"not started: {exc}"
