@@ -409,7 +409,8 @@ class ForwarderConfig(BaseModel):
         target = self.targets.get(route.to.target)
         if target is not None and not seeds & {Address.parse(a) for a in target.addresses}:
             return  # another deployment: its names are not the ones read here
-        route._writes_to_source = True  # a private attribute: frozen fields stay frozen
+        if target is not None:  # (a route to "source" says so itself: equal either way)
+            route._writes_to_source = True  # a private attribute: frozen fields stay frozen
         # A Sentinel source's shards are its master names, known now.
         shards = self.source.masters if self.source.kind is DeploymentKind.SENTINEL else None
         if shards is None and target is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_forwarder.config import ForwarderConfig, expand_channels, load_config
+from redis_forwarder.config import ForwarderConfig, RouteConfig, expand_channels, load_config
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import DeploymentKind
 from redis_forwarder.sink.commands import SinkKind
@@ -186,7 +186,10 @@ def test_a_target_sharing_an_address_with_the_source_is_the_source(tmp_path: Pat
     text = text.replace("maxlen = 1000000", "sharded = false")
     message = problems(tmp_path, text)  # {shard} is a master name: orders.alpha is read
     assert "route[0].to.channel (line 14): route 'orders' reads pattern 'orders.*'" in message
-    assert load(tmp_path, EXAMPLE).routes[0].writes_to_source is False
+    orders, copies = load(tmp_path, EXAMPLE).routes
+    assert orders.writes_to_source is False and copies.writes_to_source is True
+    # A reload compares routes: one loaded in a file equals the same route alone.
+    assert copies == RouteConfig.model_validate(copies.model_dump(by_alias=True))
 
 
 def test_the_cli_refuses_a_looping_route_with_exit_2(tmp_path: Path) -> None:
