@@ -87,6 +87,9 @@ def _bracket(pattern: bytes, position: int) -> tuple[frozenset[int], int]:
     return chosen, min(position, len(pattern) - 1)
 
 
+_END: frozenset[int] = frozenset({-1})  # past the last token (never intersects a byte)
+
+
 def overlaps(a: Glob, b: Glob) -> bool:
     """Whether some byte string matches both ``a`` and ``b``."""
     seen: set[tuple[int, int]] = set()
@@ -112,9 +115,6 @@ def overlaps(a: Glob, b: Glob) -> bool:
         if x is not STAR and y is not STAR and x is not _END and y is not _END and x & y:
             pending.append((i + 1, j + 1))
     return False
-
-
-_END: frozenset[int] = frozenset({-1})  # past the last token (never intersects a byte)
 
 
 Fields = Mapping[str, Sequence[Glob] | None]  # a field's possible values; None: unknown
