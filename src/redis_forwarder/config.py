@@ -2,7 +2,10 @@
 ``[node]`` (docs/configuration.md). ``[coordination]`` is accepted as it is until high
 availability lands.
 
-Errors name the key and say how to fix it (exit code 2). Passwords are never written in
+Errors name the key and say how to fix it (exit code 2). Types are strict (issue 14:
+``maxlen = "10"``, ``heartbeat = true``, ``max_in_flight = 2.0`` were coerced): a
+string, a boolean or a float where a number or an integer is meant is an error; an
+integer where a float is meant is fine. Passwords are never written in
 the file: ``password_env`` names an environment variable, ``password_file`` a file.
 """
 
@@ -15,10 +18,19 @@ import tomllib
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.route_loops import loop_check
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
@@ -29,13 +41,13 @@ from redis_forwarder.settings import (
 )
 from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.templates import TemplateError, compile_template
-from redis_forwarder.validation import problems
+from redis_forwarder.validation import Located, problems
 
 
 class TlsConfig(BaseModel):
     """TLS to a deployment's Redis nodes and sentinels (docs/security.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     ca_file: str = Field(min_length=1)  # the CA that signs the servers' certificates
     cert_file: str | None = None  # the client's certificate, when servers ask for one
@@ -53,9 +65,9 @@ class TlsConfig(BaseModel):
 
 
 class SourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    kind: DeploymentKind
+    kind: DeploymentKind = Field(strict=False)  # strict would want the enum itself
     addresses: list[str] = Field(min_length=1)
     masters: list[str] = Field(default_factory=list)
     username: str | None = None
@@ -110,7 +122,8 @@ MAX_EXPANDED_CHANNELS = 100_000
 
 def expand_channels(names: list[str]) -> list[str]:
     """``orders:{0..3}`` -> orders:0 .. orders:3 (any number of ranges, nested as a
-    product). Braces that are not ``{N..M}`` (hash tags such as ``{user}``) stay."""
+    product), for channel, sharded channel and stream names. Braces that are not
+    ``{N..M}`` (hash tags such as ``{user}``) stay."""
     result: list[str] = []
     for name in names:
         pending = [name]
@@ -134,7 +147,7 @@ class FromConfig(BaseModel):
     """What a route reads: classic channels and/or patterns, sharded channels, or streams
     through a consumer group."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     channels: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
@@ -157,15 +170,16 @@ class FromConfig(BaseModel):
             raise ValueError('streams need group = "...": the consumer group to read with')
         if self.group and not self.streams:
             raise ValueError("group is for streams")
-        object.__setattr__(self, "channels", expand_channels(self.channels))
-        object.__setattr__(self, "sharded", expand_channels(self.sharded))
+        # Streams too: "src:{0..1}" once made a literal key and a group on every master.
+        for kind in ("channels", "sharded", "streams"):
+            object.__setattr__(self, kind, expand_channels(getattr(self, kind)))
         return self
 
 
 class ToConfig(BaseModel):
     """Where a route writes: one of stream, channel or list (a name template)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     target: str = "source"
     stream: str | None = None
@@ -224,10 +238,13 @@ class ToConfig(BaseModel):
         return self.stream or self.channel or self.list_ or ""
 
 
-class RouteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+class RouteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    name: str
     from_: FromConfig = Field(alias="from")
     to: ToConfig
     max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
@@ -245,6 +262,17 @@ class RouteConfig(BaseModel):
     oversize: Literal["drop", "dead-letter"] = "drop"
     dead_letter: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        # Said in words: the raw regex was what a user saw (issue 14).
+        if not _ROUTE_NAME.match(name):
+            raise ValueError(
+                f"{name!r}: a route name is 1 to 64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it names metrics, znodes and logs)"
+            )
+        return name
+
     @model_validator(mode="after")
     def _oversize(self) -> Self:
         if self.oversize == "dead-letter" and not self.dead_letter:
@@ -260,6 +288,15 @@ class RouteConfig(BaseModel):
                 raise ValueError(f"dead_letter: {exc}") from None
         return self
 
+    # Set by ForwarderConfig: whether the route writes into the deployment it reads
+    # (target "source", or a target that shares an address with the source); the
+    # pub/sub loop then watches for its own output (forwarding/pubsub.py).
+    _writes_to_source: bool = PrivateAttr(default=False)
+
+    @property
+    def writes_to_source(self) -> bool:
+        return self.to.target == "source" or self._writes_to_source
+
     @model_validator(mode="after")
     def _entry(self) -> Self:
         chosen = {"entry", "field"} & self.to.model_fields_set
@@ -273,24 +310,13 @@ class RouteConfig(BaseModel):
     @model_validator(mode="after")
     def _no_loop(self) -> Self:
         """A route that writes back into what it reads would forward forever."""
-        if self.to.target != "source":
-            return self
-        same_kind = (self.to.kind is SinkKind.STREAM and self.from_.streams) or (
-            self.to.kind is SinkKind.CHANNEL and (self.from_.channels or self.from_.patterns)
-        )
-        template = self.to.name_template
-        if same_kind and (
-            template == "{channel}" or template in (*self.from_.channels, *self.from_.streams)
-        ):
-            raise ValueError(
-                f"to.{self.to.kind} = {template!r} on the source writes into what the route "
-                "reads: it would forward its own output forever; give it another name"
-            )
+        if self.to.target == "source":
+            loop_check(self, shards=None)
         return self
 
 
 class NodeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str | None = None
     # /metrics, /healthz, /readyz: "host:port", or a port alone for loopback only (the
@@ -310,7 +336,7 @@ class NodeConfig(BaseModel):
 class CoordinationConfig(BaseModel):
     """ZooKeeper high availability: several nodes share the tasks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     zookeeper: str = Field(min_length=1)  # "host:port,host:port[/chroot]"
     root: str = Field(default="/redis-forwarder", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
@@ -356,7 +382,7 @@ class CoordinationConfig(BaseModel):
 
 
 class ForwarderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     source: SourceConfig
     targets: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -366,29 +392,55 @@ class ForwarderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        # Located: each error at its key and line (issue 14: these had neither).
+        if "source" in self.targets:
+            raise Located(
+                ("targets", "source"), '[targets.source] is reserved: "source" means the source'
+            )
         names = [r.name for r in self.routes]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"route names must be unique; repeated: {repeated}")
-        for route in self.routes:
+            second = [i for i, n in enumerate(names) if n == repeated[0]][1]
+            raise Located(
+                ("route", second, "name"), f"route names must be unique; repeated: {repeated}"
+            )
+        for index, route in enumerate(self.routes):
             if route.to.target != "source" and route.to.target not in self.targets:
                 known = ", ".join(["source", *self.targets]) or "source"
-                raise ValueError(
+                raise Located(
+                    ("route", index, "to", "target"),
                     f"route {route.name!r} writes to target {route.to.target!r}, which no "
-                    f"[targets.{route.to.target}] table defines (known: {known})"
+                    f"[targets.{route.to.target}] table defines (known: {known})",
                 )
-        if "source" in self.targets:
-            raise ValueError('[targets.source] is reserved: "source" means the source itself')
+        for index, route in enumerate(self.routes):
+            self._loop_check(index, route)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
-                raise ValueError(
+                raise Located(
+                    ("coordination", "session_timeout"),
                     f"[coordination] session_timeout = {self.coordination.session_timeout:g} "
                     f"is less than twice the slowest route heartbeat ({slowest:g} s): a task "
                     "could not notice a dead source within a session; raise it or lower the "
-                    "heartbeat"
+                    "heartbeat",
                 )
         return self
+
+    def _loop_check(self, index: int, route: RouteConfig) -> None:
+        seeds = {Address.parse(a) for a in self.source.addresses}
+        target = self.targets.get(route.to.target)
+        if target is not None and not seeds & {Address.parse(a) for a in target.addresses}:
+            return  # another deployment: its names are not the ones read here
+        if target is not None:  # (a route to "source" says so itself: equal either way)
+            route._writes_to_source = True  # a private attribute: frozen fields stay frozen
+        # A Sentinel source's shards are its master names, known now.
+        shards = self.source.masters if self.source.kind is DeploymentKind.SENTINEL else None
+        if shards is None and target is None:
+            return  # RouteConfig checked it just so
+        try:
+            loop_check(route, shards)
+        except Located as exc:
+            raise Located(("route", index, *exc.loc), str(exc)) from None
 
     @property
     def cut_off_after(self) -> float:

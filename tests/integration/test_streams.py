@@ -130,3 +130,35 @@ def test_an_entry_claimed_after_newer_ones_were_copied_is_late_not_lost(
     assert sorted(copied) == [b"newer", b"older"]  # the newer once, the older not lost
     assert older not in [entry_id for entry_id, _ in xrange(client, copy)]  # a new id
     client.delete(source, copy)
+
+
+def test_a_range_in_stream_names_reads_each_stream(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """``src:{0..1}`` is two streams, as for channels: it once made a literal key."""
+    import uuid
+
+    from tests.support.node_runner import NodeRunner
+
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = uuid.uuid4().hex[:8]
+    config = {
+        "source": {"kind": "standalone", "addresses": [str(server)]},
+        "route": [
+            {"name": "ranged", "from": {"streams": [f"rng-{tag}:{{0..1}}"], "group": "g"},
+             "to": {"stream": "copy:{channel}"}}
+        ],
+    }  # fmt: skip
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "the task reads", timeout=20)
+        for n in (0, 1):
+            xadd(client, f"rng-{tag}:{n}", {"payload": f"to {n}"})
+        wait_until(
+            lambda: all(client.xlen(f"copy:rng-{tag}:{n}") == 1 for n in (0, 1)),
+            "an entry copied from each stream",
+        )
+    for n in (0, 1):
+        assert xrange(client, f"copy:rng-{tag}:{n}")[0][1][b"payload"] == f"to {n}".encode()
+    assert not client.exists(f"rng-{tag}:{{0..1}}")  # no literal key, no group on it
+    client.delete(*(f"{name}rng-{tag}:{n}" for name in ("", "copy:") for n in (0, 1)))

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from redis_forwarder.config import ForwarderConfig, expand_channels, load_config
+from redis_forwarder.config import ForwarderConfig, RouteConfig, expand_channels, load_config
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import DeploymentKind
 from redis_forwarder.sink.commands import SinkKind
+from tests.support.cli import run_cli
 
 EXAMPLE = """
 [source]
@@ -156,3 +157,138 @@ def test_zookeeper_identity_needs_user_and_password_source(tmp_path: Path) -> No
     assert config.coordination is not None
     with pytest.raises(Exception, match="RF_TEST_ZK_PW, which is not set"):
         config.coordination.credentials()
+
+
+STANDALONE = '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:7000"]\n'
+
+
+@pytest.mark.parametrize(
+    ("route", "read"),
+    [
+        # Issue 14: one PUBLISH became 1,390 messages in 1.5 s.
+        ('from = { patterns = ["orders.*"] }\nto = { channel = "orders.mirror.{channel}" }',
+         "pattern 'orders.*'"),
+        ('from = { channels = ["a", "b"] }\nto = { channel = "b" }', "channel 'b'"),
+        ('from = { channels = ["x.{0..2}", "x.x.1"] }\nto = { channel = "x.{channel}" }',
+         "channel 'x.x.1'"),
+        ('from = { patterns = ["l*"] }\nto = { channel = "{route}.{pattern}" }',
+         "pattern 'l*'"),
+        ('from = { sharded = ["s:{0..1}"] }\nto = { channel = "s:1", sharded = true }',
+         "sharded channel 's:1'"),
+        ('from = { streams = ["in:0", "in:1"], group = "g" }\nto = { stream = "in:1" }',
+         "stream 'in:1'"),
+    ],
+)  # fmt: skip
+def test_a_route_that_can_write_what_it_reads_is_refused(
+    tmp_path: Path, route: str, read: str
+) -> None:
+    text = STANDALONE + f'[[route]]\nname = "loop"\n{route}\n'
+    message = problems(tmp_path, text)
+    assert "route[0].to." in message and "(line 7)" in message, message
+    assert f"route 'loop' reads {read}" in message and "forward its own output forever" in message
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        'from = { patterns = ["orders.*"] }\nto = { channel = "mirror.{channel}" }',
+        'from = { channels = ["a", "x.b"] }\nto = { channel = "x.{channel}" }',  # x.a, x.x.b
+        'from = { channels = ["a"] }\nto = { list = "a" }',  # nothing reads a list
+        'from = { channels = ["a"] }\nto = { channel = "a", sharded = true }',  # SPUBLISH
+        'from = { sharded = ["a"] }\nto = { channel = "a" }',  # PUBLISH
+        'from = { patterns = ["l*"] }\nto = { channel = "l:{shard}:{channel}" }',  # run time
+    ],
+)
+def test_a_route_that_cannot_be_shown_to_feed_itself_loads(tmp_path: Path, route: str) -> None:
+    load(tmp_path, STANDALONE + f'[[route]]\nname = "r"\n{route}\n')
+
+
+def test_a_target_sharing_an_address_with_the_source_is_the_source(tmp_path: Path) -> None:
+    text = EXAMPLE.replace('addresses = ["127.0.0.1:7000"]', 'addresses = ["127.0.0.1:26401"]')
+    text = text.replace('stream = "mirror:{channel}"', 'channel = "orders.{shard}"')
+    text = text.replace("maxlen = 1000000", "sharded = false")
+    message = problems(tmp_path, text)  # {shard} is a master name: orders.alpha is read
+    assert "route[0].to.channel (line 14): route 'orders' reads pattern 'orders.*'" in message
+    orders, copies = load(tmp_path, EXAMPLE).routes
+    assert orders.writes_to_source is False and copies.writes_to_source is True
+    # A reload compares routes: one loaded in a file equals the same route alone.
+    assert copies == RouteConfig.model_validate(copies.model_dump(by_alias=True))
+
+
+def test_the_cli_refuses_a_looping_route_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        STANDALONE + '[[route]]\nname = "orders"\nfrom = { patterns = ["orders.*"] }\n'
+        'to = { channel = "orders.mirror.{channel}" }\n'
+    )
+    result = run_cli("run", "--config", str(config))
+    assert result.code == 2, result.stderr
+    assert "route[0].to.channel (line 7): route 'orders' reads pattern 'orders.*'" in result.stderr
+    assert "'orders.mirror.{channel}'" in result.stderr
+
+
+def test_stream_names_expand_like_channels(tmp_path: Path) -> None:
+    route = '[[route]]\nname = "s"\nfrom = { streams = ["src:{0..1}", "{t}:x"], group = "g" }\n'
+    config = load(tmp_path, STANDALONE + route + 'to = { stream = "copy:{channel}" }\n')
+    assert config.routes[0].from_.streams == ["src:0", "src:1", "{t}:x"]  # a hash tag stays
+    backwards = STANDALONE + route.replace("{0..1}", "{1..0}") + 'to = { stream = "c" }\n'
+    assert "'src:{1..0}': range {1..0} runs backwards" in problems(tmp_path, backwards)
+    huge = STANDALONE + route.replace("{0..1}", "{0..999999}") + 'to = { stream = "c" }\n'
+    assert "expands to more than 100000 names" in problems(tmp_path, huge)
+
+
+ORDERS_SINK = 'to = { target = "archive", stream = "mirror:{channel}", maxlen = 1000000 }'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("maxlen = 1000000", 'maxlen = "10"',
+         "route[0].to.maxlen (line 14): Input should be a valid integer, not a string '10'"),
+        (ORDERS_SINK, ORDERS_SINK + "\nheartbeat = true",
+         "route[0].heartbeat (line 15): Input should be a valid number, not a boolean True"),
+        (ORDERS_SINK, ORDERS_SINK + "\nmax_in_flight = 2.0",
+         "route[0].max_in_flight (line 15): Input should be a valid integer, not a float 2.0"),
+        ("127.0.0.1:9464", "9464\"\ntopology_interval = \"1",
+         "node.topology_interval (line 23): Input should be a valid number, not a string"),
+    ],
+)  # fmt: skip
+def test_wrong_types_are_refused_not_coerced(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    # Issue 14: maxlen = "10", heartbeat = true, max_in_flight = 2.0 were accepted.
+    assert old in EXAMPLE
+    assert expected in problems(tmp_path, EXAMPLE.replace(old, new, 1))
+
+
+def test_an_integer_where_a_float_is_meant_is_fine(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("maxlen = 1000000 }", "maxlen = 1000000 }\nheartbeat = 2")
+    assert load(tmp_path, text).routes[0].heartbeat == 2.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('target = "archive"', 'target = "nowhere"'), "route[0].to.target (line 14): "),
+        (('name = "copies"', 'name = "orders"'), "route[1].name (line 17): route names must"),
+        (("[targets.archive]", "[targets.source]"), "targets.source (line 7): [targets.source]"),
+        (
+            ("[node]", '[coordination]\nzookeeper = "127.0.0.1:2181"\nsession_timeout = 2\n'
+             "[[route]]\nname = \"slow\"\nfrom = { channels = [\"s\"] }\n"
+             "to = { list = \"l\" }\nheartbeat = 5\n[node]"),
+            "coordination.session_timeout (line 23): [coordination] session_timeout = 2 is",
+        ),
+    ],
+)  # fmt: skip
+def test_errors_about_the_whole_file_name_their_key_and_line(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    old, new = change
+    message = problems(tmp_path, EXAMPLE.replace(old, new, 1))
+    assert expected in message and "(top level)" not in message, message
+
+
+def test_a_bad_route_name_says_what_is_allowed(tmp_path: Path) -> None:
+    message = problems(tmp_path, EXAMPLE.replace('name = "orders"', 'name = "my orders!"'))
+    assert "route[0].name (line 12): 'my orders!': a route name is 1 to 64 letters" in message
+    assert "A-Za-z" not in message and "pattern" not in message

@@ -263,3 +263,16 @@ to = { target = "out", list = "l" }
     assert parse_spec(base + sink).sinks[0].name == "out"
     assert "used twice" in problems(base + sink.replace("7001", "7000"))
     assert "unique" in problems(base + sink + sink.replace("7001", "7002"))
+
+
+def test_a_failed_shard_is_not_also_reported_as_no_shard_at_all() -> None:
+    # Issue 14: the one shard's real error was followed by "Tuple should have at least
+    # 1 item", as if no [[shard]] had been written.
+    text = 'name = "x"\nkind = "standalone"\n[[shard]]\nname = "a b"\nmaster = "127.0.0.1:7000"\n'
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text)
+    message = str(caught.value)
+    assert "shard[0] (line 3): name 'a b' must be 1-64 letters" in message
+    assert "at least 1 item" not in message
+    with pytest.raises(SpecError, match="shard \\(line 3\\): Tuple should have at least 1"):
+        parse_spec('name = "x"\nkind = "standalone"\nshard = []\n')  # truly none: said

@@ -8,12 +8,19 @@ so.
 Heartbeat: when nothing arrives for ``heartbeat`` seconds the loop sends PING on the
 subscription; if the next ``heartbeat`` seconds bring neither a message nor the PONG,
 the connection is declared lost (a half-open TCP connection must not hang a task).
+
+Loop guard: a route that writes channels on the deployment it reads, where the config
+check could not prove it safe or looping (an unknown {shard}, too many names), watches
+for its own output: a message read on a channel it wrote means it feeds itself, so it
+stops before writing that batch (issue 14: one PUBLISH became 1,390 messages in 1.5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 
 from redis_forwarder.forwarding.aside import Oversize
 from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -23,6 +30,7 @@ from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.pubsub import PubSubSink
 from redis_forwarder.source.pubsub import PubSubReader
 
+log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT = 1.0
 # A write that waits this long for the sink means the loop fell behind the source, and
 # Redis started to buffer for this subscriber.
@@ -51,6 +59,54 @@ LARGE_HINT = (
 LARGE_REPLY = 1 << 20  # bytes of an unfinished message that make the limit the likely cause
 
 
+# The guard remembers this many names it saw written; then it starts over (a loop keeps
+# writing, so it is seen again).
+GUARD_MEMORY = 4096
+
+
+class RouteLoop(ConnectionLost):
+    """The task read its own output: it stopped forwarding rather than amplify."""
+
+
+class LoopGuard:
+    """Per batch, not per message: the batch's first and last channels are looked up
+    among the names written for earlier batches' first and last messages, then those
+    two names are added. A loop feeds itself without end, so its messages soon sit at
+    a batch's edge (a single chain is caught at its second batch); a check of every
+    message would cost every message of every route. Once tripped it stays tripped:
+    the task's next attempts are refused (``wiring``), so the task waits, backing off,
+    with the reason as its gap, until the route is changed and reloaded."""
+
+    def __init__(self, route: str, template: str, render: Callable[[bytes, bytes], bytes]) -> None:
+        self.route = route
+        self.template = template
+        self.render = render
+        self.written: set[bytes] = set()
+        self.tripped = ""  # why the route was stopped; empty while it forwards
+        self.trips = 0
+
+    def check(self, batch: list[tuple[bytes, bytes, bytes]], where: str) -> None:
+        """Raise RouteLoop when ``batch`` holds a channel this task wrote."""
+        first, last = batch[0], batch[-1]
+        for channel in (first[0], last[0]):
+            if channel in self.written:
+                raise self._trip(channel, where)
+        if len(self.written) >= GUARD_MEMORY:
+            self.written.clear()
+        self.written.add(self.render(first[0], first[2]))
+        self.written.add(self.render(last[0], last[2]))
+
+    def _trip(self, channel: bytes, where: str) -> RouteLoop:
+        self.trips += 1
+        self.tripped = (
+            f"route {self.route!r} read channel {channel!r} that it wrote itself "
+            f"(template {self.template!r}): it feeds its own output, forwarding stopped; "
+            "change the route's template to a name it does not read, then reload"
+        )
+        log.error("%s: %s", where, self.tripped)
+        return RouteLoop(where, self.tripped)
+
+
 class PubSubLoop:
     """Forward one subscription into one sink until a connection fails, or until
     ``stop_reading`` (then it returns, having read nothing more)."""
@@ -62,12 +118,14 @@ class PubSubLoop:
         metrics: TaskMetrics,
         heartbeat: float = DEFAULT_HEARTBEAT,
         oversize: Oversize | None = None,
+        guard: LoopGuard | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
         self.metrics = metrics
         self.heartbeat = heartbeat
         self.oversize = oversize
+        self.guard = guard
         self.stopping = False
         self.heartbeats = 0  # PINGs sent on an idle subscription
         self.beat_at = time.monotonic()  # the loop's last turn: a wedged loop stops beating
@@ -119,6 +177,12 @@ class PubSubLoop:
     async def _forward(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
         sink, received = self.sink, len(batch)
         started = time.monotonic()
+        if self.guard is not None:  # before writing: a looping batch is not written
+            try:
+                self.guard.check(batch, self.metrics.name)
+            except RouteLoop:
+                self.metrics.batch(received, 0)  # read and not written: the gap says why
+                raise
         if self.oversize is not None:
             batch = await self.oversize.set_aside(batch)
         self.metrics.batch(received, len(batch))

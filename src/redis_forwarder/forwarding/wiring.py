@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,20 +17,24 @@ from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamO
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.placement import Endpoint, Placement
-from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.pubsub import LoopGuard, PubSubLoop
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.route_loops import loop_check
 from redis_forwarder.settings import Credentials
+from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.pubsub import ClusterPubSubSink, NodePubSubSink, PubSubSink
 from redis_forwarder.sink.streams import ClusterStreamSink, NodeStreamSink, StreamSink
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
+from redis_forwarder.validation import Located
 from redis_forwarder.work import slot_groups
 
+log = logging.getLogger(__name__)
 STREAM_BATCH = 500
 CLUSTER_SINK = "the target cluster's masters"
 
@@ -64,10 +69,16 @@ class Wiring:
         self.connections = connections
         self.metrics = metrics
         self.graceful = graceful
+        self.guard = _loop_guard(spec)
+        self.loops = _loop_at_start(spec)  # why the task would feed itself, or ""
 
     async def attempt(self, source: Endpoint, stack: contextlib.AsyncExitStack) -> Attempt:
         """Connect to ``source`` (and the sink the placement names) and build the loops;
         everything opened is closed by ``stack``."""
+        if self.loops:
+            raise ConnectionLost(self.spec.name, self.loops)
+        if self.guard is not None and self.guard.tripped:
+            raise ConnectionLost(self.spec.name, self.guard.tripped)  # it would loop again
         if self.spec.reads_streams:
             return await self._streams(source.address, source.credentials, stack)
         return await self._pubsub(source.address, source.credentials, stack)
@@ -105,7 +116,8 @@ class Wiring:
             [p.encode() for p in route.from_.patterns],
             [c.encode() for c in sharded],
         )
-        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, self._oversize(sink))
+        oversize = self._oversize(sink)
+        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, oversize, self.guard)
         return Attempt([loop], address, where, list(sharded))
 
     async def _pubsub_sink(self, stack: contextlib.AsyncExitStack) -> tuple[PubSubSink, str]:
@@ -219,3 +231,29 @@ class Wiring:
         if self.placement.keys_served is not None:
             return self.placement.keys_served()
         return list(self.route.from_.sharded or self.route.from_.streams)
+
+
+def _loop_guard(spec: TaskSpec) -> LoopGuard | None:
+    """A guard for a pub/sub route that publishes on the deployment it reads (the
+    config refused those it could prove loop; the rest are watched)."""
+    route = spec.route
+    if route.from_.streams or not route.writes_to_source or route.to.kind is not SinkKind.CHANNEL:
+        return None
+    if route.to.sharded != bool(route.from_.sharded):
+        return None  # PUBLISH never reaches SSUBSCRIBE, nor SPUBLISH SUBSCRIBE
+    return LoopGuard(route.name, route.to.name_template, spec.commands.target)
+
+
+def _loop_at_start(spec: TaskSpec) -> str:
+    """The config's loop check again, now that the task's shard is known (a {shard}
+    could not be decided at load on a cluster or standalone source): a task proven to
+    feed itself never connects. Logged once, here; each refused attempt is its gap."""
+    route = spec.route
+    if not route.writes_to_source or "{shard}" not in route.to.name_template:
+        return ""  # nothing the load check did not know
+    try:
+        loop_check(route, shards=[spec.shard])
+    except Located as exc:
+        log.error("%s: %s; not started", spec.name, exc)
+        return f"not started: {exc}"
+    return ""
