@@ -120,7 +120,7 @@ def test_port_in_use_names_the_address_and_starts_nothing(
     assert result.code == 3
     assert f"{host_port} (shard alpha replica 1) is already in use" in result.stderr
     assert str(spec) in result.stderr
-    assert not (lab_dir / "lab.json").exists()
+    assert not lab_dir.exists()  # not even its .lock: a refused up leaves no trace
     assert processes_mentioning(str(lab_dir)) == []
 
 

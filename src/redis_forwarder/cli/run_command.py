@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from redis_forwarder.config import load_config
+from redis_forwarder.config import ForwarderConfig, load_config
+from redis_forwarder.errors import UsageError
 from redis_forwarder.node import Node
 
 
@@ -36,8 +37,36 @@ def run(config_path: Path, node_id: str | None) -> None:
     SIGHUP re-reads the config's routes (docs/configuration.md, "Reloading").
     """
     config = load_config(config_path)
+    check_node_id(config, node_id)
     node = Node(config, node_id=node_id)
     asyncio.run(_serve(node, config_path))
+
+
+def _znode_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be one znode's name (ZooKeeper's path rules), or None."""
+    if name in ("", ".", ".."):
+        return "it is empty, '.' or '..'"
+    if "/" in name:
+        return "it holds '/'"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+        return "it holds a control character"
+    if any(0xD800 <= ord(c) <= 0xF8FF or ord(c) >= 0xFFF0 for c in name):
+        return "it holds a character ZooKeeper refuses in a path"
+    return None
+
+
+def check_node_id(config: ForwarderConfig, node_id: str | None) -> None:
+    """With ``[coordination]`` the node id names the node's znodes (members/ID, ...):
+    refuse one ZooKeeper cannot take before connecting, rather than fail inside kazoo."""
+    chosen, source = (node_id, "--node-id") if node_id else (config.node.id, "[node] id")
+    if config.coordination is None or chosen is None:
+        return  # alone, the id only names the stream consumer; the default is a host name
+    problem = _znode_name_problem(chosen)
+    if problem is not None:
+        raise UsageError(
+            f"{source} {chosen!r} cannot name a node in ZooKeeper: {problem}; "
+            "choose a name such as fwd-1 (letters, digits, '-', '_', '.')"
+        )
 
 
 # Tests only: with this set to 1, SIGUSR1 freezes the event loop for

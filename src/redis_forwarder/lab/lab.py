@@ -118,6 +118,7 @@ class Lab:
     # ---------------------------------------------------------------- reading
 
     def state(self) -> LabState:
+        self._refuse_a_file()
         state = read_state(self.directory)
         if state is None:
             raise LabNotFoundError(
@@ -156,7 +157,19 @@ class Lab:
     ) -> LabState:
         """Start the deployment and wait until it is ready; see the module's contract."""
         report = progress or (lambda _message: None)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._make_directory()
+        try:
+            return self._up_locked(spec, spec_path, timeout, report)
+        except LabBusyError:
+            raise  # the lock is the other command's
+        except BaseException:
+            if not state_path(self.directory).exists():  # refused or undone: no trace
+                self._remove_lock()
+            raise
+
+    def _up_locked(
+        self, spec: TopologySpec, spec_path: str, timeout: float, report: Progress
+    ) -> LabState:
         with self._locked():
             self._refuse_if_up()
             binaries = find_binaries(
@@ -243,6 +256,25 @@ class Lab:
             watchdog=watchdog,
             stage="forwarders: ",
         )
+
+    def _refuse_a_file(self) -> None:
+        """A lab directory that is a file (a mistyped --dir or $REDIS_FORWARDER_LAB_DIR)
+        holds no lab, and it is the user's file: name it and leave it alone."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise LabError(
+                f"the lab directory {self.directory} is a file, not a directory; "
+                f"pick another with --dir DIR (or ${LAB_DIR_ENV})"
+            )
+
+    def _make_directory(self) -> None:
+        self._refuse_a_file()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, /proc, no permission ...
+            raise LabError(
+                f"cannot make the lab directory {self.directory}: {exc.strerror}; "
+                f"pick another with --dir DIR (or ${LAB_DIR_ENV})"
+            ) from exc
 
     def _abort(self, state: LabState) -> None:
         """Undo a failed ``up``: stop everything, remove data; keep logs to read."""
@@ -342,6 +374,7 @@ class Lab:
 
     def down(self, *, keep_logs: bool = False) -> DownReport:
         """Stop every recorded process by pid (sentinels first), remove data and state."""
+        self._refuse_a_file()
         if not self.directory.exists():
             return DownReport([], [], [])
         with self._locked():
@@ -360,9 +393,7 @@ class Lab:
             if not keep_logs:
                 shutil.rmtree(self.directory / "logs", ignore_errors=True)
             state_path(self.directory).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            (self.directory / ".lock").unlink()
-            self.directory.rmdir()  # only when empty: never remove what we did not make
+        self._remove_lock()
         stopped = [r.name for r in records if r.name not in gone]
         return DownReport(stopped=stopped, already_gone=gone, still_running=[])
 
@@ -377,6 +408,13 @@ class Lab:
         return left
 
     # ---------------------------------------------------------------- helpers
+
+    def _remove_lock(self) -> None:
+        """Once no lab is left: the lock file, and the directory if that leaves it
+        empty (never remove what we did not make)."""
+        with contextlib.suppress(OSError):
+            (self.directory / ".lock").unlink()
+            self.directory.rmdir()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
