@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from redis_forwarder.cli.main import interrupted
 from redis_forwarder.config import ForwarderConfig, load_config
 from redis_forwarder.errors import UsageError
 from redis_forwarder.node import Node
@@ -33,13 +34,15 @@ def run(config_path: Path, node_id: str | None) -> None:
     """Forward messages as the config's routes say, following failovers, until stopped.
 
     SIGTERM or Ctrl-C stop it cleanly: tasks flush what they read and close, ownership
-    is released and membership left (successors start at once), then it exits 0.
+    is released and membership left (successors start at once). Then it exits 0 after
+    SIGTERM (a supervisor's stop), 130 after Ctrl-C (interrupted, as every command).
     SIGHUP re-reads the config's routes (docs/configuration.md, "Reloading").
     """
     config = load_config(config_path)
     check_node_id(config, node_id)
     node = Node(config, node_id=node_id)
-    asyncio.run(_serve(node, config_path))
+    if asyncio.run(_serve(node, config_path)) is signal.SIGINT:
+        interrupted()
 
 
 def _znode_name_problem(name: str) -> str | None:
@@ -80,12 +83,20 @@ def _stall() -> None:
     time.sleep(seconds)
 
 
-async def _serve(node: Node, config_path: Path) -> None:
+async def _serve(node: Node, config_path: Path) -> signal.Signals | None:
+    """Run the node until a stop signal; return that signal (None: the node ended)."""
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def stop_on(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_on, sig)
     loop.add_signal_handler(signal.SIGHUP, node.request_reload, config_path)
     if os.environ.get(FAULT_INJECTION) == "1":
         loop.add_signal_handler(signal.SIGUSR1, _stall)
     await node.run(stop)
+    return received[0] if received else None

@@ -33,6 +33,7 @@ from redis_forwarder.errors import (
     LabBusyError,
     LabError,
     LabNotFoundError,
+    UsageError,
 )
 from redis_forwarder.lab import pids, probes
 from redis_forwarder.lab import tls as lab_tls
@@ -319,7 +320,7 @@ class Lab:
             state = self.state()
             record = next((r for r in state.processes if r.name == name), None)
             if record is None:
-                raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+                raise _unknown_process(self.directory, name, state.processes)
             if not record.argv:
                 raise LabError(f"{name} was started by an older version: restart the lab")
             if hard:
@@ -337,10 +338,11 @@ class Lab:
             return restarted
 
     def record(self, name: str) -> ProcessRecord:
-        for record in self.state().processes:
+        processes = self.state().processes
+        for record in processes:
             if record.name == name:
                 return record
-        raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+        raise _unknown_process(self.directory, name, processes)
 
     def add_redis_node(
         self, spec: TopologySpec, name: str, address: Address, timeout: float = 30
@@ -431,6 +433,14 @@ class Lab:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _unknown_process(directory: Path, name: str, processes: list[ProcessRecord]) -> UsageError:
+    """A process name the lab does not have is bad input (exit 2): list the names."""
+    names = ", ".join(r.name for r in processes)
+    return UsageError(
+        f"the lab in {directory} has no process named {name!r}; its processes: {names}"
+    )
 
 
 def _sentinel_checks(spec: TopologySpec) -> list[Check]:
