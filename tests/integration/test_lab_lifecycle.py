@@ -183,3 +183,21 @@ def test_lab_demo_forwards_everything(shared_deployment: Callable[[str], Deploym
     result = run_cli("lab", "demo", "--dir", directory, "--seconds", "2", "--rate", "500")
     assert result.code == 0, result.stderr
     assert "lost 0" in result.stdout
+
+
+@pytest.mark.slow
+def test_ready_means_every_task_owned_and_running(spec_file: SpecFile, lab_dir: Path) -> None:
+    """`lab up` of a spec with forwarder nodes says ready only once the fleet's
+    assignment is in force: read at once after, every task runs on its assigned node
+    and every node has its share (ha-cluster: 4 tasks on 3 nodes)."""
+    up = run_cli("lab", "up", str(spec_file("ha-cluster")), "--dir", str(lab_dir), "--json")
+    assert up.code == 0, up.stderr
+    config = up.json()["endpoints"]["forwarder_config"]
+    status = run_cli("status", "--config", config, "--json")
+    assert status.code == 0, status.stderr
+    tasks = status.json()["tasks"]
+    assert len(tasks) == 4
+    for task in tasks:
+        assert task["assigned"] is not None and task["owner"] == task["assigned"], task
+        assert task["running"], task
+    assert {t["owner"] for t in tasks} == {"fwd-1", "fwd-2", "fwd-3"}

@@ -50,6 +50,7 @@ from redis_forwarder.lab.ports import check_free
 from redis_forwarder.lab.readiness import (
     Check,
     Progress,
+    fleet_settled,
     forwarder_ready,
     redis_answers,
     replica_linked,
@@ -251,7 +252,8 @@ class Lab:
             report(f"starting forwarder {plan.name} (metrics on {plan.address})")
             self._spawner.start(plan, state)
         wait_for(
-            [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]],
+            [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]]
+            + _fleet_checks(spec),
             deadline.remaining,
             progress=report,
             watchdog=watchdog,
@@ -452,6 +454,16 @@ def _sentinel_checks(spec: TopologySpec) -> list[Check]:
         for sentinel in spec.sentinel.addresses
         for shard in spec.shards
     ]
+
+
+def _fleet_checks(spec: TopologySpec) -> list[Check]:
+    """Ready means every task owned and running, not only every node answering."""
+    if spec.forwarders is None or spec.zookeeper is None:
+        return []
+    zookeeper = ",".join(str(a) for a in spec.zookeeper.addresses)
+    nodes = {node.id for node in spec.forwarders.nodes}
+    routes = len(spec.forwarders.routes)
+    return [fleet_settled(zookeeper, spec.forwarders.root, nodes, routes)]
 
 
 def _zookeeper_checks(spec: TopologySpec) -> list[Check]:
