@@ -201,3 +201,5 @@ def test_ready_means_every_task_owned_and_running(spec_file: SpecFile, lab_dir: 
         assert task["assigned"] is not None and task["owner"] == task["assigned"], task
         assert task["running"], task
     assert {t["owner"] for t in tasks} == {"fwd-1", "fwd-2", "fwd-3"}
+    roles = run_cli("lab", "status", "--dir", str(lab_dir)).stdout
+    assert ", 1 task " in roles and "1 tasks" not in roles  # 2 + 1 + 1

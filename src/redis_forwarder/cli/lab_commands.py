@@ -103,7 +103,8 @@ def down(directory: Path | None, keep_logs: bool) -> None:
     if not report.stopped and not report.already_gone:
         err.print(f"no lab is up in {target.directory}; nothing to stop")
         return
-    err.print(f"stopped {len(report.stopped)} processes in {target.directory}")
+    stopped = len(report.stopped)
+    err.print(f"stopped {stopped} process{'' if stopped == 1 else 'es'} in {target.directory}")
     if report.already_gone:
         err.print(f"already gone: {', '.join(report.already_gone)}")
 

@@ -480,7 +480,8 @@ def _current_role(record: ProcessRecord) -> str:
             return probes.zookeeper_mode(address)
         if record.kind == ProcessKind.FORWARDER:
             body = probes.forwarder_ready(address)
-            return f"{body.get('role', '?')}, {len(body.get('tasks', {}))} tasks"
+            owned = len(body.get("tasks", {}))
+            return f"{body.get('role', '?')}, {owned} task{'' if owned == 1 else 's'}"
         return probes.redis_role(address)
     except probes.ProbeFailed as exc:
         return f"unreachable ({exc})"
