@@ -71,3 +71,17 @@ def test_form_cluster_of_a_formed_cluster_says_so(
     result = run_cli("lab", "form-cluster", str(spec), "--timeout", "20", timeout=60)
     assert result.code == 0, result.stderr
     assert "cluster cluster is already formed; nothing to do" in result.stderr
+
+
+def test_form_cluster_of_nodes_without_cluster_support_is_a_clear_error(
+    shared_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    """A spec naming a running server that is not cluster-enabled: exit 3, one message."""
+    server = shared_deployment("standalone").spec.shards[0].master
+    spec = tmp_path / "one.toml"
+    spec.write_text(
+        f'name = "one"\nkind = "cluster"\n\n[[shard]]\nname = "a"\nmaster = "{server}"\n'
+    )
+    result = run_cli("lab", "form-cluster", str(spec), "--timeout", "10", timeout=60)
+    assert result.code == 3, result.stderr
+    assert "cluster support disabled" in result.stderr and "Traceback" not in result.stderr

@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from redis_forwarder.errors import LabStartError, NotReadyError, UsageError
+from redis_forwarder.errors import LabError, LabStartError, NotReadyError, UsageError
 from redis_forwarder.lab import Lab, ProcessStatus, load_spec
 from redis_forwarder.lab.cluster_build import already_formed, build_cluster
 from redis_forwarder.lab.compose import compose_document, to_yaml
 from redis_forwarder.lab.demo import run_demo
 from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.lab import DEFAULT_UP_TIMEOUT, LAB_DIR_ENV
+from redis_forwarder.lab.probes import ProbeFailed
 from redis_forwarder.lab.readiness import redis_answers, wait_for
 from redis_forwarder.lab.state import LabState
 from redis_forwarder.model import DeploymentKind
@@ -314,6 +315,11 @@ def form_cluster(spec: Path, timeout: float) -> None:
             err.print(f"cluster {topology.name} is already formed; nothing to do")
             return
         build_cluster(topology, timeout, progress=err.print)
+    except ProbeFailed as exc:  # a node refused a CLUSTER command
+        raise LabError(
+            f"a node of {spec} refused to be formed into the cluster ({exc}); form-cluster "
+            "needs fresh nodes started with cluster-enabled yes"
+        ) from exc
     except NotReadyError as exc:
         # NotReadyError's hint names a lab directory: form-cluster has none.
         pending = "\n".join(f"  - {p}" for p in exc.pending)
