@@ -27,8 +27,9 @@ from redis_forwarder.node import Node
 )
 @click.option(
     "--node-id",
-    help="This node's name in ZooKeeper and in stream groups "
-    "(default: [node] id, else host-pid with coordination, the host alone without).",
+    help="This node's name in ZooKeeper and in stream groups, a valid znode name with "
+    "coordination (default: [node] id, else host-pid with coordination, the host alone "
+    "without).",
 )
 def run(config_path: Path, node_id: str | None) -> None:
     """Forward messages as the config's routes say, following failovers, until stopped.
@@ -37,6 +38,8 @@ def run(config_path: Path, node_id: str | None) -> None:
     is released and membership left (successors start at once). Then it exits 0 after
     SIGTERM (a supervisor's stop), 130 after Ctrl-C (interrupted, as every command).
     SIGHUP re-reads the config's routes (docs/configuration.md, "Reloading").
+    It exits 2 on a bad config or node id (with [coordination] a node id names a
+    znode), 3 when its [node] metrics address is in use; docs/cli.md has the rest.
     """
     config = load_config(config_path)
     check_node_id(config, node_id)
