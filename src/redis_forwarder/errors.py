@@ -10,6 +10,7 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     │   └── ConfigError                      a forwarder config that does not validate
     ├── NotBuiltError               exit 69  a command that a later release fills in
     ├── MissingExtraError           exit 3   an optional extra (pip install '...[lab]') is missing
+    ├── AddressInUseError           exit 3   run: the [node] metrics address is taken
     ├── DiscoveryError              exit 5   the deployment's topology could not be learned
     │   ├── UnreachableError                 no seed answered (each seed's reason listed)
     │   ├── AuthenticationError              a wrong user or password (never shown)
@@ -114,6 +115,13 @@ class MissingExtraError(ForwarderError):
             f"{needed_for} needs {module}, which is not installed; install the {extra!r} "
             f"extra: pip install 'redis-forwarder[{extra}]'"
         )
+
+
+class AddressInUseError(ForwarderError):
+    """An address the node must listen on is held by another process: the environment,
+    like the lab's ports (the config may be right; the other process may be wrong)."""
+
+    exit_code = 3
 
 
 class DiscoveryError(ForwarderError):

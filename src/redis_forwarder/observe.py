@@ -10,6 +10,7 @@ to loopback unless told otherwise.
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 import time
@@ -26,7 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from redis_forwarder.errors import ForwarderError
+from redis_forwarder.errors import AddressInUseError, ForwarderError
 from redis_forwarder.model import Address
 
 LOOP_STALL_AFTER = 5.0
@@ -243,7 +244,8 @@ class HealthServer:
         try:
             self.server = ThreadingHTTPServer((address.host, address.port), Handler)
         except OSError as exc:
-            raise ForwarderError(
+            problem = AddressInUseError if exc.errno == errno.EADDRINUSE else ForwarderError
+            raise problem(
                 f"cannot serve metrics on {address} ({exc.strerror or exc}); pick another "
                 "[node] metrics address, or stop what listens there"
             ) from exc

@@ -45,3 +45,18 @@ def test_bench_refuses_a_sentinel_lab(shared_deployment: Shared) -> None:
     result = run_cli("bench", "--dir", str(lab.directory), "--messages", "1000")
     assert result.code == 2
     assert "bench needs a standalone or cluster lab" in result.stderr
+
+
+def test_bench_compares_with_naive_only_where_naive_ran(shared_deployment: Shared) -> None:
+    """The table's "vs naive": naive's row is the baseline, not "1.0x"; without naive
+    (--variants) no row claims a ratio."""
+    lab = shared_deployment("standalone").require_lab()
+    common = ("bench", "--dir", str(lab.directory), "--messages", "1000", "--rate", "0")
+    with_naive = run_cli(*common, "--variants", "naive,ours", timeout=300)
+    assert with_naive.code == 0, with_naive.stderr
+    naive_row = next(line for line in with_naive.stdout.splitlines() if "│ naive " in line)
+    assert "baseline" in naive_row and "1.0x" not in naive_row
+    without = run_cli(*common, "--variants", "ours", timeout=300)
+    assert without.code == 0, without.stderr
+    ours_row = next(line for line in without.stdout.splitlines() if "│ ours " in line)
+    assert "x │" not in ours_row and " - " in ours_row

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from redis_forwarder.lab.probes import redis_call
 from redis_forwarder.lab.spec import parse_spec
 from tests.support import deployments
 from tests.support.cli import run_cli
+from tests.support.deployments import Deployment
 
 pytestmark = pytest.mark.integration
 _subnets = itertools.count(200)
@@ -56,3 +58,30 @@ def test_form_cluster_makes_the_spec_cluster_of_fresh_nodes(tmp_path: Path) -> N
             process.terminate()
         for process in processes:
             process.wait(10)
+
+
+def test_form_cluster_of_a_formed_cluster_says_so(
+    shared_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    """Run a second time (a compose cluster-init restarted): nothing to do, exit 0."""
+    deployment = shared_deployment("cluster")
+    subnet = deployment.spec.shards[0].master.host.rsplit(".", 1)[0]
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(deployments.relocated_spec_text("cluster", subnet))
+    result = run_cli("lab", "form-cluster", str(spec), "--timeout", "20", timeout=60)
+    assert result.code == 0, result.stderr
+    assert "cluster cluster is already formed; nothing to do" in result.stderr
+
+
+def test_form_cluster_of_nodes_without_cluster_support_is_a_clear_error(
+    shared_deployment: Callable[[str], Deployment], tmp_path: Path
+) -> None:
+    """A spec naming a running server that is not cluster-enabled: exit 3, one message."""
+    server = shared_deployment("standalone").spec.shards[0].master
+    spec = tmp_path / "one.toml"
+    spec.write_text(
+        f'name = "one"\nkind = "cluster"\n\n[[shard]]\nname = "a"\nmaster = "{server}"\n'
+    )
+    result = run_cli("lab", "form-cluster", str(spec), "--timeout", "10", timeout=60)
+    assert result.code == 3, result.stderr
+    assert "cluster support disabled" in result.stderr and "Traceback" not in result.stderr

@@ -120,7 +120,7 @@ def test_port_in_use_names_the_address_and_starts_nothing(
     assert result.code == 3
     assert f"{host_port} (shard alpha replica 1) is already in use" in result.stderr
     assert str(spec) in result.stderr
-    assert not (lab_dir / "lab.json").exists()
+    assert not lab_dir.exists()  # not even its .lock: a refused up leaves no trace
     assert processes_mentioning(str(lab_dir)) == []
 
 
@@ -183,3 +183,23 @@ def test_lab_demo_forwards_everything(shared_deployment: Callable[[str], Deploym
     result = run_cli("lab", "demo", "--dir", directory, "--seconds", "2", "--rate", "500")
     assert result.code == 0, result.stderr
     assert "lost 0" in result.stdout
+
+
+@pytest.mark.slow
+def test_ready_means_every_task_owned_and_running(spec_file: SpecFile, lab_dir: Path) -> None:
+    """`lab up` of a spec with forwarder nodes says ready only once the fleet's
+    assignment is in force: read at once after, every task runs on its assigned node
+    and every node has its share (ha-cluster: 4 tasks on 3 nodes)."""
+    up = run_cli("lab", "up", str(spec_file("ha-cluster")), "--dir", str(lab_dir), "--json")
+    assert up.code == 0, up.stderr
+    config = up.json()["endpoints"]["forwarder_config"]
+    status = run_cli("status", "--config", config, "--json")
+    assert status.code == 0, status.stderr
+    tasks = status.json()["tasks"]
+    assert len(tasks) == 4
+    for task in tasks:
+        assert task["assigned"] is not None and task["owner"] == task["assigned"], task
+        assert task["running"], task
+    assert {t["owner"] for t in tasks} == {"fwd-1", "fwd-2", "fwd-3"}
+    roles = run_cli("lab", "status", "--dir", str(lab_dir)).stdout
+    assert ", 1 task " in roles and "1 tasks" not in roles  # 2 + 1 + 1

@@ -23,11 +23,11 @@ def test_help_lists_every_command() -> None:
 
 
 def test_help_summaries_match_the_commands() -> None:
-    """`--help` shows main.COMMANDS' summaries without importing the commands; each must
+    """`--help` shows app.COMMANDS' summaries without importing the commands; each must
     say what its command's own docstring says."""
     import click
 
-    from redis_forwarder.cli.main import COMMANDS as LAZY
+    from redis_forwarder.cli.app import COMMANDS as LAZY
 
     assert sorted(LAZY) == sorted(COMMANDS)
     for name, lazy in LAZY.items():
@@ -130,3 +130,75 @@ def test_every_metric_is_documented() -> None:
     families = Metrics().registry.collect()  # names without _total, as declared
     missing = [family.name for family in families if f"`{family.name}" not in text]
     assert not missing, f"add these to docs/deploy.md's Metrics table: {missing}"
+
+
+def test_a_lab_dir_that_cannot_be_made_exits_3_naming_it(tmp_path: Path) -> None:
+    """A --dir under a file or under /proc: one line naming the directory, exit 3."""
+    spec = str(REPO / "topology" / "standalone.toml")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("the user's\n")
+    for directory in (a_file / "lab", Path("/proc/no-such-process/lab")):
+        result = run_cli("lab", "up", spec, "--dir", str(directory))
+        assert result.code == 3, result.stderr
+        assert f"cannot make the lab directory {directory}" in result.stderr
+        assert "--dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_lab_dir_that_is_a_file_is_named_not_removed(tmp_path: Path) -> None:
+    """$REDIS_FORWARDER_LAB_DIR naming the user's file: say it is a file, exit 3, and
+    never tell the user to remove it."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("the user's\n")
+    for command in ("status", "down"):
+        result = run_cli("lab", command, REDIS_FORWARDER_LAB_DIR=str(a_file))
+        assert result.code == 3, result.stderr
+        assert f"the lab directory {a_file} is a file" in result.stderr
+        assert "remove" not in result.stderr
+    assert a_file.read_text() == "the user's\n"
+
+
+def test_a_coordinated_node_id_must_be_a_znode_name(tmp_path: Path) -> None:
+    """Refused before any connection (the ZooKeeper address here answers nothing)."""
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[source]\nkind = "standalone"\naddresses = ["127.0.0.1:1"]\n\n'
+        '[[route]]\nname = "r"\nfrom = { channels = ["a"] }\nto = { channel = "b" }\n\n'
+        '[coordination]\nzookeeper = "127.0.0.1:1"\n'
+    )
+    for node_id in ("..", "a/b"):
+        result = run_cli("run", "--config", str(config), "--node-id", node_id, timeout=30)
+        assert result.code == 2, result.stderr
+        assert f"--node-id {node_id!r} cannot name a node in ZooKeeper" in result.stderr
+    config.write_text(config.read_text() + '\n[node]\nid = "."\n')
+    result = run_cli("run", "--config", str(config), timeout=30)
+    assert result.code == 2 and "[node] id '.' cannot name a node" in result.stderr
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_130() -> None:
+    """Ctrl-C in a command's first moments lands while Python imports click and the
+    rest: still one line and exit 130. (A finder stands in for the keypress, raising
+    KeyboardInterrupt where the import of click would be: the timing is exact.)"""
+    script = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['redis-forwarder', '--help']\n"
+        "from redis_forwarder.cli.main import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "redis-forwarder: interrupted\n"
+
+
+def test_form_cluster_refuses_a_spec_that_is_not_a_cluster_at_once() -> None:
+    """Exit 2 naming the spec's kind, without waiting for nodes that will never form."""
+    spec = REPO / "topology" / "sentinel.toml"
+    result = run_cli("lab", "form-cluster", str(spec), "--timeout", "60", timeout=20)
+    assert result.code == 2, result.stderr
+    assert f"{spec} is a sentinel spec; form-cluster forms a cluster" in result.stderr

@@ -151,7 +151,6 @@ def print_results(results: list[Result]) -> None:
         table.add_column(column, justify="right" if column != "forwarder" else "left")
     naive = {r.scenario: r.msgs_per_second for r in results if r.variant == "naive"}
     for r in results:
-        ratio = f"{r.msgs_per_second / naive[r.scenario]:.1f}x" if naive.get(r.scenario) else ""
         table.add_row(
             r.scenario,
             r.variant,
@@ -159,7 +158,7 @@ def print_results(results: list[Result]) -> None:
             str(r.forwarded),
             str(r.lost),
             f"{r.msgs_per_second:,.0f}",
-            ratio,
+            _versus_naive(r, naive.get(r.scenario)),
             f"{r.latency_ms['p50']:.1f}",
             f"{r.latency_ms['p99']:.1f}",
             f"{r.latency_ms['p99.9']:.1f}",
@@ -167,3 +166,13 @@ def print_results(results: list[Result]) -> None:
             f"{r.rss_start_mb:.0f}/{r.rss_peak_mb:.0f}/{r.rss_mb:.0f}",
         )
     out.print(table)
+
+
+def _versus_naive(result: Result, naive: float | None) -> str:
+    """The "vs naive" cell: naive's own row is the baseline (not "1.0x"), and a row
+    whose scenario naive did not run (--variants) or forwarded nothing has no ratio."""
+    if result.variant == "naive":
+        return "baseline"
+    if not naive:
+        return "-"
+    return f"{result.msgs_per_second / naive:.1f}x"

@@ -116,9 +116,40 @@ def _print_status(document: dict[str, Any]) -> None:
         out.print(f"paused routes: {', '.join(document['paused'])}")
 
 
+def _known_nodes(client: FleetClient, paths: Paths, _config_path: Path) -> list[str]:
+    """The members, and the drained nodes (one that left may still be drained)."""
+    from redis_forwarder.coordination import paths as znodes
+
+    names = client.children(paths.members) + client.children(paths.drained)
+    return sorted({znodes.unquote_name(n) for n in names})
+
+
+def _known_routes(client: FleetClient, paths: Paths, config_path: Path) -> list[str]:
+    """The config's routes, and the paused ones (a removed route may still be paused)."""
+    from redis_forwarder.config import load_config
+    from redis_forwarder.coordination import paths as znodes
+
+    paused = [znodes.unquote_name(n) for n in client.children(paths.paused)]
+    return sorted({r.name for r in load_config(config_path).routes} | set(paused))
+
+
+def _refuse_unknown(target: str, noun: str, known: list[str], config_path: Path) -> None:
+    """A typo must not become a flag nobody reads ("drained", exit 0, nothing moves)."""
+    if target in known:
+        return
+    where = "members of the fleet" if noun == "node" else f"routes of {config_path}"
+    raise UsageError(f"no {noun} named {target!r}; the {where}: {', '.join(known) or 'none'}")
+
+
 def _flag_command(
-    name: str, folder: Callable[[Paths], str], on: bool, noun: str, doc: str
+    name: str,
+    folder: Callable[[Paths], str],
+    on: bool,
+    noun: str,
+    doc: str,
 ) -> click.Command:
+    known = _known_nodes if noun == "node" else _known_routes
+
     @click.command(name, help=doc)
     @config_option
     @click.argument("target")
@@ -127,6 +158,7 @@ def _flag_command(
 
         client, paths = _fleet(config_path)
         with client:
+            _refuse_unknown(target, noun, known(client, paths, config_path), config_path)
             changed = set_flag(client, folder(paths), target, on, {"at": time.time()})
         state = "already " if not changed else ""
         verb = {"drain": "drained", "undrain": "undrained", "pause": "paused"}.get(name, "resumed")

@@ -14,14 +14,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from redis_forwarder.errors import LabError, LabStartError, NotReadyError, UsageError
 from redis_forwarder.lab import Lab, ProcessStatus, load_spec
-from redis_forwarder.lab.cluster_build import build_cluster
+from redis_forwarder.lab.cluster_build import already_formed, build_cluster
 from redis_forwarder.lab.compose import compose_document, to_yaml
 from redis_forwarder.lab.demo import run_demo
 from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.lab import DEFAULT_UP_TIMEOUT, LAB_DIR_ENV
+from redis_forwarder.lab.probes import ProbeFailed
 from redis_forwarder.lab.readiness import redis_answers, wait_for
 from redis_forwarder.lab.state import LabState
+from redis_forwarder.model import DeploymentKind
 from redis_forwarder.node import Node
 
 EXIT_DEGRADED = 1
@@ -101,7 +104,8 @@ def down(directory: Path | None, keep_logs: bool) -> None:
     if not report.stopped and not report.already_gone:
         err.print(f"no lab is up in {target.directory}; nothing to stop")
         return
-    err.print(f"stopped {len(report.stopped)} processes in {target.directory}")
+    stopped = len(report.stopped)
+    err.print(f"stopped {stopped} process{'' if stopped == 1 else 'es'} in {target.directory}")
     if report.already_gone:
         err.print(f"already gone: {', '.join(report.already_gone)}")
 
@@ -298,8 +302,30 @@ def form_cluster(spec: Path, timeout: float) -> None:
     """Form SPEC's cluster from fresh, running nodes as the spec pairs them (the compose
     files' cluster-init runs this; the lab does it itself)."""
     topology = load_spec(spec)
+    if topology.kind is not DeploymentKind.CLUSTER:
+        raise UsageError(
+            f"{spec} is a {topology.kind} spec; form-cluster forms a cluster: give a spec "
+            'with kind = "cluster" (topology/cluster.toml, for one)'
+        )
     err = Console(stderr=True)
     nodes = [redis_answers(a) for a in topology.redis_addresses()]
-    wait_for(nodes, timeout, progress=err.print, stage="redis: ")
-    build_cluster(topology, timeout, progress=err.print)
+    try:
+        wait_for(nodes, timeout, progress=err.print, stage="redis: ")
+        if already_formed(topology):
+            err.print(f"cluster {topology.name} is already formed; nothing to do")
+            return
+        build_cluster(topology, timeout, progress=err.print)
+    except ProbeFailed as exc:  # a node refused a CLUSTER command
+        raise LabError(
+            f"a node of {spec} refused to be formed into the cluster ({exc}); form-cluster "
+            "needs fresh nodes started with cluster-enabled yes"
+        ) from exc
+    except NotReadyError as exc:
+        # NotReadyError's hint names a lab directory: form-cluster has none.
+        pending = "\n".join(f"  - {p}" for p in exc.pending)
+        raise LabStartError(
+            f"the cluster did not form within {timeout:.0f}s; still waiting for:\n"
+            f"{pending}\nCheck that each node of {spec} runs (cluster-enabled yes) and "
+            "answers at its address, or give more time with --timeout."
+        ) from exc
     err.print(f"cluster {topology.name} formed")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from redis_forwarder.errors import LabError
 from redis_forwarder.lab import probes
 from redis_forwarder.lab.readiness import (
     Check,
@@ -60,21 +61,51 @@ def build_cluster(
     )
 
     replica_checks: list[Check] = []
-    roles: dict[Address, Address | None] = {}
     for shard in spec.shards:
         master_id = str(probes.redis_call(shard.master, "CLUSTER", "MYID"))
-        roles[shard.master] = None
         for replica in shard.replicas:
             probes.redis_call(replica, "CLUSTER", "REPLICATE", master_id)
             replica_checks.append(replica_linked(replica, shard.master))
-            roles[replica] = shard.master
-    covered = sum(end - start + 1 for ranges in slot_ranges.values() for start, end in ranges)
     wait_for(
-        replica_checks
-        + [cluster_healthy(node, len(nodes), covered) for node in nodes]
-        + [cluster_agrees(node, roles) for node in nodes],
+        replica_checks + _formed_checks(spec),
         deadline.remaining,
         progress=progress,
         watchdog=watchdog,
         stage="cluster state: ",
     )
+
+
+def _formed_checks(spec: TopologySpec) -> list[Check]:
+    """Every node sees the whole cluster ok, with each replica under its spec master."""
+    nodes = spec.redis_addresses()
+    roles: dict[Address, Address | None] = {}
+    for shard in spec.shards:
+        roles[shard.master] = None
+        roles.update({replica: shard.master for replica in shard.replicas})
+    ranges = spec.slot_ranges().values()
+    covered = sum(end - start + 1 for pairs in ranges for start, end in pairs)
+    return [cluster_healthy(node, len(nodes), covered) for node in nodes] + [
+        cluster_agrees(node, roles) for node in nodes
+    ]
+
+
+def already_formed(spec: TopologySpec) -> bool:
+    """True when the spec's nodes already are the spec's cluster (form-cluster run a
+    second time: nothing to do); False when every node is fresh (knows only itself).
+
+    Raises LabError for anything between: a node in some cluster that is not the
+    spec's cannot be formed again (CLUSTER SET-CONFIG-EPOCH and ADDSLOTSRANGE refuse).
+    """
+    reasons = [(check, check.run()) for check in _formed_checks(spec)]
+    if all(reason is None for _, reason in reasons):
+        return True
+    for node in spec.redis_addresses():
+        known = int(probes.cluster_info(node).get("cluster_known_nodes", 1))
+        if known > 1:
+            why = next(f"{c.description}: {r}" for c, r in reasons if r is not None)
+            raise LabError(
+                f"{node} already belongs to a cluster (it knows {known} nodes), but not "
+                f"the one the spec describes ({why}); form-cluster needs fresh nodes: "
+                "start them on empty data directories (or CLUSTER RESET HARD each)"
+            )
+    return False

@@ -33,6 +33,7 @@ from redis_forwarder.errors import (
     LabBusyError,
     LabError,
     LabNotFoundError,
+    UsageError,
 )
 from redis_forwarder.lab import pids, probes
 from redis_forwarder.lab import tls as lab_tls
@@ -49,6 +50,7 @@ from redis_forwarder.lab.ports import check_free
 from redis_forwarder.lab.readiness import (
     Check,
     Progress,
+    fleet_settled,
     forwarder_ready,
     redis_answers,
     replica_linked,
@@ -118,6 +120,7 @@ class Lab:
     # ---------------------------------------------------------------- reading
 
     def state(self) -> LabState:
+        self._refuse_a_file()
         state = read_state(self.directory)
         if state is None:
             raise LabNotFoundError(
@@ -156,7 +159,19 @@ class Lab:
     ) -> LabState:
         """Start the deployment and wait until it is ready; see the module's contract."""
         report = progress or (lambda _message: None)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._make_directory()
+        try:
+            return self._up_locked(spec, spec_path, timeout, report)
+        except LabBusyError:
+            raise  # the lock is the other command's
+        except BaseException:
+            if not state_path(self.directory).exists():  # refused or undone: no trace
+                self._remove_lock()
+            raise
+
+    def _up_locked(
+        self, spec: TopologySpec, spec_path: str, timeout: float, report: Progress
+    ) -> LabState:
         with self._locked():
             self._refuse_if_up()
             binaries = find_binaries(
@@ -237,12 +252,32 @@ class Lab:
             report(f"starting forwarder {plan.name} (metrics on {plan.address})")
             self._spawner.start(plan, state)
         wait_for(
-            [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]],
+            [forwarder_ready(p.address, p.name) for p in by_kind[ProcessKind.FORWARDER]]
+            + _fleet_checks(spec),
             deadline.remaining,
             progress=report,
             watchdog=watchdog,
             stage="forwarders: ",
         )
+
+    def _refuse_a_file(self) -> None:
+        """A lab directory that is a file (a mistyped --dir or $REDIS_FORWARDER_LAB_DIR)
+        holds no lab, and it is the user's file: name it and leave it alone."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise LabError(
+                f"the lab directory {self.directory} is a file, not a directory; "
+                f"pick another with --dir DIR (or ${LAB_DIR_ENV})"
+            )
+
+    def _make_directory(self) -> None:
+        self._refuse_a_file()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, /proc, no permission ...
+            raise LabError(
+                f"cannot make the lab directory {self.directory}: {exc.strerror}; "
+                f"pick another with --dir DIR (or ${LAB_DIR_ENV})"
+            ) from exc
 
     def _abort(self, state: LabState) -> None:
         """Undo a failed ``up``: stop everything, remove data; keep logs to read."""
@@ -287,7 +322,7 @@ class Lab:
             state = self.state()
             record = next((r for r in state.processes if r.name == name), None)
             if record is None:
-                raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+                raise _unknown_process(self.directory, name, state.processes)
             if not record.argv:
                 raise LabError(f"{name} was started by an older version: restart the lab")
             if hard:
@@ -305,10 +340,11 @@ class Lab:
             return restarted
 
     def record(self, name: str) -> ProcessRecord:
-        for record in self.state().processes:
+        processes = self.state().processes
+        for record in processes:
             if record.name == name:
                 return record
-        raise LabError(f"the lab in {self.directory} has no process named {name!r}")
+        raise _unknown_process(self.directory, name, processes)
 
     def add_redis_node(
         self, spec: TopologySpec, name: str, address: Address, timeout: float = 30
@@ -342,6 +378,7 @@ class Lab:
 
     def down(self, *, keep_logs: bool = False) -> DownReport:
         """Stop every recorded process by pid (sentinels first), remove data and state."""
+        self._refuse_a_file()
         if not self.directory.exists():
             return DownReport([], [], [])
         with self._locked():
@@ -360,9 +397,7 @@ class Lab:
             if not keep_logs:
                 shutil.rmtree(self.directory / "logs", ignore_errors=True)
             state_path(self.directory).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            (self.directory / ".lock").unlink()
-            self.directory.rmdir()  # only when empty: never remove what we did not make
+        self._remove_lock()
         stopped = [r.name for r in records if r.name not in gone]
         return DownReport(stopped=stopped, already_gone=gone, still_running=[])
 
@@ -377,6 +412,13 @@ class Lab:
         return left
 
     # ---------------------------------------------------------------- helpers
+
+    def _remove_lock(self) -> None:
+        """Once no lab is left: the lock file, and the directory if that leaves it
+        empty (never remove what we did not make)."""
+        with contextlib.suppress(OSError):
+            (self.directory / ".lock").unlink()
+            self.directory.rmdir()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -395,6 +437,14 @@ class Lab:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _unknown_process(directory: Path, name: str, processes: list[ProcessRecord]) -> UsageError:
+    """A process name the lab does not have is bad input (exit 2): list the names."""
+    names = ", ".join(r.name for r in processes)
+    return UsageError(
+        f"the lab in {directory} has no process named {name!r}; its processes: {names}"
+    )
+
+
 def _sentinel_checks(spec: TopologySpec) -> list[Check]:
     if spec.sentinel is None:
         return []
@@ -404,6 +454,16 @@ def _sentinel_checks(spec: TopologySpec) -> list[Check]:
         for sentinel in spec.sentinel.addresses
         for shard in spec.shards
     ]
+
+
+def _fleet_checks(spec: TopologySpec) -> list[Check]:
+    """Ready means every task owned and running, not only every node answering."""
+    if spec.forwarders is None or spec.zookeeper is None:
+        return []
+    zookeeper = ",".join(str(a) for a in spec.zookeeper.addresses)
+    nodes = {node.id for node in spec.forwarders.nodes}
+    routes = len(spec.forwarders.routes)
+    return [fleet_settled(zookeeper, spec.forwarders.root, nodes, routes)]
 
 
 def _zookeeper_checks(spec: TopologySpec) -> list[Check]:
@@ -420,7 +480,8 @@ def _current_role(record: ProcessRecord) -> str:
             return probes.zookeeper_mode(address)
         if record.kind == ProcessKind.FORWARDER:
             body = probes.forwarder_ready(address)
-            return f"{body.get('role', '?')}, {len(body.get('tasks', {}))} tasks"
+            owned = len(body.get("tasks", {}))
+            return f"{body.get('role', '?')}, {owned} task{'' if owned == 1 else 's'}"
         return probes.redis_role(address)
     except probes.ProbeFailed as exc:
         return f"unreachable ({exc})"

@@ -9,8 +9,10 @@ every round so that a process that dies is reported at once, not at the deadline
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis_forwarder.errors import NotReadyError
 from redis_forwarder.lab import probes
@@ -198,3 +200,47 @@ def forwarder_ready(address: Address, node_id: str) -> Check:
         return None if body.get("ready") else "tasks not forwarding yet"
 
     return Check(f"forwarder {node_id} ready ({address}/readyz)", probe)
+
+
+def fleet_settled(zookeeper: str, root: str, nodes: set[str], routes: int) -> Check:
+    """Every forwarder node of the spec is a member, and the fleet's assignment is in
+    force: every task assigned (loads differ by at most one: every node counted), owned
+    by the node it is assigned to, and running there. A node's /readyz alone says only
+    that what *it* owns forwards: a node that owns nothing yet is ready too."""
+
+    def probe() -> str | None:
+        # kazoo is imported only by a lab that has forwarders
+        from redis_forwarder.coordination.fleet import fleet_status
+        from redis_forwarder.coordination.paths import Paths
+        from redis_forwarder.coordination.zk import FleetClient
+        from redis_forwarder.errors import CoordinationError
+
+        try:
+            with FleetClient(zookeeper, timeout=2 * probes.PROBE_TIMEOUT) as client:
+                status = fleet_status(client, Paths(root), cut_off_after=float("inf"))
+        except CoordinationError as exc:
+            raise ProbeFailed(f"ZooKeeper at {zookeeper}: {exc}") from exc
+        return fleet_unsettled(status, nodes, routes)
+
+    return Check(f"fleet {root}: every task owned and running", probe)
+
+
+def fleet_unsettled(status: dict[str, Any], nodes: set[str], routes: int) -> str | None:
+    """Why the fleet (``status --json``'s document) is not settled yet, or None."""
+    missing = sorted(nodes - {str(m.get("id")) for m in status["members"]})
+    if missing:
+        return f"not members yet: {', '.join(missing)}"
+    tasks = status["tasks"]
+    if len(tasks) < routes:
+        return f"{len(tasks)} tasks for {routes} routes"
+    for task in tasks:
+        name = f"{task['route']}@{task['shard']}"
+        if task["assigned"] is None:
+            return f"{name} not assigned"
+        if task["owner"] != task["assigned"] or not task["running"]:
+            return f"{name} not running on {task['assigned']}"
+    loads = Counter({node: 0 for node in nodes})
+    loads.update(str(task["assigned"]) for task in tasks)
+    if max(loads.values()) - min(loads.values()) > 1:
+        return f"assignment not spread yet: {dict(sorted(loads.items()))}"
+    return None
