@@ -196,6 +196,16 @@ class ToConfig(BaseModel):
     entry: Literal["field", "json"] = "field"
     field: str = Field(default="payload", min_length=1)
 
+    def entry_choices(self) -> set[str]:
+        """``entry`` and ``field`` where they differ from their defaults. By value, not
+        by what was written: a route dumped and validated again (a reload compares
+        routes) names every field, defaults too."""
+        return {
+            name
+            for name, default in (("entry", "field"), ("field", "payload"))
+            if getattr(self, name) != default
+        }
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         given = [
@@ -213,13 +223,13 @@ class ToConfig(BaseModel):
             raise ValueError("sharded is for channel sinks (SPUBLISH)")
         if self.node_fields and self.stream is None:
             raise ValueError("node_fields is for stream sinks")
-        chosen = {"entry", "field"} & self.model_fields_set
+        chosen = self.entry_choices()
         if chosen and self.stream is not None:
             raise ValueError(
                 f"{' and '.join(sorted(chosen))}: for channel and list sinks; a stream sink "
                 "copies every field of an entry"
             )
-        if self.entry == "json" and "field" in self.model_fields_set:
+        if self.entry == "json" and "field" in chosen:
             raise ValueError('field names what to send with entry = "field", not "json"')
         try:
             compile_template(self.name_template)
@@ -299,7 +309,7 @@ class RouteConfig(BaseModel):
 
     @model_validator(mode="after")
     def _entry(self) -> Self:
-        chosen = {"entry", "field"} & self.to.model_fields_set
+        chosen = self.to.entry_choices()
         if chosen and not self.from_.streams:
             raise ValueError(
                 f"to.{' and to.'.join(sorted(chosen))}: for routes that read streams (a "

@@ -67,9 +67,7 @@ async def ask_sentinel(
         answer.masters[name] = Address(str(reply[0]), int(reply[1]))
         replicas = await conns.call(sentinel, "SENTINEL", "REPLICAS", name)
         answer.replicas[name] = [
-            Address(r["ip"], int(r["port"]))
-            for r in map(_pairs, replicas)
-            if _healthy(r)
+            Address(r["ip"], int(r["port"])) for r in map(_pairs, replicas) if _healthy(r)
         ]
     return answer
 
