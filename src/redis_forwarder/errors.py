@@ -7,7 +7,8 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     ForwarderError                  exit 1
     ├── UsageError                  exit 2   a bad argument, config or spec
     │   ├── SpecError                        a topology spec that does not validate
-    │   └── ConfigError                      a forwarder config that does not validate
+    │   ├── ConfigError                      a forwarder config that does not validate
+    │   └── DuplicateNodeIdError             another live node runs with this node id
     ├── NotBuiltError               exit 69  a command that a later release fills in
     ├── MissingExtraError           exit 3   an optional extra (pip install '...[lab]') is missing
     ├── DiscoveryError              exit 5   the deployment's topology could not be learned
@@ -90,6 +91,17 @@ class SpecError(InvalidFileError):
 
 class ConfigError(InvalidFileError):
     noun = "config"
+
+
+class DuplicateNodeIdError(UsageError):
+    """Another live process is registered in the fleet under this node's id."""
+
+    def __init__(self, node_id: str, root: str, holder: str) -> None:
+        self.node_id = node_id
+        super().__init__(
+            f"node id {node_id!r} is taken in {root}: {holder} runs with it; give this node "
+            "another id (--node-id or [node] id), or stop that one first"
+        )
 
 
 class NotBuiltError(ForwarderError):

@@ -108,10 +108,11 @@ class Znode:
     version: int
     czxid: int  # the creation transaction id: unique and increasing per creation
     mtime: float = 0.0  # when it was last written, by ZooKeeper's clock (s since epoch)
+    owner: int = 0  # an ephemeral znode's session id (0: persistent)
 
     @classmethod
     def of(cls, data: bytes, stat: ZnodeStat) -> Znode:
-        return cls(data, stat.version, stat.czxid, stat.mtime / 1000)
+        return cls(data, stat.version, stat.czxid, stat.mtime / 1000, stat.ephemeralOwner)
 
 
 class ZooKeeperSession:
