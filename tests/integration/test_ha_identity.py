@@ -118,7 +118,13 @@ def test_a_clean_sigterm_says_what_it_handed_off_and_raises_no_alarm(
     with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders", "audit")) as f:
         f.start("n1")
         f.start("n2")
-        owners = f.wait_all_running({"n1", "n2"})
+        owners: dict[str, str | None] = {}
+
+        def one_task_each() -> bool:  # balanced: each node owns and runs one route
+            owners.update(f.owners(as_assigned=True))
+            return set(owners.values()) == {"n1", "n2"}
+
+        wait_until(one_task_each, "one task on each node")
         victim = owners["orders"]
         assert victim is not None
         node = f.nodes[victim]
@@ -129,7 +135,8 @@ def test_a_clean_sigterm_says_what_it_handed_off_and_raises_no_alarm(
         alarms = [line for line in stop_lines if " ERROR " in line or " WARNING " in line]
         assert alarms == [], "\n".join(stop_lines)
         said = "\n".join(stop_lines)
-        assert "handing off 1 task" in said and "orders@" in said, said
+        assert "stopping: handing off 1 task(s): orders@" in said, said
+        assert "orders@" in said and "ownership released" in said, said
         assert "left the fleet" in said and "session closed" in said, said
 
 

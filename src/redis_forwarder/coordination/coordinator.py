@@ -448,6 +448,8 @@ class ZooKeeperCoordinator:
             raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("%s@%s: could not release (%s); it goes with the session", *task, exc)
+            return
+        log.info("%s@%s: ownership released", *task)
 
     async def leave(self) -> None:
         """Graceful stop, after the node stopped its tasks: release what is left, leave
@@ -455,14 +457,20 @@ class ZooKeeperCoordinator:
         whatever fails first (its ephemeral znodes go with it); a refusal is raised
         after that."""
         refused: Refused | None = None
+        connected = self.session.connected
         try:
-            if self.session.connected:
+            if connected:
                 await self._withdraw()
         except Refused as exc:
             refused = exc
         except ZooKeeperError as exc:
             log.warning("leaving: %s", exc)
+            connected = False
         await self.session.close()
+        if connected:
+            log.info("left the fleet (membership, controller queue); ZooKeeper session closed")
+        else:  # what we hold in ZooKeeper goes when it expires the session
+            log.info("ZooKeeper session closed")
         if refused is not None:
             raise self._refused(refused) from refused
 
@@ -470,6 +478,7 @@ class ZooKeeperCoordinator:
         for task in list(self.owned):
             if self.owned.pop(task, None) is not None:
                 await self.session.delete(self.paths.owner(task))
+                log.info("%s@%s: ownership released", *task)
         if self._contender is not None:  # the next in line takes over within a cycle
             await self.session.delete(f"{self.paths.controller}/{self._contender}")
         await self.membership.leave()

@@ -135,6 +135,10 @@ class ZooKeeperSession:
         self.suspended_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_id: int | None = None
+        # Set by ``close``: the LOST that kazoo reports then is our own doing, not a loss
+        # (every clean SIGTERM logged "ZooKeeper session lost ... dropping every task" at
+        # ERROR: a false alarm for anyone alerting on it, issue 14).
+        self._closing = False
         self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
         self.client = KazooClient(
@@ -175,6 +179,7 @@ class ZooKeeperSession:
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
+        self._closing = True
         self.gate.close()
         loop = asyncio.get_running_loop()
         try:
@@ -241,7 +246,7 @@ class ZooKeeperSession:
         self.gate.reopen()
 
     def _lost(self, why: str) -> None:
-        if self.state is not SessionState.LOST:
+        if self.state is not SessionState.LOST and not self._closing:
             log.error("ZooKeeper session lost (%s): dropping every task", why)
         self.state = SessionState.LOST
         self.gate.close()
