@@ -171,11 +171,20 @@ class CoordinationError(ForwarderError):
 
 
 class ZooKeeperUnreachableError(CoordinationError):
-    def __init__(self, hosts: str, timeout: float, reason: str) -> None:
+    """No server answered within ``timeout``; or, with ``refusals`` (server -> why),
+    every server refused the connection at once, which is an answer too."""
+
+    def __init__(
+        self, hosts: str, timeout: float, reason: str, refusals: dict[str, str] | None = None
+    ) -> None:
+        if refusals:
+            each = ", ".join(f"{server}: {why}" for server, why in refusals.items())
+            what = f"no ZooKeeper server of {hosts} takes connections ({each})"
+        else:
+            what = f"ZooKeeper at {hosts} did not answer within {timeout:.0f}s ({reason})"
         super().__init__(
-            f"ZooKeeper at {hosts} did not answer within {timeout:.0f}s ({reason}); check "
-            "[coordination] zookeeper in the config and that the ensemble is up "
-            "(lab status shows the lab's)"
+            f"{what}; check [coordination] zookeeper in the config and that the ensemble "
+            "is up (lab status shows the lab's)"
         )
 
 
