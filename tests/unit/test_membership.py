@@ -32,9 +32,15 @@ def test_a_dead_process_on_this_host_is_a_predecessor() -> None:
     assert judge(holder(pid=int(done.stdout)), set(), "n1", "/r") is Verdict.REPLACE
 
 
-def test_our_own_pid_under_another_session_is_a_predecessor() -> None:
+def test_our_own_pid_from_before_we_started_is_a_predecessor() -> None:
     """A container restarted keeps its host name and pid (often 1)."""
-    assert judge(holder(pid=os.getpid()), set(), "n1", "/r") is Verdict.REPLACE
+    before_us = holder(pid=os.getpid(), started_at=0.0)
+    assert judge(before_us, set(), "n1", "/r") is Verdict.REPLACE
+
+
+def test_another_node_in_this_process_is_a_duplicate() -> None:
+    with pytest.raises(DuplicateNodeIdError):
+        judge(holder(pid=os.getpid()), set(), "n1", "/r")
 
 
 def test_a_live_process_on_this_host_is_a_duplicate() -> None:

@@ -10,8 +10,10 @@ document names the host and pid. Found under another session than ours, it is:
 1. ours: a session this process had before (the lease gave it up while ZooKeeper kept
    it): replace it;
 2. on this host, from a process that is gone (a crash, then a restart before the old
-   session expired; or a container restarted with the same pid): replace it;
-3. on this host, from a live process: another node with our id: refuse at once;
+   session expired), or from a pid that a process started since has taken (a
+   container restarted keeps its host name and its pid, often 1): replace it;
+3. on this host, from a live process: another node with our id (another ``Node`` in
+   this very process too): refuse at once;
 4. on another host: we cannot ask its process. A dead process's session expires within
    the session timeout, so we wait (running nothing) up to ``HOLD_FACTOR`` session
    timeouts for the znode to go; still there, its session is alive: refuse.
@@ -165,7 +167,7 @@ def judge(holder: Holder, our_sessions: set[int], node_id: str, root: str) -> Ve
     if holder.host != socket.gethostname():
         return Verdict.WAIT
     pid = holder.pid
-    if pid is None or pid == os.getpid() or not _alive(pid, holder.document.get("started_at")):
+    if pid is None or not _alive(pid, holder.document.get("started_at")):
         return Verdict.REPLACE
     raise duplicate(node_id, root, holder)
 
