@@ -265,7 +265,13 @@ def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(
     with fleet(tmp_path, deployment.spec.shards[0].master, deployment.zookeeper_hosts) as f:
         f.start("n1")
         f.start("n2")
-        before = f.wait_all_running({"n1", "n2"})
+        before: dict[str, str | None] = {}
+
+        def both_forwarding() -> bool:  # not yet n1 alone: n2's joining would move 2 more
+            before.update(f.wait_all_running({"n1", "n2"}))
+            return set(before.values()) == {"n1", "n2"}
+
+        wait_until(both_forwarding, "n1 and n2 forwarding", timeout=30)
         f.start("n3")
         after: dict[str, str | None] = {}
 
