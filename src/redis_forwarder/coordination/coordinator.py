@@ -467,7 +467,7 @@ class ZooKeeperCoordinator:
             log.warning("leaving: %s", exc)
             connected = False
         await self.session.close()
-        if connected:
+        if connected and self.membership.joined:
             log.info("left the fleet (membership, controller queue); ZooKeeper session closed")
         else:  # what we hold in ZooKeeper goes when it expires the session
             log.info("ZooKeeper session closed")

@@ -97,6 +97,11 @@ class Membership:
     def path(self) -> str:
         return self.paths.member(self.node_id)
 
+    @property
+    def joined(self) -> bool:
+        """Whether this process ever made its member znode (a refused one did not)."""
+        return self._made_in is not None
+
     def new_session(self) -> None:
         if self.session.session_id is not None:
             self.sessions.add(self.session.session_id)
