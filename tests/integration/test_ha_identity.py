@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.paths import Paths, encode
 from redis_forwarder.coordination.zk import FleetClient
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
@@ -91,6 +91,52 @@ def test_a_node_restarted_after_kill_9_takes_its_id_back_at_once(
         wait_until(lambda: "replacing the znode of" in restarted.log_text(), "n1 took its id back")
         forwards(f, client, "orders", "n1")
         assert restarted.process.poll() is None
+
+
+def hold_on_another_host(hosts: str, root: str, node_id: str) -> FleetClient:
+    """A session of the test's holding ``node_id``'s member znode, its document naming
+    a host that is not this one (whose process the node cannot ask)."""
+    holder = FleetClient(hosts)
+    document = {"id": node_id, "host": "elsewhere", "pid": 1, "started_at": time.time()}
+    holder.client.create(
+        Paths(root).member(node_id), encode(document), ephemeral=True, makepath=True
+    )
+    return holder
+
+
+def test_an_id_held_on_another_host_is_waited_for_then_taken(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """A crashed node elsewhere: its session ends within the session timeout."""
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    client = source_of(deployment)
+    hosts = deployment.zookeeper_hosts
+    with fleet(tmp_path, source, hosts, routes=("orders",), session_timeout=3) as f:
+        holder = hold_on_another_host(hosts, f.root, "n1")
+        with holder:
+            node = f.start("n1")
+            wait_until(lambda: "waiting up to 6s" in node.log_text(), "n1 waiting for the holder")
+            assert all(t["owner"] is None for t in f.status()["tasks"]), "n1 took a task"
+        forwards(f, client, "orders", "n1")  # the holder's session closed: n1 registered
+        assert next(m for m in f.status()["members"])["pid"] == node.pid
+
+
+def test_an_id_held_on_another_host_past_two_session_timeouts_is_refused(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    deployment = shared_deployment("standalone")
+    source = deployment.spec.shards[0].master
+    hosts = deployment.zookeeper_hosts
+    with (
+        fleet(tmp_path, source, hosts, routes=("orders",), session_timeout=3) as f,
+        hold_on_another_host(hosts, f.root, "n1") as holder,
+    ):
+        node = f.start("n1")
+        assert node.process.wait(20) == 2
+        assert "error: node id 'n1' is taken" in node.log_text()
+        assert "host elsewhere pid 1" in node.log_text()
+        assert holder.exists(Paths(f.root).member("n1")), "the refused node deleted it"
 
 
 def test_a_membership_deleted_from_outside_comes_back(
