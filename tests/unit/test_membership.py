@@ -8,18 +8,19 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from redis_forwarder.coordination.membership import Holder, Verdict, judge
+from redis_forwarder.coordination.membership import Holder, Verdict, judge, process_start
 from redis_forwarder.errors import DuplicateNodeIdError
 
 HOST = socket.gethostname()
 
 
 def holder(session: int = 7, **document: object) -> Holder:
-    return Holder(session, {"id": "n1", "host": HOST, "started_at": time.time(), **document})
+    pid = document.get("pid")
+    start = process_start(pid) if isinstance(pid, int) else None
+    return Holder(session, {"id": "n1", "host": HOST, "process_start": start, **document})
 
 
 def test_a_znode_of_one_of_our_own_sessions_is_replaced() -> None:
@@ -34,7 +35,7 @@ def test_a_dead_process_on_this_host_is_a_predecessor() -> None:
 
 def test_our_own_pid_from_before_we_started_is_a_predecessor() -> None:
     """A container restarted keeps its host name and pid (often 1)."""
-    before_us = holder(pid=os.getpid(), started_at=0.0)
+    before_us = holder(pid=os.getpid(), process_start=0)
     assert judge(before_us, set(), "n1", "/r") is Verdict.REPLACE
 
 
@@ -52,8 +53,16 @@ def test_a_live_process_on_this_host_is_a_duplicate() -> None:
 
 
 def test_a_recycled_pid_is_not_the_holder() -> None:
-    """The live process with that pid started after the holder registered."""
-    assert judge(holder(pid=os.getppid(), started_at=0.0), set(), "n1", "/r") is Verdict.REPLACE
+    """The live process with that pid is not the one that registered."""
+    recycled = holder(pid=os.getppid(), process_start=0)
+    assert judge(recycled, set(), "n1", "/r") is Verdict.REPLACE
+
+
+def test_an_older_releases_document_counts_a_live_pid_as_the_holder() -> None:
+    """No process_start recorded: nothing to tell a recycled pid by; refuse."""
+    older = Holder(7, {"id": "n1", "host": HOST, "pid": os.getppid()})
+    with pytest.raises(DuplicateNodeIdError):
+        judge(older, set(), "n1", "/r")
 
 
 def test_another_hosts_holder_is_waited_for() -> None:

@@ -56,7 +56,7 @@ from redis_forwarder.coordination.assignment import (
     moves,
     reaching,
 )
-from redis_forwarder.coordination.membership import Membership
+from redis_forwarder.coordination.membership import Membership, process_start
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
     NodeExists,
@@ -276,6 +276,7 @@ class ZooKeeperCoordinator:
             "metrics": self.metrics_address,
             "config": self.fingerprint,
             "started_at": self._started_at,
+            "process_start": process_start(os.getpid()),  # with pid, tells a recycled pid
         }
 
     async def _register(self) -> None:

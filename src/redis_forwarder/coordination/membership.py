@@ -172,7 +172,7 @@ def judge(holder: Holder, our_sessions: set[int], node_id: str, root: str) -> Ve
     if holder.host != socket.gethostname():
         return Verdict.WAIT
     pid = holder.pid
-    if pid is None or not _alive(pid, holder.document.get("started_at")):
+    if pid is None or not _alive(pid, holder.document.get("process_start")):
         return Verdict.REPLACE
     raise duplicate(node_id, root, holder)
 
@@ -181,29 +181,28 @@ def duplicate(node_id: str, root: str, holder: Holder) -> DuplicateNodeIdError:
     return DuplicateNodeIdError(node_id, root, holder.describe())
 
 
-def _alive(pid: int, started_at: object) -> bool:
-    """Whether ``pid`` is the holder's process: it exists and (where /proc says when it
-    started) it started before the holder registered, so a recycled pid is not taken
-    for the holder."""
+def _alive(pid: int, recorded_start: object) -> bool:
+    """Whether ``pid`` is still the holder's process: it exists and, where both are
+    known, started when the holder's document says (``process_start``, clock ticks
+    since boot: one clock, unlike wall time, which may have been stepped since), so a
+    recycled pid is not taken for the holder. Without them (an older release's
+    document, no /proc), a live pid counts as the holder."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # another user's process: it exists
-    began = _process_start(pid)
-    if began is None or not isinstance(started_at, int | float):
+    if not isinstance(recorded_start, int):
         return True
-    return began <= started_at + 1.0  # /proc counts in clock ticks
+    return process_start(pid) in (None, recorded_start)
 
 
-def _process_start(pid: int) -> float | None:
-    """When ``pid`` started (seconds since the epoch), from /proc; None elsewhere."""
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat, field 22); None
+    where there is no /proc. With the pid, it names one process for the host's life."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat", encoding="ascii") as system:
-            boot = next(float(line.split()[1]) for line in system if line.startswith("btime"))
-    except (OSError, IndexError, StopIteration, ValueError):
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
         return None
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
