@@ -7,7 +7,8 @@ boundary that calls the library (keeping the cause as ``__cause__``), never show
     ForwarderError                  exit 1
     ├── UsageError                  exit 2   a bad argument, config or spec
     │   ├── SpecError                        a topology spec that does not validate
-    │   └── ConfigError                      a forwarder config that does not validate
+    │   ├── ConfigError                      a forwarder config that does not validate
+    │   └── DuplicateNodeIdError             another live node runs with this node id
     ├── NotBuiltError               exit 69  a command that a later release fills in
     ├── MissingExtraError           exit 3   an optional extra (pip install '...[lab]') is missing
     ├── AddressInUseError           exit 3   run: the [node] metrics address is taken
@@ -93,6 +94,17 @@ class ConfigError(InvalidFileError):
     noun = "config"
 
 
+class DuplicateNodeIdError(UsageError):
+    """Another live process is registered in the fleet under this node's id."""
+
+    def __init__(self, node_id: str, root: str, holder: str) -> None:
+        self.node_id = node_id
+        super().__init__(
+            f"node id {node_id!r} is taken in {root}: {holder} runs with it; give this node "
+            "another id (--node-id or [node] id), or stop that one first"
+        )
+
+
 class NotBuiltError(ForwarderError):
     """A command whose shape is fixed but whose work lands in a later release."""
 
@@ -167,11 +179,20 @@ class CoordinationError(ForwarderError):
 
 
 class ZooKeeperUnreachableError(CoordinationError):
-    def __init__(self, hosts: str, timeout: float, reason: str) -> None:
+    """No server answered within ``timeout``; or, with ``refusals`` (server -> why),
+    every server refused the connection at once, which is an answer too."""
+
+    def __init__(
+        self, hosts: str, timeout: float, reason: str, refusals: dict[str, str] | None = None
+    ) -> None:
+        if refusals:
+            each = ", ".join(f"{server}: {why}" for server, why in refusals.items())
+            what = f"no ZooKeeper server of {hosts} takes connections ({each})"
+        else:
+            what = f"ZooKeeper at {hosts} did not answer within {timeout:.0f}s ({reason})"
         super().__init__(
-            f"ZooKeeper at {hosts} did not answer within {timeout:.0f}s ({reason}); check "
-            "[coordination] zookeeper in the config and that the ensemble is up "
-            "(lab status shows the lab's)"
+            f"{what}; check [coordination] zookeeper in the config and that the ensemble "
+            "is up (lab status shows the lab's)"
         )
 
 

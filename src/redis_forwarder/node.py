@@ -451,6 +451,9 @@ class Node:
     async def _stop_tasks(self) -> None:
         """Stop every task gracefully, all at once, then release their ownership."""
         keys = list(self.tasks)
+        if keys:  # at INFO: a clean stop is no alarm (issue 14)
+            names = ", ".join(f"{route}@{shard}" for route, shard in sorted(keys))
+            log.info("stopping: handing off %d task(s): %s", len(keys), names)
         await asyncio.gather(*(task.stop(graceful=True) for task in self.tasks.values()))
         self.tasks.clear()
         for key in keys:

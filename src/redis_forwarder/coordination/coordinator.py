@@ -8,7 +8,10 @@
    task: its ownership znodes are gone); suspended -> keep what runs, but the write
    gate is closed until ZooKeeper confirms the session; a new session (the first one
    too) -> make sure the fleet's paths exist, read the members (which proves the ACL
-   admits us), register (membership, progress) and own nothing.
+   admits us) and own nothing. Every cycle: our member znode is there under this
+   session, or it is made (again: deleted from outside, it came back only with a new
+   session, issue 14); held by another live process, the node id is refused
+   (``membership``: exit 2), before the node owns anything.
 2. Election: one contender znode per session in the controller lock's queue (kazoo's
    Lock naming, our own single requests); the node whose contender is first is the
    controller, only while its session is connected.
@@ -53,9 +56,11 @@ from redis_forwarder.coordination.assignment import (
     moves,
     reaching,
 )
+from redis_forwarder.coordination.membership import Membership, process_start
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
     NodeExists,
+    NoNode,
     Refused,
     SessionState,
     ZooKeeperError,
@@ -161,6 +166,9 @@ class ZooKeeperCoordinator:
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
         self.is_controller = False
         self._registered_generation: int | None = None
+        self.membership = Membership(
+            self.session, self.paths, node_id, config.session_timeout, self._member_document
+        )
         # One prefix for the process's life, not per session: a session that the lease
         # gave up but ZooKeeper kept still holds our contender, and finding it by this
         # prefix adopts it (a new prefix would queue behind our own orphan, for good).
@@ -212,6 +220,8 @@ class ZooKeeperCoordinator:
                 dropped = bool(self.owned) or self._registered_generation is not None
                 self.owned.clear()
                 await self._register()
+            if not await self.membership.join():
+                return Decision(run={}, drop_all=dropped)  # our id is held elsewhere: wait
             await self._publish_progress(progress)
             await self._elect()
             if self.is_controller:
@@ -266,11 +276,12 @@ class ZooKeeperCoordinator:
             "metrics": self.metrics_address,
             "config": self.fingerprint,
             "started_at": self._started_at,
+            "process_start": process_start(os.getpid()),  # with pid, tells a recycled pid
         }
 
     async def _register(self) -> None:
-        """A new session's first work. Every step is safe to repeat: a connection loss
-        midway fails the cycle, and the next one starts over."""
+        """A new session's first work (``Membership.join`` follows). Every step is safe to
+        repeat: a connection loss midway fails the cycle, and the next one starts over."""
         await self.session.ensure(
             self.paths.members,
             self.paths.owners,
@@ -281,26 +292,18 @@ class ZooKeeperCoordinator:
         )
         # ensure_path reads nothing (exists needs no permission): reading proves the ACL.
         await self.session.children(self.paths.members)
-        member = self._member_document()
-        path = self.paths.member(self.node_id)
-        existing = await self.session.get(path)
-        if existing is not None:
-            # Ours from an older session, or another process with our id: either way the
-            # newest registration is the one that counts.
-            log.warning("member %s was registered already; replacing it", self.node_id)
-            await self.session.delete(path)
-        await self.session.create(path, znodes.encode(member), ephemeral=True)
-        progress_path = self.paths.progress_of(self.node_id)
-        await self.session.delete(progress_path)
-        await self.session.create(progress_path, znodes.encode({}), ephemeral=True)
+        self.membership.new_session()
         self._contender = None
         self._holder_seen = None
         self.is_controller = False
         self._registered_generation = self.session.generation
-        log.info("registered as %s in %s", self.node_id, self.config.root)
 
     async def _publish_progress(self, progress: dict[str, Any]) -> None:
-        await self.session.set(self.paths.progress_of(self.node_id), znodes.encode(progress))
+        path, data = self.paths.progress_of(self.node_id), znodes.encode(progress)
+        try:
+            await self.session.set(path, data)
+        except NoNode:  # deleted from outside: "coordination cycle: no node", every cycle
+            await self.session.create(path, data, ephemeral=True)
 
     async def _elect(self) -> None:
         """Queue once per session, then check each cycle whether our contender is first.
@@ -446,6 +449,8 @@ class ZooKeeperCoordinator:
             raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("%s@%s: could not release (%s); it goes with the session", *task, exc)
+            return
+        log.info("%s@%s: ownership released", *task)
 
     async def leave(self) -> None:
         """Graceful stop, after the node stopped its tasks: release what is left, leave
@@ -453,14 +458,20 @@ class ZooKeeperCoordinator:
         whatever fails first (its ephemeral znodes go with it); a refusal is raised
         after that."""
         refused: Refused | None = None
+        connected = self.session.connected
         try:
-            if self.session.connected:
+            if connected:
                 await self._withdraw()
         except Refused as exc:
             refused = exc
         except ZooKeeperError as exc:
             log.warning("leaving: %s", exc)
+            connected = False
         await self.session.close()
+        if connected and self.membership.joined:
+            log.info("left the fleet (membership, controller queue); ZooKeeper session closed")
+        else:  # what we hold in ZooKeeper goes when it expires the session
+            log.info("ZooKeeper session closed")
         if refused is not None:
             raise self._refused(refused) from refused
 
@@ -468,9 +479,10 @@ class ZooKeeperCoordinator:
         for task in list(self.owned):
             if self.owned.pop(task, None) is not None:
                 await self.session.delete(self.paths.owner(task))
+                log.info("%s@%s: ownership released", *task)
         if self._contender is not None:  # the next in line takes over within a cycle
             await self.session.delete(f"{self.paths.controller}/{self._contender}")
-        await self.session.delete(self.paths.member(self.node_id))
+        await self.membership.leave()
 
 
 def _sequence(contender: str) -> str:

@@ -16,7 +16,8 @@ State contract (what the rest of the node may rely on):
   session timeout, and everything a call can raise is translated into
   :class:`ZooKeeperError`: kazoo's errors (connection loss, expired or closed session,
   operation timeout), kazoo's handler timeout and our own bound. Only ``start`` raises
-  anything else (``ZooKeeperUnreachableError``: no server answered at all).
+  anything else (``ZooKeeperUnreachableError``: no server answered at all, or every
+  server refused the connection, which ``refusals`` finds at once).
   :class:`Refused` (a ZooKeeperError) is the ACL: the caller makes it fatal.
 - Each call is one ZooKeeper request, never retried here: a kazoo recipe that retries
   inside (``Lock.acquire`` retries a connection loss forever) would outlive the bound
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +49,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.hosts import collect_hosts
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
@@ -65,6 +68,52 @@ T = TypeVar("T")
 
 # The part of the session timeout that a confirmed session lets the node write for.
 LEASE_FRACTION = 2 / 3
+# How long a server may take to accept a TCP connection in ``refusals``' probe.
+PROBE_TIMEOUT = 1.0
+
+
+def refusals(hosts: str, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
+    """Each server's refusal (server -> why), when every server of ``hosts`` refused a
+    TCP connection or has a name that does not resolve: an answer, so the caller fails
+    at once. Empty as soon as one server accepts or does not answer in time (kazoo then
+    waits for it as before). Against a refusing server kazoo retried for the whole
+    10 s start-up wait, logging a warning per try (15 of them; issue 14)."""
+    try:
+        servers, _chroot = collect_hosts(hosts)
+    except ValueError:
+        return {}  # kazoo says what is wrong with the string
+    found: dict[str, str] = {}
+    for host, port in servers:
+        try:
+            with socket.create_connection((host, port), timeout):
+                return {}
+        except ConnectionRefusedError:
+            found[f"{host}:{port}"] = "connection refused"
+        except socket.gaierror as exc:
+            found[f"{host}:{port}"] = f"unknown host ({exc.strerror})"
+        except OSError:
+            return {}  # no answer yet (a time-out): not a refusal
+    return found
+
+
+class _Demoted(logging.Filter):
+    """kazoo's WARNINGs, one per failed connection attempt (15 in a 10 s start-up wait,
+    one or more a second through an outage), become INFO: the node's own lines say it
+    once ("suspended", "did not answer"), and alerting on WARNING sees those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def kazoo_logger() -> logging.Logger:
+    """The logger every KazooClient of ours is given, its warnings demoted."""
+    logger = logging.getLogger("kazoo")
+    if not any(isinstance(f, _Demoted) for f in logger.filters):
+        logger.addFilter(_Demoted())
+    return logger
 
 
 class SessionState(StrEnum):
@@ -108,10 +157,11 @@ class Znode:
     version: int
     czxid: int  # the creation transaction id: unique and increasing per creation
     mtime: float = 0.0  # when it was last written, by ZooKeeper's clock (s since epoch)
+    owner: int = 0  # an ephemeral znode's session id (0: persistent)
 
     @classmethod
     def of(cls, data: bytes, stat: ZnodeStat) -> Znode:
-        return cls(data, stat.version, stat.czxid, stat.mtime / 1000)
+        return cls(data, stat.version, stat.czxid, stat.mtime / 1000, stat.ephemeralOwner)
 
 
 class ZooKeeperSession:
@@ -134,6 +184,10 @@ class ZooKeeperSession:
         self.suspended_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_id: int | None = None
+        # Set by ``close``: the LOST that kazoo reports then is our own doing, not a loss
+        # (every clean SIGTERM logged "ZooKeeper session lost ... dropping every task" at
+        # ERROR: a false alarm for anyone alerting on it, issue 14).
+        self._closing = False
         self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
         self.client = KazooClient(
@@ -142,7 +196,7 @@ class ZooKeeperSession:
             # Reconnect forever (the node decides about its session with its lease);
             # operations are not retried here: the reconcile loop tries again next cycle.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
-            logger=logging.getLogger("kazoo"),
+            logger=kazoo_logger(),
             **auth_options(credentials),
         )
         self.client.add_listener(self._on_state)
@@ -154,6 +208,9 @@ class ZooKeeperSession:
         after the wait, so a connection made and dropped at once (the server killed just
         then, issue 13) counted as a time-out, and it stopped the client for good."""
         self._loop = loop = asyncio.get_running_loop()
+        refused = await loop.run_in_executor(self._pool, refusals, self.hosts)
+        if refused:
+            raise ZooKeeperUnreachableError(self.hosts, timeout, "refused", refused)
         try:
             answered = await loop.run_in_executor(self._pool, self._first_answer, timeout)
             reason = "no answer"
@@ -174,6 +231,7 @@ class ZooKeeperSession:
 
     async def close(self) -> None:
         """End the session now: its ephemeral znodes go at once (a graceful leave)."""
+        self._closing = True
         self.gate.close()
         loop = asyncio.get_running_loop()
         try:
@@ -240,7 +298,7 @@ class ZooKeeperSession:
         self.gate.reopen()
 
     def _lost(self, why: str) -> None:
-        if self.state is not SessionState.LOST:
+        if self.state is not SessionState.LOST and not self._closing:
             log.error("ZooKeeper session lost (%s): dropping every task", why)
         self.state = SessionState.LOST
         self.gate.close()
@@ -360,7 +418,12 @@ class FleetClient:
     ) -> None:
         self.hosts = hosts
         self.authenticated = credentials is not None
-        self.client = KazooClient(hosts=hosts, timeout=timeout, **auth_options(credentials))
+        refused = refusals(hosts)
+        if refused:
+            raise ZooKeeperUnreachableError(hosts, timeout, "refused", refused)
+        self.client = KazooClient(
+            hosts=hosts, timeout=timeout, logger=kazoo_logger(), **auth_options(credentials)
+        )
         try:
             self.client.start(timeout)
         except (KazooTimeoutError, KazooException, OSError) as exc:
