@@ -169,6 +169,13 @@ class Metrics:
             [*labels, "action"],
             registry=self.registry,
         )
+        self.unreplicated = Counter(
+            "forwarder_unreplicated_entries",
+            "Stream entries the sink took but too few replicas acknowledged in time (the "
+            "route's to.wait): left pending at the source and written again",
+            labels,
+            registry=self.registry,
+        )
         self.replays = Counter(
             "forwarder_stream_replays",
             "Stream entries the sink already held (their copied id): duplicates avoided",

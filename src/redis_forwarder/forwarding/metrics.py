@@ -43,6 +43,9 @@ class TaskMetrics:
     - ``replays``: stream entries the sink already held (a copied id: a duplicate
       avoided); ``late``: entries claimed after newer ones were copied, written with a
       new id (late, not lost).
+    - ``unreplicated``: stream entries the sink took but fewer replicas than the
+      route's ``wait`` asks acknowledged in time: not acknowledged at the source (they
+      stay pending and are written again), not counted as forwarded.
     - ``batches``, ``lag`` (seconds: the last batch's latency, see the histogram's
       help), ``last_message_at`` (wall clock of the last batch read).
     """
@@ -63,6 +66,7 @@ class TaskMetrics:
         self.unfit = 0
         self.replays = 0
         self.late = 0
+        self.unreplicated = 0
         self.batches = 0
         self.lag = 0.0
         self.last_message_at = 0.0
@@ -183,6 +187,18 @@ class TaskMetrics:
             self.registry.replays.labels(**self._labels).inc(replays)
         if late:
             self.registry.late.labels(**self._labels).inc(late)
+
+    def unreplicated_entries(self, count: int, replicas_acked: object) -> None:
+        """``count`` stream entries written but on fewer replicas than the route's
+        ``wait`` asks (WAIT answered ``replicas_acked``): left pending, retried."""
+        self.unreplicated += count
+        self.registry.unreplicated.labels(**self._labels).inc(count)
+        if self._due("unreplicated"):
+            log.warning(
+                "%s: %d stream entries (%d so far) not on enough replicas in time (WAIT "
+                "answered %s); they stay pending and are written again",
+                self.name, count, self.unreplicated, replicas_acked,
+            )  # fmt: skip
 
     def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
         """Sink commands awaiting a reply, read when scraped (never stale, no cost per

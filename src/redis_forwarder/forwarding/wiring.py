@@ -205,7 +205,7 @@ class Wiring:
             return sink, CLUSTER_SINK
         end = self.placement.locate_sink(frozenset())
         connection = await self._open(stack, end.address, end.credentials, route.sink_timeout)
-        return NodeStreamSink(connection, commands.replies_each), str(end.address)
+        return NodeStreamSink(connection, commands.replies_each, route.to.wait), str(end.address)
 
     async def _close_stream_sink(self, sink: StreamSink) -> None:
         await sink.close(abort=not self.graceful())
