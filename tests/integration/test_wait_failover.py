@@ -126,10 +126,16 @@ def test_sink_failover_loses_nothing_with_wait(
         print(
             f"\nwait={wait} sent={len(sent)} rate={rate:.0f}/s forwarded="
             f"{task.metrics.forwarded} unreplicated={task.metrics.unreplicated} "
-            f"replays={task.metrics.replays} late={task.metrics.late} lost={lost}"
+            f"replays={task.metrics.replays} late={task.metrics.late} lost={lost} "
+            f"counted lost={task.metrics.lost_to_sink_failover_count}"
         )
         if wait is not None and wait["replicas"] == 2:  # every replica: none can lack it
             assert lost == 0
+            assert task.metrics.lost_to_sink_failover_count == 0
+        elif lost:
+            # Lost and said so: the last entries acknowledged on the old master, looked
+            # for on the new one (a lower bound: the remembered tail).
+            assert 0 < task.metrics.lost_to_sink_failover_count <= lost
 
 
 @pytest.mark.slow

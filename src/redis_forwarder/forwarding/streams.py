@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize, StreamUnfit
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, MOVED_ON, RETRY_CAP, Refusals
+from redis_forwarder.forwarding.sink_failover import AckedTail
 from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, encode
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, EntryUnfit
@@ -55,6 +56,7 @@ class StreamLoop:
         gate: Gate | None = None,
         oversize: StreamOversize | None = None,
         dead_letter: StreamDeadLetter | None = None,
+        tail: AckedTail | None = None,
     ) -> None:
         """``dead_letter``: where entries the sink refuses for good, or that its command
         cannot encode, go (else they stay pending)."""
@@ -67,6 +69,7 @@ class StreamLoop:
         self.gate = gate
         self.oversize = oversize
         self.dead_letter = dead_letter
+        self.tail = tail  # copied ids: what the sink took, looked for after its failover
         self.unfit = StreamUnfit(metrics, dead_letter)
         self.refusals = Refusals()
         self.stopping = False
@@ -135,6 +138,8 @@ class StreamLoop:
             return None
         replies = await self.sink.write(writes)
         behind, refused, unreplicated = self._sort_replies(entries, replies, done)
+        if self.tail is not None:
+            self.tail.note(entries, replies)
         settled, unreplicated_behind = await self._settle_behind(behind)
         _add(done, settled)
         unreplicated += unreplicated_behind
