@@ -45,11 +45,13 @@ class AckedTail:
         """Connected to the sink at ``where``: if it is another server than the one the
         remembered ids were acknowledged on, how many of them it lacks, of how many,
         and the old server (then forget them: they belong to the old master)."""
-        old, self.sink = self.sink, where
+        old = self.sink
         if not old or old == where or not self.ids:
+            self.sink = where
             return 0, 0, old
         asked = [(key, entry_id) for key, tail in self.ids.items() for entry_id in tail]
-        self.ids = {}
+        # A lost connection here leaves the tail as it was: the next attempt looks again.
         found = await sink.write([(k, encode(b"XRANGE", k, i, i)) for k, i in asked])
+        self.sink, self.ids = where, {}
         missing = sum(1 for hit in found if not hit or isinstance(hit, ReplyError))
         return missing, len(asked), old
