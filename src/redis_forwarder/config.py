@@ -40,6 +40,7 @@ from redis_forwarder.settings import (
     shape_problem,
 )
 from redis_forwarder.sink.commands import SinkKind
+from redis_forwarder.sink.replication import WaitConfig
 from redis_forwarder.templates import TemplateError, compile_template
 from redis_forwarder.validation import Located, problems
 
@@ -195,6 +196,7 @@ class ToConfig(BaseModel):
     # ("field", the field named by field) or the whole entry as a JSON object ("json").
     entry: Literal["field", "json"] = "field"
     field: str = Field(default="payload", min_length=1)
+    wait: WaitConfig | None = None  # stream routes, to a Sentinel or standalone target
 
     def entry_choices(self) -> set[str]:
         """``entry`` and ``field`` where they differ from their defaults. By value, not
@@ -208,11 +210,8 @@ class ToConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        given = [
-            k
-            for k, v in (("stream", self.stream), ("channel", self.channel), ("list", self.list_))
-            if v is not None
-        ]
+        named = (("stream", self.stream), ("channel", self.channel), ("list", self.list_))
+        given = [k for k, v in named if v is not None]
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of stream, channel or list (given: {given or 'none'})"
@@ -291,6 +290,10 @@ class RouteConfig(BaseModel):
             raise ValueError(
                 'oversize = "dead-letter" applies to what max_message_bytes refuses: set it'
             )
+        if self.to.wait is not None and not self.from_.streams:
+            raise ValueError("to.wait is for stream routes (pub/sub has nothing to retry)")
+        if self.to.wait is not None and self.to.wait.timeout >= self.sink_timeout:
+            raise ValueError("to.wait.timeout must be below sink_timeout (WAIT holds the sink)")
         if self.dead_letter is not None:
             try:
                 compile_template(self.dead_letter)
@@ -424,6 +427,10 @@ class ForwarderConfig(BaseModel):
                 )
         for index, route in enumerate(self.routes):
             self._loop_check(index, route)
+            target = self.targets.get(route.to.target, self.source)
+            if route.to.wait is not None and target.kind is DeploymentKind.CLUSTER:
+                problem = "to.wait needs a Sentinel or standalone target (not yet a cluster)"
+                raise Located(("route", index, "to", "wait"), problem)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:

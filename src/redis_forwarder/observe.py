@@ -169,6 +169,20 @@ class Metrics:
             [*labels, "action"],
             registry=self.registry,
         )
+        self.unreplicated = Counter(
+            "forwarder_unreplicated_entries",
+            "Stream entries the sink took but too few replicas acknowledged in time (the "
+            "route's to.wait): left pending at the source and written again",
+            labels,
+            registry=self.registry,
+        )
+        self.sink_failover_lost = Counter(
+            "forwarder_sink_failover_lost_entries",
+            "Stream entries acknowledged on a sink master that its successor lacked (the "
+            "last 1000 per sink key looked for; copied ids only): lost to the failover",
+            labels,
+            registry=self.registry,
+        )
         self.replays = Counter(
             "forwarder_stream_replays",
             "Stream entries the sink already held (their copied id): duplicates avoided",

@@ -292,3 +292,37 @@ def test_a_bad_route_name_says_what_is_allowed(tmp_path: Path) -> None:
     message = problems(tmp_path, EXAMPLE.replace('name = "orders"', 'name = "my orders!"'))
     assert "route[0].name (line 12): 'my orders!': a route name is 1 to 64 letters" in message
     assert "A-Za-z" not in message and "pattern" not in message
+
+
+WAIT_ROUTE = '[[route]]\nname = "r"\n{from_}\nto = {{ stream = "x:{{channel}}", wait = {wait} }}\n'
+
+
+@pytest.mark.parametrize(
+    ("wait", "from_", "kind", "expected"),
+    [
+        ("{ replicas = 1, timeout = 0.1 }", STREAMS, "sentinel", None),
+        ("{ replicas = 2, timeout = 1 }", STREAMS, "standalone", None),
+        ("{ replicas = 0, timeout = 0.1 }", STREAMS, "sentinel", "greater than or equal to 1"),
+        ("{ replicas = 1, timeout = 0 }", STREAMS, "sentinel", "greater than 0"),
+        ("{ replicas = 1 }", STREAMS, "sentinel", "timeout"),
+        ("{ replicas = 1, timeout = 5 }", STREAMS, "sentinel", "below sink_timeout"),
+        ("{ replicas = 1, timeout = 0.1 }", STREAMS, "cluster", "Sentinel or standalone target"),
+        (
+            "{ replicas = 1, timeout = 0.1 }",
+            'from = { channels = ["a"] }',
+            "sentinel",
+            "stream routes",
+        ),
+    ],
+)
+def test_wait_for_replicas(
+    tmp_path: Path, wait: str, from_: str, kind: str, expected: str | None
+) -> None:
+    masters = 'masters = ["alpha"]\n' if kind == "sentinel" else ""
+    text = f'[source]\nkind = "{kind}"\naddresses = ["127.0.0.1:7000"]\n{masters}'
+    text += WAIT_ROUTE.format(from_=from_, wait=wait)
+    if expected is None:
+        route = load(tmp_path, text).routes[0]
+        assert route.to.wait is not None and route.to.wait.command().startswith(b"*3\r\n$4\r\nWAIT")
+    else:
+        assert expected in problems(tmp_path, text)

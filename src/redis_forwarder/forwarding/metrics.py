@@ -43,6 +43,11 @@ class TaskMetrics:
     - ``replays``: stream entries the sink already held (a copied id: a duplicate
       avoided); ``late``: entries claimed after newer ones were copied, written with a
       new id (late, not lost).
+    - ``unreplicated``: stream entries the sink took but fewer replicas than the
+      route's ``wait`` asks acknowledged in time: not acknowledged at the source (they
+      stay pending and are written again), not counted as forwarded.
+    - ``lost_to_sink_failover_count``: of the last entries acknowledged on a sink
+      master, those its successor lacked (copied ids only; a lower bound).
     - ``batches``, ``lag`` (seconds: the last batch's latency, see the histogram's
       help), ``last_message_at`` (wall clock of the last batch read).
     """
@@ -63,6 +68,8 @@ class TaskMetrics:
         self.unfit = 0
         self.replays = 0
         self.late = 0
+        self.unreplicated = 0
+        self.lost_to_sink_failover_count = 0
         self.batches = 0
         self.lag = 0.0
         self.last_message_at = 0.0
@@ -183,6 +190,34 @@ class TaskMetrics:
             self.registry.replays.labels(**self._labels).inc(replays)
         if late:
             self.registry.late.labels(**self._labels).inc(late)
+
+    def unreplicated_entries(self, count: int, replicas_acked: object) -> None:
+        """``count`` stream entries written but on fewer replicas than the route's
+        ``wait`` asks (WAIT answered ``replicas_acked``): left pending, retried."""
+        self.unreplicated += count
+        self.registry.unreplicated.labels(**self._labels).inc(count)
+        if self._due("unreplicated"):
+            log.warning(
+                "%s: %d stream entries (%d so far) not on enough replicas in time (WAIT "
+                "answered %s); they stay pending and are written again",
+                self.name, count, self.unreplicated, replicas_acked,
+            )  # fmt: skip
+
+    def lost_to_sink_failover(self, missing: int, looked_for: int, old: str, new: str) -> None:
+        """The sink moved from ``old`` to ``new``: of the last ``looked_for`` entries
+        acknowledged on ``old``, ``new`` lacks ``missing`` (lost: acknowledged at the
+        source too; a lower bound, only the remembered tail is looked for)."""
+        self.lost_to_sink_failover_count += missing
+        self.registry.sink_failover_lost.labels(**self._labels).inc(missing)
+        if missing:
+            log.error(
+                "%s: the sink moved from %s to %s, which lacks %d of the last %d entries "
+                "acknowledged on %s: lost to the sink's failover (to.wait with every "
+                "replica prevents it)", self.name, old, new, missing, looked_for, old,
+            )  # fmt: skip
+        else:
+            log.info("%s: the sink moved from %s to %s, which has the last %d entries "
+                     "acknowledged", self.name, old, new, looked_for)  # fmt: skip
 
     def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
         """Sink commands awaiting a reply, read when scraped (never stale, no cost per

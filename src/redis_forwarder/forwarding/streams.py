@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize, StreamUnfit
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, MOVED_ON, RETRY_CAP, Refusals
+from redis_forwarder.forwarding.sink_failover import AckedTail
 from redis_forwarder.gate import Gate
 from redis_forwarder.resp import ConnectionLost, ReplyError, encode
 from redis_forwarder.sink.commands import ALREADY_WRITTEN, EntryCommand, EntryUnfit
+from redis_forwarder.sink.replication import UNREPLICATED
 from redis_forwarder.sink.streams import StreamSink
 from redis_forwarder.source.streams import Entry, StreamReader
 
@@ -54,6 +56,7 @@ class StreamLoop:
         gate: Gate | None = None,
         oversize: StreamOversize | None = None,
         dead_letter: StreamDeadLetter | None = None,
+        tail: AckedTail | None = None,
     ) -> None:
         """``dead_letter``: where entries the sink refuses for good, or that its command
         cannot encode, go (else they stay pending)."""
@@ -66,6 +69,7 @@ class StreamLoop:
         self.gate = gate
         self.oversize = oversize
         self.dead_letter = dead_letter
+        self.tail = tail  # copied ids: what the sink took, looked for after its failover
         self.unfit = StreamUnfit(metrics, dead_letter)
         self.refusals = Refusals()
         self.stopping = False
@@ -133,18 +137,27 @@ class StreamLoop:
             await self._ack(done)
             return None
         replies = await self.sink.write(writes)
-        behind, refused = self._sort_replies(entries, replies, done)
-        _add(done, await self._settle_behind(behind))
+        behind, refused, unreplicated = self._sort_replies(entries, replies, done)
+        if self.tail is not None:
+            self.tail.note(entries, replies)
+        settled, unreplicated_behind = await self._settle_behind(behind)
+        _add(done, settled)
+        unreplicated += unreplicated_behind
         retry_in = None
         if refused and not self.last_refusal.startswith(MOVED_ON):
             await self._give_up(self.refusals.note(refused), done)
             # Refused entries stay pending: try them again soon, then less often.
             retry_in = self.refusals.retry_delay(retried=claimed)
+        elif unreplicated:
+            # Not on enough replicas: pending, claimed again (a no-op with copied ids).
+            retry_in = self.refusals.retry_delay(retried=claimed)
+            self.metrics.unreplicated_entries(unreplicated, self._replicas_acked())
         elif not refused:
             self.refusals.backoff.reset()
         await self._ack(done)
         oldest_ms = int(entries[0][1].split(b"-", 1)[0])
-        self.metrics.answered(len(entries), max(0.0, time.time() - oldest_ms / 1000))
+        lag = max(0.0, time.time() - oldest_ms / 1000)
+        self.metrics.answered(len(entries) - unreplicated, lag)
         if self.last_refusal.startswith(MOVED_ON):
             # Refused entries stay pending; the reconnect claims them again.
             raise ConnectionLost(
@@ -177,13 +190,17 @@ class StreamLoop:
 
     def _sort_replies(
         self, entries: list[Entry], replies: list[object], done: Done
-    ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
+    ) -> tuple[list[Entry], list[tuple[Entry, str]], int]:
         """Entries the sink took go to ``done``; return those refused as "not above the
-        sink's last id" (to settle) and those refused for another reason."""
+        sink's last id" (to settle), those refused for another reason, and how many the
+        sink took but too few replicas acknowledged (``wait``: they stay pending)."""
         behind: list[Entry] = []
         refused: list[tuple[Entry, str]] = []
+        unreplicated = 0
         for entry, reply in zip(entries, replies, strict=True):
-            if not isinstance(reply, ReplyError):
+            if reply is UNREPLICATED:
+                unreplicated += 1
+            elif not isinstance(reply, ReplyError):
                 done.setdefault(entry[0], []).append(entry[1])
             elif ALREADY_WRITTEN in str(reply):
                 behind.append(entry)
@@ -192,7 +209,10 @@ class StreamLoop:
         if refused:
             self.last_refusal = refused[-1][1]
             self.metrics.refusal(len(refused), self.last_refusal, lost=False)
-        return behind, refused
+        return behind, refused, unreplicated
+
+    def _replicas_acked(self) -> object:
+        return getattr(self.sink, "replicas_acked", None)
 
     async def _ack(self, done: Done) -> None:
         await self.reader.ack(done)
@@ -221,33 +241,37 @@ class StreamLoop:
             self.sink.name, len(entries), GIVE_UP_AFTER, reason, RETRY_CAP,
         )  # fmt: skip
 
-    async def _settle_behind(self, behind: list[Entry]) -> list[tuple[bytes, bytes]]:
+    async def _settle_behind(self, behind: list[Entry]) -> tuple[list[tuple[bytes, bytes]], int]:
         """Entries whose copied id is not above the sink's last one: written already (a
         replay), or claimed late, after newer entries were copied (a previous owner's
         pending entries). Only the sink can tell: an entry it holds is a duplicate; one
-        it lacks is written with a new id, so it is late but not lost."""
+        it lacks is written with a new id, so it is late but not lost. Returns those
+        settled, and how many are not on enough replicas yet (``wait``: left pending)."""
         if not behind:
-            return []
+            return [], 0
         key_of = self.commands.key_of
         found = await self.sink.write(
             [(key_of(stream), encode(b"XRANGE", key_of(stream), entry_id, entry_id))
              for stream, entry_id, _fields in behind]
         )  # fmt: skip
         pairs = list(zip(behind, found, strict=True))
-        settled = [(entry[0], entry[1]) for entry, hit in pairs if hit]
+        unreplicated = sum(1 for _entry, hit in pairs if hit is UNREPLICATED)
+        settled = [(e[0], e[1]) for e, hit in pairs if hit and hit is not UNREPLICATED]
         replays = len(settled)
         late = [entry for entry, hit in pairs if not hit]
         if late:
             command = self.commands.late
             replies = await self.sink.write([(key_of(e[0]), command(*e)) for e in late])
             for entry, reply in zip(late, replies, strict=True):
-                if isinstance(reply, ReplyError):
+                if reply is UNREPLICATED:
+                    unreplicated += 1
+                elif isinstance(reply, ReplyError):
                     self.last_refusal = str(reply)
                     self.metrics.refusal(1, self.last_refusal, lost=False)
                 else:
                     settled.append((entry[0], entry[1]))
         self.metrics.settled(replays, len(settled) - replays)
-        return settled
+        return settled, unreplicated
 
     def _reclaim(self) -> None:
         self.reader.reclaim()

@@ -18,7 +18,8 @@ from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnecti
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.placement import Endpoint, Placement
 from redis_forwarder.forwarding.pubsub import LoopGuard, PubSubLoop
-from redis_forwarder.forwarding.spec import TaskSpec
+from redis_forwarder.forwarding.sink_failover import AckedTail
+from redis_forwarder.forwarding.spec import TaskSpec, copies_stream_ids
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
@@ -71,6 +72,10 @@ class Wiring:
         self.graceful = graceful
         self.guard = _loop_guard(spec)
         self.loops = _loop_at_start(spec)  # why the task would feed itself, or ""
+        copies = copies_stream_ids(spec.route, spec.source_is_cluster)
+        tail = AckedTail(spec.commands.entries.key_of) if copies else None
+        # (A cluster sink's ``where`` never changes: it is looked for on no move.)
+        self.tail = tail if spec.reads_streams else None
 
     async def attempt(self, source: Endpoint, stack: contextlib.AsyncExitStack) -> Attempt:
         """Connect to ``source`` (and the sink the placement names) and build the loops;
@@ -186,11 +191,17 @@ class Wiring:
         for streams in groups:
             source = await self._open(stack, address, credentials, self._source_timeout())
             sink, where = await self._stream_sink(stack)
+            if self.tail is not None and not loops:
+                self._sink_moved(*await self.tail.missing_on(sink, where), where)
             reader = StreamReader(
                 source, [s.encode() for s in streams], group, self.spec.consumer.encode()
             )
             loops.append(self._stream_loop(reader, sink))
         return Attempt(loops, address, where, [])
+
+    def _sink_moved(self, missing: int, asked: int, old: str, new: str) -> None:
+        if asked:
+            self.metrics.lost_to_sink_failover(missing, asked, old, new)
 
     async def _stream_sink(self, stack: contextlib.AsyncExitStack) -> tuple[StreamSink, str]:
         route, commands = self.route, self.spec.commands
@@ -205,7 +216,7 @@ class Wiring:
             return sink, CLUSTER_SINK
         end = self.placement.locate_sink(frozenset())
         connection = await self._open(stack, end.address, end.credentials, route.sink_timeout)
-        return NodeStreamSink(connection, commands.replies_each), str(end.address)
+        return NodeStreamSink(connection, commands.replies_each, route.to.wait), str(end.address)
 
     async def _close_stream_sink(self, sink: StreamSink) -> None:
         await sink.close(abort=not self.graceful())
@@ -224,7 +235,7 @@ class Wiring:
             oversize = StreamOversize(route.max_message_bytes, self.metrics, use)
         return StreamLoop(
             reader, sink, commands.entries, self.metrics, STREAM_BATCH, route.heartbeat,
-            self.placement.gate, oversize, dead,
+            self.placement.gate, oversize, dead, self.tail,
         )  # fmt: skip
 
     def _keys_served(self) -> list[str]:

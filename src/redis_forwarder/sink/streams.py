@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from redis_forwarder.model import Address, Topology
 from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.sink.replication import UNREPLICATED, WaitConfig
 from redis_forwarder.sink.routing import Connect, RouteCache
 
 Keyed = tuple[bytes, bytes]  # (target key, the encoded command(s) of one entry)
@@ -45,18 +46,32 @@ def _answers(replies: list[Any], per_entry: int) -> list[Any]:
 
 
 class NodeStreamSink:
-    def __init__(self, connection: RespConnection, replies_per_entry: int) -> None:
+    def __init__(
+        self, connection: RespConnection, replies_per_entry: int, wait: WaitConfig | None = None
+    ) -> None:
+        """``wait``: end each write with WAIT; if fewer replicas than asked have it in
+        time, every entry the master took is answered :data:`UNREPLICATED`."""
         self.connection = connection
         self.name = connection.name
         self.replies_per_entry = replies_per_entry
+        self.wait = wait
+        self._wait_command = wait.command() if wait is not None else b""
+        self.replicas_acked: object = None  # WAIT's last answer (for the log line)
 
     def with_replies(self, replies_per_entry: int) -> StreamSink:
-        return NodeStreamSink(self.connection, replies_per_entry)
+        return NodeStreamSink(self.connection, replies_per_entry, self.wait)
 
     async def write(self, commands: Sequence[Keyed]) -> list[Any]:
         buffer = b"".join([command for _key, command in commands])
-        replies = await self.connection.call_many(buffer, len(commands) * self.replies_per_entry)
-        return _answers(replies, self.replies_per_entry)
+        count = len(commands) * self.replies_per_entry
+        if self.wait is None:  # the default path: as cheap as before WAIT existed
+            return _answers(await self.connection.call_many(buffer, count), self.replies_per_entry)
+        replies = await self.connection.call_many(buffer + self._wait_command, count + 1)
+        self.replicas_acked = acked = replies.pop()
+        answers = _answers(replies, self.replies_per_entry)
+        if isinstance(acked, int) and acked >= self.wait.replicas:
+            return answers
+        return [a if isinstance(a, ReplyError) else UNREPLICATED for a in answers]
 
     async def close(self, *, abort: bool = False) -> None:
         await self.connection.close(abort=abort)
