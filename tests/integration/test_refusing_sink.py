@@ -107,3 +107,37 @@ def test_a_replica_written_to_is_refused_at_start(
     assert f"{replica} is a replica of {master}" in result.stderr  # ROLE names its master
     assert named in result.stderr
     assert f"give its master, {master}, in [source] addresses" in result.stderr
+
+
+def test_refusals_answered_in_one_read_are_not_a_write_taken(
+    shared_deployment: Shared,
+) -> None:
+    """Two batches refused, their replies read at once: the sink still took nothing.
+    (Counted from answers per batch, the second batch's answer looked like a write
+    taken, and the task flapped back to ready: a flaky /readyz test caught it.)"""
+    import asyncio
+
+    from redis_forwarder.forwarding.metrics import TaskMetrics
+    from redis_forwarder.resp import RespConnection, encode
+    from redis_forwarder.sink.writer import PipelineWriter
+
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    key = f"{uuid.uuid4().hex[:8]}:q"
+    client.set(key, "not a list")
+
+    async def scenario() -> TaskMetrics:
+        connection = RespConnection(server.host, server.port, timeout=5.0)
+        await connection.open()
+        metrics = TaskMetrics.alone()
+        writer = PipelineWriter(connection, metrics)
+        for batch in range(3):  # sent back to back: the replies come in one read
+            await writer.send(encode(b"RPUSH", key.encode(), b"m%d" % batch), 1)
+        writer.start()
+        await writer.flush()
+        await writer.close()
+        return metrics
+
+    metrics = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert metrics.refused == 3
+    assert metrics.refused_since_taken == 3 and metrics.sink_refusing

@@ -61,7 +61,6 @@ class TaskMetrics:
         self.forwarded = 0
         self.refused = 0
         self.refused_since_taken = 0
-        self._refused_answered = 0  # ``refused`` at the last answer
         self.dropped = 0
         self.oversized = 0
         self.given_up = 0
@@ -109,11 +108,6 @@ class TaskMetrics:
         or after the source added them (streams)."""
         self.forwarded += count
         self.lag = seconds
-        # Refusals are counted before the answers they belong to: more answers than
-        # refusals since the last answer means the sink took a write.
-        refused, self._refused_answered = self.refused - self._refused_answered, self.refused
-        if count > refused:
-            self.refused_since_taken = 0
         self._forwarded.inc(count)
         self._latency.observe(seconds)
 
@@ -132,6 +126,12 @@ class TaskMetrics:
                 self.refused - self._refused_logged, fate, reason,
             )  # fmt: skip
             self._refused_logged = self.refused
+
+    def took(self, refused_after: int) -> None:
+        """The sink took a write, then refused ``refused_after`` more (in reply order).
+        Told by whoever reads the replies in order: counting it from answers per batch
+        took a second batch answered in the same read for a write taken (flaky)."""
+        self.refused_since_taken = refused_after
 
     @property
     def sink_refusing(self) -> bool:

@@ -197,18 +197,24 @@ class StreamLoop:
         behind: list[Entry] = []
         refused: list[tuple[Entry, str]] = []
         unreplicated = 0
+        taken, refused_after = False, 0  # in reply order: refusals after the last taken
         for entry, reply in zip(entries, replies, strict=True):
             if reply is UNREPLICATED:
                 unreplicated += 1
+                taken, refused_after = True, 0
             elif not isinstance(reply, ReplyError):
                 done.setdefault(entry[0], []).append(entry[1])
+                taken, refused_after = True, 0
             elif ALREADY_WRITTEN in str(reply):
                 behind.append(entry)
             else:
                 refused.append((entry, str(reply)))
+                refused_after += 1
         if refused:
             self.last_refusal = refused[-1][1]
             self.metrics.refusal(len(refused), self.last_refusal, lost=False)
+        if taken:
+            self.metrics.took(refused_after)
         return behind, refused, unreplicated
 
     def _replicas_acked(self) -> object:

@@ -98,6 +98,10 @@ class PipelineWriter:
                     self.refused += len(refused)
                     self.last_refusal = str(refused[-1])
                     self.metrics.refusal(len(refused), self.last_refusal, lost=True)
+                    if len(refused) < len(replies):
+                        self.metrics.took(_refused_after_last_taken(replies))
+                elif self.metrics.refused_since_taken:
+                    self.metrics.took(0)
                 self._answered(len(replies))
                 self._progress.set()
         except ConnectionLost as exc:
@@ -124,3 +128,11 @@ class PipelineWriter:
             # carried on forwarding (a campaign's zombie consumer, issue 13).
             await asyncio.wait({self._replies})
         await self.connection.close(abort=abort)
+
+
+def _refused_after_last_taken(replies: list[object]) -> int:
+    """How many error replies follow the last reply that is not one."""
+    after = 0
+    for reply in replies:
+        after = after + 1 if isinstance(reply, ReplyError) else 0
+    return after
