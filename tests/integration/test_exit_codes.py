@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import cli_command, cli_env, run_cli
+from tests.support.cli import run_cli, start_run
 from tests.support.deployments import Deployment
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +48,9 @@ def test_run_stopped_by_ctrl_c_exits_130_after_a_clean_stop(
     server = shared_deployment("standalone").spec.shards[0].master
     config = _config(tmp_path, str(server))
     log_file = tmp_path / "run.log"
-    with open(log_file, "wb") as err:
-        process = subprocess.Popen(
-            cli_command("--log-level", "info", "run", "--config", str(config)),
-            env=cli_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        wait_until(
-            lambda: b"forwarding from" in log_file.read_bytes(), "the task started", timeout=20
-        )
-    finally:
-        process.send_signal(signal.SIGINT)
-        code = process.wait(20)
+    process = start_run(config, log_file)
+    process.send_signal(signal.SIGINT)
+    code = process.wait(20)
     assert code == 130, log_file.read_text()
     assert log_file.read_text().endswith("redis-forwarder: interrupted\n")
 

@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import socket
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ import redis
 
 from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.model import Address
-from tests.support.cli import cli_command, cli_env
+from tests.support.cli import start_run
 from tests.support.commands import command, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner, Publisher, wait_resumed
@@ -326,22 +325,9 @@ def test_run_logs_json_and_stops_cleanly_on_sigterm(
         'to = { list = "log-copy" }\n'
     )
     log_file = tmp_path / "run.log"
-    with open(log_file, "wb") as err:
-        process = subprocess.Popen(
-            cli_command(
-                "--log-level", "info", "--log-format", "json", "run", "--config", str(config)
-            ),
-            env=cli_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        wait_until(
-            lambda: b"forwarding from" in log_file.read_bytes(), "the task started", timeout=20
-        )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
+    process = start_run(config, log_file, "--log-format", "json")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
     assert any("logs@" in e["message"] and "forwarding from" in e["message"] for e in lines)
