@@ -47,19 +47,21 @@ class Placements:
             )
         source = self.watchers[SOURCE]
         classic = bool(route.from_.channels or route.from_.patterns)
+        any_node = classic and self.settings[SOURCE].kind is DeploymentKind.CLUSTER
         return Placement(
             # XREADGROUP writes (the group's pending list): streams read from masters.
             locate_source=self._locator(
                 SOURCE,
                 shard,
                 replicas=self.config.source.read_from == "replica" and not route.from_.streams,
-                any_node=classic and self.settings[SOURCE].kind is DeploymentKind.CLUSTER,
+                any_node=any_node,
             ),
             locate_sink=self._locator(target, shard if target == SOURCE else None),
             cluster_sink=cluster_sink,
             keys_served=lambda: keys_served(route, shard, source.current),
             gate=gate,
             on_lost=self._on_lost(target),
+            reads_any_node=any_node,
         )
 
     def _locator(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from redis_forwarder.forwarding.placement import candidates, serves
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.topology.cluster import carry_ids, named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind, diff
@@ -185,3 +186,18 @@ def test_a_node_takes_the_controllers_names_for_the_same_shards() -> None:
         ("ccc", 7205),  # the real view's master, under the controller's name
     }
     assert named_like(renamed, names) == renamed  # already agreeing: nothing changes
+
+
+def test_a_demoted_master_still_serves_classic_pubsub() -> None:
+    """After a CLUSTER FAILOVER the old master is the new master's replica: a classic
+    pub/sub task subscribed there stays (node._stays); a node gone from the view does
+    not serve."""
+    before = Topology(DeploymentKind.CLUSTER, (Shard("b", node(7501), (node(7504),)),))
+    after = Topology(DeploymentKind.CLUSTER, (Shard("b", node(7504), (node(7501),)),))
+    gone = Topology(DeploymentKind.CLUSTER, (Shard("b", node(7504)),))
+    assert serves(before, Address("127.0.0.1", 7501))
+    assert serves(after, Address("127.0.0.1", 7501))
+    assert not serves(gone, Address("127.0.0.1", 7501))
+    assert not serves(after, Address("127.0.0.1", 7999))
+    # A new attempt (after a failure) still prefers the master.
+    assert candidates(after, "b", any_node=True)[0] == Address("127.0.0.1", 7504)

@@ -44,7 +44,8 @@ class Placement:
     ``cluster_sink``: set when the target is a cluster (each key to its slot's master);
     ``keys_served()``: the sharded channels or streams this shard serves now (None:
     every one the route names); ``gate``: no sink write starts while it is closed;
-    ``on_lost(reason)``: a connection of the task failed."""
+    ``on_lost(reason)``: a connection of the task failed; ``reads_any_node``: the
+    source is classic pub/sub on a cluster, where every node receives every PUBLISH."""
 
     locate_source: Callable[[frozenset[Address]], Endpoint]
     locate_sink: Callable[[frozenset[Address]], Endpoint]
@@ -52,6 +53,7 @@ class Placement:
     keys_served: Callable[[], list[str]] | None = None
     gate: Gate | None = None
     on_lost: Callable[[str], None] = field(default=_nothing)
+    reads_any_node: bool = False
 
 
 def candidates(
@@ -74,6 +76,14 @@ def candidates(
     if replicas:
         return [*(r.address for r in chosen.replicas), chosen.master.address]
     return [chosen.master.address]
+
+
+def serves(topology: Topology, address: Address) -> bool:
+    """``address`` is a master or a replica of ``topology`` now. Pure."""
+    return any(
+        address == shard.master.address or any(address == r.address for r in shard.replicas)
+        for shard in topology.shards
+    )
 
 
 def pick(candidates: list[Address], avoid: frozenset[Address]) -> Address:
