@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tomllib
 from pathlib import Path
 from typing import Literal, Self
@@ -22,15 +21,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.route_loops import loop_check
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
     Credentials,
@@ -39,9 +37,6 @@ from redis_forwarder.settings import (
     read_password,
     shape_problem,
 )
-from redis_forwarder.sink.commands import SinkKind
-from redis_forwarder.sink.replication import WaitConfig
-from redis_forwarder.templates import TemplateError, compile_template
 from redis_forwarder.validation import Located, problems
 
 
@@ -115,217 +110,6 @@ class SourceConfig(BaseModel):
             ),
             socket_timeout=self.socket_timeout,
         )
-
-
-_EXPANSION = re.compile(r"\{(\d+)\.\.(\d+)\}")
-MAX_EXPANDED_CHANNELS = 100_000
-
-
-def expand_channels(names: list[str]) -> list[str]:
-    """``orders:{0..3}`` -> orders:0 .. orders:3 (any number of ranges, nested as a
-    product), for channel, sharded channel and stream names. Braces that are not
-    ``{N..M}`` (hash tags such as ``{user}``) stay."""
-    result: list[str] = []
-    for name in names:
-        pending = [name]
-        while pending:
-            current = pending.pop()
-            match = _EXPANSION.search(current)
-            if match is None:
-                result.append(current)
-                continue
-            low, high = int(match.group(1)), int(match.group(2))
-            if low > high:
-                raise ValueError(f"{name!r}: range {{{low}..{high}}} runs backwards")
-            if len(result) + len(pending) + high - low + 1 > MAX_EXPANDED_CHANNELS:
-                raise ValueError(f"{name!r} expands to more than {MAX_EXPANDED_CHANNELS} names")
-            head, tail = current[: match.start()], current[match.end() :]
-            pending.extend(f"{head}{n}{tail}" for n in range(high, low - 1, -1))
-    return result
-
-
-class FromConfig(BaseModel):
-    """What a route reads: classic channels and/or patterns, sharded channels, or streams
-    through a consumer group."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    channels: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)
-    sharded: list[str] = Field(default_factory=list)
-    streams: list[str] = Field(default_factory=list)
-    group: str | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        kinds = [k for k in ("channels", "patterns", "sharded", "streams") if getattr(self, k)]
-        if not kinds:
-            raise ValueError("name what to read: channels, patterns, sharded or streams")
-        if "sharded" in kinds and len(kinds) > 1:
-            raise ValueError(
-                "sharded channels go in a route of their own (Redis has no sharded patterns)"
-            )
-        if "streams" in kinds and len(kinds) > 1:
-            raise ValueError("streams go in a route of their own")
-        if self.streams and not self.group:
-            raise ValueError('streams need group = "...": the consumer group to read with')
-        if self.group and not self.streams:
-            raise ValueError("group is for streams")
-        # Streams too: "src:{0..1}" once made a literal key and a group on every master.
-        for kind in ("channels", "sharded", "streams"):
-            object.__setattr__(self, kind, expand_channels(getattr(self, kind)))
-        return self
-
-
-class ToConfig(BaseModel):
-    """Where a route writes: one of stream, channel or list (a name template)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
-
-    target: str = "source"
-    stream: str | None = None
-    channel: str | None = None
-    list_: str | None = Field(default=None, alias="list")
-    # stream: XADD MAXLEN ~ n; list: LTRIM to the newest n after each push.
-    maxlen: int | None = Field(default=None, gt=0)
-    # channel: SPUBLISH instead of PUBLISH, for subscribers that use SSUBSCRIBE.
-    sharded: bool = False
-    # stream: add the writing node's id and its ownership epoch to every entry.
-    node_fields: bool = False
-    # channel and list sinks of stream routes: what an entry becomes: one field's value
-    # ("field", the field named by field) or the whole entry as a JSON object ("json").
-    entry: Literal["field", "json"] = "field"
-    field: str = Field(default="payload", min_length=1)
-    wait: WaitConfig | None = None  # stream routes, to a Sentinel or standalone target
-
-    def entry_choices(self) -> set[str]:
-        """``entry`` and ``field`` where they differ from their defaults. By value, not
-        by what was written: a route dumped and validated again (a reload compares
-        routes) names every field, defaults too."""
-        return {
-            name
-            for name, default in (("entry", "field"), ("field", "payload"))
-            if getattr(self, name) != default
-        }
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        named = (("stream", self.stream), ("channel", self.channel), ("list", self.list_))
-        given = [k for k, v in named if v is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of stream, channel or list (given: {given or 'none'})"
-            )
-        if self.maxlen is not None and self.channel is not None:
-            raise ValueError("maxlen is for stream and list sinks: a channel keeps nothing")
-        if self.sharded and self.channel is None:
-            raise ValueError("sharded is for channel sinks (SPUBLISH)")
-        if self.node_fields and self.stream is None:
-            raise ValueError("node_fields is for stream sinks")
-        chosen = self.entry_choices()
-        if chosen and self.stream is not None:
-            raise ValueError(
-                f"{' and '.join(sorted(chosen))}: for channel and list sinks; a stream sink "
-                "copies every field of an entry"
-            )
-        if self.entry == "json" and "field" in chosen:
-            raise ValueError('field names what to send with entry = "field", not "json"')
-        try:
-            compile_template(self.name_template)
-        except TemplateError as exc:
-            raise ValueError(f"{given[0]}: {exc}") from None
-        return self
-
-    @property
-    def kind(self) -> SinkKind:
-        if self.stream is not None:
-            return SinkKind.STREAM
-        return SinkKind.CHANNEL if self.channel is not None else SinkKind.LIST
-
-    @property
-    def name_template(self) -> str:
-        return self.stream or self.channel or self.list_ or ""
-
-
-_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class RouteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
-
-    name: str
-    from_: FromConfig = Field(alias="from")
-    to: ToConfig
-    max_in_flight: int = Field(default=20_000, ge=1, le=1_000_000)
-    heartbeat: float = Field(default=1.0, gt=0, le=60)
-    # How long the sink may leave a write unanswered before its connection counts as lost.
-    sink_timeout: float = Field(default=5.0, gt=0, le=300)
-    overflow: Literal["block", "drop-oldest"] = "block"
-    buffer: int = Field(default=100_000, ge=1, le=10_000_000)
-    # Messages (pub/sub payloads; stream entries, all fields) larger than this are not
-    # forwarded: dropped and counted, or (oversize = "dead-letter") written to the
-    # dead_letter stream (a name template on the route's target) and counted. Stream
-    # entries the sink refuses for good (3 times, not transiently) go there too; without
-    # dead_letter they stay pending. Nothing is acknowledged unwritten and uncounted.
-    max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
-    oversize: Literal["drop", "dead-letter"] = "drop"
-    dead_letter: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        # Said in words: the raw regex was what a user saw (issue 14).
-        if not _ROUTE_NAME.match(name):
-            raise ValueError(
-                f"{name!r}: a route name is 1 to 64 letters, digits, '_', '.' or '-', "
-                "starting with a letter or digit (it names metrics, znodes and logs)"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _oversize(self) -> Self:
-        if self.oversize == "dead-letter" and not self.dead_letter:
-            raise ValueError('oversize = "dead-letter" needs dead_letter = "stream name template"')
-        if self.oversize == "dead-letter" and self.max_message_bytes is None:
-            raise ValueError(
-                'oversize = "dead-letter" applies to what max_message_bytes refuses: set it'
-            )
-        if self.to.wait is not None and not self.from_.streams:
-            raise ValueError("to.wait is for stream routes (pub/sub has nothing to retry)")
-        if self.to.wait is not None and self.to.wait.timeout >= self.sink_timeout:
-            raise ValueError("to.wait.timeout must be below sink_timeout (WAIT holds the sink)")
-        if self.dead_letter is not None:
-            try:
-                compile_template(self.dead_letter)
-            except TemplateError as exc:
-                raise ValueError(f"dead_letter: {exc}") from None
-        return self
-
-    # Set by ForwarderConfig: whether the route writes into the deployment it reads
-    # (target "source", or a target that shares an address with the source); the
-    # pub/sub loop then watches for its own output (forwarding/pubsub.py).
-    _writes_to_source: bool = PrivateAttr(default=False)
-
-    @property
-    def writes_to_source(self) -> bool:
-        return self.to.target == "source" or self._writes_to_source
-
-    @model_validator(mode="after")
-    def _entry(self) -> Self:
-        chosen = self.to.entry_choices()
-        if chosen and not self.from_.streams:
-            raise ValueError(
-                f"to.{' and to.'.join(sorted(chosen))}: for routes that read streams (a "
-                "pub/sub message is sent as it is)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _no_loop(self) -> Self:
-        """A route that writes back into what it reads would forward forever."""
-        if self.to.target == "source":
-            loop_check(self, shards=None)
-        return self
 
 
 class NodeConfig(BaseModel):

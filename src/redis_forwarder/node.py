@@ -29,7 +29,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from redis_forwarder.config import ForwarderConfig, RouteConfig, SourceConfig, load_config
+from redis_forwarder.config import ForwarderConfig, SourceConfig, load_config
 from redis_forwarder.coordination.coordinator import (
     Coordinator,
     LocalCoordinator,
@@ -49,6 +49,7 @@ from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.placements import SOURCE, Placements
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.diff import ChangeKind

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from redis_forwarder.config import ForwarderConfig, RouteConfig
+from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.forwarding.placement import (
     ClusterTarget,
     Endpoint,
@@ -19,6 +19,7 @@ from redis_forwarder.forwarding.placement import (
 from redis_forwarder.gate import Gate
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.work import keys_served

@@ -21,7 +21,7 @@ from redis_forwarder.templates import compile_template
 from redis_forwarder.validation import Located
 
 if TYPE_CHECKING:
-    from redis_forwarder.config import RouteConfig
+    from redis_forwarder.routes import RouteConfig
 
 
 def _read_by_sink(route: RouteConfig) -> list[tuple[str, str]]:

@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
-from redis_forwarder.config import RouteConfig
 from redis_forwarder.model import DeploymentKind, TaskKey, Topology
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.topology.slots import key_slot
 
 

@@ -20,13 +20,13 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from redis_forwarder.config import RouteConfig
 from redis_forwarder.forwarding.placement import Endpoint, Placement
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import STOP_TIMEOUT, Task
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import Credentials
 from tests.support.commands import command, xadd
 from tests.support.deployments import Deployment

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from redis_forwarder.config import ForwarderConfig, RouteConfig, expand_channels, load_config
+from redis_forwarder.config import ForwarderConfig, load_config
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import DeploymentKind
+from redis_forwarder.routes import RouteConfig, expand_channels
 from redis_forwarder.sink.commands import SinkKind
 from tests.support.cli import run_cli
 

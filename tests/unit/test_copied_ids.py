@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from redis_forwarder.config import RouteConfig
 from redis_forwarder.forwarding.spec import copies_stream_ids
+from redis_forwarder.routes import RouteConfig
 
 
 def route(to: dict[str, Any]) -> RouteConfig:

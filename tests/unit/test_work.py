@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from redis_forwarder.config import RouteConfig
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.work import keys_served, slot_groups, wanted_tasks
 

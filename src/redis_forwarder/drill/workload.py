@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis_forwarder.config import ForwarderConfig, RouteConfig
+from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.errors import UsageError
 from redis_forwarder.model import DeploymentKind
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.templates import compile_template
 
 CHANNELS = 4

@@ -13,9 +13,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis_forwarder.config import RouteConfig
 from redis_forwarder.forwarding.streams import EntryCommands
 from redis_forwarder.model import TaskKey
+from redis_forwarder.routes import RouteConfig
 from redis_forwarder.sink.commands import (
     EntryCommand,
     Owner,

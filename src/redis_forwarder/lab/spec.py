@@ -203,7 +203,7 @@ class ForwardersSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        from redis_forwarder.config import RouteConfig  # the forwarder's own rules
+        from redis_forwarder.routes import RouteConfig  # the forwarder's own rules
 
         ids = [n.id for n in self.nodes]
         if len(set(ids)) != len(ids):

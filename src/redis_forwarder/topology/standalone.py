@@ -10,7 +10,7 @@ from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Top
 from redis_forwarder.topology.connections import Connections, NodeFailed
 
 if TYPE_CHECKING:
-    from redis_forwarder.config import RouteConfig
+    from redis_forwarder.routes import RouteConfig
 
 # How a standalone replica's view is learned; ``replica_of`` reads the master back.
 REPLICA_OF = "ROLE says replica of "
