@@ -1,0 +1,150 @@
+"""The standby's ring: what it received while the owner forwarded, kept for a time window
+and under a byte cap, and where to replay it from at a takeover (issue 15). Pure apart
+from the clock it is handed.
+
+Batches are kept as they were read (a list of messages each), not message by message:
+appending is one operation per batch, and the digests that place a watermark are only
+computed at a takeover. A hole (the standby lost its subscription for a while) is kept
+in order with the batches, so that a replay that crosses one says what it could not
+cover.
+
+Finding the watermark (``replay``): the sequence of the owner's last digests, as one run
+of consecutive messages in the ring. Where it matches more than once (repeated
+identical messages), the earliest match is taken: duplicates, never loss, and the
+extra matches are counted. Where it does not match in full (a cluster's nodes may
+interleave PUBLISH from different nodes differently), the newest digest alone is
+looked for, earliest occurrence first (counted as approximate). Where nothing matches,
+the ring is replayed from shortly before the watermark's time (the owner's clock) and
+the span the ring cannot account for is reported.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from redis_forwarder.resp import RawMessage
+from redis_forwarder.standby.marks import Watermark, digest
+
+# When the watermark is not in the ring: replay what arrived from this long before its
+# time (clocks of two hosts differ by this much at most, we assume: NTP keeps it ms).
+CLOCK_MARGIN = 1.0
+OVERHEAD = 100  # bytes per message beyond channel and payload (tuples, bytes objects)
+
+
+@dataclass
+class Hole:
+    """The standby heard nothing from ``start`` to ``end`` (wall clock)."""
+
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class Replay:
+    """What a takeover writes, and what it found out on the way."""
+
+    messages: list[RawMessage]
+    found: str  # "exact", "approximate", "by time", "no watermark", "empty ring"
+    ambiguous: int = 0  # other places the watermark matched (duplicates were chosen)
+    unaccounted: list[tuple[float, float]] = field(default_factory=list)  # spans, wall clock
+
+    @property
+    def unaccounted_seconds(self) -> float:
+        return sum(end - start for start, end in self.unaccounted)
+
+
+class Ring:
+    def __init__(self, window: float, max_bytes: int) -> None:
+        self.window = window
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[float, list[RawMessage] | Hole, int]] = deque()
+        self.bytes = 0
+        self.messages = 0
+        self.evicted = 0  # messages that fell off (age or bytes): counted, never silent
+        self.evicted_bytes = 0
+        self._hole: Hole | None = None
+
+    # -- the standby's side
+    def add(self, batch: list[RawMessage], now: float) -> None:
+        if self._hole is not None:
+            self._hole.end = now
+            self._hole = None
+        size = sum(len(c) + len(p) for c, p, _ in batch) + OVERHEAD * len(batch)
+        self._items.append((now, batch, size))
+        self.bytes += size
+        self.messages += len(batch)
+        self._evict(now)
+
+    def lost_subscription(self, now: float) -> None:
+        """The standby stopped hearing (its connection failed): a hole from now until
+        the next batch."""
+        if self._hole is None:
+            self._hole = Hole(now)
+            self._items.append((now, self._hole, 0))
+
+    def _evict(self, now: float) -> None:
+        items = self._items
+        while items and (self.bytes > self.max_bytes or items[0][0] < now - self.window):
+            _at, batch, size = items.popleft()
+            if isinstance(batch, list):
+                self.bytes -= size
+                self.messages -= len(batch)
+                self.evicted += len(batch)
+                self.evicted_bytes += size
+
+    def depth(self, now: float) -> float:
+        """Seconds of traffic the ring reaches back."""
+        return now - self._items[0][0] if self._items else 0.0
+
+    # -- the takeover
+    def replay(self, mark: Watermark | None, now: float) -> Replay:
+        """Everything after ``mark``, in order (the whole ring without one)."""
+        timed: list[tuple[float, RawMessage]] = []
+        holes: list[tuple[int, Hole]] = []
+        for at, batch, _size in self._items:
+            if isinstance(batch, Hole):
+                holes.append((len(timed), batch))
+            else:
+                timed.extend((at, m) for m in batch)
+        messages = [m for _at, m in timed]
+        if not messages:
+            return Replay([], "empty ring", unaccounted=_spans(holes, 0, now))
+        if mark is None or not mark.digests:
+            return Replay(messages, "no watermark", unaccounted=_spans(holes, 0, now))
+        start, found, ambiguous = _locate(messages, mark.digests)
+        if start is None:
+            # Not in the ring: it reaches back too little, or it missed those messages.
+            since = mark.at - CLOCK_MARGIN
+            start = next((i for i, (at, _m) in enumerate(timed) if at >= since), len(timed))
+            oldest = timed[0][0]
+            spans = [(mark.at, oldest)] if oldest > mark.at else []
+            return Replay(
+                messages[start:], "by time", unaccounted=spans + _spans(holes, start, now)
+            )
+        return Replay(messages[start:], found, ambiguous, _spans(holes, start, now))
+
+
+def _locate(messages: list[RawMessage], digests: tuple[int, ...]) -> tuple[int | None, str, int]:
+    """Where to start the replay (the index after the watermark's last message), how it
+    was found, and how many other places matched."""
+    ring = [digest(m) for m in messages]
+    k = len(digests)
+    newest = digests[-1]
+    ends = [
+        i
+        for i, d in enumerate(ring)
+        if d == newest and i >= k - 1 and tuple(ring[i - k + 1 : i + 1]) == digests
+    ]
+    if ends:
+        return ends[0] + 1, "exact", len(ends) - 1
+    loose = [i for i, d in enumerate(ring) if d == newest]
+    if loose:
+        return loose[0] + 1, "approximate", len(loose) - 1
+    return None, "", 0
+
+
+def _spans(holes: list[tuple[int, Hole]], start: int, now: float) -> list[tuple[float, float]]:
+    """The holes that a replay from message ``start`` crosses (a hole at index ``i``
+    sits before message ``i``)."""
+    return [(hole.start, hole.end or now) for index, hole in holes if index >= start]
