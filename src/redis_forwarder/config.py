@@ -146,9 +146,21 @@ class CoordinationConfig(BaseModel):
     username: str | None = Field(default=None, pattern=r"^[^:\s]+$")
     password_env: str | None = None
     password_file: str | None = None
+    # A pub/sub standby's ring (issue 15): how far back it keeps what it hears (default:
+    # three session timeouts and 5 s: a takeover waits for the old owner's session to
+    # expire, then a cycle), and at most how many bytes (then the oldest falls off,
+    # counted).
+    standby_window: float | None = Field(default=None, gt=0, le=3600)
+    standby_max_bytes: int = Field(default=256 << 20, ge=1 << 20)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.standby_window is not None and self.standby_window <= self.session_timeout:
+            raise ValueError(
+                "standby_window must be above session_timeout: a standby takes over only "
+                "after the old owner's session expired, and must still hold what the old "
+                "owner had not written by then"
+            )
         for server in self.zookeeper.split("/", 1)[0].split(","):
             Address.parse(server.strip())  # ValueError names the bad address
         has_password = bool(self.password_env or self.password_file)
@@ -163,6 +175,10 @@ class CoordinationConfig(BaseModel):
                 "session up before ZooKeeper would expire it anyway"
             )
         return self
+
+    @property
+    def ring_window(self) -> float:
+        return self.standby_window or 3 * self.session_timeout + 5
 
     @property
     def stall_limit(self) -> float:

@@ -35,14 +35,14 @@ from redis_forwarder.coordination.coordinator import (
     LocalCoordinator,
     ZooKeeperCoordinator,
 )
-from redis_forwarder.coordination.paths import SILENCE
+from redis_forwarder.coordination.paths import SILENCE, STANDING_BY
 from redis_forwarder.errors import (
     AuthenticationError,
     ForwarderError,
     UsageError,
     ZooKeeperRefusedError,
 )
-from redis_forwarder.forwarding.placement import serves
+from redis_forwarder.follow import TopologyFollower
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
@@ -50,9 +50,10 @@ from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.placements import SOURCE, Placements
 from redis_forwarder.routes import RouteConfig
+from redis_forwarder.standby.ring import Ring
+from redis_forwarder.standbys import Standbys, wants_standby
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
-from redis_forwarder.topology.diff import ChangeKind
 from redis_forwarder.topology.standalone import refuse_replicas
 from redis_forwarder.work import wanted_tasks
 
@@ -89,10 +90,12 @@ class Node:
         self.config = config
         self.metrics = metrics or Metrics()
         self.tasks: dict[TaskKey, Task] = {}
+        self.standbys = Standbys(self._start_standby)  # issue 15: the tasks it stands by for
         self._watchers: dict[str, TopologyWatcher] = {}
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
         self._placements = Placements(config, self._settings, self._watchers)
         self._wake = asyncio.Event()
+        self._follower = TopologyFollower(self._all_tasks, config.source.read_from, self._wake)
         self.health: HealthServer | None = None
         # The consumer name in stream groups, and the name in ZooKeeper.
         self.node_id = node_id or config.node.id or default_node_id(bool(config.coordination))
@@ -166,7 +169,7 @@ class Node:
                 await watcher.start()
             refuse_replicas({n: w.current for n, w in self._watchers.items()}, self.config.routes)
             followers = [
-                asyncio.create_task(self._follow(name, watcher))
+                asyncio.create_task(self._follower.follow(name, watcher))
                 for name, watcher in self._watchers.items()
             ]
             if self.config.node.metrics:
@@ -287,6 +290,8 @@ class Node:
             log.error("dropping %d tasks: the ZooKeeper session is gone", len(self.tasks))
             for key in list(self.tasks):
                 await self._stop(key, graceful=False)
+        if decision.drop_all:
+            await self.standbys.stop_all()
         for key in sorted((self.tasks.keys() - decision.run.keys()) | decision.release):
             if key in self.tasks:
                 log.info("stopping %s@%s: no longer this node's", *key)
@@ -301,9 +306,12 @@ class Node:
             task = self.tasks.get(key)
             if task is not None and task.epoch != epoch:
                 await self._stop(key, graceful=False)  # owned anew: a new epoch
+            if key not in self.tasks and (promoted := self.standbys.promote(key, epoch)):
+                self.tasks[key] = promoted  # its standby: the ring replays what we missed
             if key not in self.tasks:
                 route = next(r for r in self.config.routes if r.name == key[0])
                 self._start(route, key[1], epoch)
+        await self.standbys.follow(decision.stand_by - self.tasks.keys())
         self._observe_coordination()
         self._restart_wedged()
         self._publish_readiness()
@@ -401,71 +409,41 @@ class Node:
             del self._rates[gone]
         if self.config.coordination is not None:
             progress[SILENCE] = self._silence()
+            progress[STANDING_BY] = self.standbys.status()
         return progress
 
     async def _stop(self, key: TaskKey, graceful: bool) -> None:
         await self.tasks.pop(key).stop(graceful)
 
     def _start(self, route: RouteConfig, shard: str, epoch: int = 0) -> None:
-        source_kind = self._settings[SOURCE].kind
-        spec = TaskSpec(route, shard, self.node_id, epoch, source_kind is DeploymentKind.CLUSTER)
+        self.tasks[(route.name, shard)] = self._task(route, shard, epoch, standby=False)
+
+    def _start_standby(self, key: TaskKey) -> Task:
+        route = next(r for r in self.config.routes if r.name == key[0])
+        return self._task(route, key[1], 0, standby=True)
+
+    def _task(self, route: RouteConfig, shard: str, epoch: int, standby: bool) -> Task:
+        cluster = self._settings[SOURCE].kind is DeploymentKind.CLUSTER
+        watermarks = wants_standby(route, self.config.coordination)
+        spec = TaskSpec(route, shard, self.node_id, epoch, cluster, watermarks)
         # The gate is this session's, not a later one's (a task of a lost session
         # must stay shut).
         placement = self._placements.for_task(route, shard, self.coordinator.gate.bound())
-        task = Task(spec, placement, self.metrics)
-        self.tasks[spec.key] = task
+        ring = None
+        if standby and self.config.coordination is not None:
+            coordination = self.config.coordination
+            ring = Ring(coordination.ring_window, coordination.standby_max_bytes)
+        task = Task(spec, placement, self.metrics, standby=ring)
         task.start()
+        return task
 
-    async def _follow(self, name: str, watcher: TopologyWatcher) -> None:
-        async for update in watcher.updates():
-            for change in update.changes:
-                log.info("topology %s: %s", name, change.to_json())
-                if change.kind is ChangeKind.SLOTS_MOVED and name == SOURCE:
-                    for (_route, shard), task in self.tasks.items():
-                        keyed = task.route.from_.sharded or task.route.from_.streams
-                        if shard == change.shard and keyed:
-                            task.rehome(f"slots of {change.shard} moved")
-                    continue
-                if change.kind is ChangeKind.REPLICA_ADDED and name == SOURCE:
-                    self._back_to_replicas(change.shard)
-                if change.kind is not ChangeKind.MASTER_CHANGED:
-                    continue
-                for (_route, shard), task in self.tasks.items():
-                    reads_it = name == SOURCE and shard == change.shard
-                    writes_it = task.route.to.target == name and (
-                        name != SOURCE or shard == change.shard
-                    )
-                    if writes_it or (reads_it and not self._stays(task, watcher.current)):
-                        task.rehome(f"{name} master of {change.shard} moved to {change.master}")
-            self._wake.set()
-
-    @staticmethod
-    def _stays(task: Task, topology: Topology) -> bool:
-        """Classic pub/sub on a cluster stays subscribed where it is while that node
-        is still in the cluster: every node receives every PUBLISH, and moving to the
-        new master opened a seam for nothing: the messages published during the switch
-        were lost, and one received on the old node could arrive again on the new one
-        over the cluster bus (a CI run of the cluster-failover drill: 2 lost and 2
-        duplicated)."""
-        where = task.source_address
-        stays = task.placement.reads_any_node and where is not None and serves(topology, where)
-        if stays:
-            log.info("%s: stays subscribed on %s, still a node of the cluster", task.name, where)
-        return stays
-
-    def _back_to_replicas(self, shard: str) -> None:
-        """With read_from = "replica", a task that fell back to the master returns to a
-        replica as soon as one is healthy again (it stayed on the master: issue 14)."""
-        if self.config.source.read_from != "replica":
-            return
-        found = self._watchers[SOURCE].current.shard(shard)
-        for (_route, task_shard), task in self.tasks.items():
-            reads_master = found is not None and task.source_address == found.master.address
-            if task_shard == shard and reads_master and not task.route.from_.streams:
-                task.rehome(f"a replica of {shard} is healthy again")
+    def _all_tasks(self) -> list[tuple[TaskKey, Task]]:
+        """Owned and standby tasks alike: both follow the topology."""
+        return [*self.tasks.items(), *self.standbys.tasks.items()]
 
     async def _stop_tasks(self) -> None:
         """Stop every task gracefully, all at once, then release their ownership."""
+        await self.standbys.stop_all()
         keys = list(self.tasks)
         if keys:  # at INFO: a clean stop is no alarm (issue 14)
             names = ", ".join(f"{route}@{shard}" for route, shard in sorted(keys))

@@ -29,6 +29,7 @@ from prometheus_client import (
 
 from redis_forwarder.errors import AddressInUseError, ForwarderError
 from redis_forwarder.model import Address
+from redis_forwarder.standby.metrics import StandbyMetrics
 
 LOOP_STALL_AFTER = 5.0
 
@@ -214,6 +215,7 @@ class Metrics:
             "Reconcile cycles run: one a second, more when topology or ZooKeeper wake it",
             registry=self.registry,
         )
+        self.standby = StandbyMetrics(self.registry)
 
 
 class HealthServer:

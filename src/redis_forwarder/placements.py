@@ -63,6 +63,7 @@ class Placements:
             gate=gate,
             on_lost=self._on_lost(target),
             reads_any_node=any_node,
+            locate_standby=self._locator(SOURCE, shard, replicas=True, any_node=any_node),
         )
 
     def _locator(

@@ -169,6 +169,8 @@ class RouteConfig(BaseModel):
     max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
     oversize: Literal["drop", "dead-letter"] = "drop"
     dead_letter: str | None = None
+    # A hot standby per task (pub/sub routes in a fleet; issue 15): None means on.
+    standby: bool | None = None
 
     @field_validator("name")
     @classmethod

@@ -67,11 +67,11 @@ async def run_until(
                 if runner.done():
                     runner.result()
                 await asyncio.sleep(0.02)
-        await task.sink.flush()
+        await writer_of(task).flush()
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-        await task.sink.close()
+        await writer_of(task).close()
         await task.reader.connection.close()
 
 
@@ -202,7 +202,7 @@ def test_heartbeat_notices_a_stopped_source(fresh_deployment: Callable[[str], De
             lab.send_signal("main-master", signal.SIGSTOP)
             with pytest.raises(ConnectionLost, match="heartbeat"):
                 await runner
-        await task.sink.close()
+        await writer_of(task).close()
         await task.reader.connection.close()
 
     try:

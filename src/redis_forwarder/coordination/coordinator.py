@@ -84,6 +84,7 @@ class Decision:
     # The controller's names for the source's shards (a cluster's), with what they
     # cover: the fleet names shards as the controller does (see cluster.named_like).
     shard_names: dict[str, Any] | None = None
+    stand_by: set[TaskKey] = field(default_factory=set)  # this node is their standby
 
 
 class Coordinator(Protocol):

@@ -143,6 +143,8 @@ def assignment_of(data: bytes | None) -> tuple[Assignment, int]:
 # In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
 # seconds since any of its servers answered the node.
 SILENCE = "silent_for"
+# Beside them too: the tasks the node stands by for, with their rings (issue 15).
+STANDING_BY = "standing_by"
 
 
 def silence_of(document: Any) -> dict[str, float]:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 
 from redis_forwarder.observe import Metrics
+from redis_forwarder.standby.metrics import RingGauges
+from redis_forwarder.standby.ring import Ring
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 10.0  # seconds between two warnings of one kind for one task
@@ -84,6 +86,9 @@ class TaskMetrics:
         metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
         self._logged_at: dict[str, float] = {}
         self._refused_logged = 0
+        self.ring = RingGauges(metrics.standby, route, shard)
+        self.watermarks = 0
+        self._watermarks = metrics.standby.watermarks.labels(**labels)
 
     @classmethod
     def alone(cls, route: str = "bench", shard: str = "bench") -> TaskMetrics:
@@ -232,6 +237,16 @@ class TaskMetrics:
 
     def transition(self, state: str) -> None:
         self.registry.transitions.labels(**self._labels, state=state).inc()
+
+    # -- the standby (issue 15)
+    def standby_heard(self, ring: Ring) -> None:
+        """A standby kept a batch: only what fell off the ring is counted here (its
+        depth is read when scraped); a standby receives, it does not forward."""
+        self.ring.evicted(ring)
+
+    def watermark(self) -> None:
+        self.watermarks += 1
+        self._watermarks.inc()
 
     def gap_opened(self) -> None:
         self.registry.gaps.labels(**self._labels).inc()

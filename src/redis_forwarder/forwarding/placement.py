@@ -54,6 +54,9 @@ class Placement:
     gate: Gate | None = None
     on_lost: Callable[[str], None] = field(default=_nothing)
     reads_any_node: bool = False
+    # Where a standby listens (issue 15): a replica of the shard first, since Redis
+    # propagates PUBLISH to replicas and the master's load does not double.
+    locate_standby: Callable[[frozenset[Address]], Endpoint] | None = None
 
 
 def candidates(
@@ -70,11 +73,14 @@ def candidates(
     chosen: Shard | None = topology.shard(shard) if shard is not None else topology.shards[0]
     if chosen is None:
         return []
+    replica_addresses = [r.address for r in chosen.replicas]
     if any_node:
         others = [s.master.address for s in topology.shards if s is not chosen]
-        return [chosen.master.address, *(r.address for r in chosen.replicas), *others]
+        if replicas:
+            return [*replica_addresses, chosen.master.address, *others]
+        return [chosen.master.address, *replica_addresses, *others]
     if replicas:
-        return [*(r.address for r in chosen.replicas), chosen.master.address]
+        return [*replica_addresses, chosen.master.address]
     return [chosen.master.address]
 
 

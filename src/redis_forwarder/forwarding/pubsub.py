@@ -18,17 +18,20 @@ stops before writing that batch (issue 14: one PUBLISH became 1,390 messages in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis_forwarder.forwarding.aside import Oversize
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.refusals import TRANSIENT
-from redis_forwarder.resp import ConnectionLost
+from redis_forwarder.resp import ConnectionLost, RawMessage, encode
 from redis_forwarder.retry import Backoff
 from redis_forwarder.sink.pubsub import PubSubSink
 from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.standby.marks import Marks
+from redis_forwarder.standby.ring import Ring
 
 log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT = 1.0
@@ -109,16 +112,24 @@ class LoopGuard:
 
 class PubSubLoop:
     """Forward one subscription into one sink until a connection fails, or until
-    ``stop_reading`` (then it returns, having read nothing more)."""
+    ``stop_reading`` (then it returns, having read nothing more).
+
+    A standby's loop (issue 15) has no sink: it keeps what it reads in ``ring``. To
+    take over, the task sets ``take_over``, which the loop runs at its next turn (within
+    a heartbeat): it gives the loop its sink and writes what the ring holds after the
+    old owner's watermark; then the same subscription goes on, live, with no seam.
+    An owner with ``marks`` writes a watermark after its batches (``standby.marks``)."""
 
     def __init__(
         self,
         reader: PubSubReader,
-        sink: PubSubSink,
+        sink: PubSubSink | None,
         metrics: TaskMetrics,
         heartbeat: float = DEFAULT_HEARTBEAT,
         oversize: Oversize | None = None,
         guard: LoopGuard | None = None,
+        marks: Marks | None = None,
+        ring: Ring | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
@@ -126,6 +137,9 @@ class PubSubLoop:
         self.heartbeat = heartbeat
         self.oversize = oversize
         self.guard = guard
+        self.marks = marks
+        self.ring = ring
+        self.take_over: Callable[[PubSubLoop], Awaitable[None]] | None = None
         self.stopping = False
         self.heartbeats = 0  # PINGs sent on an idle subscription
         self.beat_at = time.monotonic()  # the loop's last turn: a wedged loop stops beating
@@ -141,6 +155,12 @@ class PubSubLoop:
         self.stopping = True
         self.reader.connection.abort()
 
+    def wake(self) -> None:
+        """End a read that waits for messages (a PING: its PONG ends the read), so that
+        a takeover does not wait for the next message or heartbeat. The PONG is counted
+        as a heartbeat's answer, which is harmless: it is one."""
+        self.reader.connection.write(encode(b"PING"))
+
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost), or
         until ``stop_reading``."""
@@ -148,11 +168,14 @@ class PubSubLoop:
         pongs = self.reader.pongs
         while not self.stopping:
             self.beat_at = time.monotonic()
+            if self.take_over is not None:
+                take_over, self.take_over = self.take_over, None
+                await take_over(self)
             try:
                 batch = await self.reader.messages(self.heartbeat)
             except ConnectionLost as exc:
                 if self.stopping:
-                    return
+                    break
                 raise self._explained(exc) from None
             if self.reader.unsubscribed:
                 # Redis took a sharded channel away: its slot moved to another shard.
@@ -161,7 +184,10 @@ class PubSubLoop:
                 )
             if batch:
                 awaiting_pong = False
-                await self._forward(batch)
+                if self.sink is None:
+                    self._listen(batch)
+                else:
+                    await self.forward(batch)
             elif self.reader.pongs != pongs:
                 pongs, awaiting_pong = self.reader.pongs, False
             elif awaiting_pong:
@@ -173,9 +199,28 @@ class PubSubLoop:
                 await self.reader.ping()
                 self.heartbeats += 1
                 awaiting_pong = True
+        await self._hand_off()
 
-    async def _forward(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _listen(self, batch: list[RawMessage]) -> None:
+        """A standby: keep the batch, write nothing."""
+        assert self.ring is not None
+        self.ring.add(batch, time.time())
+        self.metrics.standby_heard(self.ring)
+
+    async def _hand_off(self) -> None:
+        """A graceful stop: the watermark of everything written, so that the next owner
+        (the standby) replays nothing twice. A connection lost here only costs it
+        duplicates."""
+        if self.sink is None or self.marks is None:
+            return
+        mark = self.marks.final()
+        if mark is not None:
+            with contextlib.suppress(ConnectionLost):
+                await self.sink.write((), mark)
+
+    async def forward(self, batch: list[RawMessage]) -> None:
         sink, received = self.sink, len(batch)
+        assert sink is not None
         started = time.monotonic()
         if self.guard is not None:  # before writing: a looping batch is not written
             try:
@@ -186,8 +231,11 @@ class PubSubLoop:
         if self.oversize is not None:
             batch = await self.oversize.set_aside(batch)
         self.metrics.batch(received, len(batch))
-        if batch:  # all of it may have been set aside
-            await sink.write(batch)
+        mark = None if self.marks is None else self.marks.after(batch)
+        if mark is not None:
+            self.metrics.watermark()
+        if batch or mark is not None:  # all of it may have been set aside
+            await sink.write(batch, mark)
         waited = time.monotonic() - started
         if waited >= STALL:
             self.last_stall, self.last_stall_end = waited, time.monotonic()
@@ -202,6 +250,7 @@ class PubSubLoop:
         before reading on, longer each time (to 2 s): what is published meanwhile waits
         in Redis' output buffer for this subscriber instead of being refused too. (The
         writer counted the refusals as they came.)"""
+        assert self.sink is not None
         refused = self.sink.refused
         if refused == self._refusals_seen:
             self._refusal_backoff.reset()

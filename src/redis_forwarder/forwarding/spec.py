@@ -70,6 +70,8 @@ class TaskSpec:
     consumer: str = "redis-forwarder"
     epoch: int = 0
     source_is_cluster: bool = False
+    # The route has a standby in this fleet: the owner leaves watermarks (issue 15).
+    watermarks: bool = False
 
     @property
     def key(self) -> TaskKey:

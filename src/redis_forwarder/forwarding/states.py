@@ -8,6 +8,9 @@
         └─(failed)──────────────────────────────────────────┘
     any ──stop──▶ stopping ──▶ stopped   (final: nothing is read after stopping)
 
+    a standby (issue 15): connecting ──▶ standby ──(promote)──▶ forwarding
+                          (a lost subscription: backing-off, a hole in its ring, no gap)
+
 A gap opens when a task leaves ``forwarding`` (or fails to get there) for any reason
 but a stop, and closes when it is ``forwarding`` again: pub/sub messages published
 inside a gap are lost, which is what gaps measure. Stream tasks lose nothing in a gap:
@@ -31,6 +34,7 @@ class TaskState(StrEnum):
     FORWARDING = "forwarding"
     BACKING_OFF = "backing-off"  # a gap is open: waiting before the next attempt
     REHOMING = "rehoming"  # the master moved: dropping connections, reconnecting at once
+    STANDBY = "standby"  # listening into its ring, writing nothing (issue 15)
     STOPPING = "stopping"
     STOPPED = "stopped"
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
@@ -35,6 +36,7 @@ from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost
 from redis_forwarder.retry import Backoff
+from redis_forwarder.standby.ring import Ring
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0  # a graceful stop's bound: past it, the task's connections are reset
@@ -44,7 +46,15 @@ _QUIET = frozenset({TaskState.CONNECTING, TaskState.FORWARDING, TaskState.STOPPE
 
 
 class Task:
-    def __init__(self, spec: TaskSpec, placement: Placement, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        placement: Placement,
+        metrics: Metrics,
+        standby: Ring | None = None,
+    ) -> None:
+        """``standby``: the task starts as a standby (issue 15), keeping what it hears in
+        this ring, writing nothing, until ``promote``."""
         self.spec = spec
         self.route = spec.route
         self.shard = spec.shard
@@ -68,7 +78,12 @@ class Task:
         self._source_failed: Address | None = None  # the source of the attempt that ended
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._wiring = Wiring(spec, placement, self.connections, self.metrics, self._is_graceful)
+        self.listening = standby is not None  # a standby, not promoted yet
+        self._wiring = Wiring(
+            spec, placement, self.connections, self.metrics, self._is_graceful, standby
+        )
+        if standby is not None:
+            self.metrics.ring.track(standby, time.time)
 
     # -- what the node reads
     @property
@@ -97,6 +112,18 @@ class Task:
         turning for longer is wedged."""
         return min((loop.beat_at for loop in self._loops), default=time.monotonic())
 
+    def standby_status(self) -> dict[str, object]:
+        """A standby's state, where it listens, and its ring (depth, bytes, fallen off)."""
+        ring = self._wiring.ring
+        return {
+            "state": str(self.state),
+            "source": str(self.source_address) if self.source_address else None,
+            "ring_seconds": round(ring.depth(time.time()), 2) if ring else 0.0,
+            "ring_messages": ring.messages if ring else 0,
+            "ring_bytes": ring.bytes if ring else 0,
+            "evicted": ring.evicted if ring else 0,
+        }
+
     def wedged_after(self) -> float:
         route = self.route
         return 3 * route.heartbeat + route.sink_timeout + 2 * CONNECT_TIMEOUT + 1
@@ -105,12 +132,31 @@ class Task:
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name=self.name)
 
+    def promote(self, epoch: int) -> None:
+        """A standby became the owner, under ``epoch``: its loop takes over at its next
+        turn (replaying its ring from the old owner's watermark, then live on the same
+        subscription); if its subscription is down, the next attempt does."""
+        if not self.listening or self.state in FINAL:
+            return
+        self.listening = False
+        self.epoch = epoch
+        self.spec = replace(self.spec, epoch=epoch)
+        self._wiring.promote(self.spec)
+        if self.state is TaskState.STANDBY and self._loops:
+            loop = self._loops[0]
+            if isinstance(loop, PubSubLoop):
+                loop.take_over = self._wiring.take_over
+                loop.wake()
+                self._enter(TaskState.FORWARDING, f"took over, epoch {epoch}")
+                return
+        self._wake.set()  # waiting to retry: retry now, as the owner
+
     def rehome(self, reason: str) -> None:
         """Drop the current connections and reconnect where the masters are now; if the
         task is waiting to retry, retry at once."""
         if self.state in FINAL:
             return
-        if self.state is TaskState.FORWARDING or self.state is TaskState.CONNECTING:
+        if self.state in (TaskState.FORWARDING, TaskState.CONNECTING, TaskState.STANDBY):
             self._rehome_reason = reason
             self._enter(TaskState.REHOMING, reason)
             self.connections.clear()  # a read or write in progress fails at once
@@ -171,7 +217,8 @@ class Task:
                     self._avoid.clear()  # the topology moved: its first choice again
                 elif self._source_failed:
                     self._avoid.add(self._source_failed)
-                self._open_gap(reason)
+                if not self.listening:  # a standby forwards nothing: no gap (a hole)
+                    self._open_gap(reason)
                 self.placement.on_lost(f"{self.name}: {reason}")
                 if self.state is TaskState.REHOMING:
                     self._enter(TaskState.CONNECTING, reason)
@@ -220,15 +267,24 @@ class Task:
         return f"unexpected {type(error).__name__}: {error}"
 
     async def _forward(self) -> None:
-        source = self.placement.locate_source(frozenset(self._avoid))
+        listening = self.listening
+        locate = self.placement.locate_source
+        if listening and self.placement.locate_standby is not None:
+            locate = self.placement.locate_standby
+        source = locate(frozenset(self._avoid))
         self.source_address = source.address  # before connecting: a failure names it
         async with contextlib.AsyncExitStack() as stack:
             attempt = await self._wiring.attempt(source, stack)
             self._began(attempt)
             if self.state is not TaskState.CONNECTING:
                 return  # stopped or re-homed while connecting: read nothing
-            self._close_gap()
             self._avoid.clear()
+            if listening and self.listening:
+                self._enter(TaskState.STANDBY)
+                log.info("%s standing by on %s", self.name, attempt.source)
+                await _first_failure([loop.run() for loop in attempt.loops])
+                return
+            self._close_gap()
             self._enter(TaskState.FORWARDING)
             log.info("%s forwarding from %s to %s", self.name, attempt.source, attempt.sink)
             await _first_failure([loop.run() for loop in attempt.loops])

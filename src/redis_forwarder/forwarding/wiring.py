@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,11 +33,15 @@ from redis_forwarder.sink.streams import ClusterStreamSink, NodeStreamSink, Stre
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
+from redis_forwarder.standby.marks import Marks, Watermark, mark_key
+from redis_forwarder.standby.ring import Ring
+from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.validation import Located
 from redis_forwarder.work import slot_groups
 
 log = logging.getLogger(__name__)
 STREAM_BATCH = 500
+REPLAY_BATCH = 1000  # messages per batch of a takeover's replay
 CLUSTER_SINK = "the target cluster's masters"
 
 
@@ -63,6 +68,7 @@ class Wiring:
         connections: TaskConnections,
         metrics: TaskMetrics,
         graceful: Callable[[], bool],
+        ring: Ring | None = None,
     ) -> None:
         self.spec = spec
         self.route = spec.route
@@ -76,6 +82,13 @@ class Wiring:
         tail = AckedTail(spec.commands.entries.key_of) if copies else None
         # (A cluster sink's ``where`` never changes: it is looked for on no move.)
         self.tail = tail if spec.reads_streams else None
+        # Issue 15: an owner of a route with standbys leaves watermarks; a standby keeps
+        # a ring, and at its takeover (``replay_due``) writes it from the watermark on.
+        self.mark_key = mark_key(spec.route.name, spec.shard)
+        self.marks = Marks(self.mark_key) if spec.watermarks else None
+        self.ring = ring
+        self.replay_due = False
+        self._stack: contextlib.AsyncExitStack | None = None  # the pub/sub attempt's
 
     async def attempt(self, source: Endpoint, stack: contextlib.AsyncExitStack) -> Attempt:
         """Connect to ``source`` (and the sink the placement names) and build the loops;
@@ -112,7 +125,14 @@ class Wiring:
         self, address: Address, credentials: Credentials, stack: contextlib.AsyncExitStack
     ) -> Attempt:
         source = await self._open(stack, address, credentials, self._source_timeout())
-        sink, where = await self._pubsub_sink(stack)
+        self._stack = stack
+        listening = self.ring is not None and not self.replay_due
+        sink: PubSubSink | None = None
+        if listening:  # a standby: no sink; a lost subscription is a hole in the ring
+            where = "its ring (standby)"
+            stack.callback(self._hole)
+        else:
+            sink, where = await self._pubsub_sink(stack)
         reader = PubSubReader(source)
         route = self.route
         sharded = self._keys_served() if route.from_.sharded else []
@@ -121,12 +141,81 @@ class Wiring:
             [p.encode() for p in route.from_.patterns],
             [c.encode() for c in sharded],
         )
-        oversize = self._oversize(sink)
-        loop = PubSubLoop(reader, sink, self.metrics, route.heartbeat, oversize, self.guard)
+        oversize = None if sink is None else self._oversize(sink)
+        loop = PubSubLoop(
+            reader, sink, self.metrics, route.heartbeat, oversize, self.guard, self.marks,
+            self.ring if listening else None,
+        )  # fmt: skip
+        if self.replay_due:  # promoted while its subscription was down: replay first
+            loop.take_over = self.take_over
         return Attempt([loop], address, where, list(sharded))
 
+    def _hole(self) -> None:
+        if self.ring is not None:
+            self.ring.lost_subscription(time.time())
+
+    # -- the takeover (issue 15)
+    def promote(self, spec: TaskSpec) -> None:
+        """The standby owns the task now (ZooKeeper says so: the old owner's ownership
+        is gone): write under the new epoch, and replay at the loop's next turn."""
+        self.spec = spec
+        self.marks = Marks(self.mark_key) if spec.watermarks else None
+        self.replay_due = self.ring is not None
+
+    async def take_over(self, loop: PubSubLoop) -> None:
+        """Run by the loop (``PubSubLoop.take_over``): give it a sink, find the old
+        owner's watermark in the ring, write what follows it, in order; the loop then
+        goes on with the same subscription, live. A failure here leaves the ring and
+        ``replay_due`` as they were: the next attempt replays again, from the newest
+        watermark, ours by then if we wrote part of it."""
+        ring, stack = self.ring, self._stack
+        if ring is None or stack is None:
+            return
+        if loop.sink is None:
+            loop.sink, _where = await self._pubsub_sink(stack)
+            loop.oversize = self._oversize(loop.sink)
+        loop.marks = self.marks
+        mark = await self._read_mark()
+        replay = ring.replay(mark, time.time())
+        self.metrics.ring.took_over(self.spec.name, replay)
+        loop.ring = None
+        for start in range(0, len(replay.messages), REPLAY_BATCH):
+            await loop.forward(replay.messages[start : start + REPLAY_BATCH])
+        self.ring, self.replay_due = None, False
+        self.metrics.ring.track(None, time.time)
+
+    async def _read_mark(self) -> Watermark | None:
+        """The old owner's watermark, from the server that holds its key (a connection
+        of its own: the writers' replies are not matched to commands)."""
+        cluster = self.placement.cluster_sink
+        if cluster is not None:
+            shard = cluster.topology().shard_for_slot(key_slot(self.mark_key))
+            if shard is None:
+                raise ConnectionLost(CLUSTER_SINK, "the watermark's slot has no master")
+            address, credentials = shard.master.address, cluster.credentials
+        else:
+            end = self.placement.locate_sink(frozenset())
+            address, credentials = end.address, end.credentials
+        connection = await self.connections.open(address, credentials, self.route.sink_timeout)
+        try:
+            data = await connection.call(b"GET", self.mark_key)
+        finally:
+            await self.connections.close(connection, abort=False)
+        if not isinstance(data, bytes):
+            return None
+        try:
+            return Watermark.decode(data)
+        except ValueError as exc:
+            log.error(
+                "%s: unreadable watermark %r (%s): replaying the whole ring",
+                self.spec.name,
+                data[:80],
+                exc,
+            )
+            return None
+
     async def _pubsub_sink(self, stack: contextlib.AsyncExitStack) -> tuple[PubSubSink, str]:
-        """One node, or every master of a cluster target."""
+        """One node, or every master of a cluster target (the watermark's master too)."""
         route, commands, gate = self.route, self.spec.commands, self.placement.gate
         cluster = self.placement.cluster_sink
         sink: PubSubSink
@@ -137,6 +226,8 @@ class Wiring:
                 route.max_in_flight, route.sink_timeout, cluster.on_moved,
                 commands.replies_each, gate,
             )  # fmt: skip
+            if self.marks is not None:
+                sink.mark_key = self.mark_key
             where = CLUSTER_SINK
         else:
             end = self.placement.locate_sink(frozenset())

@@ -34,22 +34,23 @@ class DropOldestBuffer:
         self.capacity = capacity
         self.metrics = metrics
         self.queued = 0
-        self._batches: deque[tuple[bytes, int]] = deque()
+        self._batches: deque[tuple[bytes, int, int]] = deque()  # buffer, messages, extra
         self._ready = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
         self._pump: asyncio.Task[None] | None = None
 
-    async def send(self, buffer: bytes, messages: int) -> None:
+    async def send(self, buffer: bytes, messages: int, extra: int = 0) -> None:
+        """``extra``: commands in ``buffer`` after its messages (a watermark)."""
         if self._pump is None:
             self._pump = asyncio.create_task(self._run_pump())
         elif self._pump.done():
             self._pump.result()  # raises what ended it
-        self._batches.append((buffer, messages))
+        self._batches.append((buffer, messages, extra))
         self._empty.clear()
         self.queued += messages
         while self.queued > self.capacity and len(self._batches) > 1:
-            _, lost = self._batches.popleft()
+            _, lost, _ = self._batches.popleft()
             self.queued -= lost
             self.metrics.drop(lost)
         self._ready.set()
@@ -60,9 +61,9 @@ class DropOldestBuffer:
                 self._empty.set()
                 self._ready.clear()
                 await self._ready.wait()
-            buffer, messages = self._batches.popleft()
+            buffer, messages, extra = self._batches.popleft()
             self.queued -= messages
-            await self.writer.send(buffer, messages, self.replies_each)
+            await self.writer.send(buffer, messages, self.replies_each, extra)
 
     async def drain(self) -> None:
         """Wait until every queued batch went to the writer; raise what ended the pump."""

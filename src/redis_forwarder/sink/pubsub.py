@@ -36,7 +36,10 @@ class PubSubSink(Protocol):
         """The same connections, another command (one reply each): dead letters."""
         ...
 
-    async def write(self, batch: Sequence[RawMessage]) -> None: ...
+    async def write(self, batch: Sequence[RawMessage], mark: bytes | None = None) -> None:
+        """Write ``batch``, then ``mark`` (one command, no message: a watermark) on the
+        connection that carries the mark key: as durable as the writes before it."""
+        ...
 
     def in_flight(self) -> int: ...
 
@@ -71,14 +74,17 @@ class NodePubSubSink:
     def sibling(self, command: SinkCommand, key_of: Callable[[bytes, bytes], bytes]) -> PubSubSink:
         return NodePubSubSink(self.writer, command)
 
-    async def write(self, batch: Sequence[RawMessage]) -> None:
+    async def write(self, batch: Sequence[RawMessage], mark: bytes | None = None) -> None:
         command = self.command
         buffer = b"".join([command(*message) for message in batch])
+        extra = 0
+        if mark is not None:
+            buffer, extra = buffer + mark, 1
         # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
         if self.overflow is not None:
-            await self.overflow.send(buffer, len(batch))
+            await self.overflow.send(buffer, len(batch), extra)
         else:
-            await self.writer.send(buffer, len(batch), self.replies_each)
+            await self.writer.send(buffer, len(batch), self.replies_each, extra)
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -131,6 +137,7 @@ class ClusterPubSubSink:
         self.writers: dict[Address, PipelineWriter] = {}
         self._moved_seen = 0
         self._routes = RouteCache()
+        self.mark_key = b""  # the watermark's key, when the task writes watermarks
 
     @property
     def refused(self) -> int:
@@ -148,7 +155,7 @@ class ClusterPubSubSink:
         twin.writers = self.writers  # shared: the main sink opens and closes them
         return twin
 
-    async def write(self, batch: Sequence[RawMessage]) -> None:
+    async def write(self, batch: Sequence[RawMessage], mark: bytes | None = None) -> None:
         routes = self._routes.of(self.topology())
         key_of, command = self.key_of, self.command
         groups: dict[Address, list[bytes]] = {}
@@ -159,6 +166,12 @@ class ClusterPubSubSink:
         for address, commands in groups.items():
             writer = await self._writer(address)
             await writer.send(b"".join(commands), len(commands), self.replies_each)
+        if mark is not None and self.mark_key:
+            # Last, after every master's share is on its socket: a watermark on one
+            # master vouches for the others only as far as their sockets deliver (a
+            # kill -9 still sends what the kernel holds; a partition may not).
+            writer = await self._writer(self._routes.route(self.mark_key))
+            await writer.send(mark, 0, extra=1)
 
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)

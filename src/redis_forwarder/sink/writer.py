@@ -56,10 +56,14 @@ class PipelineWriter:
     def start(self) -> None:
         self._replies = asyncio.create_task(self._read_replies())
 
-    async def send(self, buffer: bytes, messages: int, replies_each: int = 1) -> None:
+    async def send(
+        self, buffer: bytes, messages: int, replies_each: int = 1, extra: int = 0
+    ) -> None:
         """Write ``buffer``: ``messages`` messages of ``replies_each`` replies each (a
-        list sink with a maxlen answers RPUSH and LTRIM)."""
-        count = messages * replies_each  # the one place replies are counted from messages
+        list sink with a maxlen answers RPUSH and LTRIM), then ``extra`` commands that
+        are no message (a standby's watermark, issue 15)."""
+        # The one place replies are counted from messages.
+        count = messages * replies_each + extra
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()

@@ -1,0 +1,137 @@
+"""The standby's metrics (issue 15), in the node's registry: what its ring holds, what
+fell off it, and what each takeover replayed, doubled or could not account for. Apart
+from ``observe`` so that the standby's counts live with the standby."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from redis_forwarder.standby.ring import Replay, Ring
+
+log = logging.getLogger(__name__)
+LABELS = ("route", "shard")
+
+
+class StandbyMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ring_messages = Gauge(
+            "forwarder_standby_ring_messages",
+            "Messages a standby holds in its ring (read when scraped)",
+            LABELS,
+            registry=registry,
+        )
+        self.ring_bytes = Gauge(
+            "forwarder_standby_ring_bytes",
+            "Bytes a standby's ring holds, payloads and channels plus a fixed overhead "
+            "per message (read when scraped)",
+            LABELS,
+            registry=registry,
+        )
+        self.ring_seconds = Gauge(
+            "forwarder_standby_ring_seconds",
+            "How far back a standby's ring reaches, in seconds (read when scraped)",
+            LABELS,
+            registry=registry,
+        )
+        self.evicted = Counter(
+            "forwarder_standby_evicted_messages",
+            "Messages that fell off a standby's ring (older than its window, or over its "
+            "byte cap): a takeover cannot replay them",
+            LABELS,
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "forwarder_standby_replayed_messages",
+            "Messages a takeover wrote from the ring (after the old owner's watermark)",
+            LABELS,
+            registry=registry,
+        )
+        self.ambiguous = Counter(
+            "forwarder_standby_ambiguous_matches",
+            "Other places a takeover found the watermark in its ring (repeated identical "
+            "messages): the earliest was taken, so the difference was written twice",
+            LABELS,
+            registry=registry,
+        )
+        self.unaccounted = Counter(
+            "forwarder_standby_unaccounted_seconds",
+            "Seconds of traffic a takeover could not account for: the ring did not reach "
+            "back to the watermark, or the standby had lost its subscription meanwhile",
+            LABELS,
+            registry=registry,
+        )
+        self.takeovers = Counter(
+            "forwarder_standby_takeovers",
+            "Takeovers by a standby, by how the watermark was found (exact, approximate, "
+            "by time, no watermark, empty ring)",
+            (*LABELS, "found"),
+            registry=registry,
+        )
+        self.watermarks = Counter(
+            "forwarder_watermarks",
+            "Watermarks an owner wrote in its sink's deployment (at most one per 20 ms)",
+            LABELS,
+            registry=registry,
+        )
+
+
+class RingGauges:
+    """One ring's gauges, read when scraped; its evictions counted as they happen."""
+
+    def __init__(self, metrics: StandbyMetrics, route: str, shard: str) -> None:
+        self.metrics = metrics
+        self.labels = {"route": route, "shard": shard}
+        self._evicted = 0
+
+    def track(self, ring: Ring | None, clock: Callable[[], float]) -> None:
+        labels = self.labels
+        if ring is None:
+            for gauge in (self.metrics.ring_messages, self.metrics.ring_bytes):
+                gauge.labels(**labels).set_function(_zero)
+            self.metrics.ring_seconds.labels(**labels).set_function(_zero)
+            return
+        self.metrics.ring_messages.labels(**labels).set_function(lambda: ring.messages)
+        self.metrics.ring_bytes.labels(**labels).set_function(lambda: ring.bytes)
+        self.metrics.ring_seconds.labels(**labels).set_function(lambda: ring.depth(clock()))
+
+    def evicted(self, ring: Ring) -> None:
+        """Count what fell off since the last call (once per batch: cheap)."""
+        if ring.evicted != self._evicted:
+            self.metrics.evicted.labels(**self.labels).inc(ring.evicted - self._evicted)
+            self._evicted = ring.evicted
+
+    def took_over(self, name: str, replay: Replay) -> None:
+        labels = self.labels
+        self.metrics.takeovers.labels(**labels, found=replay.found).inc()
+        self.metrics.replayed.labels(**labels).inc(len(replay.messages))
+        if replay.ambiguous:
+            self.metrics.ambiguous.labels(**labels).inc(replay.ambiguous)
+        if replay.unaccounted:
+            seconds = replay.unaccounted_seconds
+            self.metrics.unaccounted.labels(**labels).inc(seconds)
+            spans = ", ".join(
+                f"{end - start:.2f}s from {start:.3f}" for start, end in replay.unaccounted
+            )
+            log.error(
+                "%s: took over with %.2fs of traffic unaccounted for (%s): the ring did not "
+                "reach back to the old owner's watermark, or the standby had lost its "
+                "subscription; raise standby_window or the byte cap if the ring was too short",
+                name,
+                seconds,
+                spans,
+            )
+        log.warning(
+            "%s: took over from the old owner's watermark (%s): %d message(s) replayed from "
+            "the ring%s",
+            name,
+            replay.found,
+            len(replay.messages),
+            f", {replay.ambiguous} other match(es): some written twice" if replay.ambiguous else "",
+        )
+
+
+def _zero() -> float:
+    return 0.0
