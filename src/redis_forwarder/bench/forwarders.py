@@ -35,6 +35,7 @@ from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.pubsub import ClusterPubSubSink, NodePubSubSink, PubSubSink
 from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
+from redis_forwarder.standby.marks import Marks, mark_key
 from redis_forwarder.topology import DeploymentSettings, discover_async, key_slot
 
 
@@ -123,7 +124,10 @@ def raw(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: 
             sink.setblocking(True)
 
 
-async def ours(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str) -> None:
+async def ours(
+    sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str, marks: bool
+) -> None:
+    """``marks``: with the watermarks an owner writes when its route has a standby."""
     source = RespConnection(host, port, timeout=5.0)
     await source.open()
     reader = PubSubReader(source)
@@ -150,8 +154,11 @@ async def ours(sink_kind: str, cluster: bool, host: str, port: int, pattern: str
         writer = PipelineWriter(connection, metrics)
         writer.start()
         sink = NodePubSubSink(writer, command)
+    if marks and isinstance(sink, ClusterPubSubSink):
+        sink.mark_key = mark_key("bench", "bench")
+    watermarks = Marks(mark_key("bench", "bench")) if marks else None
     print("ready", flush=True)
-    await PubSubLoop(reader, sink, metrics).run()
+    await PubSubLoop(reader, sink, metrics, marks=watermarks).run()
 
 
 def main() -> None:
@@ -161,10 +168,11 @@ def main() -> None:
         naive(sink_kind, cluster, host, int(port), pattern, out)
     elif variant == "raw":
         raw(sink_kind, cluster, host, int(port), pattern, out)
-    elif variant == "ours":
-        asyncio.run(ours(sink_kind, cluster, host, int(port), pattern, out))
+    elif variant in ("ours", "marks"):
+        marks = variant == "marks"
+        asyncio.run(ours(sink_kind, cluster, host, int(port), pattern, out, marks))
     else:
-        raise SystemExit(f"unknown variant {variant!r}: naive, raw or ours")
+        raise SystemExit(f"unknown variant {variant!r}: naive, raw, ours or marks")
 
 
 if __name__ == "__main__":

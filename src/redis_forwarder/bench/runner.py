@@ -31,7 +31,10 @@ from redis_forwarder.errors import ForwarderError
 from redis_forwarder.model import Address
 from redis_forwarder.retry import Deadline
 
-VARIANTS = ("naive", "raw", "ours")
+# "marks": ours with the watermarks of a route with a standby (issue 15); not run
+# unless asked for (--variants).
+VARIANTS = ("naive", "raw", "ours", "marks")
+DEFAULT_VARIANTS = ("naive", "raw", "ours")
 SETTLE = 1.0  # seconds without growth that mean the forwarder is done
 
 

@@ -12,7 +12,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from redis_forwarder.bench.runner import VARIANTS, Result, Scenario, Setup, run_variant
+from redis_forwarder.bench.runner import (
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    Result,
+    Scenario,
+    Setup,
+    run_variant,
+)
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab, load_spec, temporary_lab
 from redis_forwarder.model import Address, DeploymentKind
@@ -92,7 +99,10 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
     help="Length of the fixed-rate run.",
 )
 @click.option(
-    "--variants", default=",".join(VARIANTS), show_default=True, help="Which forwarders to measure."
+    "--variants",
+    default=",".join(DEFAULT_VARIANTS),
+    show_default=True,
+    help="Which forwarders to measure (also: marks, ours writing a standby's watermarks).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(
