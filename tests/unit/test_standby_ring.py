@@ -99,7 +99,7 @@ def test_a_ring_too_short_reports_the_span_it_cannot_account_for() -> None:
 
 
 def test_bytes_cap_and_holes() -> None:
-    ring = Ring(window=60, max_bytes=10 * (2 + 100 + 3))
+    ring = Ring(window=60, max_bytes=10 * (2 + 200 + 3))
     for n in range(50):
         ring.add([message(n)], now=1.0)
     assert ring.bytes <= ring.max_bytes and ring.evicted == 40

@@ -29,7 +29,8 @@ from redis_forwarder.standby.marks import Watermark, digest
 # When the watermark is not in the ring: replay what arrived from this long before its
 # time (clocks of two hosts differ by this much at most, we assume: NTP keeps it ms).
 CLOCK_MARGIN = 1.0
-OVERHEAD = 100  # bytes per message beyond channel and payload (tuples, bytes objects)
+OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
+# objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
 
 
 @dataclass
