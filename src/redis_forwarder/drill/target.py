@@ -31,6 +31,7 @@ from redis_forwarder.lab.forwarders import CONFIG_FILE
 from redis_forwarder.lab.probes import ProbeFailed, redis_call
 from redis_forwarder.lab.spec import TopologySpec, load_spec
 from redis_forwarder.model import Address, DeploymentKind, Topology
+from redis_forwarder.standbys import wants_standby
 from redis_forwarder.topology import discover
 from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.work import wanted_tasks
@@ -50,9 +51,10 @@ class LabTarget:
                 "with [forwarders] and the drill routes (topology/ha.toml, ha-cluster.toml)"
             )
         self.config: ForwarderConfig = load_config(Path(forwarders[0].data_dir) / CONFIG_FILE)
-        drill_routes(self.config)  # a clear error when they are missing or unusable
+        pubsub_route, _streams = drill_routes(self.config)  # a clear error when unusable
         assert self.config.coordination is not None
         self.coordination = self.config.coordination
+        self.standby = wants_standby(pubsub_route, self.coordination)
         self.session_timeout = self.coordination.session_timeout
         self.cut_off_after = self.config.cut_off_after
         self.paths = Paths(self.coordination.root)
@@ -64,6 +66,11 @@ class LabTarget:
         self._partitions: dict[str, Partition] = {}  # node -> its namespace, while isolated
 
     # -- what scenarios use
+
+    def has_standby(self, route: str) -> bool:
+        """Whether the drill's ``route`` ("pubsub@SHARD") runs with a hot standby."""
+        return self.standby and route.startswith("pubsub@")
+
     def note(self, event: str) -> None:
         self.events.append((time.time(), event))
         self.progress(event)
