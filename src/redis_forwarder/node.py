@@ -139,6 +139,7 @@ class Node:
             log.info("stopping %s@%s: its route changed", *key)
             await self._stop(key, graceful=True)
             await self.coordinator.released(key)
+        await self.standbys.drop(changed)  # the next cycle starts them on the new route
         await self.coordinator.reconfigured(new.fingerprint())
         log.info("config reloaded from %s: %d routes changed", path, len(changed))
 

@@ -51,6 +51,12 @@ class Standbys:
         task.promote(epoch)
         return task
 
+    async def drop(self, routes: set[str]) -> None:
+        """Stop the standbys of ``routes`` (changed by a reload: a ring kept under the
+        old route would replay what the new one does not read)."""
+        for key in sorted(k for k in self.tasks if k[0] in routes):
+            await self.tasks.pop(key).stop(graceful=False)
+
     async def stop_all(self) -> None:
         for key in sorted(self.tasks):
             await self.tasks.pop(key).stop(graceful=False)
