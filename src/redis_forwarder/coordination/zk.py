@@ -1,4 +1,6 @@
-"""The ZooKeeper session, in one place: the only module that imports kazoo.
+"""The ZooKeeper session, in one place. This module and ``connect`` (how every kazoo
+client of ours connects, each connection attempt bounded: see there why) are the only
+ones that import kazoo.
 
 State contract (what the rest of the node may rely on):
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +41,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import (
     KazooException,
     NoAuthError,
@@ -49,11 +49,10 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.hosts import collect_hosts
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
-from kazoo.security import make_digest_acl
 
+from redis_forwarder.coordination.connect import kazoo_client, refusals
 from redis_forwarder.errors import (
     CoordinationError,
     ZooKeeperRefusedError,
@@ -68,52 +67,6 @@ T = TypeVar("T")
 
 # The part of the session timeout that a confirmed session lets the node write for.
 LEASE_FRACTION = 2 / 3
-# How long a server may take to accept a TCP connection in ``refusals``' probe.
-PROBE_TIMEOUT = 1.0
-
-
-def refusals(hosts: str, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
-    """Each server's refusal (server -> why), when every server of ``hosts`` refused a
-    TCP connection or has a name that does not resolve: an answer, so the caller fails
-    at once. Empty as soon as one server accepts or does not answer in time (kazoo then
-    waits for it as before). Against a refusing server kazoo retried for the whole
-    10 s start-up wait, logging a warning per try (15 of them; issue 14)."""
-    try:
-        servers, _chroot = collect_hosts(hosts)
-    except ValueError:
-        return {}  # kazoo says what is wrong with the string
-    found: dict[str, str] = {}
-    for host, port in servers:
-        try:
-            with socket.create_connection((host, port), timeout):
-                return {}
-        except ConnectionRefusedError:
-            found[f"{host}:{port}"] = "connection refused"
-        except socket.gaierror as exc:
-            found[f"{host}:{port}"] = f"unknown host ({exc.strerror})"
-        except OSError:
-            return {}  # no answer yet (a time-out): not a refusal
-    return found
-
-
-class _Demoted(logging.Filter):
-    """kazoo's WARNINGs, one per failed connection attempt (15 in a 10 s start-up wait,
-    one or more a second through an outage), become INFO: the node's own lines say it
-    once ("suspended", "did not answer"), and alerting on WARNING sees those."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
-            return True
-        record.levelno, record.levelname = logging.INFO, "INFO"
-        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
-
-
-def kazoo_logger() -> logging.Logger:
-    """The logger every KazooClient of ours is given, its warnings demoted."""
-    logger = logging.getLogger("kazoo")
-    if not any(isinstance(f, _Demoted) for f in logger.filters):
-        logger.addFilter(_Demoted())
-    return logger
 
 
 class SessionState(StrEnum):
@@ -132,19 +85,6 @@ class NodeExists(ZooKeeperError):
 
 class Refused(ZooKeeperError):
     """The znode's ACL does not admit this session's identity."""
-
-
-def auth_options(credentials: Credentials | None) -> dict[str, Any]:
-    """KazooClient options for a fleet with a ZooKeeper identity: the session
-    authenticates with the digest scheme, and every znode it creates admits that identity
-    alone (another client can neither take ownership nor rewrite the assignment)."""
-    if credentials is None:
-        return {}
-    user, password = credentials.username or "", credentials.password or ""
-    return {
-        "auth_data": [("digest", f"{user}:{password}")],
-        "default_acl": [make_digest_acl(user, password, all=True)],
-    }
 
 
 class NoNode(ZooKeeperError):
@@ -190,14 +130,13 @@ class ZooKeeperSession:
         self._closing = False
         self._answered = threading.Event()  # set at the first CONNECTED, on kazoo's thread
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zookeeper")
-        self.client = KazooClient(
-            hosts=hosts,
-            timeout=session_timeout,
+        self.client = kazoo_client(
+            hosts,
+            session_timeout,
+            credentials,
             # Reconnect forever (the node decides about its session with its lease);
             # operations are not retried here: the reconcile loop tries again next cycle.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
-            logger=kazoo_logger(),
-            **auth_options(credentials),
         )
         self.client.add_listener(self._on_state)
 
@@ -421,9 +360,7 @@ class FleetClient:
         refused = refusals(hosts)
         if refused:
             raise ZooKeeperUnreachableError(hosts, timeout, "refused", refused)
-        self.client = KazooClient(
-            hosts=hosts, timeout=timeout, logger=kazoo_logger(), **auth_options(credentials)
-        )
+        self.client = kazoo_client(hosts, timeout, credentials)
         try:
             self.client.start(timeout)
         except (KazooTimeoutError, KazooException, OSError) as exc:
