@@ -5,7 +5,8 @@
     {root}/members/{node}      ephemeral  who is alive: id, host, pid, version, metrics,
                                           config hash
     {root}/controller/         kazoo Lock recipe: its holder is the controller
-    {root}/assignment          persistent one JSON document: task -> node, versioned
+    {root}/assignment          persistent one JSON document: task -> node, task ->
+                                          standby node (pub/sub), versioned
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
     {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
@@ -111,11 +112,14 @@ def assignment_document(
     controller: str,
     serial: int,
     shard_names: dict[str, Any] | None = None,
+    standbys: Assignment | None = None,
 ) -> bytes:
     document: dict[str, Any] = {
         "controller": controller,
         "serial": serial,
         "tasks": {task_name(task): node for task, node in sorted(assignment.items())},
+        # task -> the node standing by for it (issue 15); read by standbys_of
+        "standbys": {task_name(task): node for task, node in sorted((standbys or {}).items())},
     }
     if shard_names is not None:
         document["shards"] = shard_names  # the controller's names for cluster shards
@@ -140,9 +144,30 @@ def assignment_of(data: bytes | None) -> tuple[Assignment, int]:
     )
 
 
+def standbys_of(data: bytes | None) -> Assignment:
+    """The standbys in an assignment document: task -> node. A document from before
+    standbys (or an unreadable one) has none."""
+    document = decode(data)
+    standbys = document.get("standbys") if isinstance(document, dict) else None
+    if not isinstance(standbys, dict):
+        return {}
+    return {task_of(name): str(node) for name, node in standbys.items()}
+
+
 # In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
 # seconds since any of its servers answered the node.
 SILENCE = "silent_for"
+# ... and the names of the tasks the node stands by for (issue 15), as it learned them.
+STANDING_BY = "standing_by"
+
+
+def standing_by_of(document: Any) -> set[TaskKey]:
+    """The tasks a progress document says its node stands by for (none when missing or
+    malformed: a node of an older version)."""
+    names = document.get(STANDING_BY) if isinstance(document, dict) else None
+    if not isinstance(names, list):
+        return set()
+    return {task_of(name) for name in names if isinstance(name, str)}
 
 
 def silence_of(document: Any) -> dict[str, float]:
