@@ -19,7 +19,6 @@ from redis_forwarder.coordination.assignment import (
     cut_off,
     moves,
     plan,
-    promotions,
     reaching,
 )
 from redis_forwarder.coordination.paths import Paths
@@ -58,15 +57,17 @@ class Control:
         wants a standby (pub/sub routes, by the controller's config)."""
         session, paths = self.session, self.paths
         candidates = await self._candidates(fingerprint)
-        cut = cut_off(await self._silences(candidates), self.cut_off_after)
+        silences, standing_by = await self._reports(candidates)
+        cut = cut_off(silences, self.cut_off_after)
         eligible = reaching(candidates, cut)
         paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
         in_force = await self._in_force()
+        ready = {t for t, node in in_force.standbys.items() if t in standing_by.get(node, ())}
         rebalance = await session.get(paths.rebalance, watch=True)
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
         owners, standbys = plan(
-            wanted, eligible, previous, in_force.standbys, wants_standby, paused
+            wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
         )
         if rebalance is not None:
             await session.delete(paths.rebalance)
@@ -77,15 +78,15 @@ class Control:
         )
         if unchanged or not await self._write(in_force, owners, standbys, shard_names):
             return
-        promoted = promotions(owners, eligible, in_force.owners, in_force.standbys)
+        moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
         log.info(
             "assignment %d: %d tasks on %d nodes, %d moved (%d to their standby), %d standbys%s",
             in_force.serial + 1,
             len(owners),
             len(eligible),
-            len(moves(in_force.owners, owners)),
-            sum(1 for task, node in promoted.items() if owners.get(task) == node),
+            len(moved),
+            sum(1 for task in moved if owners[task] == in_force.standbys.get(task)),
             len(standbys),
             f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
@@ -141,13 +142,19 @@ class Control:
             await self.session.set(self.paths.assignment, document, version=in_force.version)
         return True
 
-    async def _silences(self, nodes: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
-        """Per node, its last progress report's time (ZooKeeper's clock) and how long
-        each Redis deployment had been silent to it then."""
-        reports: dict[str, tuple[float, dict[str, float]]] = {}
+    async def _reports(
+        self, nodes: list[str]
+    ) -> tuple[dict[str, tuple[float, dict[str, float]]], dict[str, set[TaskKey]]]:
+        """From each node's last progress report: its time (ZooKeeper's clock) and how
+        long each Redis deployment had been silent to it then; the tasks it stands by
+        for (a planned move goes only to a standby that says so)."""
+        silences: dict[str, tuple[float, dict[str, float]]] = {}
+        standing_by: dict[str, set[TaskKey]] = {}
         for node in nodes:
             znode = await self.session.get(self.paths.progress_of(node))
-            silence = znodes.silence_of(znodes.decode(znode.data)) if znode else {}
+            document = znodes.decode(znode.data) if znode else None
+            silence = znodes.silence_of(document)
             if znode is not None and silence:
-                reports[node] = (znode.mtime, silence)
-        return reports
+                silences[node] = (znode.mtime, silence)
+            standing_by[node] = znodes.standing_by_of(document)
+        return silences, standing_by
