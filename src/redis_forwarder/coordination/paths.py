@@ -10,7 +10,8 @@
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
     {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
-                                          seconds since any of its servers answered it
+                                          seconds since any of its servers answered it;
+                                          (``standing_by``) the tasks it stands by for
     {root}/drained/{node}      persistent an operator drained this node
     {root}/paused/{route}      persistent an operator paused this route
     {root}/rebalance           persistent a request: recompute without stickiness
