@@ -26,6 +26,7 @@ from redis_forwarder.coordination.paths import (
     standbys_of,
     standing_by_of,
 )
+from redis_forwarder.lab.readiness import fleet_unsettled
 from redis_forwarder.model import TaskKey
 from redis_forwarder.routes import RouteConfig
 from redis_forwarder.work import standby_tasks
@@ -320,3 +321,15 @@ def test_a_standby_on_a_stream_route_is_a_config_error_with_exit_2(tmp_path: Pat
     assert "route[0].standby (line 10): route 'ledger': standby is for pub/sub" in result.stderr
     config.write_text(STREAM_STANDBY.replace("standby = true", "standby = false"))
     assert load_config(config).routes[0].wants_standby is False
+
+
+def test_a_lab_fleet_is_settled_only_once_each_standby_reports() -> None:
+    task = {"route": "orders", "shard": "a", "assigned": "n1", "owner": "n1", "running": True}
+    members = [{"id": "n1"}, {"id": "n2"}]
+    status = {"members": members, "tasks": [{**task, "standby": "n2"}]}
+    waiting = fleet_unsettled(status, {"n1", "n2"}, 1)
+    assert waiting == "orders@a: its standby n2 has not reported yet"
+    status["tasks"] = [{**task, "standby": "n2", "standby_reported": True}]
+    assert fleet_unsettled(status, {"n1", "n2"}, 1) is None
+    status["tasks"] = [{**task, "standby": None}]  # a stream route's task
+    assert fleet_unsettled(status, {"n1", "n2"}, 1) is None
