@@ -57,7 +57,9 @@ def test_the_standby_of_a_killed_owner_takes_its_task_over(
         shown = only_task(run_cli("status", "--config", str(f.config_path), "--json").json())
         assert (shown["owner"], shown["standby"]) == (owner, standby)
         table = run_cli("status", "--config", str(f.config_path)).stdout
-        assert "standby" in table and standby in table
+        (row,) = [line for line in table.splitlines() if "│ orders " in line]
+        cells = [cell.strip() for cell in row.split("│")]
+        assert cells[4:6] == [owner, standby], row  # owner, standby columns
         f.nodes[owner].signal(signal.SIGKILL)
         wait_until(lambda: owned_and_stood_by(owner_not=owner), "a new owner running, stood by", 30)
         assert task["owner"] == standby, f"the standby {standby} did not take over: {task}"
