@@ -166,6 +166,7 @@ class ZooKeeperCoordinator:
         )
         self.gate = self.session.gate
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
+        self.standing_by: set[TaskKey] = set()  # as the last assignment read said
         self.is_controller = False
         self._registered_generation: int | None = None
         self.membership = Membership(
@@ -218,7 +219,9 @@ class ZooKeeperCoordinator:
         if session.state is SessionState.LOST:
             return self._forget_everything()
         if session.state is SessionState.SUSPENDED:
-            return Decision(run=dict(self.owned))  # gate closed: running, not writing
+            # Gate closed: running, not writing; standing by too (a blip must not cost
+            # a standby what it holds).
+            return Decision(run=dict(self.owned), stand_by=set(self.standing_by))
         dropped = False
         try:
             if self._registered_generation != session.generation:
@@ -236,20 +239,27 @@ class ZooKeeperCoordinator:
             raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("coordination cycle: %s; trying again next cycle", exc)
-            return Decision(run=dict(self.owned), drop_all=dropped)
+            return Decision(run=dict(self.owned), drop_all=dropped, stand_by=set(self.standing_by))
         mine = {task for task, node in assignment.items() if node == self.node_id}
         mine &= wanted
         release = set(self.owned) - mine
         await self._own(sorted(mine - set(self.owned)))
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         stand_by = {t for t, node in standbys.items() if node == self.node_id}
-        stand_by = (stand_by & set(wants_standby)) - mine
-        return Decision(run, release, dropped, names, stand_by)
+        self.standing_by = (stand_by & set(wants_standby)) - mine
+        return Decision(
+            run=run,
+            release=release,
+            drop_all=dropped,
+            shard_names=names,
+            stand_by=set(self.standing_by),
+        )
 
     def _forget_everything(self) -> Decision:
         if self.owned or self.is_controller:
             log.error("ZooKeeper session lost: %d tasks dropped", len(self.owned))
         self.owned.clear()
+        self.standing_by.clear()  # the controller gives a lost member's standbys away
         self.is_controller = False
         self._contender = None
         self._holder_seen = None
