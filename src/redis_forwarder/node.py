@@ -49,13 +49,14 @@ from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.placements import SOURCE, Placements
+from redis_forwarder.progress import ProgressReport
 from redis_forwarder.routes import RouteConfig
 from redis_forwarder.standby.ring import Ring
 from redis_forwarder.standbys import Standbys, wants_standby
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.standalone import refuse_replicas
-from redis_forwarder.work import wanted_tasks
+from redis_forwarder.work import standby_tasks, wanted_tasks
 
 log = logging.getLogger(__name__)
 CYCLE = 1.0
@@ -102,7 +103,9 @@ class Node:
         self.coordinator: Coordinator = LocalCoordinator()
         self._loop_beat = time.monotonic()
         self._reload_from: Path | None = None
-        self._rates: dict[TaskKey, tuple[int, float]] = {}  # forwarded, when: for rates
+        self._report = ProgressReport()
+        # The tasks this node stands by for, as the coordinator last said (issue 15).
+        self.standing_by: set[TaskKey] = set()
         self._cut: list[str] = []  # deployments silent to this node past the cut-off time
         # What /readyz answers from: an immutable snapshot the loop replaces each cycle
         # (the HTTP thread iterated the live task dict while the loop changed it:
@@ -256,6 +259,8 @@ class Node:
             "role": self.coordinator.role,
             "zookeeper": self.coordinator.session_state,
         }
+        if self.standing_by:
+            details["standing_by"] = sorted(f"{r}@{s}" for r, s in self.standing_by)
         if refused := {t.name: t.refused_by_sink for t in self.tasks.values() if t.refused_by_sink}:
             details["refused_by_sink"] = refused
         self._readiness = Readiness(ok, details)  # one assignment: the thread sees old or new
@@ -284,7 +289,10 @@ class Node:
         cluster = source.current.kind is DeploymentKind.CLUSTER
         wanted = wanted_tasks(self.config.routes, source.current)
         names = shard_names(source.current) if cluster else None
-        decision = await self.coordinator.cycle(wanted, self._progress(), names)
+        coordinated = self.config.coordination is not None
+        standbys = standby_tasks(self.config.routes, wanted, coordinated)
+        decision = await self.coordinator.cycle(wanted, self._progress(), names, standbys)
+        self.standing_by = decision.stand_by
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)
         if decision.drop_all and self.tasks:
@@ -322,12 +330,13 @@ class Node:
         open_gaps = sum(1 for t in self.tasks.values() if t.in_gap)
         log.info(
             "status: %d/%d tasks forwarding, %d received, %d in a gap, %d refused by its "
-            "sink (%s, ZooKeeper %s)",
+            "sink, standby for %d (%s, ZooKeeper %s)",
             running,
             len(self.tasks),
             received,
             open_gaps,
             refusing,
+            len(self.standing_by),
             self.coordinator.role,
             self.coordinator.session_state,
         )
@@ -386,28 +395,8 @@ class Node:
                 task.rehome(f"wedged: no progress for {silent:.1f}s")
 
     def _progress(self) -> dict[str, Any]:
-        """What this node tells the fleet about its tasks (``status`` reads it): rate is
-        messages the sink answered per second since the last cycle."""
-        now = time.monotonic()
-        progress: dict[str, Any] = {}
-        for key, task in self.tasks.items():
-            counts = task.metrics
-            before, then = self._rates.get(key, (counts.forwarded, now))
-            rate = (counts.forwarded - before) / (now - then) if now > then else 0.0
-            self._rates[key] = (counts.forwarded, now)
-            progress[f"{key[0]}@{key[1]}"] = {
-                "epoch": task.epoch,
-                "running": task.forwarding,
-                "state": str(task.state),
-                "refused_by_sink": task.refused_by_sink,
-                "forwarded": counts.forwarded,
-                "rate": round(rate, 1),
-                "lag": round(counts.lag, 4),
-                "last_message_at": counts.last_message_at,
-                "gaps": len(task.gaps),
-            }
-        for gone in self._rates.keys() - self.tasks.keys():
-            del self._rates[gone]
+        """What this node tells the fleet (``status`` reads it)."""
+        progress = self._report.of(self.tasks)
         if self.config.coordination is not None:
             progress[SILENCE] = self._silence()
             progress[STANDING_BY] = self.standbys.status()

@@ -15,6 +15,7 @@ from redis_forwarder.route_loops import loop_check
 from redis_forwarder.sink.commands import SinkKind
 from redis_forwarder.sink.replication import WaitConfig
 from redis_forwarder.templates import TemplateError, compile_template
+from redis_forwarder.validation import Located
 
 _EXPANSION = re.compile(r"\{(\d+)\.\.(\d+)\}")
 MAX_EXPANDED_CHANNELS = 100_000
@@ -169,8 +170,6 @@ class RouteConfig(BaseModel):
     max_message_bytes: int | None = Field(default=None, ge=1, le=512 * 1024 * 1024)
     oversize: Literal["drop", "dead-letter"] = "drop"
     dead_letter: str | None = None
-    # A hot standby per task (pub/sub routes in a fleet; issue 15): None means on.
-    standby: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -227,3 +226,24 @@ class RouteConfig(BaseModel):
         if self.to.target == "source":
             loop_check(self, shards=None)
         return self
+
+    # A hot standby for each of the route's tasks (issue 15): another node subscribes
+    # all along and keeps what it receives, so that a takeover loses no message. Unset:
+    # on for pub/sub routes (channels, patterns, sharded) when [coordination] is set.
+    standby: bool | None = None
+
+    @model_validator(mode="after")
+    def _standby(self) -> Self:
+        if self.standby is True and self.from_.streams:
+            raise Located(
+                ("standby",),
+                f"route {self.name!r}: standby is for pub/sub routes; streams keep their "
+                "entries in Redis until acknowledged and need no standby",
+            )
+        return self
+
+    @property
+    def wants_standby(self) -> bool:
+        """Whether the route's tasks get a standby when the node is coordinated (alone,
+        no node could stand by): pub/sub routes, unless ``standby = false``."""
+        return self.standby is not False and not self.from_.streams

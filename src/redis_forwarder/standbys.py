@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def wants_standby(route: RouteConfig, coordination: CoordinationConfig | None) -> bool:
     """A pub/sub route in a fleet has a standby unless it says ``standby = false``:
     its owner leaves watermarks. (Streams keep their entries in Redis.)"""
-    return coordination is not None and not route.from_.streams and route.standby is not False
+    return coordination is not None and route.wants_standby
 
 
 class Standbys:

@@ -10,6 +10,9 @@
 - Streams: a task per shard on standalone and Sentinel deployments; on a cluster, a
   task per shard that serves the slot of at least one of the route's streams, reading
   those streams only (like sharded channels: each key lives in one slot).
+
+With ``[coordination]``, a pub/sub route's tasks also want a standby on another node
+(``standby_tasks``, issue 15); stream tasks never do: their entries wait in Redis.
 """
 
 from __future__ import annotations
@@ -58,3 +61,15 @@ def wanted_tasks(routes: list[RouteConfig], topology: Topology) -> set[TaskKey]:
         else:
             wanted.update((route.name, shard) for shard in shard_ids)
     return wanted
+
+
+def standby_tasks(
+    routes: list[RouteConfig], wanted: set[TaskKey], coordinated: bool
+) -> set[TaskKey]:
+    """The tasks of ``wanted`` that want a standby: those of routes that want one
+    (``RouteConfig.wants_standby``), and only in a fleet (a node alone has no other
+    node to stand by)."""
+    if not coordinated:
+        return set()
+    names = {route.name for route in routes if route.wants_standby}
+    return {task for task in wanted if task[0] in names}

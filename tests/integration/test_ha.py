@@ -117,7 +117,7 @@ def test_a_source_down_for_every_node_moves_no_task(
     with fleet(tmp_path, source, deployment.zookeeper_hosts, routes=("orders", "audit")) as f:
         for node in ("n1", "n2"):
             f.start(node)
-        f.wait_all_running({"n1", "n2"})
+        f.wait_settled({"n1", "n2"})  # standbys too: no assignment is on its way
         status = f.status()
         before = {(t["route"], t["owner"], t["epoch"]) for t in status["tasks"]}
         serial = status["assignment_serial"]
@@ -245,17 +245,33 @@ def test_the_controller_dies_and_the_assignment_does_not_churn(
     with fleet(tmp_path, deployment.spec.shards[0].master, deployment.zookeeper_hosts) as f:
         for node in ("n1", "n2", "n3"):
             f.start(node)
-        before = f.wait_all_running({"n1", "n2", "n3"})
+        before, standbys = f.wait_settled({"n1", "n2", "n3"})
         controller = f.status()["controller"]
         assert controller in {"n1", "n2", "n3"}
-        f.nodes[controller].signal(signal.SIGKILL)
         survivors = {"n1", "n2", "n3"} - {controller}
-        after = f.wait_all_running(survivors)
+        logged = {node: len(f.nodes[node].log_text()) for node in survivors}
+        f.nodes[controller].signal(signal.SIGKILL)
+        after, _ = f.wait_settled(survivors)
         assert f.status()["controller"] in survivors
-        # Only the dead controller's tasks moved.
-        assert {r for r in before if before[r] != after[r]} == {
-            r for r, owner in before.items() if owner == controller
-        }
+        # The dead controller's tasks went to their standbys (issue 15: the nodes that
+        # hold their messages), and nothing else moved but to its standby: a node
+        # promoted past its share gives a task up only to a standby that is ready.
+        moved = {r for r in before if before[r] != after[r]}
+        dead = {r for r, owner in before.items() if owner == controller}
+        assert dead <= moved and all(after[r] == standbys[r] for r in dead)
+        lines = [
+            line
+            for node in survivors
+            for line in f.nodes[node].log_text()[logged[node] :].splitlines()
+            if "control: assignment" in line
+        ]
+        assert lines and all(_all_to_their_standby(line) for line in lines), lines
+
+
+def _all_to_their_standby(line: str) -> bool:
+    """An assignment log line's "N moved (M to their standby)": M == N."""
+    moved, _, rest = line.partition(" moved (")
+    return moved.rsplit(" ", 1)[-1] == rest.split(" ", 1)[0]
 
 
 def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(

@@ -149,6 +149,38 @@ class Fleet:
         wait_until(settled, f"every task running on {sorted(nodes)}", timeout=timeout)
         return owners
 
+    def wait_settled(
+        self, nodes: set[str], timeout: float = 30
+    ) -> tuple[dict[str, str | None], dict[str, str]]:
+        """Until every route runs on ``nodes`` as assigned, loads differ by at most one,
+        and every task has a standby that reports standing by for it (issue 15: a node
+        owning too many hands a pub/sub task over only to a standby that is ready, so a
+        join evens out a cycle or two later); return the owners and the standbys."""
+        owners: dict[str, str | None] = {}
+        standbys: dict[str, str] = {}
+
+        def settled() -> bool:
+            tasks = self.status()["tasks"]
+            owners.clear()
+            owners.update(
+                {
+                    t["route"]: t["owner"]
+                    for t in tasks
+                    if t["running"] and t["owner"] == t["assigned"]
+                }
+            )
+            standbys.clear()
+            standbys.update({t["route"]: t["standby"] for t in tasks if t["standby_reported"]})
+            loads = [sum(1 for o in owners.values() if o == n) for n in nodes]
+            return (
+                set(owners) == set(standbys) == set(self.routes)
+                and set(owners.values()) <= nodes
+                and max(loads) - min(loads) <= 1
+            )
+
+        wait_until(settled, f"every task running on {sorted(nodes)}, even, stood by", timeout)
+        return owners, standbys
+
     @property
     def routes(self) -> list[str]:
         return [r["name"] for r in self.config["route"]]

@@ -39,7 +39,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "status": LazyCommand(
         f"{_FLEET}:status",
-        "Members, controller, assignment, and each task's owner, epoch and progress.",
+        "Members, controller, assignment, and each task's owner, standby, epoch and progress.",
     ),
     "drain": LazyCommand(
         f"{_FLEET}:drain",

@@ -55,7 +55,8 @@ def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (docs/cli.md).")
 def status(config_path: Path, as_json: bool) -> None:
-    """Members, controller, assignment, and each task's owner, epoch and progress."""
+    """Members, controller, assignment, and each task's owner, standby, epoch and
+    progress."""
     from redis_forwarder.config import load_config
     from redis_forwarder.coordination.fleet import fleet_status
 
@@ -93,8 +94,8 @@ def _print_status(document: dict[str, Any]) -> None:
     out.print(members)
     tasks = Table(title=f"tasks (assignment {document['assignment_serial']})")
     for column in (
-        "route", "shard", "assigned", "owner", "epoch", "forwarded", "msg/s", "lag ms",
-        "last message",
+        "route", "shard", "assigned", "owner", "standby", "epoch", "forwarded", "msg/s",
+        "lag ms", "last message",
     ):  # fmt: skip
         tasks.add_column(column)
     now = time.time()
@@ -105,6 +106,7 @@ def _print_status(document: dict[str, Any]) -> None:
             t["shard"],
             str(t["assigned"] or "-"),
             str(t["owner"] or "-") + ("" if t["running"] else " (not running)"),
+            _standby_cell(t),
             str(t["epoch"] or "-"),
             str(t["forwarded"]),
             f"{t.get('rate', 0):.0f}",
@@ -114,6 +116,19 @@ def _print_status(document: dict[str, Any]) -> None:
     out.print(tasks)
     if document["paused"]:
         out.print(f"paused routes: {', '.join(document['paused'])}")
+
+
+def _standby_cell(task: dict[str, Any]) -> str:
+    """The standby with its ring's depth (seconds, MB), marked while its node has not
+    yet reported standing by (subscribed, its ring filling)."""
+    standby = task.get("standby")
+    if not standby:
+        return "-"
+    if not task.get("standby_reported"):
+        return f"{standby} (not yet)"
+    ring = task.get("standby_ring") or {}
+    seconds, size = ring.get("ring_seconds", 0.0), ring.get("ring_bytes", 0) / 1e6
+    return f"{standby} ({seconds:.0f}s, {size:.1f} MB)"
 
 
 def _known_nodes(client: FleetClient, paths: Paths, _config_path: Path) -> list[str]:

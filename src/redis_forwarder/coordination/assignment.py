@@ -12,15 +12,51 @@ assignment in force, and returns the new one:
 
 Ties are broken by names, so the same inputs always give the same assignment: a newly
 elected controller computes what the old one did and nothing churns.
+
+Standbys (issue 15): a pub/sub task may have a standby, a node other than its owner that
+subscribes all along and keeps what it receives, so that a takeover loses nothing.
+``assign`` takes the standbys in force (``Standbys``) and moves such tasks only to them,
+where a move of another task would lose messages:
+
+- a task whose owner is no longer eligible (dead, drained, cut off) goes to its standby
+  if that node is eligible: only the standby holds what was published meanwhile;
+- a node over its share (a join, a promotion) gives up first the tasks whose standby is
+  ready (its node reports standing by) and has room, to that standby; then tasks that
+  want no standby (streams: their entries wait in Redis), by name, to the round robin.
+  A task that wants a standby and has no ready one with room stays where it is;
+- a task without an owner (a rebalance) goes to its ready standby if it has room; then
+  round robin, as without standbys.
+
+So "loads differ by at most one" may break for a while, and only with tasks that want
+a standby (no loss beats balance): a node keeps every task it is promoted to, past its
+share if it must, and keeps what it could only hand over with a gap.
+``assign_standbys`` makes it a while only: it gives such a node's excess tasks standbys
+on the nodes short of work (``_steered``); once those report standing by, the next
+assignment moves the tasks there. Without standbys, ``assign`` is what it was.
+
+``assign_standbys`` gives each task that wants one a standby: an eligible node other than
+its owner (none with one eligible node), balanced, sticky.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from redis_forwarder.model import TaskKey
 
 Assignment = dict[TaskKey, str]  # task -> node id
+
+
+@dataclass(frozen=True)
+class Standbys:
+    """The standbys in force, as ``assign`` needs them."""
+
+    nodes: Mapping[TaskKey, str] = field(default_factory=dict)  # task -> its standby
+    # Tasks whose standby reports standing by: a move there loses nothing.
+    ready: frozenset[TaskKey] = frozenset()
+    # Tasks that want a standby: a planned move goes to a ready standby or nowhere.
+    wanting: frozenset[TaskKey] = frozenset()
 
 
 def assign(
@@ -28,27 +64,34 @@ def assign(
     nodes: Iterable[str],
     previous: Mapping[TaskKey, str],
     paused_routes: Iterable[str] = (),
+    standbys: Standbys | None = None,
 ) -> Assignment:
-    """The new assignment of ``tasks`` to ``nodes`` (the eligible ones only)."""
+    """The new assignment of ``tasks`` to ``nodes`` (the eligible ones only), with the
+    standbys in force, whom work moves to first."""
+    standby = standbys or Standbys()
     paused = set(paused_routes)
     wanted = sorted(t for t in set(tasks) if t[0] not in paused)
     eligible = sorted(set(nodes))
     if not eligible or not wanted:
         return {}
+    promoted = promotions(wanted, eligible, previous, standby.nodes)
     held: dict[str, list[TaskKey]] = {node: [] for node in eligible}
     for task in wanted:
-        owner = previous.get(task)
+        owner = promoted.get(task, previous.get(task))
         if owner is not None and owner in held:
             held[owner].append(task)
-    base, extra = divmod(len(wanted), len(eligible))
-    # The larger shares go to the nodes that hold the most already: fewest moves.
-    by_holdings = sorted(eligible, key=lambda node: (-len(held[node]), node))
-    share = {node: base + (1 if rank < extra else 0) for rank, node in enumerate(by_holdings)}
+    pinned = {node: sum(1 for t in held[node] if t in promoted) for node in eligible}
+    share = _shares(len(wanted), eligible, held, pinned)
+    room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
     result: Assignment = {}
     for node in eligible:
-        for task in held[node][: share[node]]:
+        kept = _kept(node, held[node], share[node], promoted, standby, room, result)
+        result.update(dict.fromkeys(kept, node))
+    for task in wanted:  # no owner (a rebalance): its ready standby first, if it has room
+        node = standby.nodes.get(task, "")
+        if task not in result and task in standby.ready and room.get(node, 0) > 0:
             result[task] = node
-    room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
+            room[node] -= 1
     # Round robin over the nodes with room, so that a new route's shards spread out.
     open_nodes = [node for node in eligible if room[node]]
     turn = 0
@@ -59,6 +102,153 @@ def assign(
         result[task] = node
         room[node] -= 1
         turn += 1
+    return result
+
+
+def promotions(
+    tasks: Iterable[TaskKey],
+    nodes: Iterable[str],
+    previous: Mapping[TaskKey, str],
+    standbys: Mapping[TaskKey, str],
+) -> dict[TaskKey, str]:
+    """Tasks whose owner is gone (it had one, no longer eligible) and whose standby is
+    eligible: task -> the standby, which must own it now, since it holds the messages."""
+    eligible = set(nodes)
+    return {
+        task: standbys[task]
+        for task in tasks
+        if previous.get(task) not in (None, *eligible) and standbys.get(task) in eligible
+    }
+
+
+def _shares(
+    total: int, eligible: list[str], held: Mapping[str, list[TaskKey]], pinned: Mapping[str, int]
+) -> dict[str, int]:
+    """Each node's number of tasks. A node promoted to more tasks than an even share keeps
+    them all (its share is its promotions) and the other nodes share the rest evenly;
+    otherwise the larger shares go to the nodes that hold the most already: fewest moves."""
+    fixed: dict[str, int] = {}
+    while True:
+        free = [node for node in eligible if node not in fixed]
+        base, extra = divmod(total - sum(fixed.values()), len(free))
+        over = [node for node in free if pinned[node] > base + (1 if extra else 0)]
+        larger = [node for node in free if pinned[node] == base + 1]
+        if not over and len(larger) > extra:  # more need the larger share than there are
+            over = larger
+        if not over:
+            break
+        # The free nodes' promotions always fit their tasks: free never empties.
+        fixed.update((node, pinned[node]) for node in over)
+    # The larger shares: first to nodes promoted to more than base, then by holdings.
+    by_holdings = sorted(free, key=lambda node: (pinned[node] <= base, -len(held[node]), node))
+    share = {node: base + (1 if rank < extra else 0) for rank, node in enumerate(by_holdings)}
+    return {**share, **fixed}
+
+
+def _kept(
+    node: str,
+    held: list[TaskKey],
+    share: int,
+    promoted: Mapping[TaskKey, str],
+    standbys: Standbys,
+    room: dict[str, int],
+    result: Assignment,
+) -> list[TaskKey]:
+    """What ``node`` keeps of what it holds: its promotions, then its other tasks up to
+    its share. Past its share it gives up first the tasks whose standby is ready and has
+    room, to that standby (into ``result``: a move without a gap), then, by name from
+    the last, tasks that want no standby, to the round robin; it keeps the rest."""
+    kept = [task for task in held if task in promoted]
+    others = [task for task in held if task not in promoted]
+    excess = len(kept) + len(others) - share
+    for task in others:
+        target = standbys.nodes.get(task, node)
+        ready = task in standbys.ready and target != node
+        if excess > 0 and ready and room.get(target, 0) > 0:
+            result[task] = target
+            room[target] -= 1
+            excess -= 1
+    remaining = [task for task in others if task not in result]
+    for task in reversed(remaining):
+        if excess > 0 and task not in standbys.wanting:
+            remaining.remove(task)
+            excess -= 1
+    return kept + remaining
+
+
+def assign_standbys(
+    owners: Mapping[TaskKey, str],
+    nodes: Iterable[str],
+    previous: Mapping[TaskKey, str],
+    wanting: Iterable[TaskKey],
+) -> Assignment:
+    """A standby for each task of ``wanting`` that has an owner: an eligible node other
+    than its owner (none when the owner is the only one). First, a node owning more than
+    its share gets standbys for its excess on the nodes short of work (``_steered``).
+    Then sticky: a task keeps its standby while that node is eligible, is not its owner
+    and is within its share. Balanced: standby counts differ by at most one where the
+    owners allow it; the rest go, one by one, to the node standing by for the fewest."""
+    eligible = sorted(set(nodes))
+    tasks = sorted(t for t in set(wanting) if t in owners)
+    if len(eligible) < 2 or not tasks:
+        return {}
+    result = _steered(owners, eligible, previous, tasks)
+    held: dict[str, list[TaskKey]] = {node: [] for node in eligible}
+    for task in tasks:
+        node = previous.get(task)
+        if task not in result and node in held and node != owners[task]:
+            held[node].append(task)
+    count = {node: sum(1 for n in result.values() if n == node) for node in eligible}
+    base, extra = divmod(len(tasks), len(eligible))
+    by_holdings = sorted(eligible, key=lambda node: (-len(held[node]) - count[node], node))
+    share = {node: base + (1 if rank < extra else 0) for rank, node in enumerate(by_holdings)}
+    for node in eligible:
+        kept = held[node][: max(0, share[node] - count[node])]
+        result.update(dict.fromkeys(kept, node))
+        count[node] += len(kept)
+    for task in (task for task in tasks if task not in result):
+        owner = owners[task]
+        # Ties go to the next node after the owner, in name order round a ring: with a
+        # bare "first by name", three nodes owning one task each left one node standing
+        # by for two and one for none.
+        ring = {n: (eligible.index(n) - eligible.index(owner)) % len(eligible) for n in eligible}
+        node = min((n for n in eligible if n != owner), key=lambda n: (count[n], ring[n]))
+        result[task] = node
+        count[node] += 1
+    return result
+
+
+def _steered(
+    owners: Mapping[TaskKey, str],
+    eligible: list[str],
+    previous: Mapping[TaskKey, str],
+    tasks: list[TaskKey],
+) -> Assignment:
+    """Standbys that let the owners even out without a loss: a node owning more than an
+    even share (it was promoted, or it keeps what it could only hand over with a gap)
+    gets, for as many of its tasks as it has too many, standbys on the nodes owning less
+    than an even share, up to what each lacks; a task already standing by on such a node
+    keeps it (it is ready, or soon will be). ``assign`` moves them there once ready."""
+    load = {node: sum(1 for owner in owners.values() if owner == node) for node in eligible}
+    # The shares as ``assign`` computes them from these owners: the larger ones to the
+    # nodes that hold the most.
+    base, extra = divmod(sum(load.values()), len(eligible))
+    by_load = sorted(eligible, key=lambda node: (-load[node], node))
+    share = {node: base + (1 if rank < extra else 0) for rank, node in enumerate(by_load)}
+    lacking = {node: share[node] - load[node] for node in eligible if load[node] < share[node]}
+    result: Assignment = {}
+    for node in eligible:
+        excess = load[node] - share[node]
+        mine = [task for task in tasks if owners[task] == node]
+        mine.sort(key=lambda task: previous.get(task) not in lacking)  # those first
+        for task in mine[: max(0, excess)]:
+            if not any(lacking.values()):
+                return result
+            target = previous.get(task, "")
+            if lacking.get(target, 0) <= 0:
+                target = max(sorted(lacking), key=lambda n: lacking[n])
+            result[task] = target
+            lacking[target] -= 1
     return result
 
 
@@ -106,3 +296,24 @@ def reaching(nodes: Iterable[str], cut: Mapping[str, list[str]]) -> list[str]:
     the unlikely case that every one is)."""
     candidates = sorted(set(nodes))
     return [node for node in candidates if node not in cut] or candidates
+
+
+def plan(
+    tasks: Iterable[TaskKey],
+    nodes: Iterable[str],
+    previous: Mapping[TaskKey, str],
+    previous_standbys: Mapping[TaskKey, str],
+    wanting: Iterable[TaskKey],
+    ready: Iterable[TaskKey] = (),
+    paused_routes: Iterable[str] = (),
+) -> tuple[Assignment, Assignment]:
+    """Owners and standbys together: ``assign`` with the standbys in force of the tasks
+    that still want one (a route reloaded with ``standby = false`` has none to move
+    to), ``ready`` the tasks whose standby reports standing by; then ``assign_standbys``
+    for the new owners."""
+    eligible = sorted(set(nodes))
+    want = frozenset(wanting)
+    standbys = {task: node for task, node in previous_standbys.items() if task in want}
+    in_force = Standbys(standbys, frozenset(ready) & want, want)
+    owners = assign(tasks, eligible, previous, paused_routes, in_force)
+    return owners, assign_standbys(owners, eligible, standbys, want)

@@ -15,13 +15,15 @@
 2. Election: one contender znode per session in the controller lock's queue (kazoo's
    Lock naming, our own single requests); the node whose contender is first is the
    controller, only while its session is connected.
-3. Controller: read members (only those running the same config fingerprint),
-   drained nodes and paused routes, compute ``assign`` from the assignment in force,
-   write it back if it changed (compare-and-set on the znode version).
+3. Controller (``control.Control``): read members (only those running the same config
+   fingerprint), drained nodes and paused routes, compute owners and standbys
+   (``assignment.plan``) from the assignment in force, write them back if they changed
+   (compare-and-set on the znode version).
 4. Ownership: for each task assigned here, create its ephemeral owner znode; its czxid
    is the epoch. A task whose znode another node (or an older session) still holds
    waits, with a watch that wakes the loop when it goes. Tasks no longer assigned
-   here are handed back to the node to stop; ``released`` deletes their znodes.
+   here are handed back to the node to stop; ``released`` deletes their znodes. The
+   tasks assigned here as standby (issue 15) are in ``Decision.stand_by``.
 
 Errors: ``start`` only connects, and fails (exit 6) only when no ZooKeeper server
 answers at all. Every later ZooKeeper call (each step above, ``released``,
@@ -49,13 +51,8 @@ from typing import Any, Protocol
 from redis_forwarder import __version__
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.assignment import (
-    Assignment,
-    assign,
-    cut_off,
-    moves,
-    reaching,
-)
+from redis_forwarder.coordination.assignment import Assignment
+from redis_forwarder.coordination.control import Control
 from redis_forwarder.coordination.membership import Membership, process_start
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.zk import (
@@ -84,7 +81,9 @@ class Decision:
     # The controller's names for the source's shards (a cluster's), with what they
     # cover: the fleet names shards as the controller does (see cluster.named_like).
     shard_names: dict[str, Any] | None = None
-    stand_by: set[TaskKey] = field(default_factory=set)  # this node is their standby
+    # The tasks this node stands by for (assigned here as standby, and wanted): it
+    # subscribes to them too, so that it can take over without a loss (issue 15).
+    stand_by: set[TaskKey] = field(default_factory=set)
 
 
 class Coordinator(Protocol):
@@ -103,6 +102,7 @@ class Coordinator(Protocol):
         wanted: set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
+        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
     ) -> Decision: ...
 
     async def released(self, task: TaskKey) -> None: ...
@@ -129,6 +129,7 @@ class LocalCoordinator:
         wanted: set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
+        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
     ) -> Decision:
         return Decision(run=dict.fromkeys(wanted, 0))
 
@@ -165,6 +166,7 @@ class ZooKeeperCoordinator:
         )
         self.gate = self.session.gate
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
+        self.standing_by: set[TaskKey] = set()  # as the last assignment read said
         self.is_controller = False
         self._registered_generation: int | None = None
         self.membership = Membership(
@@ -178,6 +180,7 @@ class ZooKeeperCoordinator:
         self._holder_seen: str | None = None  # the holder whose znode we watch
         self._waiting_logged: set[TaskKey] = set()
         self._started_at = time.time()
+        self.control = Control(self.session, self.paths, node_id, cut_off_after)
 
     @property
     def role(self) -> str:
@@ -205,16 +208,20 @@ class ZooKeeperCoordinator:
         wanted: set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
+        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
     ) -> Decision:
         """``shard_names``: this node's names for a cluster source's shards; the
         controller publishes its own with the assignment, and every node gets them back
-        in ``Decision.shard_names``."""
+        in ``Decision.shard_names``. ``wants_standby``: the tasks of ``wanted`` whose
+        route wants a standby (``work.standby_tasks``)."""
         session = self.session
         session.check_lease()
         if session.state is SessionState.LOST:
             return self._forget_everything()
         if session.state is SessionState.SUSPENDED:
-            return Decision(run=dict(self.owned))  # gate closed: running, not writing
+            # Gate closed: running, not writing; standing by too (a blip must not cost
+            # a standby what it holds).
+            return Decision(run=dict(self.owned), stand_by=set(self.standing_by))
         dropped = False
         try:
             if self._registered_generation != session.generation:
@@ -226,24 +233,33 @@ class ZooKeeperCoordinator:
             await self._publish_progress(progress)
             await self._elect()
             if self.is_controller:
-                await self._control(wanted, shard_names)
-            assignment, names = await self._read_assignment()
+                await self.control.run(self.fingerprint, wanted, set(wants_standby), shard_names)
+            assignment, standbys, names = await self._read_assignment()
         except Refused as exc:
             raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("coordination cycle: %s; trying again next cycle", exc)
-            return Decision(run=dict(self.owned), drop_all=dropped)
+            return Decision(run=dict(self.owned), drop_all=dropped, stand_by=set(self.standing_by))
         mine = {task for task, node in assignment.items() if node == self.node_id}
         mine &= wanted
         release = set(self.owned) - mine
         await self._own(sorted(mine - set(self.owned)))
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
-        return Decision(run=run, release=release, drop_all=dropped, shard_names=names)
+        stand_by = {t for t, node in standbys.items() if node == self.node_id}
+        self.standing_by = (stand_by & set(wants_standby)) - mine
+        return Decision(
+            run=run,
+            release=release,
+            drop_all=dropped,
+            shard_names=names,
+            stand_by=set(self.standing_by),
+        )
 
     def _forget_everything(self) -> Decision:
         if self.owned or self.is_controller:
             log.error("ZooKeeper session lost: %d tasks dropped", len(self.owned))
         self.owned.clear()
+        self.standing_by.clear()  # the controller gives a lost member's standbys away
         self.is_controller = False
         self._contender = None
         self._holder_seen = None
@@ -342,68 +358,11 @@ class ZooKeeperCoordinator:
         prefix = f"{self.paths.controller}/{self._contender_prefix}"
         return await self.session.create_sequential(prefix, self.node_id.encode())
 
-    async def _control(self, wanted: set[TaskKey], shard_names: dict[str, Any] | None) -> None:
-        session, paths = self.session, self.paths
-        members: dict[str, dict[str, Any]] = {}
-        for name in await session.children(paths.members, watch=True):
-            znode = await session.get(f"{paths.members}/{name}")
-            document = znodes.decode(znode.data) if znode else None
-            if isinstance(document, dict) and "id" in document:
-                members[str(document["id"])] = document
-        drained = {
-            znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
-        }
-        paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
-        candidates = [
-            node
-            for node, member in members.items()
-            if member.get("config") == self.fingerprint and node not in drained
-        ]
-        cut = cut_off(await self._silences(candidates), self.cut_off_after)
-        eligible = reaching(candidates, cut)
-        current = await session.get(paths.assignment)
-        previous, serial = znodes.assignment_of(current.data if current else None)
-        previous_names = znodes.shard_names_of(current.data if current else None)
-        rebalance = await session.get(paths.rebalance, watch=True)
-        new = assign(wanted, eligible, {} if rebalance else previous, paused)
-        if rebalance is not None:
-            await session.delete(paths.rebalance)
-        if new == previous and shard_names == previous_names:
-            return
-        document = znodes.assignment_document(new, self.node_id, serial + 1, shard_names)
-        if current is None:
-            try:
-                await session.create(paths.assignment, document)
-            except NodeExists:
-                return  # another controller wrote first: read it next cycle
-        else:
-            await session.set(paths.assignment, document, version=current.version)
-        moved = moves(previous, new)
-        passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
-        log.info(
-            "assignment %d: %d tasks on %d nodes, %d moved%s",
-            serial + 1,
-            len(new),
-            len(eligible),
-            len(moved),
-            f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
-        )
-
-    async def _silences(self, nodes: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
-        """Per node, its last progress report's time (ZooKeeper's clock) and how long
-        each Redis deployment had been silent to it then."""
-        reports: dict[str, tuple[float, dict[str, float]]] = {}
-        for node in nodes:
-            znode = await self.session.get(self.paths.progress_of(node))
-            silence = znodes.silence_of(znodes.decode(znode.data)) if znode else {}
-            if znode is not None and silence:
-                reports[node] = (znode.mtime, silence)
-        return reports
-
-    async def _read_assignment(self) -> tuple[Assignment, dict[str, Any] | None]:
+    async def _read_assignment(self) -> tuple[Assignment, Assignment, dict[str, Any] | None]:
+        """Owners, standbys and the controller's shard names."""
         znode = await self.session.get(self.paths.assignment, watch=True)
         data = znode.data if znode else None
-        return znodes.assignment_of(data)[0], znodes.shard_names_of(data)
+        return znodes.assignment_of(data)[0], znodes.standbys_of(data), znodes.shard_names_of(data)
 
     async def _own(self, tasks: list[TaskKey]) -> None:
         """Own what is assigned here, in order. A connection loss midway keeps what is

@@ -12,6 +12,7 @@ The status document (stable; docs/cli.md):
                   "cut_off": []}],
      "drained": [], "paused": [], "assignment_serial": 4,
      "tasks": [{"route": "orders", "shard": "alpha", "assigned": "n1", "owner": "n1",
+                "standby": "n2", "standby_reported": true,
                 "epoch": 4294967312, "running": true, "forwarded": 1234,
                 "rate": 812.5, "lag": 0.0021, "last_message_at": 1763900000.5,
                 "gaps": 0}]}
@@ -23,7 +24,9 @@ or a target's name), seconds since any of its servers answered the member, as of
 report; ``cut_off``: the deployments it is cut off from (``assignment.cut_off``, after
 ``cut_off_after`` seconds): the controller assigns such a member nothing. A task is
 ``running`` (with its counters) only as its owner reported it, for the epoch it owns,
-within ``STALE_AFTER`` seconds.
+within ``STALE_AFTER`` seconds. ``standby``: the node the assignment names to stand by
+for the task (pub/sub routes in a fleet of two or more, issue 15; else null);
+``standby_reported``: that node's fresh report says it stands by for it.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
             controller_config is not None and member.get("config") != controller_config
         )
     assignment_znode = client.get(paths.assignment)
-    assignment, serial = znodes.assignment_of(assignment_znode.data if assignment_znode else None)
+    assignment_data = assignment_znode.data if assignment_znode else None
+    assignment, serial = znodes.assignment_of(assignment_data)
+    standbys = znodes.standbys_of(assignment_data)
     # Each member's report of its tasks, if it is fresh: a node writes it every cycle
     # (about a second), so an old one is a node that cannot reach ZooKeeper, or a
     # ZooKeeper that has just woken up with sessions it has not expired yet.
@@ -88,6 +93,10 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
     tasks = []
     for task in sorted(set(assignment) | set(owners)):
         owner, epoch = owners.get(task, (None, None))
+        standby = standbys.get(task)
+        standby_report = reports.get(standby or "", {})
+        standing_by = znodes.standing_by_of(standby_report)
+        ring = znodes.ring_of(standby_report, f"{task[0]}@{task[1]}")
         seen = reports.get(owner or "", {}).get(f"{task[0]}@{task[1]}", {})
         if seen.get("epoch") != epoch:
             seen = {}  # the owner's report is of an earlier ownership (or none)
@@ -97,6 +106,10 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
                 "shard": task[1],
                 "assigned": assignment.get(task),
                 "owner": owner,
+                "standby": standby,
+                "standby_reported": task in standing_by,
+                # its state, where it listens, its ring: seconds, messages, bytes, evicted
+                "standby_ring": ring,
                 "epoch": epoch,
                 "running": bool(seen.get("running", False)),
                 "state": seen.get("state"),  # connecting, forwarding, backing-off, ...

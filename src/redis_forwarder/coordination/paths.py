@@ -5,11 +5,13 @@
     {root}/members/{node}      ephemeral  who is alive: id, host, pid, version, metrics,
                                           config hash
     {root}/controller/         kazoo Lock recipe: its holder is the controller
-    {root}/assignment          persistent one JSON document: task -> node, versioned
+    {root}/assignment          persistent one JSON document: task -> node, task ->
+                                          standby node (pub/sub), versioned
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
     {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
-                                          seconds since any of its servers answered it
+                                          seconds since any of its servers answered it;
+                                          (``standing_by``) the tasks it stands by for
     {root}/drained/{node}      persistent an operator drained this node
     {root}/paused/{route}      persistent an operator paused this route
     {root}/rebalance           persistent a request: recompute without stickiness
@@ -111,11 +113,14 @@ def assignment_document(
     controller: str,
     serial: int,
     shard_names: dict[str, Any] | None = None,
+    standbys: Assignment | None = None,
 ) -> bytes:
     document: dict[str, Any] = {
         "controller": controller,
         "serial": serial,
         "tasks": {task_name(task): node for task, node in sorted(assignment.items())},
+        # task -> the node standing by for it (issue 15); read by standbys_of
+        "standbys": {task_name(task): node for task, node in sorted((standbys or {}).items())},
     }
     if shard_names is not None:
         document["shards"] = shard_names  # the controller's names for cluster shards
@@ -140,11 +145,45 @@ def assignment_of(data: bytes | None) -> tuple[Assignment, int]:
     )
 
 
+def standbys_of(data: bytes | None) -> Assignment:
+    """The standbys in an assignment document: task -> node. A document from before
+    standbys (or an unreadable one) has none."""
+    document = decode(data)
+    standbys = document.get("standbys") if isinstance(document, dict) else None
+    if not isinstance(standbys, dict):
+        return {}
+    return {task_of(name): str(node) for name, node in standbys.items()}
+
+
 # In a node's progress document, beside its tasks ("route@shard"): per Redis deployment,
 # seconds since any of its servers answered the node.
 SILENCE = "silent_for"
-# Beside them too: the tasks the node stands by for, with their rings (issue 15).
+# ... and the tasks the node stands by for (issue 15): per task, its standby's state
+# and ring (``Standbys.status``).
 STANDING_BY = "standing_by"
+
+
+def standing_by_of(document: Any) -> set[TaskKey]:
+    """The tasks a progress document says its node stands by for, ready: subscribed,
+    its ring filling (state "standby"). None when missing or malformed (a node of an
+    older version); a plain list of names (the first format) counts as ready."""
+    found = document.get(STANDING_BY) if isinstance(document, dict) else None
+    if isinstance(found, list):
+        return {task_of(name) for name in found if isinstance(name, str)}
+    if not isinstance(found, dict):
+        return set()
+    return {
+        task_of(name)
+        for name, status in found.items()
+        if isinstance(name, str) and isinstance(status, dict) and status.get("state") == "standby"
+    }
+
+
+def ring_of(document: Any, task: str) -> dict[str, Any] | None:
+    """A standby's report of ``task`` ("route@shard"): state, source and ring."""
+    found = document.get(STANDING_BY) if isinstance(document, dict) else None
+    status = found.get(task) if isinstance(found, dict) else None
+    return status if isinstance(status, dict) else None
 
 
 def silence_of(document: Any) -> dict[str, float]:

@@ -205,7 +205,8 @@ def forwarder_ready(address: Address, node_id: str) -> Check:
 def fleet_settled(zookeeper: str, root: str, nodes: set[str], routes: int) -> Check:
     """Every forwarder node of the spec is a member, and the fleet's assignment is in
     force: every task assigned (loads differ by at most one: every node counted), owned
-    by the node it is assigned to, and running there. A node's /readyz alone says only
+    by the node it is assigned to, and running there, and its standby (if it has one)
+    reports standing by. A node's /readyz alone says only
     that what *it* owns forwards: a node that owns nothing yet is ready too."""
 
     def probe() -> str | None:
@@ -239,6 +240,9 @@ def fleet_unsettled(status: dict[str, Any], nodes: set[str], routes: int) -> str
             return f"{name} not assigned"
         if task["owner"] != task["assigned"] or not task["running"]:
             return f"{name} not running on {task['assigned']}"
+        # Issue 15: a drill that kills an owner at once must find its standby in place.
+        if task.get("standby") and not task.get("standby_reported"):
+            return f"{name}: its standby {task['standby']} has not reported yet"
     loads = Counter({node: 0 for node in nodes})
     loads.update(str(task["assigned"]) for task in tasks)
     if max(loads.values()) - min(loads.values()) > 1:

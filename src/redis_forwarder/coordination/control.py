@@ -1,0 +1,160 @@
+"""The controller's step of a coordination cycle, run by the node whose contender is
+first in the controller queue: read who may run tasks (members running the
+controller's config, not drained, not cut off from Redis) and the assignment in force,
+compute owners and standbys (``assignment.plan``), and write them back in one
+compare-and-set on the assignment znode when anything changed, standbys alone too.
+
+Apart from ``coordinator`` so that each stays one job under the size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.assignment import (
+    Assignment,
+    cut_off,
+    moves,
+    plan,
+    reaching,
+)
+from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.zk import NodeExists, ZooKeeperSession
+from redis_forwarder.model import TaskKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The assignment document as the controller read it."""
+
+    owners: Assignment
+    standbys: Assignment
+    serial: int
+    shard_names: dict[str, Any] | None
+    version: int | None  # None: no document yet
+
+
+@dataclass(frozen=True)
+class Control:
+    session: ZooKeeperSession
+    paths: Paths
+    node_id: str
+    cut_off_after: float  # seconds of silence from Redis: see ``assignment.cut_off``
+
+    async def run(
+        self,
+        fingerprint: str,
+        wanted: set[TaskKey],
+        wants_standby: set[TaskKey],
+        shard_names: dict[str, Any] | None,
+    ) -> None:
+        """One controller step. ``wants_standby``: the tasks of ``wanted`` whose route
+        wants a standby (pub/sub routes, by the controller's config)."""
+        session, paths = self.session, self.paths
+        candidates = await self._candidates(fingerprint)
+        silences, standing_by = await self._reports(candidates)
+        cut = cut_off(silences, self.cut_off_after)
+        eligible = reaching(candidates, cut)
+        paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
+        in_force = await self._in_force()
+        ready = {t for t, node in in_force.standbys.items() if t in standing_by.get(node, ())}
+        rebalance = await session.get(paths.rebalance, watch=True)
+        # A rebalance drops stickiness, not the standbys: the tasks go to them first.
+        previous = {} if rebalance else in_force.owners
+        owners, standbys = plan(
+            wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
+        )
+        if rebalance is not None:
+            await session.delete(paths.rebalance)
+        unchanged = (owners, standbys, shard_names) == (
+            in_force.owners,
+            in_force.standbys,
+            in_force.shard_names,
+        )
+        if unchanged or not await self._write(in_force, owners, standbys, shard_names):
+            return
+        moved = moves(in_force.owners, owners)
+        passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
+        log.info(
+            "assignment %d: %d tasks on %d nodes, %d moved (%d to their standby), %d standbys%s",
+            in_force.serial + 1,
+            len(owners),
+            len(eligible),
+            len(moved),
+            sum(1 for task in moved if owners[task] == in_force.standbys.get(task)),
+            len(standbys),
+            f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
+        )
+
+    async def _candidates(self, fingerprint: str) -> list[str]:
+        """Members running the controller's config, not drained."""
+        session, paths = self.session, self.paths
+        members: dict[str, dict[str, Any]] = {}
+        for name in await session.children(paths.members, watch=True):
+            znode = await session.get(f"{paths.members}/{name}")
+            document = znodes.decode(znode.data) if znode else None
+            if isinstance(document, dict) and "id" in document:
+                members[str(document["id"])] = document
+        drained = {
+            znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
+        }
+        return [
+            node
+            for node, member in members.items()
+            if member.get("config") == fingerprint and node not in drained
+        ]
+
+    async def _in_force(self) -> InForce:
+        current = await self.session.get(self.paths.assignment)
+        data = current.data if current else None
+        owners, serial = znodes.assignment_of(data)
+        return InForce(
+            owners,
+            znodes.standbys_of(data),
+            serial,
+            znodes.shard_names_of(data),
+            current.version if current else None,
+        )
+
+    async def _write(
+        self,
+        in_force: InForce,
+        owners: Assignment,
+        standbys: Assignment,
+        shard_names: dict[str, Any] | None,
+    ) -> bool:
+        """Write the new document over the one read (compare-and-set): False when
+        another controller wrote first (read next cycle)."""
+        document = znodes.assignment_document(
+            owners, self.node_id, in_force.serial + 1, shard_names, standbys
+        )
+        if in_force.version is None:
+            try:
+                await self.session.create(self.paths.assignment, document)
+            except NodeExists:
+                return False
+        else:
+            await self.session.set(self.paths.assignment, document, version=in_force.version)
+        return True
+
+    async def _reports(
+        self, nodes: list[str]
+    ) -> tuple[dict[str, tuple[float, dict[str, float]]], dict[str, set[TaskKey]]]:
+        """From each node's last progress report: its time (ZooKeeper's clock) and how
+        long each Redis deployment had been silent to it then; the tasks it stands by
+        for (a planned move goes only to a standby that says so)."""
+        silences: dict[str, tuple[float, dict[str, float]]] = {}
+        standing_by: dict[str, set[TaskKey]] = {}
+        for node in nodes:
+            znode = await self.session.get(self.paths.progress_of(node))
+            document = znodes.decode(znode.data) if znode else None
+            silence = znodes.silence_of(document)
+            if znode is not None and silence:
+                silences[node] = (znode.mtime, silence)
+            standing_by[node] = znodes.standing_by_of(document)
+        return silences, standing_by
