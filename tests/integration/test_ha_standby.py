@@ -59,7 +59,9 @@ def test_the_standby_of_a_killed_owner_takes_its_task_over(
         table = run_cli("status", "--config", str(f.config_path)).stdout
         (row,) = [line for line in table.splitlines() if "│ orders " in line]
         cells = [cell.strip() for cell in row.split("│")]
-        assert cells[4:6] == [owner, standby], row  # owner, standby columns
+        assert cells[4] == owner, row  # the owner column
+        # The standby column: the node, then its ring's depth ("n3 (2s, 0.1 MB)").
+        assert cells[5].split(" (")[0] == standby and "MB)" in cells[5], row
         f.nodes[owner].signal(signal.SIGKILL)
         wait_until(lambda: owned_and_stood_by(owner_not=owner), "a new owner running, stood by", 30)
         assert task["owner"] == standby, f"the standby {standby} did not take over: {task}"
