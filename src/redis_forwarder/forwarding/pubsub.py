@@ -159,7 +159,8 @@ class PubSubLoop:
         """End a read that waits for messages (a PING: its PONG ends the read), so that
         a takeover does not wait for the next message or heartbeat. The PONG is counted
         as a heartbeat's answer, which is harmless: it is one."""
-        self.reader.connection.write(encode(b"PING"))
+        with contextlib.suppress(ConnectionLost, RuntimeError, OSError):
+            self.reader.connection.write(encode(b"PING"))  # a closed one: the loop ends anyway
 
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost), or

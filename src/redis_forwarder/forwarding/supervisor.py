@@ -142,14 +142,22 @@ class Task:
         self.epoch = epoch
         self.spec = replace(self.spec, epoch=epoch)
         self._wiring.promote(self.spec)
-        if self.state is TaskState.STANDBY and self._loops:
-            loop = self._loops[0]
-            if isinstance(loop, PubSubLoop):
+        if self._arm_takeover() and self.state is TaskState.STANDBY:
+            self._enter(TaskState.FORWARDING, f"took over, epoch {epoch}")
+            return
+        self._wake.set()  # waiting to retry: retry now, as the owner
+
+    def _arm_takeover(self) -> bool:
+        """Have a promoted task's listening loop take over at its next turn (now: it is
+        woken). Called at the promotion and again when an attempt that began listening
+        starts to forward: a promotion can land while the attempt connects."""
+        armed = False
+        for loop in self._loops:
+            if isinstance(loop, PubSubLoop) and loop.sink is None and loop.take_over is None:
                 loop.take_over = self._wiring.take_over
                 loop.wake()
-                self._enter(TaskState.FORWARDING, f"took over, epoch {epoch}")
-                return
-        self._wake.set()  # waiting to retry: retry now, as the owner
+                armed = True
+        return armed
 
     def rehome(self, reason: str) -> None:
         """Drop the current connections and reconnect where the masters are now; if the
@@ -284,6 +292,7 @@ class Task:
                 log.info("%s standing by on %s", self.name, attempt.source)
                 await _first_failure([loop.run() for loop in attempt.loops])
                 return
+            self._arm_takeover()  # promoted while this attempt connected as a standby
             self._close_gap()
             self._enter(TaskState.FORWARDING)
             log.info("%s forwarding from %s to %s", self.name, attempt.source, attempt.sink)
