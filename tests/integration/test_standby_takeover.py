@@ -169,3 +169,27 @@ def test_a_ring_too_short_says_what_it_could_not_cover(
     assert evicted > 500
     assert sent - len(got) > 0  # lost, as reported
     assert max(got) == sent - 1 and all(n in got for n in range(sent - 400, sent))
+
+
+def test_a_promotion_while_the_standby_connects_still_forwards(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """Promoted before its subscription is up (a standby just assigned, the owner dying
+    at once): the task must end up writing, not listen on forever."""
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = f"standby.{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        for n, delay in enumerate((0.0, 0.001, 0.005)):  # before, during, after its connect
+            standby = task(server, tag, "node-b", Ring(30, 1 << 20), Metrics())
+            standby.start()
+            await asyncio.sleep(delay)  # a point in its start, not a wait for a condition
+            standby.promote(2)
+            await until(lambda: standby.running, "the promoted task forwarding")
+            before = client.xlen(f"{tag}:out")
+            client.publish(tag, str(n))
+            await until(lambda: client.xlen(f"{tag}:out") > before, "a message forwarded")
+            await standby.stop(graceful=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

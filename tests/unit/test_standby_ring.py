@@ -116,3 +116,16 @@ def test_the_digest_ignores_the_pattern_and_is_stable() -> None:
     # salted per process; crc32 is not).
     assert digest((b"c", b"p", b"")) == 0x5F0C5BA7
     assert DIGESTS >= 4
+
+
+def test_an_old_watermark_does_not_match_a_payload_repeated_later() -> None:
+    """The watermark names "beat" written at t=100; the ring heard "beat" again at
+    t=200, then real messages: matching the later "beat" would skip them."""
+    ring = Ring(window=600, max_bytes=1 << 20)
+    beat = (b"c", b"beat", b"")
+    ring.add([beat, message(1), message(2)], now=200.0)
+    written = watermark_of([beat])
+    mark = Watermark(written.digests, written.written, at=100.0)
+    replay = ring.replay(mark, now=201.0)
+    assert replay.messages == [beat, message(1), message(2)]  # all of it, none skipped
+    assert replay.found == "by time"

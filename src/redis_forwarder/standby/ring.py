@@ -113,7 +113,12 @@ class Ring:
             return Replay([], "empty ring", unaccounted=_spans(holes, 0, now))
         if mark is None or not mark.digests:
             return Replay(messages, "no watermark", unaccounted=_spans(holes, 0, now))
-        start, found, ambiguous = _locate(messages, mark.digests)
+        # A message that reached the ring after the watermark was written (beyond the
+        # clock margin) cannot be one the watermark names: an old watermark would match
+        # a repeated payload (a heartbeat) heard later, and skip what follows it.
+        latest = mark.at + CLOCK_MARGIN
+        possible = sum(1 for at, _m in timed if at <= latest)
+        start, found, ambiguous = _locate(messages, mark.digests, possible)
         if start is None:
             # Not in the ring: it reaches back too little, or it missed those messages.
             since = mark.at - CLOCK_MARGIN
@@ -126,10 +131,13 @@ class Ring:
         return Replay(messages[start:], found, ambiguous, _spans(holes, start, now))
 
 
-def _locate(messages: list[RawMessage], digests: tuple[int, ...]) -> tuple[int | None, str, int]:
+def _locate(
+    messages: list[RawMessage], digests: tuple[int, ...], possible: int
+) -> tuple[int | None, str, int]:
     """Where to start the replay (the index after the watermark's last message), how it
-    was found, and how many other places matched."""
-    ring = [digest(m) for m in messages]
+    was found, and how many other places matched; only the first ``possible`` messages
+    can be the watermark's last one."""
+    ring = [digest(m) for m in messages[:possible]]
     k = len(digests)
     newest = digests[-1]
     ends = [
