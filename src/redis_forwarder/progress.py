@@ -37,6 +37,10 @@ class ProgressReport:
                 "lag": round(counts.lag, 4),
                 "last_message_at": counts.last_message_at,
                 "gaps": len(task.gaps),
+                # Its takeover from a standby's ring (issue 15), if it was one.
+                "replayed": counts.ring.replayed,
+                "ambiguous": counts.ring.ambiguous,
+                "unaccounted_seconds": round(counts.ring.unaccounted_seconds, 3),
             }
         for gone in self._rates.keys() - tasks.keys():
             del self._rates[gone]

@@ -118,6 +118,11 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
                 "lag": seen.get("lag", 0.0),
                 "last_message_at": seen.get("last_message_at") or None,
                 "gaps": seen.get("gaps", 0),
+                # A takeover by a standby: replayed from its ring, matched twice (so
+                # written twice), seconds it could not account for.
+                "replayed": seen.get("replayed", 0),
+                "ambiguous": seen.get("ambiguous", 0),
+                "unaccounted_seconds": seen.get("unaccounted_seconds", 0.0),
             }
         )
     return {

@@ -85,6 +85,11 @@ class RingGauges:
         self.metrics = metrics
         self.labels = {"route": route, "shard": shard}
         self._evicted = 0
+        # A takeover's counts, for status: replayed from the ring, other places the
+        # watermark matched (written twice), seconds it could not account for.
+        self.replayed = 0
+        self.ambiguous = 0
+        self.unaccounted_seconds = 0.0
 
     def track(self, ring: Ring | None, clock: Callable[[], float]) -> None:
         labels = self.labels
@@ -104,6 +109,9 @@ class RingGauges:
             self._evicted = ring.evicted
 
     def took_over(self, name: str, replay: Replay) -> None:
+        self.replayed += len(replay.messages)
+        self.ambiguous += replay.ambiguous
+        self.unaccounted_seconds += replay.unaccounted_seconds
         labels = self.labels
         self.metrics.takeovers.labels(**labels, found=replay.found).inc()
         self.metrics.replayed.labels(**labels).inc(len(replay.messages))
