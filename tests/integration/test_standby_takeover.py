@@ -180,16 +180,19 @@ def test_a_promotion_while_the_standby_connects_still_forwards(
     client = redis.Redis(host=server.host, port=server.port)
     tag = f"standby.{uuid.uuid4().hex[:8]}"
 
+    async def one(n: int, delay: float) -> None:
+        standby = task(server, tag, "node-b", Ring(30, 1 << 20), Metrics())
+        standby.start()
+        await asyncio.sleep(delay)  # a point in its start, not a wait for a condition
+        standby.promote(2)
+        await until(lambda: standby.running, "the promoted task forwarding")
+        before = client.xlen(f"{tag}:out")
+        client.publish(tag, str(n))
+        await until(lambda: client.xlen(f"{tag}:out") > before, "a message forwarded")
+        await standby.stop(graceful=True)
+
     async def scenario() -> None:
         for n, delay in enumerate((0.0, 0.001, 0.005)):  # before, during, after its connect
-            standby = task(server, tag, "node-b", Ring(30, 1 << 20), Metrics())
-            standby.start()
-            await asyncio.sleep(delay)  # a point in its start, not a wait for a condition
-            standby.promote(2)
-            await until(lambda: standby.running, "the promoted task forwarding")
-            before = client.xlen(f"{tag}:out")
-            client.publish(tag, str(n))
-            await until(lambda: client.xlen(f"{tag}:out") > before, "a message forwarded")
-            await standby.stop(graceful=True)
+            await one(n, delay)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -80,7 +80,18 @@ def assign(
         owner = promoted.get(task, previous.get(task))
         if owner is not None and owner in held:
             held[owner].append(task)
-    pinned = {node: sum(1 for t in held[node] if t in promoted) for node in eligible}
+    # What a node cannot give up: its promotions, and the tasks that want a standby and
+    # have no ready one (a move would be a gap). The shares of the others are what is
+    # left: counting those as movable gave one node two tasks and another none (a
+    # property test: a node holding three such tasks, eight tasks on six nodes).
+    pinned = {
+        node: sum(
+            1
+            for t in held[node]
+            if t in promoted or (t in standby.wanting and t not in standby.ready)
+        )
+        for node in eligible
+    }
     share = _shares(len(wanted), eligible, held, pinned)
     room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
     result: Assignment = {}
