@@ -246,7 +246,12 @@ class ZooKeeperCoordinator:
         await self._own(sorted(mine - set(self.owned)))
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         stand_by = {t for t, node in standbys.items() if node == self.node_id}
-        self.standing_by = (stand_by & set(wants_standby)) - mine
+        # A task assigned here as owner but not owned yet (its old owner has not let go)
+        # stays stood by: its ring is what the takeover replays. Dropping it when the
+        # assignment changed, a cycle before the ownership came, lost the whole window
+        # (the partition-redis drill: 825 messages).
+        waiting = {t for t in mine - set(self.owned) if t in self.standing_by}
+        self.standing_by = ((stand_by & set(wants_standby)) - mine) | waiting
         return Decision(
             run=run,
             release=release,
