@@ -19,7 +19,7 @@ from redis_forwarder.resp import ConnectionLost, RawMessage
 from redis_forwarder.sink.commands import SinkCommand
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.routing import Connect, RouteCache
-from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.sink.writer import BatchWatch, PipelineWriter
 
 if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -54,11 +54,15 @@ class NodePubSubSink:
         command: SinkCommand,
         overflow: DropOldestBuffer | None = None,
         replies_each: int = 1,
+        watch: BatchWatch | None = None,
     ) -> None:
+        """``watch``: each batch ends with its suffix (WAIT) and its replies go to it
+        (the ids a stream sink gave, looked for after the sink's failover)."""
         self.writer = writer
         self.command = command
         self.overflow = overflow
         self.replies_each = replies_each
+        self.watch = watch
 
     @property
     def refused(self) -> int:
@@ -74,6 +78,16 @@ class NodePubSubSink:
     async def write(self, batch: Sequence[RawMessage]) -> None:
         command = self.command
         buffer = b"".join([command(*message) for message in batch])
+        watch = self.watch
+        if watch is not None:  # apart, so that the default path stays as it was
+            tag = watch.tag(batch)
+            if self.overflow is not None:
+                await self.overflow.send(buffer + watch.suffix, len(batch), tag)
+            else:
+                await self.writer.send(
+                    buffer + watch.suffix, len(batch), self.replies_each, watch, tag
+                )
+            return
         # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
         if self.overflow is not None:
             await self.overflow.send(buffer, len(batch))
