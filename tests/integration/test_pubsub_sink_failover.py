@@ -155,7 +155,8 @@ def test_pubsub_sink_failover_is_counted(
             f"\nstream={stream} wait={wait} sent={sent} forwarded={metrics.forwarded} "
             f"refused={metrics.refused} unconfirmed={metrics.unconfirmed_count} lost={lost} "
             f"erased={erased} counted lost={metrics.lost_to_sink_failover_count} "
-            f"gaps={len(task.gaps)}"
+            f"received={metrics.received} gaps="
+            f"{[(round((g.end or g.start) - g.start, 3), g.reason) for g in task.gaps]}"
         )
         assert metrics.lost_to_sink_failover_count <= lost
         if wait is None:

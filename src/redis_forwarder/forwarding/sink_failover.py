@@ -56,8 +56,11 @@ class AckedTail:
     def add_each(self, keys: Sequence[bytes], replies: Sequence[object]) -> None:
         """A pub/sub batch's last replies, with the sink key of each (``keys`` are as
         many as the replies, or fewer: the last ones)."""
+        last_key, tail = b"", None
         for key, reply in zip(keys, replies[len(replies) - len(keys) :], strict=True):
-            self._of(key).append(reply)
+            if key != last_key or tail is None:  # most batches are runs of one channel
+                last_key, tail = key, self._of(key)
+            tail.append(reply)
 
     async def missing_on(self, lookup: Lookup, where: str) -> tuple[int, int, str]:
         """Connected to the sink at ``where``: if it is another server than the one the
