@@ -72,6 +72,12 @@ class SinkWatch:
         elif isinstance(tag, list):
             tail.add_each(tag, replies)
 
+    def unanswered(self, messages: int) -> None:
+        """A batch whose replies never came (the sink's connection was closed or lost):
+        with ``wait``, unconfirmed too (it may have been written, and erased)."""
+        if self.wait is not None:
+            self.metrics.unconfirmed(messages, "no answer: the connection closed first")
+
     def _confirmed(self, acked: object, messages: int) -> None:
         wait = self.wait
         if wait is not None and isinstance(acked, int) and acked >= wait.replicas:

@@ -40,6 +40,10 @@ class BatchWatch(Protocol):
 
     def answered(self, tag: object, replies: list[Any]) -> None: ...
 
+    def unanswered(self, messages: int) -> None:
+        """The connection closed before the batch's replies were all in."""
+        ...
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -173,6 +177,13 @@ class PipelineWriter:
             # swallow a cancellation of the caller landing here, and a stopped task
             # carried on forwarding (a campaign's zombie consumer, issue 13).
             await asyncio.wait({self._replies})
+        # Batches never answered are told so: with ``wait``, the ones held up behind
+        # WAITs when a sink failover reset the connection were 8,700 messages read and
+        # gone without a count (issue 14's drill with every replica asked).
+        for batch in self._batches:
+            if batch.watch is not None:
+                batch.watch.unanswered(batch.messages)
+        self._batches.clear()
         await self.connection.close(abort=abort)
 
 
