@@ -95,7 +95,7 @@ class ToConfig(BaseModel):
     # ("field", the field named by field) or the whole entry as a JSON object ("json").
     entry: Literal["field", "json"] = "field"
     field: str = Field(default="payload", min_length=1)
-    wait: WaitConfig | None = None  # to a Sentinel or standalone target (not a cluster)
+    wait: WaitConfig | None = None  # WAIT after each batch (per master on a cluster)
 
     def entry_choices(self) -> set[str]:
         """``entry`` and ``field`` where they differ from their defaults. By value, not

@@ -137,7 +137,7 @@ class Wiring:
                 commands.pubsub, commands.target, cluster.topology,
                 self.connections.connector(cluster.credentials), self.metrics,
                 route.max_in_flight, route.sink_timeout, cluster.on_moved,
-                commands.replies_each, gate,
+                commands.replies_each, gate, self._watch(),
             )  # fmt: skip
             where = CLUSTER_SINK
         else:
@@ -239,8 +239,9 @@ class Wiring:
         if cluster is not None:
             connect = self.connections.connector(cluster.credentials)
             sink = ClusterStreamSink(
-                cluster.topology, connect, commands.replies_each, route.sink_timeout
-            )
+                cluster.topology, connect, commands.replies_each, route.sink_timeout,
+                route.to.wait,
+            )  # fmt: skip
             stack.push_async_callback(self._close_stream_sink, sink)
             return sink, CLUSTER_SINK
         end = self.placement.locate_sink(frozenset())

@@ -131,8 +131,12 @@ class ClusterPubSubSink:
         on_moved: Callable[[str], None],
         replies_each: int = 1,
         gate: Gate | None = None,
+        watch: BatchWatch | None = None,
     ) -> None:
+        """``watch``: each master's part of a batch ends with its suffix (WAIT: that
+        master's replicas) and its replies go to it."""
         self.command = command
+        self.watch = watch
         self.key_of = key_of
         self.topology = topology
         self.connect = connect
@@ -170,9 +174,14 @@ class ClusterPubSubSink:
             key = key_of(channel, pattern)
             address = routes.get(key) or self._routes.route(key)
             groups.setdefault(address, []).append(command(channel, payload, pattern))
+        watch = self.watch
         for address, commands in groups.items():
             writer = await self._writer(address)
-            await writer.send(b"".join(commands), len(commands), self.replies_each)
+            if watch is None:
+                await writer.send(b"".join(commands), len(commands), self.replies_each)
+            else:
+                buffer = b"".join(commands) + watch.suffix
+                await writer.send(buffer, len(commands), self.replies_each, watch)
 
     async def _writer(self, address: Address) -> PipelineWriter:
         writer = self.writers.get(address)
