@@ -227,10 +227,6 @@ class ForwarderConfig(BaseModel):
                 )
         for index, route in enumerate(self.routes):
             self._loop_check(index, route)
-            target = self.targets.get(route.to.target, self.source)
-            if route.to.wait is not None and target.kind is DeploymentKind.CLUSTER:
-                problem = "to.wait needs a Sentinel or standalone target (not yet a cluster)"
-                raise Located(("route", index, "to", "wait"), problem)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:

@@ -177,10 +177,18 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.unconfirmed = Counter(
+            "forwarder_unconfirmed_messages",
+            "Pub/sub messages written to the sink in a batch too few replicas confirmed "
+            "in time (the route's to.wait): at risk if the sink fails over",
+            labels,
+            registry=self.registry,
+        )
         self.sink_failover_lost = Counter(
             "forwarder_sink_failover_lost_entries",
-            "Stream entries acknowledged on a sink master that its successor lacked (the "
-            "last 1000 per sink key looked for; copied ids only): lost to the failover",
+            "Entries a stream sink master returned an id for (stream entries acknowledged, "
+            "pub/sub messages written) that its successor lacked (the last 1000 per sink "
+            "key looked for): lost to the failover",
             labels,
             registry=self.registry,
         )

@@ -96,7 +96,7 @@ class ToConfig(BaseModel):
     # ("field", the field named by field) or the whole entry as a JSON object ("json").
     entry: Literal["field", "json"] = "field"
     field: str = Field(default="payload", min_length=1)
-    wait: WaitConfig | None = None  # stream routes, to a Sentinel or standalone target
+    wait: WaitConfig | None = None  # WAIT after each batch (per master on a cluster)
 
     def entry_choices(self) -> set[str]:
         """``entry`` and ``field`` where they differ from their defaults. By value, not
@@ -190,8 +190,6 @@ class RouteConfig(BaseModel):
             raise ValueError(
                 'oversize = "dead-letter" applies to what max_message_bytes refuses: set it'
             )
-        if self.to.wait is not None and not self.from_.streams:
-            raise ValueError("to.wait is for stream routes (pub/sub has nothing to retry)")
         if self.to.wait is not None and self.to.wait.timeout >= self.sink_timeout:
             raise ValueError("to.wait.timeout must be below sink_timeout (WAIT holds the sink)")
         if self.dead_letter is not None:

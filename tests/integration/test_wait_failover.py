@@ -139,6 +139,46 @@ def test_sink_failover_loses_nothing_with_wait(
 
 
 @pytest.mark.slow
+def test_sink_failover_is_counted_without_copied_ids(
+    fresh_deployment: Callable[[str], Deployment],
+) -> None:
+    """A sink stream of one name (no {channel}): the sink chooses the ids, and the ids
+    its XADD replies returned are the ones looked for on the new master."""
+    source = fresh_deployment("standalone")
+    target = fresh_deployment("sentinel")
+    server = source.spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    locate = master_of(target, "alpha")
+    old = locate()
+    with NodeRunner(route_config(source, target, None, stream="copy")) as runner:
+        wait_until(runner.all_running, "the task forwarding", timeout=15)
+        task = next(iter(runner.node.tasks.values()))
+        with Load(client):
+            wait_until(lambda: task.metrics.forwarded > 20_000, "traffic flowing", timeout=30)
+            sentinel = target.sentinels[0]
+            command(
+                redis.Redis(host=sentinel.host, port=sentinel.port), "SENTINEL", "FAILOVER", "alpha"
+            )
+            wait_until(lambda: locate() != old, "a new master", timeout=15)
+            after = task.metrics.forwarded
+            wait_until(lambda: task.metrics.forwarded > after + 20_000, "forwarding again", 60)
+        wait_until(
+            lambda: (
+                client.xpending("events", "fwd")["pending"] == 0
+                and client.xinfo_groups("events")[0]["lag"] == 0
+            ),
+            "every entry read and acknowledged",
+            timeout=60,
+        )
+        host, port = locate()
+        lost = client.xlen("events") - redis.Redis(host=host, port=port).xlen("copy")
+        counted = task.metrics.lost_to_sink_failover_count
+        print(f"\nno copied ids: lost={lost} counted lost={counted}")
+        assert lost > 0, "the failover erased nothing: the test proves nothing"
+        assert 0 < counted <= lost
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("wait", WAITS, ids=IDS)
 def test_what_wait_costs(
     fresh_deployment: Callable[[str], Deployment], wait: dict[str, Any] | None
@@ -163,10 +203,13 @@ def test_what_wait_costs(
 
 
 def route_config(
-    source: Deployment, target: Deployment, wait: dict[str, Any] | None
+    source: Deployment,
+    target: Deployment,
+    wait: dict[str, Any] | None,
+    stream: str = "copy:{shard}:{channel}",
 ) -> dict[str, Any]:
     server = source.spec.shards[0].master
-    to: dict[str, Any] = {"target": "archive", "stream": "copy:{shard}:{channel}"}
+    to: dict[str, Any] = {"target": "archive", "stream": stream}
     if wait is not None:
         to["wait"] = wait
     return {

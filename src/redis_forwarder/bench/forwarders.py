@@ -5,7 +5,8 @@
   (no reply checks, no heartbeat, no backpressure): the ceiling for a Python loop;
 - ``ours``: the forwarder's own data path (PubSubReader, sink command, PipelineWriter
   or ClusterPubSubSink, PubSubLoop, TaskMetrics), with heartbeat, reply checks and
-  the per-batch counts a node keeps.
+  the per-batch counts a node keeps; into a stream on one node, the ids XADD returns
+  are kept as a node keeps them (``SinkWatch``: looked for after a sink failover).
 
 Each subscribes to ``PATTERN`` on HOST:PORT and writes every message to ``OUT`` +
 its channel: a stream (``XADD key * payload P channel C``) or a channel (``PUBLISH``).
@@ -28,6 +29,8 @@ from redis.cluster import RedisCluster
 from redis_forwarder.forwarding.connections import TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.sink_failover import AckedTail
+from redis_forwarder.forwarding.sink_watch import SinkWatch
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.resp import RespConnection, encode
 from redis_forwarder.settings import Credentials
@@ -153,7 +156,10 @@ async def ours(
         await connection.open()
         writer = PipelineWriter(connection, metrics)
         writer.start()
-        sink = NodePubSubSink(writer, command)
+        watch = None
+        if shape.kind is SinkKind.STREAM:  # a key per channel: the costlier way to keep ids
+            watch = SinkWatch(metrics, 1, tail=AckedTail(lambda s: s), key_of=key_of)
+        sink = NodePubSubSink(writer, command, watch=watch)
     if marks and isinstance(sink, ClusterPubSubSink):
         sink.mark_key = mark_key("bench", "bench")
     watermarks = Marks(mark_key("bench", "bench")) if marks else None

@@ -48,8 +48,12 @@ class TaskMetrics:
     - ``unreplicated``: stream entries the sink took but fewer replicas than the
       route's ``wait`` asks acknowledged in time: not acknowledged at the source (they
       stay pending and are written again), not counted as forwarded.
-    - ``lost_to_sink_failover_count``: of the last entries acknowledged on a sink
-      master, those its successor lacked (copied ids only; a lower bound).
+    - ``unconfirmed``: pub/sub messages written in a batch that fewer replicas than
+      the route's ``wait`` asks confirmed in time: at risk in a sink failover (pub/sub
+      keeps nothing to retry; still counted as forwarded).
+    - ``lost_to_sink_failover_count``: of the last ids a stream sink returned on one
+      master (entries acknowledged, or pub/sub messages written), those its successor
+      lacked (a lower bound: the last 1000 per sink key are looked for).
     - ``batches``, ``lag`` (seconds: the last batch's latency, see the histogram's
       help), ``last_message_at`` (wall clock of the last batch read).
     """
@@ -70,6 +74,8 @@ class TaskMetrics:
         self.replays = 0
         self.late = 0
         self.unreplicated = 0
+        self.unconfirmed_count = 0
+        self._unconfirmed_since = -1  # the count when this episode began; -1: none
         self.lost_to_sink_failover_count = 0
         self.batches = 0
         self.lag = 0.0
@@ -208,21 +214,50 @@ class TaskMetrics:
                 self.name, count, self.unreplicated, replicas_acked,
             )  # fmt: skip
 
+    def unconfirmed(self, count: int, replicas_acked: object) -> None:
+        """A pub/sub batch of ``count`` messages written, but WAIT answered
+        ``replicas_acked``: fewer replicas than ``wait`` asks have it. Logged once per
+        episode (until a batch is confirmed again)."""
+        self.registry.unconfirmed.labels(**self._labels).inc(count)
+        if self._unconfirmed_since < 0:
+            self._unconfirmed_since = self.unconfirmed_count
+            log.warning(
+                "%s: pub/sub batches written to the sink but not confirmed by enough "
+                "replicas in time (WAIT answered %s): at risk if the sink fails over, "
+                "counted until a batch is confirmed again", self.name, replicas_acked,
+            )  # fmt: skip
+        self.unconfirmed_count += count
+
+    @property
+    def unconfirmed_episode(self) -> bool:
+        """Batches go unconfirmed now (since the last one confirmed)."""
+        return self._unconfirmed_since >= 0
+
+    def confirmed(self) -> None:
+        """A pub/sub batch confirmed by enough replicas (once per batch: one test)."""
+        if self._unconfirmed_since >= 0:
+            log.warning(
+                "%s: batches confirmed by the sink's replicas again; %d messages were "
+                "not (at risk)", self.name, self.unconfirmed_count - self._unconfirmed_since,
+            )  # fmt: skip
+            self._unconfirmed_since = -1
+
     def lost_to_sink_failover(self, missing: int, looked_for: int, old: str, new: str) -> None:
-        """The sink moved from ``old`` to ``new``: of the last ``looked_for`` entries
-        acknowledged on ``old``, ``new`` lacks ``missing`` (lost: acknowledged at the
-        source too; a lower bound, only the remembered tail is looked for)."""
+        """The sink moved from ``old`` to ``new``: of the last ``looked_for`` ids ``old``
+        returned, ``new`` lacks ``missing`` (lost: stream entries were acknowledged at
+        the source too, pub/sub keeps nothing; a lower bound, only the remembered tail
+        is looked for)."""
         self.lost_to_sink_failover_count += missing
         self.registry.sink_failover_lost.labels(**self._labels).inc(missing)
         if missing:
             log.error(
                 "%s: the sink moved from %s to %s, which lacks %d of the last %d entries "
-                "acknowledged on %s: lost to the sink's failover (to.wait with every "
-                "replica prevents it)", self.name, old, new, missing, looked_for, old,
+                "written to %s: lost to the sink's failover (to.wait with every replica "
+                "prevents it, or counts it)", self.name, old, new, missing, looked_for, old,
             )  # fmt: skip
         else:
             log.info("%s: the sink moved from %s to %s, which has the last %d entries "
-                     "acknowledged", self.name, old, new, looked_for)  # fmt: skip
+                     "written", self.name, old, new, looked_for)  # fmt: skip
 
     def track_in_flight(self, in_flight: Callable[[], int] | None) -> None:
         """Sink commands awaiting a reply, read when scraped (never stale, no cost per

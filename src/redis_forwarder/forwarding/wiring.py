@@ -19,8 +19,9 @@ from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnecti
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.placement import Endpoint, Placement
 from redis_forwarder.forwarding.pubsub import LoopGuard, PubSubLoop
-from redis_forwarder.forwarding.sink_failover import AckedTail
-from redis_forwarder.forwarding.spec import TaskSpec, copies_stream_ids
+from redis_forwarder.forwarding.sink_failover import AckedTail, Keyed
+from redis_forwarder.forwarding.sink_watch import SinkWatch
+from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.model import Address
 from redis_forwarder.resp import ConnectionLost, RespConnection
@@ -35,6 +36,7 @@ from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 from redis_forwarder.standby.marks import Marks, Watermark, mark_key
 from redis_forwarder.standby.ring import Ring
+from redis_forwarder.templates import compile_template
 from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.validation import Located
 from redis_forwarder.work import slot_groups
@@ -78,10 +80,10 @@ class Wiring:
         self.graceful = graceful
         self.guard = _loop_guard(spec)
         self.loops = _loop_at_start(spec)  # why the task would feed itself, or ""
-        copies = copies_stream_ids(spec.route, spec.source_is_cluster)
-        tail = AckedTail(spec.commands.entries.key_of) if copies else None
-        # (A cluster sink's ``where`` never changes: it is looked for on no move.)
-        self.tail = tail if spec.reads_streams else None
+        # The ids a stream sink returned, looked for when it fails over (issue 14). Not
+        # for a cluster sink: its ``where`` never changes, so they would never be.
+        streams_sink = spec.route.to.kind is SinkKind.STREAM and placement.cluster_sink is None
+        self.tail = AckedTail(spec.commands.entries.key_of) if streams_sink else None
         # Issue 15: an owner of a route with standbys leaves watermarks; a standby keeps
         # a ring, and at its takeover (``replay_due``) writes it from the watermark on.
         self.mark_key = mark_key(spec.route.name, spec.shard)
@@ -224,7 +226,7 @@ class Wiring:
                 commands.pubsub, commands.target, cluster.topology,
                 self.connections.connector(cluster.credentials), self.metrics,
                 route.max_in_flight, route.sink_timeout, cluster.on_moved,
-                commands.replies_each, gate,
+                commands.replies_each, gate, self._watch(),
             )  # fmt: skip
             if self.marks is not None:
                 sink.mark_key = self.mark_key
@@ -234,15 +236,22 @@ class Wiring:
             connection = await self.connections.open(
                 end.address, end.credentials, route.sink_timeout
             )
+            where = str(end.address)
+            if self.tail is not None:  # before the writer reads this connection's replies
+                try:
+                    await self._look_for_tail(connection, where)
+                except BaseException:
+                    await self.connections.close(connection, abort=True)
+                    raise
             writer = PipelineWriter(connection, self.metrics, route.max_in_flight, gate)
             writer.start()
+            watch = self._watch()
             overflow = None
             if route.overflow == "drop-oldest":
                 overflow = DropOldestBuffer(
-                    writer, route.buffer, self.metrics, commands.replies_each
+                    writer, route.buffer, self.metrics, commands.replies_each, watch
                 )
-            sink = NodePubSubSink(writer, commands.pubsub, overflow, commands.replies_each)
-            where = str(end.address)
+            sink = NodePubSubSink(writer, commands.pubsub, overflow, commands.replies_each, watch)
         self.metrics.track_in_flight(sink.in_flight)
         stack.push_async_callback(self._close_pubsub_sink, sink)
         return sink, where
@@ -256,6 +265,26 @@ class Wiring:
         self.metrics.track_in_flight(None)
         with contextlib.suppress(ConnectionLost):
             await sink.close(abort=not graceful)
+
+    async def _look_for_tail(self, connection: RespConnection, where: str) -> None:
+        async def lookup(commands: list[Keyed]) -> list[object]:
+            buffer = b"".join([command for _key, command in commands])
+            return await connection.call_many(buffer, len(commands))
+
+        if self.tail is not None:
+            self._sink_moved(*await self.tail.missing_on(lookup, where), where)
+
+    def _watch(self) -> SinkWatch | None:
+        """What a node sink's replies are read for: WAIT, and the stream ids returned."""
+        route, tail = self.route, self.tail
+        if route.to.wait is None and tail is None:
+            return None
+        target = self.spec.commands.target
+        constant = _constant_key(self.spec)
+        return SinkWatch(
+            self.metrics, self.spec.commands.replies_each, route.to.wait, tail,
+            None if constant is not None else target, constant,
+        )  # fmt: skip
 
     def _oversize(self, sink: PubSubSink) -> Oversize | None:
         route, commands = self.route, self.spec.commands
@@ -283,7 +312,7 @@ class Wiring:
             source = await self._open(stack, address, credentials, self._source_timeout())
             sink, where = await self._stream_sink(stack)
             if self.tail is not None and not loops:
-                self._sink_moved(*await self.tail.missing_on(sink, where), where)
+                self._sink_moved(*await self.tail.missing_on(sink.write, where), where)
             reader = StreamReader(
                 source, [s.encode() for s in streams], group, self.spec.consumer.encode()
             )
@@ -301,8 +330,9 @@ class Wiring:
         if cluster is not None:
             connect = self.connections.connector(cluster.credentials)
             sink = ClusterStreamSink(
-                cluster.topology, connect, commands.replies_each, route.sink_timeout
-            )
+                cluster.topology, connect, commands.replies_each, route.sink_timeout,
+                route.to.wait,
+            )  # fmt: skip
             stack.push_async_callback(self._close_stream_sink, sink)
             return sink, CLUSTER_SINK
         end = self.placement.locate_sink(frozenset())
@@ -333,6 +363,13 @@ class Wiring:
         if self.placement.keys_served is not None:
             return self.placement.keys_served()
         return list(self.route.from_.sharded or self.route.from_.streams)
+
+
+def _constant_key(spec: TaskSpec) -> bytes | None:
+    """The sink key when every message goes to one (no {channel} nor {pattern})."""
+    if compile_template(spec.route.to.name_template).fields <= {"route", "shard"}:
+        return spec.commands.target(b"", b"")
+    return None
 
 
 def _loop_guard(spec: TaskSpec) -> LoopGuard | None:

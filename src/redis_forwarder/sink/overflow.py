@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING
 
-from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.sink.writer import BatchWatch, PipelineWriter
 
 if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -27,30 +27,34 @@ class DropOldestBuffer:
         capacity: int,
         metrics: TaskMetrics,
         replies_each: int = 1,
+        watch: BatchWatch | None = None,
     ) -> None:
-        """``capacity`` and every count here are messages, not commands."""
+        """``capacity`` and every count here are messages, not commands; ``watch``
+        goes with each batch to the writer (see ``PipelineWriter.send``)."""
         self.writer = writer
         self.replies_each = replies_each
+        self.watch = watch
         self.capacity = capacity
         self.metrics = metrics
         self.queued = 0
-        self._batches: deque[tuple[bytes, int, int]] = deque()  # buffer, messages, extra
+        self._batches: deque[tuple[bytes, int, object, int]] = deque()  # + tag, extra
         self._ready = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
         self._pump: asyncio.Task[None] | None = None
 
-    async def send(self, buffer: bytes, messages: int, extra: int = 0) -> None:
-        """``extra``: commands in ``buffer`` after its messages (a watermark)."""
+    async def send(self, buffer: bytes, messages: int, tag: object = None, extra: int = 0) -> None:
+        """``extra``: commands in ``buffer`` that are no message (a watermark: sent
+        alone, with no watch)."""
         if self._pump is None:
             self._pump = asyncio.create_task(self._run_pump())
         elif self._pump.done():
             self._pump.result()  # raises what ended it
-        self._batches.append((buffer, messages, extra))
+        self._batches.append((buffer, messages, tag, extra))
         self._empty.clear()
         self.queued += messages
         while self.queued > self.capacity and len(self._batches) > 1:
-            _, lost, _ = self._batches.popleft()
+            _, lost, _tag, _extra = self._batches.popleft()
             self.queued -= lost
             self.metrics.drop(lost)
         self._ready.set()
@@ -61,9 +65,12 @@ class DropOldestBuffer:
                 self._empty.set()
                 self._ready.clear()
                 await self._ready.wait()
-            buffer, messages, extra = self._batches.popleft()
+            buffer, messages, tag, extra = self._batches.popleft()
             self.queued -= messages
-            await self.writer.send(buffer, messages, self.replies_each, extra)
+            if extra:
+                await self.writer.send(buffer, messages, extra=extra)
+            else:
+                await self.writer.send(buffer, messages, self.replies_each, self.watch, tag)
 
     async def drain(self) -> None:
         """Wait until every queued batch went to the writer; raise what ended the pump."""

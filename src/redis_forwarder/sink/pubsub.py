@@ -19,7 +19,7 @@ from redis_forwarder.resp import ConnectionLost, RawMessage
 from redis_forwarder.sink.commands import SinkCommand
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.routing import Connect, RouteCache
-from redis_forwarder.sink.writer import PipelineWriter
+from redis_forwarder.sink.writer import BatchWatch, PipelineWriter
 
 if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -57,11 +57,15 @@ class NodePubSubSink:
         command: SinkCommand,
         overflow: DropOldestBuffer | None = None,
         replies_each: int = 1,
+        watch: BatchWatch | None = None,
     ) -> None:
+        """``watch``: each batch ends with its suffix (WAIT) and its replies go to it
+        (the ids a stream sink gave, looked for after the sink's failover)."""
         self.writer = writer
         self.command = command
         self.overflow = overflow
         self.replies_each = replies_each
+        self.watch = watch
 
     @property
     def refused(self) -> int:
@@ -75,16 +79,32 @@ class NodePubSubSink:
         return NodePubSubSink(self.writer, command)
 
     async def write(self, batch: Sequence[RawMessage], mark: bytes | None = None) -> None:
+        if batch:
+            await self._write(batch)
+        if mark is not None:  # alone, after the batch, on its connection: as durable
+            if self.overflow is not None:
+                await self.overflow.send(mark, 0, extra=1)
+            else:
+                await self.writer.send(mark, 0, extra=1)
+
+    async def _write(self, batch: Sequence[RawMessage]) -> None:
         command = self.command
         buffer = b"".join([command(*message) for message in batch])
-        extra = 0
-        if mark is not None:
-            buffer, extra = buffer + mark, 1
+        watch = self.watch
+        if watch is not None:  # apart, so that the default path stays as it was
+            tag = watch.tag(batch)
+            if self.overflow is not None:
+                await self.overflow.send(buffer + watch.suffix, len(batch), tag)
+            else:
+                await self.writer.send(
+                    buffer + watch.suffix, len(batch), self.replies_each, watch, tag
+                )
+            return
         # Policy block: wait for the writer. drop-oldest: queue, dropping what is oldest.
         if self.overflow is not None:
-            await self.overflow.send(buffer, len(batch), extra)
+            await self.overflow.send(buffer, len(batch))
         else:
-            await self.writer.send(buffer, len(batch), self.replies_each, extra)
+            await self.writer.send(buffer, len(batch), self.replies_each)
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -123,8 +143,12 @@ class ClusterPubSubSink:
         on_moved: Callable[[str], None],
         replies_each: int = 1,
         gate: Gate | None = None,
+        watch: BatchWatch | None = None,
     ) -> None:
+        """``watch``: each master's part of a batch ends with its suffix (WAIT: that
+        master's replicas) and its replies go to it."""
         self.command = command
+        self.watch = watch
         self.key_of = key_of
         self.topology = topology
         self.connect = connect
@@ -163,9 +187,14 @@ class ClusterPubSubSink:
             key = key_of(channel, pattern)
             address = routes.get(key) or self._routes.route(key)
             groups.setdefault(address, []).append(command(channel, payload, pattern))
+        watch = self.watch
         for address, commands in groups.items():
             writer = await self._writer(address)
-            await writer.send(b"".join(commands), len(commands), self.replies_each)
+            if watch is None:
+                await writer.send(b"".join(commands), len(commands), self.replies_each)
+            else:
+                buffer = b"".join(commands) + watch.suffix
+                await writer.send(buffer, len(commands), self.replies_each, watch)
         if mark is not None and self.mark_key:
             # Last, after every master's share is on its socket: a watermark on one
             # master vouches for the others only as far as their sockets deliver (a

@@ -90,16 +90,24 @@ class ClusterStreamSink:
         connect: Connect,
         replies_per_entry: int,
         timeout: float,
+        wait: WaitConfig | None = None,
     ) -> None:
+        """``wait``: each master's part of a write ends with WAIT (its own replicas);
+        the entries of a part too few of them acknowledged are :data:`UNREPLICATED`."""
         self.topology = topology
         self.connect = connect
         self.replies_per_entry = replies_per_entry
         self.timeout = timeout
+        self.wait = wait
+        self._wait_command = wait.command() if wait is not None else b""
+        self.replicas_acked: object = None  # the last short WAIT answer (for the log line)
         self.connections: dict[Address, RespConnection] = {}
         self._routes = RouteCache()
 
     def with_replies(self, replies_per_entry: int) -> StreamSink:
-        twin = ClusterStreamSink(self.topology, self.connect, replies_per_entry, self.timeout)
+        twin = ClusterStreamSink(
+            self.topology, self.connect, replies_per_entry, self.timeout, self.wait
+        )
         twin.connections = self.connections  # shared: this sink closes them
         return twin
 
@@ -114,13 +122,25 @@ class ClusterStreamSink:
         async def write_to(address: Address, indexes: list[int]) -> None:
             connection = await self._connection(address)
             buffer = b"".join([commands[i][1] for i in indexes])
-            replies = await connection.call_many(buffer, len(indexes) * self.replies_per_entry)
-            entry_answers = _answers(replies, self.replies_per_entry)
+            count = len(indexes) * self.replies_per_entry
+            if self.wait is None:
+                replies = await connection.call_many(buffer, count)
+                entry_answers = _answers(replies, self.replies_per_entry)
+            else:
+                replies = await connection.call_many(buffer + self._wait_command, count + 1)
+                entry_answers = self._replicated(replies.pop(), replies)
             for index, answer in zip(indexes, entry_answers, strict=True):
                 answers[index] = answer
 
         await asyncio.gather(*(write_to(a, i) for a, i in positions.items()))
         return answers
+
+    def _replicated(self, acked: object, replies: list[Any]) -> list[Any]:
+        answers = _answers(replies, self.replies_per_entry)
+        if self.wait is not None and isinstance(acked, int) and acked >= self.wait.replicas:
+            return answers
+        self.replicas_acked = acked
+        return [a if isinstance(a, ReplyError) else UNREPLICATED for a in answers]
 
     async def _connection(self, address: Address) -> RespConnection:
         connection = self.connections.get(address)

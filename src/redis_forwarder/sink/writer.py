@@ -5,7 +5,9 @@ Contract: ``send`` returns once the batch is written to the socket and fewer tha
 ``max_in_flight`` commands await their reply; ``flush`` returns once every reply is in.
 Each error reply is counted in ``refused`` with the last one kept (the loop's control
 state), and reported to the task's metrics as it comes; replies are never matched to
-messages here (the caller knows its batch order if it needs to).
+messages here (the caller knows its batch order if it needs to). A batch sent with a
+:class:`BatchWatch` is the exception: its replies are kept and handed to the watch
+once the batch is answered (what the sink returned for XADD, and WAIT's answer).
 """
 
 from __future__ import annotations
@@ -13,15 +15,44 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_forwarder.gate import Gate
-from redis_forwarder.resp import ConnectionLost, ReplyError, RespConnection
+from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, RespConnection
 
 if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
 
 DEFAULT_MAX_IN_FLIGHT = 20_000
+
+
+class BatchWatch(Protocol):
+    """Reads one batch's replies when all are in: ``suffix`` is sent after the batch's
+    commands (WAIT) and answered by ``extra_replies`` more replies; ``tag`` is what the
+    watch needs of the batch later (its sink keys), taken when it is sent."""
+
+    suffix: bytes
+    extra_replies: int
+
+    def tag(self, batch: Sequence[RawMessage]) -> object: ...
+
+    def answered(self, tag: object, replies: list[Any]) -> None: ...
+
+    def unanswered(self, messages: int) -> None:
+        """The connection closed before the batch's replies were all in."""
+        ...
+
+
+@dataclass(slots=True)
+class _Batch:
+    sent_at: float
+    owed: int  # replies not yet read
+    messages: int
+    watch: BatchWatch | None = None
+    tag: object = None
+    replies: list[Any] | None = None  # kept only for a watch
 
 
 class PipelineWriter:
@@ -38,7 +69,7 @@ class PipelineWriter:
         self.connection = connection
         self.metrics = metrics
         self.gate = gate
-        self._batches: deque[list[float]] = deque()  # [sent at, replies owed, messages]
+        self._batches: deque[_Batch] = deque()
         self.max_in_flight = max_in_flight
         self.sent = 0
         self.confirmed = 0
@@ -57,13 +88,22 @@ class PipelineWriter:
         self._replies = asyncio.create_task(self._read_replies())
 
     async def send(
-        self, buffer: bytes, messages: int, replies_each: int = 1, extra: int = 0
+        self,
+        buffer: bytes,
+        messages: int,
+        replies_each: int = 1,
+        watch: BatchWatch | None = None,
+        tag: object = None,
+        extra: int = 0,
     ) -> None:
         """Write ``buffer``: ``messages`` messages of ``replies_each`` replies each (a
-        list sink with a maxlen answers RPUSH and LTRIM), then ``extra`` commands that
-        are no message (a standby's watermark, issue 15)."""
+        list sink with a maxlen answers RPUSH and LTRIM); with ``watch``, ``buffer``
+        ends with its suffix, and its replies go to it (with ``tag``) when all are in;
+        ``extra``: commands that are no message (a standby's watermark, issue 15)."""
         # The one place replies are counted from messages.
         count = messages * replies_each + extra
+        if watch is not None:
+            count += watch.extra_replies
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()
@@ -74,7 +114,10 @@ class PipelineWriter:
             self._raise_if_failed()
         self.connection.write(buffer)
         self.sent += count
-        self._batches.append([time.monotonic(), count, messages])
+        if watch is None:
+            self._batches.append(_Batch(time.monotonic(), count, messages))
+        else:
+            self._batches.append(_Batch(time.monotonic(), count, messages, watch, tag, []))
         self._pending.set()
         await self.connection.drain()
 
@@ -106,22 +149,28 @@ class PipelineWriter:
                         self.metrics.took(_refused_after_last_taken(replies))
                 elif self.metrics.refused_since_taken:
                     self.metrics.took(0)
-                self._answered(len(replies))
+                self._answered(replies)
                 self._progress.set()
         except ConnectionLost as exc:
             self._failure = exc
             self._progress.set()
 
-    def _answered(self, replies: int) -> None:
+    def _answered(self, replies: list[Any]) -> None:
         now = time.monotonic()
-        while replies and self._batches:
+        left, start = len(replies), 0
+        while left and self._batches:
             batch = self._batches[0]
-            taken = min(replies, int(batch[1]))
-            batch[1] -= taken
-            replies -= taken
-            if not batch[1]:
+            taken = min(left, batch.owed)
+            if batch.replies is not None:
+                batch.replies.extend(replies[start : start + taken])
+            batch.owed -= taken
+            left -= taken
+            start += taken
+            if not batch.owed:
                 self._batches.popleft()
-                self.metrics.answered(int(batch[2]), now - batch[0])
+                self.metrics.answered(batch.messages, now - batch.sent_at)
+                if batch.watch is not None and batch.replies is not None:
+                    batch.watch.answered(batch.tag, batch.replies)
 
     async def close(self, *, abort: bool = False) -> None:
         """Stop reading replies and close; ``abort`` drops unsent bytes (see resp)."""
@@ -131,6 +180,13 @@ class PipelineWriter:
             # swallow a cancellation of the caller landing here, and a stopped task
             # carried on forwarding (a campaign's zombie consumer, issue 13).
             await asyncio.wait({self._replies})
+        # Batches never answered are told so: with ``wait``, the ones held up behind
+        # WAITs when a sink failover reset the connection were 8,700 messages read and
+        # gone without a count (issue 14's drill with every replica asked).
+        for batch in self._batches:
+            if batch.watch is not None:
+                batch.watch.unanswered(batch.messages)
+        self._batches.clear()
         await self.connection.close(abort=abort)
 
 
