@@ -67,6 +67,15 @@ def _unsettled(target: LabTarget) -> str:
     unsettled = [t for t in status["tasks"] if t["owner"] != t["assigned"]]
     if moving or unsettled:
         return f"tasks moving: {', '.join(moving) or len(unsettled)}"
+    # A pub/sub task's standby listening (issue 15): a node fault before it is would
+    # lose what its ring was to hold, and that loss would be the set-up's, not the fault's.
+    waiting = [
+        f"{t['route']}@{t['shard']}"
+        for t in status["tasks"]
+        if t.get("standby") and not t.get("standby_reported")
+    ]
+    if waiting:
+        return f"standbys not listening yet: {', '.join(waiting)}"
     return ""
 
 
