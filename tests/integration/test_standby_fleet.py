@@ -10,7 +10,9 @@ Before issue 15 the same kill lost the whole takeover window (about 2.3 s of tra
 
 from __future__ import annotations
 
+import copy
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +20,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
+from tests.support.commands import xrange
 from tests.support.deployments import Deployment
 from tests.support.fleet import Fleet, entries, fleet
 from tests.support.node_runner import Publisher
@@ -142,3 +146,89 @@ def test_a_frozen_owner_loses_nothing_and_writes_nothing_when_it_wakes(
     assert new_owner == standby != owner
     assert lost == 0 and duplicated <= 100
     assert late == 0, "the frozen owner wrote after the new owner began"
+
+
+def the_busy_task(f: Fleet) -> tuple[str, str] | None:
+    """The (route, shard) of the one task that forwarded anything: the load's."""
+    busy = [t for t in f.status()["tasks"] if t["forwarded"] > 0]
+    return (busy[0]["route"], busy[0]["shard"]) if len(busy) == 1 else None
+
+
+def owner_of(f: Fleet, key: tuple[str, str]) -> str | None:
+    task = next((t for t in f.status()["tasks"] if (t["route"], t["shard"]) == key), None)
+    return task["owner"] if task is not None and task["running"] else None
+
+
+@pytest.mark.slow
+def test_sharded_pubsub_on_a_cluster_loses_nothing_when_its_owner_dies(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """Sharded pub/sub on the cluster lab: a task per shard, each with a standby that
+    SSUBSCRIBEs on the shard's replica (Redis sends SPUBLISH to replicas). kill -9 of
+    the node that owns the task of the channel's shard: its standby replays."""
+    deployment = shared_deployment("cluster")
+    master = deployment.spec.shards[0].master
+    channel = "sorders:{0}"
+    with fleet(tmp_path, master, deployment.zookeeper_hosts) as f:
+        config = copy.deepcopy(f.config)
+        config["source"] = {"kind": "cluster", "addresses": [str(master)]}
+        stream = f"{f.root.strip('/')}:sorders:{{0}}"
+        config["route"] = [
+            {
+                "name": "sorders",
+                "from": {"sharded": [channel]},
+                "to": {"stream": stream, "node_fields": True},
+            }
+        ]
+        f.rewrite(config)
+        for node in ("n1", "n2", "n3"):
+            f.start(node)
+
+        def all_stood_by() -> bool:
+            tasks = f.status()["tasks"]
+            return bool(tasks) and all(t["running"] and t["standby_reported"] for t in tasks)
+
+        wait_until(all_stood_by, "every sharded task running, with a standby", timeout=60)
+        cluster = RedisCluster(host=master.host, port=master.port)
+        sent: list[int] = []
+        halt = threading.Event()
+
+        def publish() -> None:
+            while not halt.is_set():
+                cluster.spublish(channel, str(len(sent)))
+                sent.append(len(sent))
+                halt.wait(0.001)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        try:
+            wait_until(lambda: len(sent) > 1000, "the publisher under way")
+            wait_until(lambda: the_busy_task(f) is not None, "the channel's task forwarding")
+            key = the_busy_task(f)
+            assert key is not None
+            owner = owner_of(f, key)
+            assert owner is not None
+            f.nodes[owner].signal(signal.SIGKILL)
+            wait_until(
+                lambda: owner_of(f, key) not in (owner, None),
+                "another node forwarding the channel's task",
+                timeout=30,
+            )
+            more = len(sent) + 2000
+            wait_until(lambda: len(sent) > more, "more sent after the takeover", timeout=30)
+        finally:
+            halt.set()
+            publisher.join()
+        last = sent[-1]
+
+        def copies_of() -> Counter[int]:
+            return Counter(int(fields[b"payload"]) for _id, fields in xrange(cluster, stream))
+
+        wait_until(lambda: last in copies_of(), "the last message in the sink")
+        counts = copies_of()
+        lost = len(set(sent) - set(counts))
+        duplicated = sum(n - 1 for n in counts.values())
+        print(f"STANDBY sharded kill -9: sent {len(sent)}, lost {lost}, duplicated {duplicated}")
+        if lost:
+            print(f.dump_logs())
+        assert lost == 0 and duplicated <= 100
