@@ -172,12 +172,12 @@ def test_sharded_pubsub_on_a_cluster_loses_nothing_when_its_owner_dies(
     with fleet(tmp_path, master, deployment.zookeeper_hosts) as f:
         config = copy.deepcopy(f.config)
         config["source"] = {"kind": "cluster", "addresses": [str(master)]}
-        stream = f"{f.root.strip('/')}:sorders:{{0}}"
+        stream = f"{f.root.strip('/')}:{channel}"  # the channel's hash tag: its slot
         config["route"] = [
             {
                 "name": "sorders",
                 "from": {"sharded": [channel]},
-                "to": {"stream": stream, "node_fields": True},
+                "to": {"stream": f"{f.root.strip('/')}:{{channel}}", "node_fields": True},
             }
         ]
         f.rewrite(config)
