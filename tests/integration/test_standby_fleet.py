@@ -22,6 +22,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from tests.support.cli import run_cli
 from tests.support.commands import xrange
 from tests.support.deployments import Deployment
 from tests.support.fleet import Fleet, entries, fleet
@@ -232,3 +233,23 @@ def test_sharded_pubsub_on_a_cluster_loses_nothing_when_its_owner_dies(
         if lost:
             print(f.dump_logs())
         assert lost == 0 and duplicated <= 100
+
+
+@pytest.mark.slow
+def test_a_drain_hands_the_task_to_its_standby_losing_and_doubling_nothing(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """A planned move (drain of the owner): the controller moves the task to its ready
+    standby; the owner's graceful stop writes a final watermark, and the standby
+    replays from it: 0 lost, 0 doubled."""
+
+    def drain(f: Fleet, owner: str) -> None:
+        result = run_cli("drain", owner, "--config", str(f.config_path))
+        assert result.code == 0, result.stderr
+
+    sent, lost, duplicated, owner, standby, new_owner, late = run_fault(
+        shared_deployment("standalone"), tmp_path, drain
+    )
+    print(f"STANDBY drain: sent {sent}, lost {lost}, duplicated {duplicated}")
+    assert new_owner == standby != owner
+    assert lost == 0 and duplicated == 0 and late == 0

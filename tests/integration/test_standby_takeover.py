@@ -30,23 +30,30 @@ from redis_forwarder.observe import Metrics
 from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import Credentials
 from redis_forwarder.standby.ring import Ring
-from tests.support.commands import xrange
+from tests.support.commands import command, pubsub_of, xrange
 from tests.support.deployments import Deployment
 
 pytestmark = pytest.mark.integration
 RATE = 1000.0  # messages per second
 
 
-def route(tag: str) -> RouteConfig:
-    document = {"name": tag, "from": {"channels": [tag]}, "to": {"stream": f"{tag}:out"}}
+def route(tag: str, sink: str = "stream") -> RouteConfig:
+    document = {"name": tag, "from": {"channels": [tag]}, "to": {sink: f"{tag}:out"}}
     return RouteConfig.model_validate(document)
 
 
-def task(server: Address, tag: str, node: str, ring: Ring | None, metrics: Metrics) -> Task:
+def task(
+    server: Address,
+    tag: str,
+    node: str,
+    ring: Ring | None,
+    metrics: Metrics,
+    sink: str = "stream",
+) -> Task:
     def here(_avoid: frozenset[Address]) -> Endpoint:
         return Endpoint(server, Credentials())
 
-    spec = TaskSpec(route(tag), "s", consumer=node, epoch=1, watermarks=True)
+    spec = TaskSpec(route(tag, sink), "s", consumer=node, epoch=1, watermarks=True)
     placement = Placement(here, here, locate_standby=here)
     return Task(spec, placement, metrics, standby=ring)
 
@@ -78,24 +85,51 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0)
         await asyncio.sleep(0.01)
 
 
-def copies(client: redis.Redis, stream: str) -> Counter[int]:
-    return Counter(int(fields[b"payload"]) for _id, fields in xrange(client, stream))
+class Sink:
+    """What arrived in the sink, by number: a stream's entries, a list's items, or what
+    a subscriber to the sink channel received."""
+
+    def __init__(self, server: Address, kind: str, key: str) -> None:
+        self.client = redis.Redis(host=server.host, port=server.port)
+        self.kind, self.key = kind, key
+        self.heard: list[bytes] = []
+        self.subscriber = None
+        if kind == "channel":
+            self.subscriber = pubsub_of(self.client, ignore_subscribe_messages=True)
+            self.subscriber.subscribe(**{key: lambda m: self.heard.append(m["data"])})
+            self.thread = self.subscriber.run_in_thread(sleep_time=0.01, daemon=True)
+
+    def copies(self) -> Counter[int]:
+        if self.kind == "stream":
+            return Counter(int(f[b"payload"]) for _id, f in xrange(self.client, self.key))
+        if self.kind == "list":
+            items = command(self.client, "LRANGE", self.key, 0, -1)
+            return Counter(int(item) for item in items)
+        return Counter(int(item) for item in list(self.heard))
+
+    def close(self) -> None:
+        if self.subscriber is not None:
+            self.thread.stop()
 
 
 def run_takeover(
-    server: Address, graceful: bool, window: float = 30.0, dead_for: float = 0.5
+    server: Address,
+    graceful: bool,
+    window: float = 30.0,
+    dead_for: float = 0.5,
+    kind: str = "stream",
 ) -> tuple[Counter[int], int, Metrics]:
     """The owner forwards, dies (or hands off), the standby is promoted ``dead_for``
     seconds later; returns the sink's copies, how many were sent, and the standby's
     metrics."""
     tag = f"standby.{uuid.uuid4().hex[:8]}"
-    client = redis.Redis(host=server.host, port=server.port)
+    sink = Sink(server, kind, f"{tag}:out")
     standby_metrics = Metrics()
     publisher = Publisher(server, tag)
 
     async def scenario() -> None:
-        owner = task(server, tag, "node-a", None, Metrics())
-        standby = task(server, tag, "node-b", Ring(window, 1 << 26), standby_metrics)
+        owner = task(server, tag, "node-a", None, Metrics(), kind)
+        standby = task(server, tag, "node-b", Ring(window, 1 << 26), standby_metrics, kind)
         owner.start()
         standby.start()
         await until(lambda: owner.running and standby.state is TaskState.STANDBY, "both up")
@@ -110,29 +144,34 @@ def run_takeover(
         publisher.halt.set()
         publisher.join()
         last = publisher.sent - 1
-        await until(lambda: last in copies(client, f"{tag}:out"), "the last message in the sink")
+        await until(lambda: last in sink.copies(), "the last message in the sink")
         await standby.stop(graceful=True)
 
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
         publisher.halt.set()
-    return copies(client, f"{tag}:out"), publisher.sent, standby_metrics
+        sink.close()
+    return sink.copies(), publisher.sent, standby_metrics
 
 
 def sample(metrics: Metrics, name: str) -> float:
     return sum(s.value for f in metrics.registry.collect() for s in f.samples if s.name == name)
 
 
+@pytest.mark.parametrize("kind", ["stream", "list", "channel"])
 def test_the_owner_dies_and_its_standby_loses_nothing(
-    shared_deployment: Callable[[str], Deployment],
+    kind: str, shared_deployment: Callable[[str], Deployment]
 ) -> None:
+    """Every sink kind: XADD, RPUSH, PUBLISH (the watermark is a SET beside them)."""
     server = shared_deployment("standalone").spec.shards[0].master
-    got, sent, metrics = run_takeover(server, graceful=False)
+    got, sent, metrics = run_takeover(server, graceful=False, kind=kind)
     lost = sent - len(got)
     doubled = sum(n - 1 for n in got.values())
     replayed = sample(metrics, "forwarder_standby_replayed_messages_total")
-    print(f"TAKEOVER kill: sent {sent}, lost {lost}, duplicated {doubled}, replayed {replayed}")
+    print(
+        f"TAKEOVER kill ({kind}): sent {sent}, lost {lost}, doubled {doubled}, replayed {replayed}"
+    )
     assert lost == 0 and set(got) == set(range(sent))
     # The ring held the 0.5 s nobody forwarded (about 500 messages at 1,000/s).
     assert replayed >= 300

@@ -73,6 +73,10 @@ class RouteReport:
     gap: float | None = None  # seconds without a forwarded message around the fault
     rate_back: float | None = None  # seconds from the fault until the rate is back
     writers: list[str] = field(default_factory=list)  # "node@epoch", in order of first write
+    # A pub/sub task's takeover from its standby's ring (issue 15), as its owner reports
+    # after the drill: messages replayed, and seconds the ring could not account for.
+    replayed: int = 0
+    unaccounted_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,7 +21,7 @@ def print_results(results: list[DrillResult]) -> None:
     table = Table(title="drills")
     for column in (
         "scenario", "route", "sent", "forwarded", "lost", "dup", "reordered",
-        "old-owner writes", "gap s", "rate back s", "verdict",
+        "old-owner writes", "replayed", "unaccounted s", "gap s", "rate back s", "verdict",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("scenario", "verdict") else "right")
     for result in results:
@@ -35,6 +35,8 @@ def print_results(results: list[DrillResult]) -> None:
                 str(r.duplicated),
                 str(r.reordered),
                 str(r.epoch_overlap),
+                str(r.replayed),
+                f"{r.unaccounted_seconds:.2f}",
                 "-" if r.gap is None else f"{r.gap:.2f}",
                 "-" if r.rate_back is None else f"{r.rate_back:.2f}",
                 "[green]ok[/green]" if result.passed else "[red]BROKEN[/red]",
