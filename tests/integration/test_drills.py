@@ -76,11 +76,20 @@ def test_drill_keeps_its_guarantee(
     routes = report["routes"]
     assert isinstance(routes, dict)
     assert set(routes) == (SENTINEL_ROUTES if spec == "ha" else CLUSTER_ROUTES)
+    node_fault = SCENARIOS[scenario].node_fault
     for name, route in routes.items():
-        assert route["sent"] > 0 and route["duplicated"] == 0, name
+        assert route["sent"] > 0, name
         assert route["epoch_overlap"] == 0, name
         if name.startswith("stream@"):
-            assert route["lost"] == 0, name
+            assert route["lost"] == 0 and route["duplicated"] == 0, name
+        elif node_fault:
+            # The hot standby (issue 15, on by default in the lab's fleet): nothing lost;
+            # what the dead owner wrote after its last watermark (20 ms at most, 160
+            # msg/s per master here) written twice. Measured 0-6; 100 would be a
+            # watermark ten times too old, or a replay from the wrong place.
+            assert route["lost"] == 0 and route["duplicated"] <= 100, (name, route)
+        else:
+            assert route["duplicated"] == 0, name
     events = report["events"]
     assert isinstance(events, list)
     faults = ("kill", "SIGTERM", "SIGSTOP", "SENTINEL", "CLUSTER", "CLIENT", "slot")
