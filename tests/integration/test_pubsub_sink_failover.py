@@ -26,7 +26,6 @@ BATCH = 100  # PUBLISHes per pipeline of the load
 RATE = 10_000  # messages per second, as in issue 14
 REPLICAS = ("alpha-replica-1", "alpha-replica-2")
 WAITS: list[dict[str, Any] | None] = [None, {"replicas": 2, "timeout": 0.1}]
-IDS = ["no-wait", "wait-2"]
 
 
 class Load:
@@ -120,8 +119,11 @@ def payloads(client: redis.Redis, key: str) -> set[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("wait", WAITS, ids=IDS)
-@pytest.mark.parametrize("stream", ["copy", "copy:{channel}"], ids=["one-key", "per-channel"])
+@pytest.mark.parametrize(
+    ("stream", "wait"),
+    [("copy", None), ("copy:{channel}", WAITS[1])],
+    ids=["one-key-no-wait", "per-channel-wait-2"],
+)  # the two other corners add 35 s to the suite and no path of their own
 def test_pubsub_sink_failover_is_counted(
     fresh_deployment: Callable[[str], Deployment], wait: dict[str, Any] | None, stream: str
 ) -> None:
@@ -225,16 +227,13 @@ def test_unconfirmed_batches_are_counted(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "wait", [None, {"replicas": 1, "timeout": 0.1}, {"replicas": 2, "timeout": 0.1}],
-    ids=["no-wait", "wait-1", "wait-2"],
-)  # fmt: skip
-def test_what_pubsub_wait_costs(
-    fresh_deployment: Callable[[str], Deployment], wait: dict[str, Any] | None
-) -> None:
-    """Into a stream on the Sentinel lab's master (2 replicas): messages/s forwarded
-    while one client publishes as fast as it can for 5 s, then the mean time from a
-    batch's write to its last reply at RATE msg/s for 5 s."""
+def test_what_pubsub_wait_costs(fresh_deployment: Callable[[str], Deployment]) -> None:
+    """Into a stream on the Sentinel lab's master, waiting for both its replicas:
+    messages/s forwarded while one client publishes as fast as it can for 5 s, then the
+    mean time from a batch's write to its last reply at RATE msg/s for 5 s. (Without
+    ``wait``, and with one replica: docs/performance.md; run this with -s for the
+    numbers. One case here: the suite's time is for guarantees.)"""
+    wait: dict[str, Any] | None = {"replicas": 2, "timeout": 0.1}
     source = fresh_deployment("standalone")
     target = fresh_deployment("sentinel")
     server = source.spec.shards[0].master
@@ -251,6 +250,7 @@ def test_what_pubsub_wait_costs(
             return total or 0.0, count or 0.0
 
         results: list[str] = []
+        full_speed, mean_at_rate = 0.0, 0.0
         for rate in (0, RATE):
             with Load(client, rate=rate):
                 wait_until(lambda: task.metrics.forwarded > 1000, "traffic flowing", timeout=30)
@@ -264,6 +264,10 @@ def test_what_pubsub_wait_costs(
                 seconds = time.monotonic() - started
                 sum1, count1 = latency()
             mean_ms = 1000 * (sum1 - sum0) / max(1.0, count1 - count0)
+            if rate:
+                mean_at_rate = mean_ms
+            else:
+                full_speed = forwarded / seconds
             pace = f"{rate} msg/s" if rate else "full speed"
             results.append(
                 f"{pace}: {forwarded / seconds:.0f} msg/s, batches {count1 - count0:.0f}, "
@@ -271,3 +275,8 @@ def test_what_pubsub_wait_costs(
             )
         print(f"\nwait={wait} " + "; ".join(results))
         print(f"unconfirmed {task.metrics.unconfirmed_count}")
+        # Measured 78-92k msg/s and 0.7-1.1 ms per batch at 10,000 msg/s: a tenth of
+        # the rate, or batches ten times slower than the WAIT's own timeout, fails.
+        assert full_speed > 7_000, results
+        assert mean_at_rate < 1000 * 10 * 0.1, results
+        assert task.metrics.unconfirmed_count == 0, "every batch confirmed on a healthy lab"
