@@ -25,12 +25,10 @@ RATE = 10_000  # entries per second, as in issue 14
 DRAIN = 100_000  # entries forwarded from a full stream, to measure what WAIT costs
 
 
-WAITS: list[dict[str, Any] | None] = [
-    None,
-    {"replicas": 1, "timeout": 0.1},
-    {"replicas": 2, "timeout": 0.1},
-]
-IDS = ["no-wait", "wait-1", "wait-2"]
+# Without and with every replica: one replica is between the two (docs/drills.md has
+# its numbers), and the suite's time is kept for the ends.
+WAITS: list[dict[str, Any] | None] = [None, {"replicas": 2, "timeout": 0.1}]
+IDS = ["no-wait", "wait-2"]
 
 
 class Load:
