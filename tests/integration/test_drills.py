@@ -21,7 +21,7 @@ Shared = Callable[[str], Deployment]
 
 # Seconds of load before the fault and after recovery: enough for the checker to see
 # the rate before and after (the command's default, 3 s, is for people watching).
-STEADY = 0.75
+STEADY = 0.5
 SENTINEL_ROUTES = {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
 CLUSTER_ROUTES = {
     "pubsub@cluster",
@@ -30,8 +30,9 @@ CLUSTER_ROUTES = {
     "stream@drill-stream-{c}",
 }
 # Scenarios of either kind run on the Sentinel lab; these run on the cluster lab too.
-# (kill-master on a cluster: test_cluster_forwarding's master killed while forwarding.)
-ALSO_ON_CLUSTER = ("half-open", "slow-sink")  # node faults: on ha
+# (kill -9 and SIGSTOP of a cluster master: test_cluster_forwarding and test_node's
+# frozen master; the suite's time is kept under 15 minutes.)
+ALSO_ON_CLUSTER = ("slow-sink",)  # node faults: on ha
 RUNS = [
     *(("ha", name) for name, s in sorted(SCENARIOS.items()) if DeploymentKind.SENTINEL in s.kinds),
     *(

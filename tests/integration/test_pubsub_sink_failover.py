@@ -119,11 +119,9 @@ def payloads(client: redis.Redis, key: str) -> set[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("stream", "wait"),
-    [("copy", None), ("copy:{channel}", WAITS[1])],
-    ids=["one-key-no-wait", "per-channel-wait-2"],
-)  # the two other corners add 35 s to the suite and no path of their own
+# The issue's own case. The other corners (a key per channel, `wait` for both replicas)
+# were measured once (docs/drills.md); `wait`'s counts: test_unconfirmed_batches_*.
+@pytest.mark.parametrize(("stream", "wait"), [("copy", None)], ids=["one-key-no-wait"])
 def test_pubsub_sink_failover_is_counted(
     fresh_deployment: Callable[[str], Deployment], wait: dict[str, Any] | None, stream: str
 ) -> None:
