@@ -430,3 +430,20 @@ def test_a_reload_that_changes_the_deployment_is_refused(
         before = len(entries(client, stream))
         client.publish("orders", "after the refused reload")
         wait_until(lambda: len(entries(client, stream)) > before, "still forwarding")
+
+
+def test_nodes_started_together_elect_one_controller(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """Five nodes started at the same moment: exactly one of them says it was elected.
+    Each used to judge the queue by the list it read before queueing itself, so two
+    nodes whose reads crossed both led (a full suite run: two controllers writing the
+    assignment over each other, one cutting the other off)."""
+    deployment = shared_deployment("standalone")
+    nodes = {f"n{i}" for i in range(1, 6)}
+    with fleet(tmp_path, deployment.spec.shards[0].master, deployment.zookeeper_hosts) as f:
+        for node in sorted(nodes):
+            f.start(node)
+        f.wait_all_running(nodes)
+        elected = [n for n in sorted(nodes) if "elected controller" in f.nodes[n].log_text()]
+        assert elected == [f.status()["controller"]], elected

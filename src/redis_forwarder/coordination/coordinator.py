@@ -342,7 +342,15 @@ class ZooKeeperCoordinator:
         contenders = await self.session.children(self.paths.controller)
         if self._contender not in contenders:
             self._contender = await self._contend(contenders)
-            contenders.append(self._contender)
+            # Read the queue again after queueing: a contender created between our read
+            # and our create is ahead of us, and the list read before did not have it.
+            # Two nodes started together each saw only their own and both led (a full
+            # suite run: two controllers writing assignments over each other, one
+            # cutting the other off). Our own create is visible to our reads, and with
+            # it every create ordered before it.
+            contenders = await self.session.children(self.paths.controller)
+            if self._contender not in contenders:
+                return  # gone already (the session is ending): queue again next cycle
         holder = min(contenders, key=_sequence)
         if holder == self._contender:
             self.is_controller = True
