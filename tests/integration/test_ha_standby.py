@@ -29,6 +29,7 @@ def only_task(status: dict[str, Any]) -> dict[str, Any]:
     return dict(tasks[0]) if tasks else {}
 
 
+@pytest.mark.slow  # the fast set's kill -9 of an owner: test_standby_fleet
 def test_the_standby_of_a_killed_owner_takes_its_task_over(
     shared_deployment: Callable[[str], Deployment], tmp_path: Path
 ) -> None:

@@ -159,7 +159,14 @@ def sample(metrics: Metrics, name: str) -> float:
     return sum(s.value for f in metrics.registry.collect() for s in f.samples if s.name == name)
 
 
-@pytest.mark.parametrize("kind", ["stream", "list", "channel"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "stream",
+        pytest.param("list", marks=pytest.mark.slow),
+        pytest.param("channel", marks=pytest.mark.slow),
+    ],
+)
 def test_the_owner_dies_and_its_standby_loses_nothing(
     kind: str, shared_deployment: Callable[[str], Deployment]
 ) -> None:
@@ -191,6 +198,7 @@ def test_a_hand_off_loses_and_doubles_nothing(
     assert set(got) == set(range(sent)) and doubled == 0
 
 
+@pytest.mark.slow
 def test_a_ring_too_short_says_what_it_could_not_cover(
     shared_deployment: Callable[[str], Deployment],
 ) -> None:
