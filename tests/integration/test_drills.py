@@ -21,7 +21,7 @@ Shared = Callable[[str], Deployment]
 
 # Seconds of load before the fault and after recovery: enough for the checker to see
 # the rate before and after (the command's default, 3 s, is for people watching).
-STEADY = 0.5
+STEADY = 1.0
 SENTINEL_ROUTES = {"pubsub@alpha", "pubsub@beta", "stream@alpha", "stream@beta"}
 CLUSTER_ROUTES = {
     "pubsub@cluster",
