@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.support.commands import command, xrange
-from tests.support.deployments import Deployment
+from tests.support.deployments import Deployment, master_of
 from tests.support.node_runner import NodeRunner
 from tests.support.waiting import wait_until
 
@@ -58,20 +58,6 @@ class Load:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-
-def master_of(target: Deployment, name: str) -> Callable[[], tuple[str, int]]:
-    def locate() -> tuple[str, int]:
-        for sentinel in target.sentinels:
-            client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=0.5)
-            try:
-                host, port = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
-                return host.decode(), int(port)
-            except (redis.RedisError, OSError):
-                continue
-        raise OSError("no sentinel answered")
-
-    return locate
 
 
 @pytest.mark.slow

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis
+
 from redis_forwarder.lab import Lab, TopologySpec, parse_spec
 from redis_forwarder.model import Address, DeploymentKind
+from tests.support.commands import command
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "topology"
@@ -178,3 +182,19 @@ def processes_mentioning(text: str) -> list[str]:
         if (text in cmdline or text in cwd) and state not in ("Z", "X"):
             found.append(f"{entry.name}: {cmdline.strip()} (in {cwd})")
     return found
+
+
+def master_of(target: Deployment, name: str) -> Callable[[], tuple[str, int]]:
+    """Where ``target``'s sentinels say master ``name`` is now (asked at each call)."""
+
+    def locate() -> tuple[str, int]:
+        for sentinel in target.sentinels:
+            client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=0.5)
+            try:
+                host, port = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+                return host.decode(), int(port)
+            except (redis.RedisError, OSError):
+                continue
+        raise OSError("no sentinel answered")
+
+    return locate
