@@ -26,6 +26,11 @@ class Oversize:
     metrics: TaskMetrics
     dead_letter: PubSubSink | None = None
 
+    def fits(self, batch: list[RawMessage]) -> bool:
+        """No message of ``batch`` is over the limit (nothing to set aside)."""
+        limit = self.limit
+        return all(len(message[1]) <= limit for message in batch)
+
     async def set_aside(self, batch: list[RawMessage]) -> list[RawMessage]:
         limit = self.limit
         if all(len(message[1]) <= limit for message in batch):

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis_forwarder.forwarding.aside import Oversize
 from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -147,6 +148,8 @@ class PubSubLoop:
         self.last_stall_end = float("-inf")
         self._refusals_seen = 0
         self._refusal_backoff = Backoff(initial=0.05, cap=2.0)
+        self._reading = False  # the task waits for the next batch: the fast lane may run
+        self.fast = 0  # batches the fast lane forwarded
 
     def stop_reading(self) -> None:
         """Read nothing more: the subscription is reset at once (pub/sub has nothing to
@@ -165,6 +168,14 @@ class PubSubLoop:
     async def run(self) -> None:
         """Run until the source or the sink connection is lost (ConnectionLost), or
         until ``stop_reading``."""
+        self.reader.connection.offer_to(self._fast_lane)
+        try:
+            await self._run()
+        finally:
+            self.reader.connection.offer_to(None)
+        await self._hand_off()
+
+    async def _run(self) -> None:
         awaiting_pong = False
         pongs = self.reader.pongs
         while not self.stopping:
@@ -172,12 +183,15 @@ class PubSubLoop:
             if self.take_over is not None:
                 take_over, self.take_over = self.take_over, None
                 await take_over(self)
+            self._reading = True
             try:
                 batch = await self.reader.messages(self.heartbeat)
             except ConnectionLost as exc:
                 if self.stopping:
                     break
                 raise self._explained(exc) from None
+            finally:
+                self._reading = False
             if self.reader.unsubscribed:
                 # Redis took a sharded channel away: its slot moved to another shard.
                 raise ConnectionLost(
@@ -200,7 +214,39 @@ class PubSubLoop:
                 await self.reader.ping()
                 self.heartbeats += 1
                 awaiting_pong = True
-        await self._hand_off()
+
+    def _fast_lane(self, replies: list[Any]) -> bool:
+        """Offered each read's replies in the event loop's callback, while the task
+        waits for its next batch: forward them at once when nothing would make them
+        wait, and the task never wakes (issue 16: one wake-up of the task per message
+        cost more than the message, when publishers send one at a time). Anything out
+        of the ordinary declines, and the task takes the batch the ordinary way, in
+        order: no sink (a standby), a takeover or a stop under way, a loop guard, a
+        message over the size limit, refusals not yet acted on, a PONG or other push,
+        no room in flight, a closed gate."""
+        sink = self.sink
+        if (
+            not self._reading
+            or self.stopping
+            or sink is None
+            or self.take_over is not None
+            or self.guard is not None
+            or sink.refused != self._refusals_seen
+            or self.reader.early
+        ):
+            return False
+        batch = self.reader.only_messages(replies)
+        if batch is None or (self.oversize is not None and not self.oversize.fits(batch)):
+            return False
+        if not sink.ready_now(len(batch) + 1):  # one more: room for a watermark
+            return False
+        self.metrics.batch(len(batch), len(batch))
+        mark = None if self.marks is None else self.marks.after(batch)
+        if mark is not None:
+            self.metrics.watermark()
+        sink.put_now(batch, mark)
+        self.fast += 1
+        return True
 
     def _listen(self, batch: list[RawMessage]) -> None:
         """A standby: keep the batch, write nothing."""

@@ -43,6 +43,15 @@ class PubSubSink(Protocol):
 
     def in_flight(self) -> int: ...
 
+    def ready_now(self, commands: int) -> bool:
+        """Whether ``commands`` commands could be written at once, from the event loop's
+        callback, with nothing to wait for (the pub/sub loop's fast lane)."""
+        ...
+
+    def put_now(self, batch: Sequence[RawMessage], mark: bytes | None) -> None:
+        """Write ``batch`` (then ``mark``) at once: ``ready_now`` said so."""
+        ...
+
     def check(self) -> None: ...
 
     async def flush(self) -> None: ...
@@ -105,6 +114,21 @@ class NodePubSubSink:
             await self.overflow.send(buffer, len(batch))
         else:
             await self.writer.send(buffer, len(batch), self.replies_each)
+
+    def ready_now(self, commands: int) -> bool:
+        """The plain node sink only: drop-oldest and a watch go the ordinary way."""
+        if self.overflow is not None or self.watch is not None:
+            return False
+        return self.writer.ready(commands * self.replies_each)
+
+    def put_now(self, batch: Sequence[RawMessage], mark: bytes | None) -> None:
+        command = self.command
+        buffer = b"".join([command(*message) for message in batch])
+        count = len(batch) * self.replies_each
+        if mark is None:
+            self.writer.put(buffer, count, len(batch))
+        else:  # the mark after the batch, in the same write: one command more
+            self.writer.put(buffer + mark, count + 1, len(batch))
 
     def in_flight(self) -> int:
         return self.writer.in_flight
@@ -210,6 +234,12 @@ class ClusterPubSubSink:
             writer.start()
             self.writers[address] = writer
         return writer
+
+    def ready_now(self, commands: int) -> bool:
+        return False  # a batch may need a new master's connection: the ordinary way
+
+    def put_now(self, batch: Sequence[RawMessage], mark: bytes | None) -> None:
+        raise NotImplementedError("ready_now is always False")
 
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self.writers.values())

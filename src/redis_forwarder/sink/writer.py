@@ -76,16 +76,16 @@ class PipelineWriter:
         self.refused = 0
         self.last_refusal = ""
         self._progress = asyncio.Event()
-        self._pending = asyncio.Event()
         self._failure: ConnectionLost | None = None
-        self._replies: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
         return self.sent - self.confirmed
 
     def start(self) -> None:
-        self._replies = asyncio.create_task(self._read_replies())
+        """Replies are handled as they arrive, in the connection's callback: no task
+        wakes up per reply (issue 16)."""
+        self.connection.listen(self._on_replies, self._on_lost)
 
     async def send(
         self,
@@ -112,14 +112,40 @@ class PipelineWriter:
         if self.gate is not None and not self.gate.may_write():
             await self.gate.wait()
             self._raise_if_failed()
+        self.put(buffer, count, messages, watch, tag)
+        if self.connection.draining:  # the socket took everything, mostly: no await
+            await self.connection.drain()
+
+    def ready(self, count: int) -> bool:
+        """Whether ``count`` more replies' worth of commands may be written now, with no
+        wait: room in flight, the gate open, the socket taking what it is given. The
+        pub/sub loop's fast lane asks before writing from the event loop's callback."""
+        in_flight = self.sent - self.confirmed
+        return (
+            self._failure is None
+            and not (in_flight and in_flight + count > self.max_in_flight)
+            and (self.gate is None or self.gate.may_write())
+            and not self.connection.draining
+        )
+
+    def put(
+        self,
+        buffer: bytes,
+        count: int,
+        messages: int,
+        watch: BatchWatch | None = None,
+        tag: object = None,
+    ) -> None:
+        """Write ``buffer`` (``count`` replies owed for ``messages`` messages) now: the
+        caller waited for room and the gate (``send``), or asked ``ready``."""
         self.connection.write(buffer)
+        if self.sent == self.confirmed:
+            self.connection.owed(True)
         self.sent += count
         if watch is None:
             self._batches.append(_Batch(time.monotonic(), count, messages))
         else:
             self._batches.append(_Batch(time.monotonic(), count, messages, watch, tag, []))
-        self._pending.set()
-        await self.connection.drain()
 
     async def flush(self) -> None:
         while self.in_flight:
@@ -131,29 +157,26 @@ class PipelineWriter:
         if self._failure is not None:
             raise self._failure
 
-    async def _read_replies(self) -> None:
-        try:
-            while True:
-                if not self.in_flight:
-                    self._pending.clear()
-                    await self._pending.wait()
-                # Replies are owed: a silent server past the timeout is a lost connection.
-                replies = await self.connection.read()
-                self.confirmed += len(replies)
-                refused = [reply for reply in replies if isinstance(reply, ReplyError)]
-                if refused:
-                    self.refused += len(refused)
-                    self.last_refusal = str(refused[-1])
-                    self.metrics.refusal(len(refused), self.last_refusal, lost=True)
-                    if len(refused) < len(replies):
-                        self.metrics.took(_refused_after_last_taken(replies))
-                elif self.metrics.refused_since_taken:
-                    self.metrics.took(0)
-                self._answered(replies)
-                self._progress.set()
-        except ConnectionLost as exc:
-            self._failure = exc
-            self._progress.set()
+    def _on_replies(self, replies: list[Any]) -> None:
+        """The connection's callback: replies in the order of the commands sent."""
+        self.confirmed += len(replies)
+        if not self.in_flight:
+            self.connection.owed(False)
+        refused = [reply for reply in replies if isinstance(reply, ReplyError)]
+        if refused:
+            self.refused += len(refused)
+            self.last_refusal = str(refused[-1])
+            self.metrics.refusal(len(refused), self.last_refusal, lost=True)
+            if len(refused) < len(replies):
+                self.metrics.took(_refused_after_last_taken(replies))
+        elif self.metrics.refused_since_taken:
+            self.metrics.took(0)
+        self._answered(replies)
+        self._progress.set()
+
+    def _on_lost(self, lost: ConnectionLost) -> None:
+        self._failure = lost
+        self._progress.set()
 
     def _answered(self, replies: list[Any]) -> None:
         now = time.monotonic()
@@ -174,12 +197,6 @@ class PipelineWriter:
 
     async def close(self, *, abort: bool = False) -> None:
         """Stop reading replies and close; ``abort`` drops unsent bytes (see resp)."""
-        if self._replies is not None:
-            self._replies.cancel()
-            # asyncio.wait, not ``await`` under suppress(CancelledError): that would also
-            # swallow a cancellation of the caller landing here, and a stopped task
-            # carried on forwarding (a campaign's zombie consumer, issue 13).
-            await asyncio.wait({self._replies})
         # Batches never answered are told so: with ``wait``, the ones held up behind
         # WAITs when a sink failover reset the connection were 8,700 messages read and
         # gone without a count (issue 14's drill with every replica asked).

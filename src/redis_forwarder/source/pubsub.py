@@ -14,6 +14,10 @@ from redis_forwarder.resp import ConnectionLost, RawMessage, ReplyError, RespCon
 from redis_forwarder.topology.slots import key_slot
 
 NO_PATTERN = b""
+# Messages per batch at most: a socket read brings up to 256 KiB, and a batch is what
+# drop-oldest drops whole (a 64 KiB read was the batch before issue 16: about 400
+# messages of 100 bytes).
+BATCH = 1000
 _CONFIRMATIONS = (b"subscribe", b"psubscribe", b"ssubscribe")
 
 
@@ -59,6 +63,11 @@ class PubSubReader:
             self._early.extend(self._messages(replies))
         self.subscribed = expected
 
+    @property
+    def early(self) -> bool:
+        """Messages that came with the confirmations wait for ``messages``."""
+        return bool(self._early)
+
     async def messages(self, timeout: float) -> list[RawMessage]:
         """Every message that arrived in the next read; ``[]`` after ``timeout`` idle.
 
@@ -67,7 +76,24 @@ class PubSubReader:
         if self._early:
             early, self._early = self._early, []
             return early
-        return self._messages(await self.connection.read(timeout, idle_ok=True))
+        return self._messages(await self.connection.read(timeout, idle_ok=True, most=BATCH))
+
+    @staticmethod
+    def only_messages(replies: list[Any]) -> list[RawMessage] | None:
+        """The replies as messages when every one is a message (the fast lane's case);
+        ``None`` when any is something else (a PONG, an unsubscribe): then they go the
+        ordinary way, through ``messages``, which counts those."""
+        batch: list[RawMessage] = []
+        append = batch.append
+        for reply in replies:
+            kind = reply[0] if isinstance(reply, list) else None
+            if kind == b"message" or kind == b"smessage":
+                append((reply[1], reply[2], NO_PATTERN))
+            elif kind == b"pmessage":
+                append((reply[2], reply[3], reply[1]))
+            else:
+                return None
+        return batch
 
     def _messages(self, replies: list[Any]) -> list[RawMessage]:
         batch: list[RawMessage] = []
