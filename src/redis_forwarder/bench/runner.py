@@ -260,7 +260,7 @@ def run_variant(
         rss_start_mb=round(samples[0], 1),
         rss_peak_mb=round(max(samples), 1),
         rate=scenario.rate,
-        achieved_rate=round(published["achieved_rate"]),
+        achieved_rate=round(published["achieved_rate"], 1),
         chunk=scenario.chunk if scenario.rate else FULL_SPEED_CHUNK,
         publisher_writes=published["writes"],
         cpu_us_per_message=round(cpu * 1e6 / forwarded, 2) if forwarded else 0.0,
