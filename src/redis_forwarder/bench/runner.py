@@ -5,13 +5,14 @@ read back on receipt.
 The publisher (publisher.py) sends one PUBLISH per write at a fixed rate, paced, or
 CHUNK per write when asked, or pipelined at full speed. A collector process
 (collector.py) reads the sink as it is written: a pattern subscription for channel
-sinks, a blocking XREAD of each node's output streams for stream sinks; it takes each
+sinks, blocking XREADs of the output streams for stream sinks; it takes each
 message's latency on receipt (µs clock) against the publish time in the payload, and
 counts distinct messages. Throughput is messages forwarded per second from the first
 publish to the last receipt. CPU is the forwarder process's own (every thread's time
-on a CPU, ns, from /proc), from ready to the last receipt; per forwarded message, in
-µs. Published minus forwarded is reported as lost: Redis pub/sub keeps nothing for a
-subscriber that falls too far behind (client-output-buffer-limit pubsub).
+on a CPU, ns, from /proc), from ready until the collector is done; per forwarded
+message, in µs. Published minus forwarded is reported as lost: Redis pub/sub keeps
+nothing for a subscriber that falls too far behind (client-output-buffer-limit
+pubsub).
 """
 
 from __future__ import annotations
@@ -190,17 +191,22 @@ def run_variant(
     else:
         groups = _stream_groups(setup, outputs)
         collector = _start("collector", COLLECTOR, "stream", *collect_args, *groups)
-    forwarder = _start(
-        variant,
-        "redis_forwarder.bench.forwarders",
-        variant,
-        setup.sink,
-        "cluster" if setup.cluster else "standalone",
-        server.host,
-        str(server.port),
-        prefix + "*",
-        out,
-    )
+    try:
+        forwarder = _start(
+            variant,
+            "redis_forwarder.bench.forwarders",
+            variant,
+            setup.sink,
+            "cluster" if setup.cluster else "standalone",
+            server.host,
+            str(server.port),
+            prefix + "*",
+            out,
+        )
+    except BaseException:
+        collector.kill()  # not left reading after a forwarder that never started
+        collector.wait(10)
+        raise
     try:
         cpu_before = _cpu_seconds(forwarder.pid)
         progress(f"{scenario.name}: {variant}: publishing {scenario.messages} messages")
