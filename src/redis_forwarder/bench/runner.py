@@ -1,13 +1,18 @@
 """Running the bench: each forwarder variant in its own process against the same
-Redis (standalone, or a cluster), the same load, in the same run; results read back
-from the sinks.
+Redis (standalone, or a cluster), the same load, in the same run; what it forwards
+read back on receipt.
 
-Throughput is messages forwarded per second from the first publish to the last
-forwarded entry. Latency, for stream sinks, is the entry's id (the server's clock, in
-ms) minus the publish time carried in the payload (µs), so it has millisecond
-resolution; for channel sinks, a collector process takes it on receipt (µs). Published
-minus forwarded is reported as lost: Redis pub/sub keeps nothing for a subscriber
-that falls too far behind (client-output-buffer-limit pubsub).
+The publisher (publisher.py) sends one PUBLISH per write at a fixed rate, paced, or
+CHUNK per write when asked, or pipelined at full speed. A collector process
+(collector.py) reads the sink as it is written: a pattern subscription for channel
+sinks, blocking XREADs of the output streams for stream sinks; it takes each
+message's latency on receipt (µs clock) against the publish time in the payload, and
+counts distinct messages. Throughput is messages forwarded per second from the first
+publish to the last receipt. CPU is the forwarder process's own (every thread's time
+on a CPU, ns, from /proc), from ready until the collector is done; per forwarded
+message, in µs. Published minus forwarded is reported as lost: Redis pub/sub keeps
+nothing for a subscriber that falls too far behind (client-output-buffer-limit
+pubsub).
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,15 +31,17 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from redis_forwarder.bench.publisher import FULL_SPEED_CHUNK
 from redis_forwarder.errors import ForwarderError
 from redis_forwarder.model import Address
-from redis_forwarder.retry import Deadline
+from redis_forwarder.topology import key_slot
 
 # "marks": ours with the watermarks of a route with a standby (issue 15); not run
 # unless asked for (--variants).
 VARIANTS = ("naive", "raw", "ours", "marks")
 DEFAULT_VARIANTS = ("naive", "raw", "ours")
 SETTLE = 1.0  # seconds without growth that mean the forwarder is done
+COLLECTOR = "redis_forwarder.bench.collector"
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,20 @@ class Scenario:
     size: int = 100
     rate: float = 0.0  # 0: as fast as possible
     channels: int = 16
+    chunk: int = 1  # messages per write at a fixed rate (at full speed: 200)
+
+    @classmethod
+    def paced(cls, rate: float, seconds: float, size: int = 100, chunk: int = 1) -> Scenario:
+        """``rate`` msg/s for ``seconds``: "10000 msg/s", or "10000 msg/s, chunk 200"."""
+        name = f"{rate:.0f} msg/s" + (f", chunk {chunk}" if chunk > 1 else "")
+        return cls(name, max(1, int(rate * seconds)), size, rate, chunk=chunk)
 
 
 @dataclass(frozen=True)
 class Result:
+    """One variant in one scenario. ``to_json`` is the documented ``--json`` row
+    (docs/performance.md, "JSON"): fields are only ever added, never renamed."""
+
     variant: str
     scenario: str
     setup: str
@@ -62,6 +78,11 @@ class Result:
     rss_mb: float  # at the end
     rss_start_mb: float  # once subscribed
     rss_peak_mb: float
+    rate: float = 0.0  # asked, msg/s; 0 at full speed
+    achieved_rate: float = 0.0  # the publisher's, msg/s; 0 at full speed
+    chunk: int = 1  # messages per publisher write
+    publisher_writes: int = 0  # the publisher's socket writes
+    cpu_us_per_message: float = 0.0  # forwarder CPU per forwarded message
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +103,24 @@ def _cpu_and_rss(pid: int) -> tuple[float, float]:
     except (OSError, StopIteration):
         return 0.0, 0.0
     return cpu, rss_kb / 1024
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's time on a CPU: every thread's from /proc/PID/task/*/schedstat (ns),
+    or, where the kernel keeps no schedstat, user + system ticks (10 ms)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    total, found = 0, False
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
+                total += int(stat.read().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended, or no schedstat
+    return total / 1e9 if found else _cpu_and_rss(pid)[0]
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -144,73 +183,69 @@ def run_variant(
     out = f"bench:{tag}:{variant}:" if setup.sink == "stream" else f"out.{tag}.{variant}."
     outputs = [f"{out}{prefix}{i}" for i in range(scenario.channels)]
     client = setup.client()
-    collector = None
+    publish_timeout = max(600, 2 * scenario.messages / scenario.rate if scenario.rate else 0)
+    collect_args = (str(scenario.messages), str(SETTLE), str(publish_timeout + 60))
     if setup.sink == "channel":
-        collector = _start(
-            "collector",
-            "redis_forwarder.bench.collector",
+        where = (server.host, str(server.port), out + "*")
+        collector = _start("collector", COLLECTOR, "channel", *where, *collect_args)
+    else:
+        groups = _stream_groups(setup, outputs)
+        collector = _start("collector", COLLECTOR, "stream", *collect_args, *groups)
+    try:
+        forwarder = _start(
+            variant,
+            "redis_forwarder.bench.forwarders",
+            variant,
+            setup.sink,
+            "cluster" if setup.cluster else "standalone",
             server.host,
             str(server.port),
-            out + "*",
-            str(scenario.messages),
-            str(SETTLE),
-            "300",
+            prefix + "*",
+            out,
         )
-    forwarder = _start(
-        variant,
-        "redis_forwarder.bench.forwarders",
-        variant,
-        setup.sink,
-        "cluster" if setup.cluster else "standalone",
-        server.host,
-        str(server.port),
-        prefix + "*",
-        out,
-    )
+    except BaseException:
+        collector.kill()  # not left reading after a forwarder that never started
+        collector.wait(10)
+        raise
     try:
-        cpu_before, _ = _cpu_and_rss(forwarder.pid)
+        cpu_before = _cpu_seconds(forwarder.pid)
         progress(f"{scenario.name}: {variant}: publishing {scenario.messages} messages")
         with RssSampler(forwarder.pid) as rss:
-            published = subprocess.run(
-                _python(
-                    "redis_forwarder.bench.publisher",
-                    server.host,
-                    str(server.port),
-                    str(scenario.messages),
-                    str(scenario.size),
-                    str(scenario.rate),
-                    str(scenario.channels),
-                    prefix,
-                ),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=max(600, 2 * scenario.messages / scenario.rate if scenario.rate else 0),
+            published = json.loads(
+                subprocess.run(
+                    _python(
+                        "redis_forwarder.bench.publisher",
+                        server.host,
+                        str(server.port),
+                        str(scenario.messages),
+                        str(scenario.size),
+                        str(scenario.rate),
+                        str(scenario.channels),
+                        prefix,
+                        str(scenario.chunk),
+                    ),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=publish_timeout,
+                ).stdout
             )
-            count = int(published.stdout.split()[0])
-            what = f"{scenario.name}: {variant}"
-            if collector is None:
-                forwarded = _wait_settled(client, outputs, count, progress, what)
-            else:
-                progress(f"{what}: waiting for the collector")
-                collected = json.loads(collector.communicate(timeout=330)[0])
-                forwarded = collected["count"]
-        cpu_after, _ = _cpu_and_rss(forwarder.pid)
+            progress(f"{scenario.name}: {variant}: waiting for the collector")
+            collected = _report(collector, publish_timeout + 90)
+        cpu_after = _cpu_seconds(forwarder.pid)
     finally:
         for process in (forwarder, collector):
-            if process is not None and process.poll() is None:
+            if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(10)
-    if collector is None:
-        latencies, first_publish_us, last_ms = _latencies(client, outputs)
-        seconds = max(1e-6, last_ms / 1000 - first_publish_us / 1e6) if latencies else 0.0
-    else:
-        latencies = collected["latencies_ms"]
-        seconds = (collected["last_receive_us"] - collected["first_publish_us"]) / 1e6
+    count, forwarded = published["published"], collected["count"]
+    latencies = collected["latencies_ms"]
+    seconds = (collected["last_receive_us"] - collected["first_publish_us"]) / 1e6
     for output in outputs:  # one at a time: a cluster refuses keys of several slots
         client.delete(output)
     ordered = sorted(latencies)
     samples = rss.samples or [0.0]
+    cpu = cpu_after - cpu_before
     return Result(
         variant=variant,
         scenario=scenario.name,
@@ -226,11 +261,41 @@ def run_variant(
             "p99.9": percentile(ordered, 0.999),
             "max": ordered[-1] if ordered else float("nan"),
         },
-        cpu_seconds=round(cpu_after - cpu_before, 2),
+        cpu_seconds=round(cpu, 3),
         rss_mb=round(samples[-1], 1),
         rss_start_mb=round(samples[0], 1),
         rss_peak_mb=round(max(samples), 1),
+        rate=scenario.rate,
+        achieved_rate=round(published["achieved_rate"], 1),
+        chunk=scenario.chunk if scenario.rate else FULL_SPEED_CHUNK,
+        publisher_writes=published["writes"],
+        cpu_us_per_message=round(cpu * 1e6 / forwarded, 2) if forwarded else 0.0,
     )
+
+
+def _stream_groups(setup: Setup, streams: list[str]) -> list[str]:
+    """The collector's ``HOST:PORT=STREAM,...`` arguments, an XREAD each: all on the
+    server, or on a cluster the streams of each slot on its master (CLUSTER SLOTS)."""
+    if not setup.cluster:
+        return [f"{setup.server}={','.join(streams)}"]
+    owners: dict[int, str] = {}
+    seed = redis.Redis(host=setup.server.host, port=setup.server.port, socket_timeout=30)
+    for start, end, master, *_replicas in seed.cluster("SLOTS"):
+        host = master[0].decode() if isinstance(master[0], bytes) else master[0]
+        owners.update({slot: f"{host}:{master[1]}" for slot in range(start, end + 1)})
+    groups: dict[int, list[str]] = {}
+    for stream in streams:
+        groups.setdefault(key_slot(stream.encode()), []).append(stream)
+    return [f"{owners[slot]}={','.join(names)}" for slot, names in groups.items()]
+
+
+def _report(collector: subprocess.Popen[str], timeout: float) -> Any:
+    """The collector's JSON line, or why it has none."""
+    output, errors = collector.communicate(timeout=timeout)
+    try:
+        return json.loads(output)
+    except ValueError:
+        raise ForwarderError(f"the collector failed: {errors.strip()[-2000:]}") from None
 
 
 def _start(what: str, module: str, *args: str) -> subprocess.Popen[str]:
@@ -244,50 +309,3 @@ def _start(what: str, module: str, *args: str) -> subprocess.Popen[str]:
         _, errors = process.communicate(timeout=10)
         raise ForwarderError(f"the {what} process did not start: {errors.strip()[-2000:]}")
     return process
-
-
-def _wait_settled(
-    client: Any, streams: list[str], expected: int, progress: Callable[[str], None], what: str
-) -> int:
-    deadline = Deadline(300)
-    length, still_since = -1, time.monotonic()
-    while not deadline.expired:
-        current = sum(int(client.xlen(stream)) for stream in streams)
-        if current != length:
-            length, still_since = current, time.monotonic()
-            progress(f"{what}: {current}/{expected} forwarded")
-        if length >= expected or time.monotonic() - still_since > SETTLE:
-            return length
-        time.sleep(0.1)
-    return length
-
-
-def _latencies(client: Any, streams: list[str]) -> tuple[list[float], int, int]:
-    latencies: list[float] = []
-    first_publish_us, last_entry_ms = 0, 0
-    for stream in streams:
-        first, last = _stream_latencies(client, stream, latencies)
-        if first and (not first_publish_us or first < first_publish_us):
-            first_publish_us = first
-        last_entry_ms = max(last_entry_ms, last)
-    return latencies, first_publish_us, last_entry_ms
-
-
-def _stream_latencies(client: Any, stream: str, latencies: list[float]) -> tuple[int, int]:
-    first_publish_us, last_entry_ms = 0, 0
-    start = "-"
-    while True:
-        entries: Any = client.xrange(stream, min=start, max="+", count=10_000)
-        if not entries:
-            break
-        for entry_id, fields in entries:
-            entry_ms = int(entry_id.split(b"-")[0])
-            published_us = int(fields[b"payload"].split(b" ", 2)[1])
-            latencies.append(entry_ms - published_us / 1000)
-            if not first_publish_us or published_us < first_publish_us:
-                first_publish_us = published_us
-            last_entry_ms = max(last_entry_ms, entry_ms)
-        last_id = entries[-1][0].decode()
-        ms, seq = last_id.split("-")
-        start = f"{ms}-{int(seq) + 1}"
-    return first_publish_us, last_entry_ms

@@ -86,17 +86,26 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
-    default=10_000,
+    "--rates",
+    "rates",
+    default="1000,5000,10000,20000",
     show_default=True,
-    help="Messages/s of the fixed-rate latency run (0: skip it).",
+    help="Messages/s of the fixed-rate runs, one run per rate (a comma list: a sweep; 0: none).",
 )
 @click.option(
     "--seconds",
     type=click.FloatRange(min=1),
     default=5,
     show_default=True,
-    help="Length of the fixed-rate run.",
+    help="Length of each fixed-rate run.",
+)
+@click.option(
+    "--chunk",
+    "chunks",
+    default="1",
+    show_default=True,
+    help="Messages per publisher write at a fixed rate: 1, one PUBLISH at a time as a "
+    "real publisher sends; N, a burst of N every N/rate s (a comma list runs each).",
 )
 @click.option(
     "--variants",
@@ -111,8 +120,9 @@ def bench(
     sink: str,
     messages: int,
     size: int,
-    rate: float,
+    rates: str,
     seconds: float,
+    chunks: str,
     variants: str,
     as_json: bool,
 ) -> None:
@@ -123,8 +133,11 @@ def bench(
     if unknown:
         raise UsageError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     scenarios = [Scenario("full speed", messages, size)]
-    if rate:
-        scenarios.append(Scenario(f"{rate:.0f} msg/s", int(rate * seconds), size, rate))
+    paced = [r for r in _numbers("--rate", rates) if r]  # 0: no fixed-rate run
+    chunk_sizes = [int(c) for c in _numbers("--chunk", chunks, whole=True)]
+    if 0 in chunk_sizes:
+        raise UsageError("--chunk: 0 is not a number of messages (1 or more)")
+    scenarios += [Scenario.paced(r, seconds, size, c) for r in paced for c in chunk_sizes]
     err = Console(stderr=True)
     results: list[Result] = []
     with bench_server(directory, spec_path) as (server, cluster), err.status("bench") as status:
@@ -138,6 +151,21 @@ def bench(
         print_results(results)
 
 
+def _numbers(option: str, text: str, *, whole: bool = False) -> list[float]:
+    """A comma list of numbers >= 0 (whole ones if ``whole``), each once, in order."""
+    numbers: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        try:
+            number = float(item)
+        except ValueError:
+            raise UsageError(f"{option}: {item!r} is not a number") from None
+        if number < 0 or (whole and not number.is_integer()):
+            raise UsageError(f"{option}: {item} is not a {'whole ' if whole else ''}number >= 0")
+        if number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
 def print_results(results: list[Result]) -> None:
     out = Console()
     if not out.is_terminal:
@@ -147,6 +175,7 @@ def print_results(results: list[Result]) -> None:
     for column in (
         "scenario",
         "forwarder",
+        "sent msg/s",
         "published",
         "forwarded",
         "lost",
@@ -156,6 +185,7 @@ def print_results(results: list[Result]) -> None:
         "p99 ms",
         "p99.9 ms",
         "CPU s",
+        "CPU µs/msg",
         "RSS MB start/peak/end",
     ):
         table.add_column(column, justify="right" if column != "forwarder" else "left")
@@ -164,18 +194,34 @@ def print_results(results: list[Result]) -> None:
         table.add_row(
             r.scenario,
             r.variant,
+            _sent(r),
             str(r.published),
             str(r.forwarded),
             str(r.lost),
             f"{r.msgs_per_second:,.0f}",
             _versus_naive(r, naive.get(r.scenario)),
-            f"{r.latency_ms['p50']:.1f}",
-            f"{r.latency_ms['p99']:.1f}",
-            f"{r.latency_ms['p99.9']:.1f}",
+            f"{r.latency_ms['p50']:.2f}",
+            f"{r.latency_ms['p99']:.2f}",
+            f"{r.latency_ms['p99.9']:.2f}",
             f"{r.cpu_seconds:.2f}",
+            f"{r.cpu_us_per_message:.1f}",
             f"{r.rss_start_mb:.0f}/{r.rss_peak_mb:.0f}/{r.rss_mb:.0f}",
         )
+    if any(_sent(r).endswith("!") for r in results):
+        table.caption = "sent msg/s !: the publisher fell more than 5% short of the asked rate"
     out.print(table)
+
+
+SHORT_OF_RATE = 0.95  # a publisher below this share of the asked rate is flagged
+
+
+def _sent(result: Result) -> str:
+    """What the publisher achieved at a fixed rate, flagged ("!") when it fell short of
+    the asked rate by more than 5%: the row then measured a lower load than it names."""
+    if not result.rate:
+        return "-"
+    short = result.achieved_rate < SHORT_OF_RATE * result.rate
+    return f"{result.achieved_rate:,.0f}" + (" !" if short else "")
 
 
 def _versus_naive(result: Result, naive: float | None) -> str:
