@@ -7,6 +7,8 @@
   or ClusterPubSubSink, PubSubLoop, TaskMetrics), with heartbeat, reply checks and
   the per-batch counts a node keeps; into a stream on one node, the ids XADD returns
   are kept as a node keeps them (``SinkWatch``: looked for after a sink failover).
+  It runs on the event loop a node runs (``eventloop``: uvloop when installed);
+  ``ours-asyncio`` is the same on asyncio's own loop.
 
 Each subscribes to ``PATTERN`` on HOST:PORT and writes every message to ``OUT`` +
 its channel: a stream (``XADD key * payload P channel C``) or a channel (``PUBLISH``).
@@ -18,7 +20,7 @@ On a cluster (KIND ``cluster``) each key goes to the master of its slot. Each pr
 
 from __future__ import annotations
 
-import asyncio
+import os
 import socket
 import sys
 
@@ -26,6 +28,7 @@ import hiredis
 import redis
 from redis.cluster import RedisCluster
 
+from redis_forwarder import eventloop
 from redis_forwarder.forwarding.connections import TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.pubsub import PubSubLoop
@@ -174,11 +177,13 @@ def main() -> None:
         naive(sink_kind, cluster, host, int(port), pattern, out)
     elif variant == "raw":
         raw(sink_kind, cluster, host, int(port), pattern, out)
-    elif variant in ("ours", "marks"):
+    elif variant in ("ours", "marks", "ours-asyncio"):
+        if variant == "ours-asyncio":  # the same on asyncio's own loop, for comparison
+            os.environ[eventloop.ENV] = "asyncio"
         marks = variant == "marks"
-        asyncio.run(ours(sink_kind, cluster, host, int(port), pattern, out, marks))
+        eventloop.run(ours(sink_kind, cluster, host, int(port), pattern, out, marks))
     else:
-        raise SystemExit(f"unknown variant {variant!r}: naive, raw, ours or marks")
+        raise SystemExit(f"unknown variant {variant!r}: naive, raw, ours, ours-asyncio or marks")
 
 
 if __name__ == "__main__":

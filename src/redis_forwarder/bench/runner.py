@@ -38,7 +38,8 @@ from redis_forwarder.topology import key_slot
 
 # "marks": ours with the watermarks of a route with a standby (issue 15); not run
 # unless asked for (--variants).
-VARIANTS = ("naive", "raw", "ours", "marks")
+# "ours-asyncio": ours on asyncio's own event loop instead of uvloop (issue 16).
+VARIANTS = ("naive", "raw", "ours", "ours-asyncio", "marks")
 DEFAULT_VARIANTS = ("naive", "raw", "ours")
 SETTLE = 1.0  # seconds without growth that mean the forwarder is done
 COLLECTOR = "redis_forwarder.bench.collector"

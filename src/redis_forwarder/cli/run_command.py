@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
+from redis_forwarder import eventloop
 from redis_forwarder.cli.main import interrupted
 from redis_forwarder.config import ForwarderConfig, load_config
 from redis_forwarder.errors import UsageError
 from redis_forwarder.node import Node
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -43,8 +46,13 @@ def run(config_path: Path, node_id: str | None) -> None:
     """
     config = load_config(config_path)
     check_node_id(config, node_id)
+    try:
+        loop = eventloop.chosen()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     node = Node(config, node_id=node_id)
-    if asyncio.run(_serve(node, config_path)) is signal.SIGINT:
+    log.info("event loop: %s (%s=asyncio for asyncio's own)", loop, eventloop.ENV)
+    if eventloop.run(_serve(node, config_path)) is signal.SIGINT:
         interrupted()
 
 

@@ -86,6 +86,7 @@ class PipelineWriter:
         """Replies are handled as they arrive, in the connection's callback: no task
         wakes up per reply (issue 16)."""
         self.connection.listen(self._on_replies, self._on_lost)
+        self.connection.read_aside()
 
     async def send(
         self,
@@ -107,6 +108,7 @@ class PipelineWriter:
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()
+            self.connection.hurry()
             await self._progress.wait()
         self._raise_if_failed()
         if self.gate is not None and not self.gate.may_write():
@@ -146,11 +148,13 @@ class PipelineWriter:
             self._batches.append(_Batch(time.monotonic(), count, messages))
         else:
             self._batches.append(_Batch(time.monotonic(), count, messages, watch, tag, []))
+        self.connection.sent()  # after the batch is on record: its replies may come
 
     async def flush(self) -> None:
         while self.in_flight:
             self._raise_if_failed()
             self._progress.clear()
+            self.connection.hurry()
             await self._progress.wait()
 
     def _raise_if_failed(self) -> None:
