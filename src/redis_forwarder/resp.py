@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
 import struct
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import hiredis
+
+from redis_forwarder.read_aside import ReadAside
 
 ReplyError = hiredis.ReplyError
 RawMessage = tuple[bytes, bytes, bytes]  # a pub/sub message: channel, payload, pattern
@@ -56,10 +57,6 @@ class ConnectionLost(Exception):
 # buffers for us (a subscriber's backlog belongs in Redis' output buffer, whose limit
 # then says so, not in this process's memory).
 HOLD_BYTES = 1 << 18
-# Reading replies aside (``read_aside``): how long after the last write the event loop
-# takes over reading them again.
-SETTLE = 0.005
-SIDE_READ = 1 << 16
 _TIMED_OUT: Any = object()  # a read's waiter, woken by its deadline
 
 
@@ -111,10 +108,7 @@ class RespConnection(asyncio.Protocol):
         self._offer: Callable[[list[Any]], bool] | None = None
         self._on_lost: Callable[[ConnectionLost], None] | None = None
         self._owed_since = 0.0  # listening: since when replies are owed (0.0: none)
-        self._side: socket.socket | None = None  # read_aside: the socket, duplicated
-        self._aside = False  # replies are read aside now (the transport's reading paused)
-        self._put_at = 0.0
-        self._settle: asyncio.TimerHandle | None = None
+        self._aside: ReadAside | None = None
         self._heard_at = 0.0  # listening: when bytes last came
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: asyncio.Future[None] | None = None  # close() waits for the loop's word
@@ -236,7 +230,9 @@ class RespConnection(asyncio.Protocol):
         if self._failure is None:
             self._failure = lost
         self._cancel_timer()
-        self._stop_aside()
+        aside, self._aside = self._aside, None
+        if aside is not None:
+            aside.stop()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -374,85 +370,26 @@ class RespConnection(asyncio.Protocol):
         self._offer = offer
 
     def read_aside(self) -> None:
-        """Listening: let writes read the replies that came (``sent``), as the raw loop
-        does, instead of the event loop waking up for each (issue 16: one message at a
-        time, each reply was a wake-up of its own: a sleep and a wake-up of the
-        process, the largest cost left per message). Within ``SETTLE`` of the last
-        write, or when something waits on replies (``hurry``), the event loop reads
-        them again. Not over TLS (the bytes are encrypted)."""
-        transport = self._transport
-        if transport is None or transport.get_extra_info("sslcontext") is not None:
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is None:
-            return
-        side = socket.socket(fileno=os.dup(sock.fileno()))
-        side.setblocking(False)
-        self._side = side
+        """Listening: let writes read the replies that came (``sent``) instead of the
+        event loop waking up for each (``read_aside.py``)."""
+        if self._transport is not None and self._loop is not None:
+            self._aside = ReadAside.of(self._transport, self._loop, self.data_received, self._cut)
+
+    def _cut(self, reason: str, by_server: bool) -> None:
+        self._fail(
+            ConnectionLost(self.name, reason, by_server=by_server, unfinished=self._unfinished)
+        )
+        self.abort()
 
     def sent(self) -> None:
-        """Listening: commands were written. Read aside what replies came."""
-        side = self._side
-        if side is None:
-            return
-        loop = self._loop
-        assert loop is not None
-        self._put_at = loop.time()
-        if not self._aside:
-            self._aside = True
-            if self._transport is not None:
-                self._transport.pause_reading()
-            if self._settle is None:
-                self._settle = loop.call_at(self._put_at + SETTLE, self._settled)
-        self._read_aside(side)
-
-    def _read_aside(self, side: socket.socket) -> None:
-        try:
-            data = side.recv(SIDE_READ)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            reset = isinstance(exc, ConnectionResetError)
-            self._fail(ConnectionLost(self.name, f"read: {exc}", by_server=reset))
-            self.abort()
-            return
-        if not data:
-            self._fail(
-                ConnectionLost(
-                    self.name, "closed by the server", by_server=True, unfinished=self._unfinished
-                )
-            )
-            self.abort()
-            return
-        self.data_received(data)
-
-    def _settled(self) -> None:
-        """No write for ``SETTLE``: the event loop reads the replies again (and sees at
-        once a server that closes an idle connection)."""
-        self._settle = None
-        if not self._aside or self._side is None or self._loop is None:
-            return
-        if self._loop.time() - self._put_at < SETTLE:  # writes go on: they read replies
-            self._settle = self._loop.call_at(self._put_at + SETTLE, self._settled)
-            return
-        self._read_aside(self._side)
-        self.hurry()
+        """Listening: commands were written (the replies that came are read aside)."""
+        if self._aside is not None:
+            self._aside.sent()
 
     def hurry(self) -> None:
         """Replies are waited for: the event loop reads them as they come."""
-        if self._aside:
-            self._aside = False
-            if self._transport is not None:
-                self._transport.resume_reading()
-
-    def _stop_aside(self) -> None:
-        self._aside = False
-        if self._settle is not None:
-            self._settle.cancel()
-            self._settle = None
-        side, self._side = self._side, None
-        if side is not None:
-            side.close()  # the duplicate only: the transport closes its own
+        if self._aside is not None:
+            self._aside.hurry()
 
     def owed(self, waiting: bool) -> None:
         """A listener says whether replies are owed now (``waiting``): silence counts
