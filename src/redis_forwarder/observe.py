@@ -23,11 +23,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 
 from redis_forwarder.errors import AddressInUseError, ForwarderError
+from redis_forwarder.hot_metrics import HotCollector
 from redis_forwarder.model import Address
 from redis_forwarder.standby.metrics import StandbyMetrics
 
@@ -48,14 +48,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # received, forwarded, batches, batch size, latency: counted per batch as plain
+        # numbers, read when scraped (hot_metrics.py, issue 16)
+        self.hot = HotCollector()
+        self.registry.register(self.hot)
         labels = ("route", "shard")
-        self.received = Counter(
-            "forwarder_received_messages",
-            "Messages (pub/sub) or entries (streams) taken from the source, oversized ones "
-            "included; a stream entry claimed again counts again",
-            labels,
-            registry=self.registry,
-        )
         self.dropped = Counter(
             "forwarder_dropped_messages",
             "Messages dropped by the drop-oldest overflow policy",
@@ -84,12 +81,6 @@ class Metrics:
         self.gap_seconds = Counter(
             "forwarder_gap_seconds", "Time tasks spent interrupted", labels, registry=self.registry
         )
-        self.batches = Counter(
-            "forwarder_batches",
-            "Batches handed to the sink (one read, one pipelined write)",
-            labels,
-            registry=self.registry,
-        )
         self.in_flight = Gauge(
             "forwarder_in_flight",
             "Sink commands awaiting a reply (pub/sub), read when scraped",
@@ -104,27 +95,6 @@ class Metrics:
             "1 while the sink has refused every write it answered since it last took one "
             "(a replica's READONLY, WRONGTYPE, NOPERM...): connected, but not forwarding",
             labels,
-            registry=self.registry,
-        )
-        self.forwarded = Counter(
-            "forwarder_forwarded_messages",
-            "Messages the sink answered (refusals included: see forwarder_refused_writes)",
-            labels,
-            registry=self.registry,
-        )
-        self.batch_size = Histogram(
-            "forwarder_batch_size",
-            "Messages per batch (one read, one pipelined write)",
-            labels,
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "forwarder_latency_seconds",
-            "Pub/sub: from reading a batch to the sink's last answer for it. Streams: from "
-            "the entry's id (its time on the source) to the sink's answer",
-            labels,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
             registry=self.registry,
         )
         self.epoch = Gauge(

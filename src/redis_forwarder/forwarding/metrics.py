@@ -7,7 +7,8 @@ written next to it. ``status``, ``/metrics`` and the node's status line all read
 three times in two different ways, issue 13.)
 
 The Prometheus children of the task's labels are resolved once: ``labels()`` is a
-dictionary lookup under a lock, and these calls run once per batch.
+dictionary lookup under a lock. The counts made once per batch are plain numbers read
+when scraped (``hot_metrics``, issue 16).
 """
 
 from __future__ import annotations
@@ -80,13 +81,9 @@ class TaskMetrics:
         self.batches = 0
         self.lag = 0.0
         self.last_message_at = 0.0
-        self._received = metrics.received.labels(**labels)
-        self._forwarded = metrics.forwarded.labels(**labels)
+        self._hot = metrics.hot.of(route, shard)
         self._refused = metrics.refused.labels(**labels)
         self._dropped = metrics.dropped.labels(**labels)
-        self._batches = metrics.batches.labels(**labels)
-        self._batch_size = metrics.batch_size.labels(**labels)
-        self._latency = metrics.latency.labels(**labels)
         self._in_flight = metrics.in_flight.labels(**labels)
         # Read when scraped: nothing per batch. (The task's replacement re-points it.)
         metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
@@ -107,20 +104,17 @@ class TaskMetrics:
         ``written`` of them to the sink as one batch (the rest were set aside). One
         call per batch: this runs on every turn of a busy loop."""
         self.received += read
-        self._received.inc(read)
+        self._hot.batch(read, written)
         self.last_message_at = time.time()
         if written:
             self.batches += 1
-            self._batches.inc()
-            self._batch_size.observe(written)
 
     def answered(self, count: int, seconds: float) -> None:
         """The sink answered ``count`` messages, ``seconds`` after they were sent (pub/sub)
         or after the source added them (streams)."""
         self.forwarded += count
         self.lag = seconds
-        self._forwarded.inc(count)
-        self._latency.observe(seconds)
+        self._hot.answered(count, seconds)
 
     def refusal(self, count: int, reason: str, *, lost: bool) -> None:
         """The sink refused ``count`` writes, the last for ``reason``; ``lost``: those

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
 
 DEFAULT_MAX_IN_FLIGHT = 20_000
+# Replies are read aside by writes (RespConnection.read_aside) only while few are owed:
+# a busy pipeline's replies come in large reads, which the event loop does best, and
+# reading aside there paused and resumed the socket's reading at every batch.
+ASIDE_BELOW = 1000
 
 
 class BatchWatch(Protocol):
@@ -148,7 +152,11 @@ class PipelineWriter:
             self._batches.append(_Batch(time.monotonic(), count, messages))
         else:
             self._batches.append(_Batch(time.monotonic(), count, messages, watch, tag, []))
-        self.connection.sent()  # after the batch is on record: its replies may come
+        # After the batch is on record: its replies may come in the read.
+        if self.sent - self.confirmed < ASIDE_BELOW:
+            self.connection.sent()
+        else:
+            self.connection.hurry()
 
     async def flush(self) -> None:
         while self.in_flight:
