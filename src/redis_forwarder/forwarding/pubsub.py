@@ -235,10 +235,13 @@ class PubSubLoop:
             or self.reader.early
         ):
             return False
+        # Asked before the batch is built: a sink that never writes at once (a cluster,
+        # a watch) must not pay for a batch built twice (issue 16: full speed into a
+        # cluster spent 20% more CPU per message on it).
+        if not sink.ready_now(len(replies) + 1):  # one more: room for a watermark
+            return False
         batch = self.reader.only_messages(replies)
         if batch is None or (self.oversize is not None and not self.oversize.fits(batch)):
-            return False
-        if not sink.ready_now(len(batch) + 1):  # one more: room for a watermark
             return False
         self.metrics.batch(len(batch), len(batch))
         mark = None if self.marks is None else self.marks.after(batch)
