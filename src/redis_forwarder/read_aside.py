@@ -71,6 +71,10 @@ class ReadAside:
                 self._settle = self.loop.call_at(self._written_at + SETTLE, self._settled)
         self._read()
 
+    def read_now(self) -> None:
+        """Read what came, now (before the connection closes)."""
+        self._read()
+
     def _read(self) -> None:
         try:
             data = self.side.recv(READ)

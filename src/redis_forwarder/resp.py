@@ -422,14 +422,22 @@ class RespConnection(asyncio.Protocol):
         and every read or write after this raises ConnectionLost (a read waiting now
         ends with it). How a task stops at once: no read, subscribe or claim can follow
         (issue 13: a stopped task's cancellation was swallowed, and it read on)."""
+        self._read_last()
         transport, self._transport = self._transport, None
         self._fail(ConnectionLost(self.name, "not connected"))
         if transport is not None:
             reset(transport)
 
+    def _read_last(self) -> None:
+        """A writer's replies that came and wait unread (read aside) are counted before
+        the connection goes."""
+        if self._aside is not None and self._aside.active:
+            self._aside.read_now()
+
     async def close(self, *, abort: bool = False) -> None:
         """Close; ``abort`` drops what is still buffered instead of sending it (a task
         that lost its ownership must not let buffered writes reach the sink later)."""
+        self._read_last()
         transport, self._transport = self._transport, None
         self._fail(ConnectionLost(self.name, "not connected"))
         if transport is None:
