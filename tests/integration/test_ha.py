@@ -274,6 +274,7 @@ def _all_to_their_standby(line: str) -> bool:
     return moved.rsplit(" ", 1)[-1] == rest.split(" ", 1)[0]
 
 
+@pytest.mark.slow  # 4-7 s: the fast set stays near two minutes
 def test_a_join_moves_only_what_the_newcomer_takes_and_drain_and_pause_work(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:

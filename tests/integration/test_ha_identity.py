@@ -74,6 +74,7 @@ def test_a_second_process_with_a_live_nodes_id_is_refused(
         assert first.process.poll() is None
 
 
+@pytest.mark.slow  # 4-7 s: the fast set stays near two minutes
 def test_a_node_restarted_after_kill_9_takes_its_id_back_at_once(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_an_id_held_on_another_host_is_waited_for_then_taken(
         assert next(m for m in f.status()["members"])["pid"] == node.pid
 
 
+@pytest.mark.slow  # 4-7 s: the fast set stays near two minutes
 def test_an_id_held_on_another_host_past_two_session_timeouts_is_refused(
     shared_deployment: Shared, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ def lab_dir(tmp_path: Path) -> Iterator[Path]:
     assert processes_mentioning(str(directory)) == []
 
 
+@pytest.mark.slow  # 4-7 s: the fast set stays near two minutes
 def test_up_status_twice_down(spec_file: SpecFile, lab_dir: Path) -> None:
     spec = spec_file("sentinel")
     up = run_cli("lab", "up", str(spec), "--dir", str(lab_dir), "--json")

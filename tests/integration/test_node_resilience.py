@@ -119,6 +119,7 @@ def test_readyz_answers_while_tasks_start_and_stop(
     assert len(statuses) > 50 and set(statuses) <= {200, 503}
 
 
+@pytest.mark.slow  # 4-7 s: the fast set stays near two minutes
 def test_a_failing_cycle_does_not_end_the_node(
     shared_deployment: Callable[[str], Deployment],
 ) -> None:
