@@ -187,9 +187,13 @@ class RespConnection(asyncio.Protocol):
             on_replies(replies)
             return
         offer = self._offer
-        if offer is not None and not held and offer(replies):
-            self._replies = []  # taken: no task woke up for them
-            return
+        if offer is not None and not held:
+            # Cleared first: a lane that wrote them and then raised must not see them
+            # handed to the task too (a duplicate batch: review).
+            self._replies = []
+            if offer(replies):
+                return  # taken: no task woke up for them
+            self._replies = replies
         waiter = self._waiter
         if waiter is not None:
             if not waiter.done():
@@ -349,6 +353,9 @@ class RespConnection(asyncio.Protocol):
             else:
                 self._arm(self._deadline)
         elif self._on_replies is not None and self._owed_since:
+            self._read_last()  # replies read aside may be waiting in the socket
+            if self._on_replies is None or not self._owed_since:
+                return
             silent_since = max(self._owed_since, self._heard_at)
             if now >= silent_since + self.timeout - 1e-4:
                 self._fail(ConnectionLost(self.name, "read: timed out"))

@@ -177,7 +177,7 @@ class PubSubLoop:
 
     async def _run(self) -> None:
         awaiting_pong = False
-        pongs = self.reader.pongs
+        pongs, fast = self.reader.pongs, self.fast
         while not self.stopping:
             self.beat_at = time.monotonic()
             if self.take_over is not None:
@@ -203,6 +203,11 @@ class PubSubLoop:
                     self._listen(batch)
                 else:
                     await self.forward(batch)
+            elif self.fast != fast:
+                # The fast lane forwarded meanwhile: the subscription lives, and no PING
+                # is due (one queued behind a backlog in Redis' output buffer could take
+                # over a heartbeat to come back, and end a healthy subscription: review).
+                fast, awaiting_pong = self.fast, False
             elif self.reader.pongs != pongs:
                 pongs, awaiting_pong = self.reader.pongs, False
             elif awaiting_pong:
