@@ -439,11 +439,17 @@ class RespConnection(asyncio.Protocol):
         and every read or write after this raises ConnectionLost (a read waiting now
         ends with it). How a task stops at once: no read, subscribe or claim can follow
         (issue 13: a stopped task's cancellation was swallowed, and it read on)."""
+        transport = self._let_go()
+        if transport is not None:
+            reset(transport)
+
+    def _let_go(self) -> asyncio.Transport | None:
+        """The connection's end, before its transport is reset or closed: the replies
+        that came are counted, then every read, callback and timer ends."""
         self._read_last()
         transport, self._transport = self._transport, None
         self._fail(ConnectionLost(self.name, "not connected"))
-        if transport is not None:
-            reset(transport)
+        return transport
 
     def _read_last(self) -> None:
         """A writer's replies that came and wait unread (read aside) are counted before
@@ -454,9 +460,7 @@ class RespConnection(asyncio.Protocol):
     async def close(self, *, abort: bool = False) -> None:
         """Close; ``abort`` drops what is still buffered instead of sending it (a task
         that lost its ownership must not let buffered writes reach the sink later)."""
-        self._read_last()
-        transport, self._transport = self._transport, None
-        self._fail(ConnectionLost(self.name, "not connected"))
+        transport = self._let_go()
         if transport is None:
             return
         if abort:

@@ -21,6 +21,7 @@ import redis.asyncio
 
 from redis_forwarder import eventloop
 from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.resp import ConnectionLost, RespConnection, encode
 from redis_forwarder.retry import Deadline
 from redis_forwarder.sink.commands import SinkKind, SinkShape
@@ -31,6 +32,21 @@ from tests.support.commands import command as redis_command
 from tests.support.deployments import Deployment
 
 pytestmark = pytest.mark.integration
+
+
+async def forward_all(
+    task: PubSubLoop, publish: Callable[[], None], total: int, timeout: float
+) -> None:
+    """Run ``task`` while ``publish`` runs in a thread, until ``total`` are forwarded."""
+    thread = threading.Thread(target=publish)
+
+    async def done() -> bool:
+        if thread.ident is None:  # started once the task runs: nothing is published early
+            thread.start()
+        return task.metrics.forwarded >= total
+
+    await run_until(task, done, timeout=timeout)
+    thread.join(10)
 
 
 def test_fast_lane_and_task_interleaved_keep_the_order(
@@ -62,15 +78,7 @@ def test_fast_lane_and_task_interleaved_keep_the_order(
     async def scenario() -> tuple[int, int]:
         task = await forwarding(server, [channel.encode()], [], SinkShape(SinkKind.STREAM), out)
         writer_of(task).max_in_flight = 5
-        thread = threading.Thread(target=publish)
-
-        async def done() -> bool:
-            if thread.ident is None:
-                thread.start()
-            return task.metrics.forwarded >= total
-
-        await run_until(task, done, timeout=60)
-        thread.join(10)
+        await forward_all(task, publish, total, timeout=60)
         return task.fast, task.metrics.batches
 
     fast, batches = asyncio.run(scenario())
@@ -102,15 +110,7 @@ def test_steady_traffic_in_the_fast_lane_sends_no_heartbeat(
         task = await forwarding(
             server, [channel.encode()], [], SinkShape(SinkKind.STREAM), out, heartbeat=0.2
         )
-        thread = threading.Thread(target=publish)
-
-        async def done() -> bool:
-            if thread.ident is None:
-                thread.start()
-            return task.metrics.forwarded >= total
-
-        await run_until(task, done, timeout=30)
-        thread.join(10)
+        await forward_all(task, publish, total, timeout=30)
         return task.fast, task.heartbeats
 
     fast, heartbeats = asyncio.run(scenario())

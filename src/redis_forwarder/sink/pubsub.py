@@ -19,7 +19,7 @@ from redis_forwarder.resp import ConnectionLost, RawMessage
 from redis_forwarder.sink.commands import SinkCommand
 from redis_forwarder.sink.overflow import DropOldestBuffer
 from redis_forwarder.sink.routing import Connect, RouteCache
-from redis_forwarder.sink.writer import BatchWatch, PipelineWriter
+from redis_forwarder.sink.writer import BatchWatch, PipelineWriter, replies_owed
 
 if TYPE_CHECKING:
     from redis_forwarder.forwarding.metrics import TaskMetrics
@@ -96,9 +96,12 @@ class NodePubSubSink:
             else:
                 await self.writer.send(mark, 0, extra=1)
 
-    async def _write(self, batch: Sequence[RawMessage]) -> None:
+    def _encode(self, batch: Sequence[RawMessage]) -> bytes:
         command = self.command
-        buffer = b"".join([command(*message) for message in batch])
+        return b"".join([command(*message) for message in batch])
+
+    async def _write(self, batch: Sequence[RawMessage]) -> None:
+        buffer = self._encode(batch)
         watch = self.watch
         if watch is not None:  # apart, so that the default path stays as it was
             tag = watch.tag(batch)
@@ -119,16 +122,15 @@ class NodePubSubSink:
         """The plain node sink only: drop-oldest and a watch go the ordinary way."""
         if self.overflow is not None or self.watch is not None:
             return False
-        return self.writer.ready(commands * self.replies_each)
+        return self.writer.ready(replies_owed(commands, self.replies_each))
 
     def put_now(self, batch: Sequence[RawMessage], mark: bytes | None) -> None:
-        command = self.command
-        buffer = b"".join([command(*message) for message in batch])
-        count = len(batch) * self.replies_each
+        buffer, messages = self._encode(batch), len(batch)
         if mark is None:
-            self.writer.put(buffer, count, len(batch))
+            self.writer.put(buffer, replies_owed(messages, self.replies_each), messages)
         else:  # the mark after the batch, in the same write: one command more
-            self.writer.put(buffer + mark, count + 1, len(batch))
+            count = replies_owed(messages, self.replies_each, extra=1)
+            self.writer.put(buffer + mark, count, messages)
 
     def in_flight(self) -> int:
         return self.writer.in_flight

@@ -107,10 +107,7 @@ class PipelineWriter:
         list sink with a maxlen answers RPUSH and LTRIM); with ``watch``, ``buffer``
         ends with its suffix, and its replies go to it (with ``tag``) when all are in;
         ``extra``: commands that are no message (a standby's watermark, issue 15)."""
-        # The one place replies are counted from messages.
-        count = messages * replies_each + extra
-        if watch is not None:
-            count += watch.extra_replies
+        count = replies_owed(messages, replies_each, extra, watch)
         while self.in_flight and self.in_flight + count > self.max_in_flight:
             self._raise_if_failed()
             self._progress.clear()
@@ -128,7 +125,7 @@ class PipelineWriter:
         """Whether ``count`` more replies' worth of commands may be written now, with no
         wait: room in flight, the gate open, the socket taking what it is given. The
         pub/sub loop's fast lane asks before writing from the event loop's callback."""
-        in_flight = self.sent - self.confirmed
+        in_flight = self.in_flight
         return (
             self._failure is None
             and not (in_flight and in_flight + count > self.max_in_flight)
@@ -147,7 +144,7 @@ class PipelineWriter:
         """Write ``buffer`` (``count`` replies owed for ``messages`` messages) now: the
         caller waited for room and the gate (``send``), or asked ``ready``."""
         self.connection.write(buffer)
-        if self.sent == self.confirmed:
+        if not self.in_flight:
             self.connection.owed(True)
         self.sent += count
         if watch is None:
@@ -155,7 +152,7 @@ class PipelineWriter:
         else:
             self._batches.append(_Batch(time.monotonic(), count, messages, watch, tag, []))
         # After the batch is on record: its replies may come in the read.
-        if self.sent - self.confirmed < ASIDE_BELOW:
+        if self.in_flight < ASIDE_BELOW:
             self.connection.sent()
         else:
             self.connection.hurry()
@@ -227,6 +224,17 @@ class PipelineWriter:
                 batch.watch.unanswered(batch.messages)
         self._batches.clear()
         await self.connection.close(abort=abort)
+
+
+def replies_owed(
+    messages: int, replies_each: int = 1, extra: int = 0, watch: BatchWatch | None = None
+) -> int:
+    """The one place replies are counted from messages: ``replies_each`` per message,
+    ``extra`` commands that are no message, and what a watch's suffix adds."""
+    count = messages * replies_each + extra
+    if watch is not None:
+        count += watch.extra_replies
+    return count
 
 
 def _refused_after_last_taken(replies: list[object]) -> int:
