@@ -60,6 +60,10 @@ from redis_forwarder.work import standby_tasks, wanted_tasks
 
 log = logging.getLogger(__name__)
 CYCLE = 1.0
+# Seconds a starting node waits for a deployment that a failover or a restart explains
+# (no server answers; the master the sentinels name is not master yet) before it gives
+# up with the error; a wrong password or master name ends it at once.
+START_PATIENCE = 60.0
 
 
 def check_supported(config: ForwarderConfig) -> None:
@@ -170,7 +174,7 @@ class Node:
             for name, settings in self._settings.items():
                 watcher = TopologyWatcher(settings, self.config.node.topology_interval)
                 self._watchers[name] = watcher
-                await watcher.start()
+                await watcher.start(patience=START_PATIENCE)
             refuse_replicas({n: w.current for n, w in self._watchers.items()}, self.config.routes)
             followers = [
                 asyncio.create_task(self._follower.follow(name, watcher))

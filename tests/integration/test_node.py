@@ -163,6 +163,31 @@ def test_source_master_frozen_is_noticed_by_the_heartbeat(fresh_deployment: Fres
         lab.send_signal("alpha-master", signal.SIGCONT)
 
 
+@pytest.mark.slow
+def test_a_node_started_while_its_master_is_dead_waits_for_the_failover(
+    fresh_deployment: Fresh,
+) -> None:
+    """Issue 17's campaign found it: a node (re)started while the sentinels still name
+    a dead master exited with "a failover may be under way" and stayed down. It waits
+    (START_PATIENCE) and forwards once the sentinels have promoted the replica."""
+    deployment = fresh_deployment("sentinel")
+    lab = deployment.require_lab()
+    lab.send_signal("alpha-master", signal.SIGKILL)
+    alpha = master_locator(deployment, "alpha")
+    with NodeRunner(config_for(deployment)) as runner:
+        bound = gap_bound(deployment, config_for(deployment)) + 10
+        wait_until(runner.all_running, "both tasks forwarding after the failover", timeout=bound)
+        assert runner.node.tasks[("orders", "alpha")].running
+        with Publisher(alpha, "orders.a") as publisher:
+            wait_until(lambda: len(publisher.sent) > 50, "traffic flowing")
+        sent = {seq for seq, _at in publisher.sent}
+        wait_until(
+            lambda: sent <= forwarded(alpha, "mirror:alpha:orders.a"),
+            "what was published after the failover forwarded",
+            timeout=15,
+        )
+
+
 def readyz(base: str) -> tuple[int, object]:
     """/readyz's status and JSON body (a 503 is an answer here, not an error)."""
     try:

@@ -2,7 +2,11 @@
 
 Contract:
 - :meth:`TopologyWatcher.start` discovers once and raises if that fails (a wrong
-  address or password is the caller's problem, not something to retry forever).
+  address or password is the caller's problem, not something to retry forever); given
+  ``patience``, it first retries what a failover or a restart explains (no server
+  answered, or the master the sentinels name does not say ROLE master yet) for that
+  long. A chaos campaign (issue 17) found a node restarted during a Sentinel failover
+  exiting at start-up with "a failover may be under way", and staying down.
 - After that, a refresh runs every ``interval`` seconds, at once after a sentinel event,
   and at once after :meth:`refresh_soon` (callers report ``MOVED``/``ASK`` replies and
   connection errors through it).
@@ -22,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis_forwarder.errors import ForwarderError
+from redis_forwarder.errors import ForwarderError, MasterUnconfirmedError, UnreachableError
 from redis_forwarder.model import DeploymentKind, Topology
 from redis_forwarder.retry import Backoff
 from redis_forwarder.settings import DeploymentSettings
@@ -77,8 +81,8 @@ class TopologyWatcher:
         self._current = renamed
         return changes
 
-    async def start(self) -> Topology:
-        self._current = await self._discoverer.discover()
+    async def start(self, patience: float = 0.0) -> Topology:
+        self._current = await self._first_view(patience)
         if self.settings.kind is DeploymentKind.SENTINEL:
             for address in self.settings.addresses:
                 listener = sentinel_events.listen(
@@ -89,6 +93,24 @@ class TopologyWatcher:
                 )
                 self._listeners.append(asyncio.create_task(listener))
         return self._current
+
+    async def _first_view(self, patience: float) -> Topology:
+        deadline = time.monotonic() + patience
+        backoff = Backoff(initial=0.2, cap=2.0)
+        while True:
+            try:
+                return await self._discoverer.discover()
+            except (MasterUnconfirmedError, UnreachableError) as exc:
+                delay = backoff.next_delay()
+                if time.monotonic() + delay > deadline:
+                    raise
+                first_line = str(exc).splitlines()[0]
+                log.warning(
+                    "%s deployment not ready at start (%s); trying again in %.1fs, for up "
+                    "to %.0fs in all",
+                    self.settings.kind, first_line, delay, patience,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
 
     def refresh_soon(self, reason: str) -> None:
         """Ask for a refresh now. Call from the event loop's thread only."""
