@@ -4,6 +4,7 @@ what it cost (docs/drills.md). Exit 1 when a scenario breaks its guarantee."""
 from __future__ import annotations
 
 import json
+import random
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,6 +24,8 @@ from redis_forwarder.lab import Lab, load_spec, temporary_lab
 from redis_forwarder.model import DeploymentKind
 
 EXIT_BROKEN = 1
+CHAOS = "chaos"
+CHAOS_SECONDS = 120.0
 
 
 @contextmanager
@@ -46,7 +49,7 @@ def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
 
 
 @click.command()
-@click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
+@click.argument("scenario", type=click.Choice([*SCENARIOS, "all", CHAOS]))
 @click.option(
     "--dir",
     "directory",
@@ -73,6 +76,23 @@ def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
     show_default=True,
     help="Seconds of steady load before the fault and again after recovery.",
 )
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=5, max=24 * 3600),
+    help=f"chaos: seconds in which faults start (default {CHAOS_SECONDS:g}).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    help="chaos: the schedule's seed (default: a random one, printed); the same seed "
+    "gives the same schedule.",
+)
+@click.option(
+    "--faults",
+    "fault_kinds",
+    help="chaos: the fault kinds, comma-separated (default: every kind that fits the lab; "
+    "see docs/drills.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
     "--report",
@@ -86,6 +106,9 @@ def drill(
     spec_path: Path | None,
     rate: float,
     steady: float,
+    seconds: float | None,
+    seed: int | None,
+    fault_kinds: str | None,
     as_json: bool,
     report_dir: Path | None,
 ) -> None:
@@ -94,7 +117,18 @@ def drill(
     kill-controller, kill-master, half-open, zk-leader-loss, zk-outage, slow-sink,
     partition-zookeeper, partition-redis (root: network namespaces);
     sentinel-failover on a Sentinel lab; cluster-failover, migrate-slots, add-shard on
-    a cluster lab; or all of those that fit the lab, in turn."""
+    a cluster lab; or all of those that fit the lab, in turn. ``chaos``: a seeded random
+    campaign of overlapping faults aimed at role holders, judged as a whole."""
+    if scenario == CHAOS:
+        chaos(
+            directory, spec_path, rate, seconds or CHAOS_SECONDS, seed, fault_kinds,
+            as_json, report_dir,
+        )  # fmt: skip
+        return
+    given = [name for name, value in (("--seconds", seconds), ("--seed", seed),
+             ("--faults", fault_kinds)) if value is not None]  # fmt: skip
+    if given:
+        raise UsageError(f"{', '.join(given)}: only for `drill chaos`")
     if report_dir is not None:  # before the drills, not after minutes of them
         require("matplotlib", "drill --report (its timeline pictures)")
     results: list[DrillResult] = []
@@ -118,4 +152,46 @@ def drill(
     else:
         print_results(results)
     if not all(r.passed for r in results):
+        sys.exit(EXIT_BROKEN)
+
+
+def chaos(
+    directory: Path | None,
+    spec_path: Path | None,
+    rate: float,
+    seconds: float,
+    seed: int | None,
+    fault_kinds: str | None,
+    as_json: bool,
+    report_dir: Path | None,
+) -> None:
+    """``drill chaos``: one campaign (``drill/campaign.py``), its report, exit 1 when
+    it broke a guarantee."""
+    from redis_forwarder.drill.campaign import run_campaign
+    from redis_forwarder.drill.chaos_report import print_campaign, write_campaign
+
+    if report_dir is not None:
+        require("matplotlib", "drill --report (its timeline pictures)")
+    kinds = None
+    if fault_kinds is not None:
+        kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+    err = Console(stderr=True)
+    if seed is None:
+        seed = random.SystemRandom().randrange(1_000_000)
+        err.print(f"chaos: seed {seed}")
+    with drill_lab(directory, spec_path) as lab, err.status("chaos") as status:
+        result = run_campaign(
+            lab, seed=seed, seconds=seconds, kinds=kinds, rate=rate,
+            progress=status.update, root=not partition_unavailable(),
+        )  # fmt: skip
+    where = ["--dir", str(directory)] if directory is not None else ["--spec", str(spec_path)]
+    result.where = where
+    if report_dir is not None:
+        for path in write_campaign(result, report_dir):
+            err.print(f"wrote {path}")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_campaign(result)
+    if not result.passed:
         sys.exit(EXIT_BROKEN)

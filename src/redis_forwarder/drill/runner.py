@@ -17,7 +17,14 @@ import redis
 
 from redis_forwarder.drill import sinks
 from redis_forwarder.drill.arrivals import wait_for_arrivals
-from redis_forwarder.drill.checker import RouteReport, check, guarantees_broken, rates
+from redis_forwarder.drill.checker import (
+    Received,
+    RouteReport,
+    Sent,
+    check,
+    guarantees_broken,
+    rates,
+)
 from redis_forwarder.drill.load import Load
 from redis_forwarder.drill.ownership_watch import OwnershipWatcher
 from redis_forwarder.drill.result import DrillResult
@@ -83,24 +90,7 @@ def _run(
             time.sleep(steady)  # traffic after recovery: no loss allowed in it
     finally:
         load.stop()
-    clients: dict[Address, redis.Redis] = {}
-
-    def client_at(address: Address) -> redis.Redis:
-        if address not in clients:
-            clients[address] = redis.Redis(host=address.host, port=address.port, socket_timeout=10)
-        return clients[address]
-
-    # The last messages are still on their way to the sinks: wait until they are in (or
-    # stop coming), bounded, rather than a fixed span that is too long or too short.
-    try:
-        sink_at = {lane: client_at(target.sink_address(lane)) for lane in lanes}
-        target.note(wait_for_arrivals(run, lanes, load.sent, sink_at.__getitem__))
-        received = sinks.received(run, lanes, sink_at.__getitem__)
-        kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
-    finally:
-        for client in clients.values():
-            client.close()
-    sent, replication_loss = sinks.split_replication_loss(load.sent, kept)
+    sent, received, replication_loss = read_back(target, run, load)
     reports = check(sent, received, fault_at, recovered_at)
     _takeovers(target, reports)
     broken: list[str] = []
@@ -143,6 +133,31 @@ def _run(
         started,
         faulted,
     )
+
+
+def read_back(target: LabTarget, run: str, load: Load) -> tuple[list[Sent], list[Received], int]:
+    """What the load sent for sure (less what Redis replication itself lost from the
+    source streams), every copy in the sinks, and how many entries Redis lost."""
+    lanes = target.workload.lanes
+    clients: dict[Address, redis.Redis] = {}
+
+    def client_at(address: Address) -> redis.Redis:
+        if address not in clients:
+            clients[address] = redis.Redis(host=address.host, port=address.port, socket_timeout=10)
+        return clients[address]
+
+    # The last messages are still on their way to the sinks: wait until they are in (or
+    # stop coming), bounded, rather than a fixed span that is too long or too short.
+    try:
+        sink_at = {lane: client_at(target.sink_address(lane)) for lane in lanes}
+        target.note(wait_for_arrivals(run, lanes, load.sent, sink_at.__getitem__))
+        received = sinks.received(run, lanes, sink_at.__getitem__)
+        kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
+    finally:
+        for client in clients.values():
+            client.close()
+    sent, replication_loss = sinks.split_replication_loss(load.sent, kept)
+    return sent, received, replication_loss
 
 
 def _takeovers(target: LabTarget, reports: dict[str, RouteReport]) -> None:

@@ -43,7 +43,7 @@ def _unsettled(target: LabTarget) -> str:
     except Exception as exc:  # topology in the middle of a change
         return f"topology: {exc}"
     try:
-        lagging = _replication_lagging(target, statuses, topology)
+        lagging = replication_lagging(target, statuses, topology)
     except (ProbeFailed, RuntimeError) as exc:
         return f"replication: {exc}"
     if lagging:
@@ -79,7 +79,7 @@ def _unsettled(target: LabTarget) -> str:
     return ""
 
 
-def _replication_lagging(target: LabTarget, statuses: list[Any], topology: Topology) -> list[str]:
+def replication_lagging(target: LabTarget, statuses: list[Any], topology: Topology) -> list[str]:
     """Redis nodes of the source that are not where a failover could safely go:
     a node that is not a master of ``topology`` and not a replica linked to one and
     done syncing (a restarted old master before it turns into a replica is one);

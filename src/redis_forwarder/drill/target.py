@@ -110,7 +110,10 @@ class LabTarget:
         self.lab.send_signal(process, sig)
 
     def restart(self, process: str) -> None:
-        self.lab.restart(process)
+        """Start a process again the same way; a node isolated in a network namespace
+        of its own (``isolate_nodes``) starts in it again, its links as they are."""
+        partition = self._partitions.get(process)
+        self.lab.restart(process, wrap=partition.wrap if partition is not None else ())
         self.note(f"restarted {process}")
 
     def topology(self) -> Topology:
@@ -164,9 +167,16 @@ class LabTarget:
         """Take down the link to Redis or to ZooKeeper of the node that owns the drill
         task (isolated by ``isolate_nodes``). Returns the undo: the link up again."""
         victim = self.owner(self.drill_shard)
-        partition = self._partitions.get(victim or "")
-        if victim is None or partition is None:
-            raise RuntimeError("the drill task's owner is not in a namespace of its own")
+        if victim is None:
+            raise RuntimeError("the drill task has no owner to cut off")
+        return self.cut(victim, link)
+
+    def cut(self, victim: str, link: str) -> Callable[[], None]:
+        """Take down one node's link to Redis or to ZooKeeper (the node isolated by
+        ``isolate_nodes``). Returns the undo: the link up again."""
+        partition = self._partitions.get(victim)
+        if partition is None:
+            raise RuntimeError(f"{victim} is not in a network namespace of its own")
         partition.cut(link)
         self.note(f"{victim} cut off from {link} (veth down in {partition.namespace})")
 

@@ -1,0 +1,110 @@
+"""Showing a chaos campaign: the faults and the routes as tables for people, the JSON
+for scripts, and a timeline picture with every fault drawn as a span."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from redis_forwarder.drill.campaign_result import CampaignResult
+from redis_forwarder.drill.checker import BUCKET
+from redis_forwarder.drill.nemesis import KINDS
+from redis_forwarder.extras import require
+
+COLOURS = {"nodes": "tab:red", "zookeeper": "tab:purple", "sink": "tab:olive", "source": "tab:blue"}
+
+
+def print_campaign(result: CampaignResult) -> None:
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)
+    faults = Table(title=f"chaos: seed {result.seed}, {len(result.struck)} faults struck")
+    for column in ("at s", "kind", "aim", "target", "hold s", "outcome"):
+        faults.add_column(column, justify="right" if column.endswith(" s") else "left")
+    for fault in result.faults:
+        at = fault.at if fault.at is not None else result.started_at + fault.planned.at
+        outcome = "ok" if fault.at is not None else f"skipped: {fault.skipped}"
+        if fault.error:
+            outcome = f"[red]heal failed: {fault.error}[/red]"
+        faults.add_row(
+            f"{at - result.started_at:.1f}", fault.planned.kind, fault.planned.aim,
+            fault.victim, f"{fault.planned.hold:.1f}", outcome,
+        )  # fmt: skip
+    out.print(faults)
+    routes = Table(title="routes over the whole campaign")
+    for column in (
+        "route", "sent", "forwarded", "lost", "lost to Redis", "dup", "dup explained",
+        "reordered", "old-owner writes", "verdict",
+    ):  # fmt: skip
+        routes.add_column(column, justify="left" if column in ("route", "verdict") else "right")
+    for name, r in result.routes.items():
+        bad = any(problem.startswith(f"{name}:") for problem in result.broken)
+        routes.add_row(
+            name, str(r.sent), str(r.forwarded), str(r.lost), str(r.lost_to_redis),
+            str(r.duplicated), str(r.duplicated_explained), str(r.reordered),
+            str(r.epoch_overlap), "[red]BROKEN[/red]" if bad else "[green]ok[/green]",
+        )  # fmt: skip
+    out.print(routes)
+    settled = "never" if result.settled_after_s is None else f"{result.settled_after_s:.1f}s"
+    out.print(
+        f"settled {settled} after the last fault; {len(result.exits)} unexpected exits; "
+        f"{result.replication_loss} stream entries lost by Redis replication itself"
+    )
+    for problem in result.broken:
+        out.print(f"[red]chaos: {problem}[/red]")
+    out.print(f"the same schedule again: {result.replay}")
+
+
+def write_campaign(result: CampaignResult, directory: Path) -> list[Path]:
+    """``chaos.json`` and ``chaos.png`` (the timeline with the faults as spans)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "chaos.json"
+    data.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return [data, picture(result, directory / "chaos.png")]
+
+
+def picture(result: CampaignResult, path: Path) -> Path:
+    require("matplotlib", "a chaos timeline (--report)")
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(14, 5), dpi=100)
+    last = max((max(s, default=0) for s in result.timeline.values()), default=0)
+    buckets = range(last + 1)  # empty buckets are zeros: a gap must show as one
+    for name, style in (("sent", "-"), ("forwarded", "--")):
+        series = result.timeline.get(name, {})
+        axes.plot(
+            [b * BUCKET for b in buckets],
+            [series.get(b, 0) / BUCKET for b in buckets],
+            style,
+            linewidth=0.8,
+            label=f"{name}, {result.timeline_route} (msg/s)",
+        )
+    for lane, fault in enumerate(result.struck):
+        assert fault.at is not None
+        start = fault.at - result.started_at
+        end = (fault.healed_at or fault.at) - result.started_at
+        colour = COLOURS.get(KINDS[fault.planned.kind].resource, "grey")
+        axes.axvspan(start, max(end, start + 0.3), color=colour, alpha=0.15)
+        axes.annotate(
+            f"{fault.planned.kind} {fault.victim}"[:40],
+            xy=(start, 0.98 - 0.06 * (lane % 8)),
+            xycoords=("data", "axes fraction"),
+            fontsize=6,
+            va="top",
+            color=colour,
+        )
+    axes.set_xlabel("seconds since the load started")
+    axes.set_ylabel("messages per second")
+    verdict = "ok" if result.passed else "BROKEN"
+    axes.set_title(f"chaos, seed {result.seed}: {len(result.struck)} faults, {verdict}")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
