@@ -10,7 +10,7 @@ Apart from ``coordinator`` so that each stays one job under the size limit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
@@ -37,6 +37,30 @@ class InForce:
     serial: int
     shard_names: dict[str, Any] | None
     version: int | None  # None: no document yet
+    sessions: dict[str, int] = field(default_factory=dict)  # as written with the document
+
+
+def reborn_owners(
+    in_force: InForce, sessions: dict[str, int], wants_standby: set[TaskKey]
+) -> set[TaskKey]:
+    """Tasks with a standby whose owner is a member under another ZooKeeper session
+    than the one it had when the assignment in force was written: it died (kill -9)
+    or lost its session since, and is back. Whatever it held died with it; its
+    standby holds what was published meanwhile. Left to it, the node took the task
+    back itself when its old session expired (a chaos campaign, issue 17: 576 messages
+    lost in 3.6 s, the standby passed over), also when it had been the controller and
+    the next one was elected only then. Only tasks with a standby: others lose nothing
+    by staying."""
+    reborn = {
+        node
+        for node, session in in_force.sessions.items()
+        if node in sessions and sessions[node] != session
+    }
+    return {
+        task
+        for task, node in in_force.owners.items()
+        if node in reborn and task in wants_standby and task in in_force.standbys
+    }
 
 
 @dataclass(frozen=True)
@@ -56,7 +80,7 @@ class Control:
         """One controller step. ``wants_standby``: the tasks of ``wanted`` whose route
         wants a standby (pub/sub routes, by the controller's config)."""
         session, paths = self.session, self.paths
-        candidates = await self._candidates(fingerprint)
+        candidates, sessions = await self._candidates(fingerprint)
         silences, standing_by = await self._reports(candidates)
         cut = cut_off(silences, self.cut_off_after)
         eligible = reaching(candidates, cut)
@@ -66,17 +90,28 @@ class Control:
         rebalance = await session.get(paths.rebalance, watch=True)
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
+        dead = reborn_owners(in_force, sessions, wants_standby)
+        if dead:
+            # Its owner is gone even though its node is back: to its standby, as any
+            # task of a dead owner (``assignment.promotions``).
+            previous = {t: "" if t in dead else n for t, n in previous.items()}
+            log.info(
+                "%d tasks of a node that died and came back go to their standbys: %s",
+                len(dead), ", ".join(f"{r}@{s}" for r, s in sorted(dead)),
+            )  # fmt: skip
         owners, standbys = plan(
             wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
         )
         if rebalance is not None:
             await session.delete(paths.rebalance)
-        unchanged = (owners, standbys, shard_names) == (
+        # A member's new session is written down too: what ``reborn_owners`` compares.
+        unchanged = (owners, standbys, shard_names, sessions) == (
             in_force.owners,
             in_force.standbys,
             in_force.shard_names,
+            in_force.sessions,
         )
-        if unchanged or not await self._write(in_force, owners, standbys, shard_names):
+        if unchanged or not await self._write(in_force, owners, standbys, shard_names, sessions):
             return
         moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
@@ -91,23 +126,27 @@ class Control:
             f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
 
-    async def _candidates(self, fingerprint: str) -> list[str]:
-        """Members running the controller's config, not drained."""
+    async def _candidates(self, fingerprint: str) -> tuple[list[str], dict[str, int]]:
+        """Members running the controller's config, not drained; and each member's
+        ZooKeeper session (its member znode's ephemeral owner)."""
         session, paths = self.session, self.paths
         members: dict[str, dict[str, Any]] = {}
+        sessions: dict[str, int] = {}
         for name in await session.children(paths.members, watch=True):
             znode = await session.get(f"{paths.members}/{name}")
             document = znodes.decode(znode.data) if znode else None
-            if isinstance(document, dict) and "id" in document:
+            if znode is not None and isinstance(document, dict) and "id" in document:
                 members[str(document["id"])] = document
+                sessions[str(document["id"])] = znode.owner
         drained = {
             znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
         }
-        return [
+        candidates = [
             node
             for node, member in members.items()
             if member.get("config") == fingerprint and node not in drained
         ]
+        return candidates, sessions
 
     async def _in_force(self) -> InForce:
         current = await self.session.get(self.paths.assignment)
@@ -119,6 +158,7 @@ class Control:
             serial,
             znodes.shard_names_of(data),
             current.version if current else None,
+            znodes.sessions_of(data),
         )
 
     async def _write(
@@ -127,11 +167,12 @@ class Control:
         owners: Assignment,
         standbys: Assignment,
         shard_names: dict[str, Any] | None,
+        sessions: dict[str, int],
     ) -> bool:
         """Write the new document over the one read (compare-and-set): False when
         another controller wrote first (read next cycle)."""
         document = znodes.assignment_document(
-            owners, self.node_id, in_force.serial + 1, shard_names, standbys
+            owners, self.node_id, in_force.serial + 1, shard_names, standbys, sessions
         )
         if in_force.version is None:
             try:

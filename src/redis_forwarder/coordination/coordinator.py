@@ -372,10 +372,19 @@ class ZooKeeperCoordinator:
         return await self.session.create_sequential(prefix, self.node_id.encode())
 
     async def _read_assignment(self) -> tuple[Assignment, Assignment, dict[str, Any] | None]:
-        """Owners, standbys and the controller's shard names."""
+        """Owners, standbys and the controller's shard names. An assignment written
+        while this node was a member under another session (an earlier process with
+        our id, which died) gives us none of its tasks with a standby: the controller
+        gives those to their standbys (``control.reborn_owners``), and a node that took
+        one back the moment the old session expired raced it, writing what the
+        standby's replay then wrote again."""
         znode = await self.session.get(self.paths.assignment, watch=True)
         data = znode.data if znode else None
-        return znodes.assignment_of(data)[0], znodes.standbys_of(data), znodes.shard_names_of(data)
+        owners, standbys = znodes.assignment_of(data)[0], znodes.standbys_of(data)
+        recorded = znodes.sessions_of(data).get(self.node_id)
+        if recorded is not None and recorded != self.session.session_id:
+            owners = {t: n for t, n in owners.items() if t not in standbys or t in self.owned}
+        return owners, standbys, znodes.shard_names_of(data)
 
     async def _own(self, tasks: list[TaskKey]) -> None:
         """Own what is assigned here, in order. A connection loss midway keeps what is

@@ -114,6 +114,7 @@ def assignment_document(
     serial: int,
     shard_names: dict[str, Any] | None = None,
     standbys: Assignment | None = None,
+    sessions: dict[str, int] | None = None,
 ) -> bytes:
     document: dict[str, Any] = {
         "controller": controller,
@@ -124,7 +125,19 @@ def assignment_document(
     }
     if shard_names is not None:
         document["shards"] = shard_names  # the controller's names for cluster shards
+    if sessions:  # node -> the ZooKeeper session it was a member with; read by sessions_of
+        document["sessions"] = dict(sorted(sessions.items()))
     return encode(document)
+
+
+def sessions_of(data: bytes | None) -> dict[str, int]:
+    """The members' sessions an assignment document was written with (none in a
+    document from before they were recorded, or an unreadable one)."""
+    document = decode(data)
+    sessions = document.get("sessions") if isinstance(document, dict) else None
+    if not isinstance(sessions, dict):
+        return {}
+    return {str(node): int(session) for node, session in sessions.items()}
 
 
 def shard_names_of(data: bytes | None) -> dict[str, Any] | None:

@@ -115,7 +115,7 @@ def _campaign(
     standby_routes = {name for name in pubsub_routes if target.has_standby(name)}
     cluster = target.kind is DeploymentKind.CLUSTER
     shard_of = {name: "" if cluster else name.split("@", 1)[1] for name in pubsub_routes}
-    routes, broken = judge_routes(reports, sent, received, spans, standby_routes, shard_of)
+    routes, broken = judge_routes(reports, sent, received, spans, standby_routes, shard_of, started)
     alarms = log_alarms(lab, offsets)
     exits = [e.to_json() for e in watch.exits]
     broken += liveness_broken(settled_after, unsettled, exits, alarms)

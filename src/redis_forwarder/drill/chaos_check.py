@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis_forwarder.drill.checker import WINDOW_SLACK, Received, RouteReport, Sent
 
 SOURCE_SETTLE = 10.0  # seconds after a source fault's heal its shard may still lose
 SETTLE_BOUND = 30.0  # seconds from the last heal until the fleet must have settled
+LOST_RUN_GAP = 1.0  # seconds between two lost messages that start another run
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class CampaignRoute:
     epoch_overlap: int
     writers: list[str]
     standby: bool
+    # Where the losses fall: runs of lost messages (send times, seconds after the
+    # campaign's start, at most LOST_RUN_GAP apart), each with its count and whether
+    # a source fault's span covers it (what the report and the picture show).
+    lost_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,6 +80,7 @@ def judge_routes(
     spans: list[Span],
     standby_routes: set[str],
     shard_of: dict[str, str],
+    origin: float = 0.0,
 ) -> tuple[dict[str, CampaignRoute], list[str]]:
     """Each route's numbers and what they break. ``shard_of``: a pub/sub route's source
     shard ("" when every source fault may touch it, as for classic pub/sub on a
@@ -100,9 +106,30 @@ def judge_routes(
             report.duplicated, min(report.duplicated, explained.get(name, 0)),
             report.reordered, report.epoch_overlap, report.writers, name in standby_routes,
         )  # fmt: skip
+        route.lost_runs = _runs(sorted(times), spans, shard, origin)
         routes[name] = route
         broken += [f"{name}: {problem}" for problem in _route_broken(route)]
     return routes, broken
+
+
+def _runs(times: list[float], spans: list[Span], shard: str, origin: float) -> list[dict[str, Any]]:
+    runs: list[list[float]] = []
+    for at in times:
+        if runs and at - runs[-1][-1] <= LOST_RUN_GAP:
+            runs[-1].append(at)
+        else:
+            runs.append([at])
+    return [
+        {
+            "from": round(run[0] - origin, 2),
+            "until": round(run[-1] - origin, 2),
+            "lost": len(run),
+            "to_redis": sum(
+                1 for at in run if any(s.source and s.covers(at, shard) for s in spans)
+            ),
+        }
+        for run in runs
+    ]
 
 
 def _route_broken(route: CampaignRoute) -> list[str]:

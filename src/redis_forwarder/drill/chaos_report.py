@@ -48,6 +48,16 @@ def print_campaign(result: CampaignResult) -> None:
             str(r.epoch_overlap), "[red]BROKEN[/red]" if bad else "[green]ok[/green]",
         )  # fmt: skip
     out.print(routes)
+    for name, r in result.routes.items():
+        for run in r.lost_runs:
+            where = (
+                "inside a source fault's span"
+                if run["to_redis"] == run["lost"]
+                else "[red]outside Redis' own loss[/red]"
+            )
+            out.print(
+                f"{name}: {run['lost']} lost, sent {run['from']:.1f}-{run['until']:.1f}s ({where})"
+            )
     settled = "never" if result.settled_after_s is None else f"{result.settled_after_s:.1f}s"
     out.print(
         f"settled {settled} after the last fault; {len(result.exits)} unexpected exits; "
