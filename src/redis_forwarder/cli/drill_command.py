@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -155,6 +156,16 @@ def drill(
         sys.exit(EXIT_BROKEN)
 
 
+def keep_logs(lab: Lab, directory: Path) -> list[Path]:
+    """Copies of the forwarder nodes' logs: what a broken campaign is read with."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for record in lab.state().processes:
+        if record.kind == "forwarder" and Path(record.log).exists():
+            kept.append(Path(shutil.copy(record.log, directory / Path(record.log).name)))
+    return kept
+
+
 def chaos(
     directory: Path | None,
     spec_path: Path | None,
@@ -184,6 +195,9 @@ def chaos(
             lab, seed=seed, seconds=seconds, kinds=kinds, rate=rate,
             progress=status.update, root=not partition_unavailable(),
         )  # fmt: skip
+        if report_dir is not None:  # while the lab (a --spec one) and its logs still exist
+            for path in keep_logs(lab, report_dir / "logs"):
+                err.print(f"kept {path}")
     where = ["--dir", str(directory)] if directory is not None else ["--spec", str(spec_path)]
     result.where = where
     if report_dir is not None:

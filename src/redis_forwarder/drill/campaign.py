@@ -15,7 +15,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
-from redis_forwarder.drill import gates, nemesis
+import redis
+
+from redis_forwarder.drill import gates, nemesis, sinks
 from redis_forwarder.drill.campaign_result import CampaignResult, FaultRecord
 from redis_forwarder.drill.chaos_check import (
     SOURCE_SETTLE,
@@ -31,7 +33,7 @@ from redis_forwarder.drill.ownership_watch import OwnershipWatcher
 from redis_forwarder.drill.runner import read_back
 from redis_forwarder.drill.settle import SETTLE_TIMEOUT, settle
 from redis_forwarder.drill.target import LabTarget
-from redis_forwarder.drill.workload import CLUSTER_LANE
+from redis_forwarder.drill.workload import CLUSTER_LANE, Lane, drill_routes
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab
 from redis_forwarder.model import DeploymentKind
@@ -40,6 +42,7 @@ from redis_forwarder.retry import Deadline
 GATE_WAIT = 30.0  # seconds a fault waits for its resource to be whole, then it is skipped
 STEADY_AFTER = 3.0  # seconds of load after the fleet settled: no loss allowed in them
 GATE_POLL = 0.25
+ACK_WAIT = 10.0  # seconds for the last acknowledgements of stream entries to come in
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,7 @@ def _campaign(
             halt.set()  # (an interrupted campaign heals what it holds at once)
             load.stop()
     sent, received, replication_loss = read_back(target, run, load)
+    unacknowledged = _unacknowledged(target)
     reports = check(sent, received, started)
     spans = _spans(records, target.session_timeout)
     pubsub_routes = {name for name in reports if name.startswith("pubsub@")}
@@ -120,6 +124,12 @@ def _campaign(
     exits = [e.to_json() for e in watch.exits]
     broken += liveness_broken(settled_after, unsettled, exits, alarms)
     broken += [f"{r.planned.kind}: heal failed: {r.error}" for r in records if r.error]
+    broken += [
+        f"stream@{lane}: {count} entries read and never acknowledged (a task reading after "
+        "its stop?)"
+        for lane, count in unacknowledged.items()
+        if count
+    ]
     timeline = {
         "sent": rates((s.at for s in sent if s.route in pubsub_routes), started),
         "forwarded": rates(
@@ -143,6 +153,7 @@ def _campaign(
         events=sorted(target.events + load.events),
         timeline=timeline,
         timeline_route="pub/sub, every route" if not cluster else f"pubsub@{CLUSTER_LANE}",
+        unacknowledged=unacknowledged,
     )
 
 
@@ -233,6 +244,31 @@ def _gate_strike_heal(
         log.warning("healing %s on %s failed: %s", planned.kind, struck.victim, exc)
     record.healed_at = time.time()
     target.note(f"healed {planned.kind} on {struck.victim}")
+
+
+def _unacknowledged(target: LabTarget) -> dict[str, int]:
+    """Per stream lane, entries its group read and never acknowledged, once the last
+    acknowledgements had ACK_WAIT to come in."""
+    _pubsub, streams = drill_routes(target.config)
+    group = streams.from_.group or ""
+    clients: dict[str, redis.Redis] = {}
+
+    def source_of(lane: Lane) -> redis.Redis:
+        address = target.source_address(lane)
+        if str(address) not in clients:
+            clients[str(address)] = redis.Redis(address.host, address.port, socket_timeout=5)
+        return clients[str(address)]
+
+    deadline = Deadline(ACK_WAIT)
+    try:
+        while True:
+            found = sinks.pending(target.workload.lanes, group, source_of)
+            if not any(found.values()) or deadline.expired:
+                return found
+            time.sleep(0.2)  # polling, with the deadline above
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 def _spans(records: list[FaultRecord], session_timeout: float) -> list[Span]:

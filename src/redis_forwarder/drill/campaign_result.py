@@ -59,6 +59,7 @@ class CampaignResult:
     timeline: dict[str, dict[int, int]] = field(default_factory=dict)
     timeline_route: str = ""
     where: list[str] = field(default_factory=list)  # --spec SPEC or --dir DIR, for replay
+    unacknowledged: dict[str, int] = field(default_factory=dict)  # stream lane -> entries
 
     @property
     def passed(self) -> bool:
@@ -95,6 +96,7 @@ class CampaignResult:
             "replication_loss": self.replication_loss,
             "settled_after_s": self.settled_after_s,
             "exits": self.exits,
+            "unacknowledged": self.unacknowledged,
             "log_alarms": self.alarms,
             "events": [
                 {"offset": round(at - self.started_at, 3), "what": what} for at, what in self.events

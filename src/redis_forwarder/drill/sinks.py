@@ -88,3 +88,15 @@ def split_replication_loss(sent: list[Sent], kept: dict[str, set[int]]) -> tuple
             continue
         kept_sent.append(message)
     return kept_sent, dropped
+
+
+def pending(lanes: tuple[Lane, ...], group: str, source_for: ClientFor) -> dict[str, int]:
+    """Per stream lane, entries its consumer group read and never acknowledged: a task
+    that read after its stop (issue 9: a task dropped with a lost session kept reading
+    for 5 s) leaves them there, claimed by nobody who will ever write them."""
+    found: dict[str, int] = {}
+    for lane in lanes:
+        if lane.stream:
+            summary: Any = source_for(lane).xpending(lane.key, group)
+            found[lane.label] = int(summary["pending"])
+    return found
