@@ -17,7 +17,10 @@ even though the gate itself reopens for the new session's tasks. Without it, the
 tasks of a lost session could write in the moment between the new session's first
 answer and the node dropping them (found by the pause-node drill: a node woken from
 SIGSTOP had its watchdog open a new session, and its old tasks wrote what they had
-buffered under their old epoch).
+buffered under their old epoch). Only the node opens it again (``rebind``): for a
+standby it promotes, which wrote nothing before, and for a task it held through the
+lost session and owns again under the same epoch, proof that its owner znode, and so
+its ownership, never lapsed (issue 17).
 """
 
 from __future__ import annotations
@@ -72,16 +75,28 @@ class BoundGate:
     def __init__(self, gate: WriteGate, generation: int) -> None:
         self.gate = gate
         self.generation = generation
+        self._rebound = asyncio.Event()
 
     def may_write(self) -> bool:
         return self.gate.generation == self.generation and self.gate.may_write()
 
+    def rebind(self) -> None:
+        """Bind to the session now: for a standby promoted to owner, which wrote nothing
+        before and owns the task under this session. A node keeps standing by through
+        a lost session (issue 17); a standby started then and promoted under the next
+        session waited on the old one's gate, forever (a chaos campaign: 13 s, until
+        the wedge check restarted it)."""
+        self.generation = self.gate.generation
+        self._rebound.set()
+
     async def wait(self) -> None:
-        """Until writing is allowed again; forever once the session changed (the node
-        cancels the task)."""
+        """Until writing is allowed again; once the session changed, until ``rebind``
+        (the node cancels the task or resumes it)."""
         while not self.may_write():
             if self.gate.generation != self.generation:
-                await asyncio.Event().wait()
+                self._rebound.clear()
+                await self._rebound.wait()
+                continue
             await self.gate.wait()
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from redis_forwarder.config import ForwarderConfig, SourceConfig, load_config
 from redis_forwarder.coordination.coordinator import (
     Coordinator,
+    Decision,
     LocalCoordinator,
     ZooKeeperCoordinator,
 )
@@ -299,17 +300,15 @@ class Node:
         self.standing_by = decision.stand_by
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)
-        if decision.drop_all and self.tasks:
-            log.error("dropping %d tasks: the ZooKeeper session is gone", len(self.tasks))
-            for key in list(self.tasks):
-                await self._stop(key, graceful=False)
-        if decision.drop_all:
-            await self.standbys.stop_all()
-        for key in sorted((self.tasks.keys() - decision.run.keys()) | decision.release):
+        held = await self._hold_or_drop(decision, standbys)
+        for key in sorted((self.tasks.keys() - decision.run.keys() - held) | decision.release):
             if key in self.tasks:
                 log.info("stopping %s@%s: no longer this node's", *key)
-                # Cut off from Redis, a graceful flush would only wait out its timeout.
-                await self._stop(key, graceful=not self._cut)
+                # Cut off from Redis, or held through a lost session (its gate shut for
+                # good), a graceful flush would only wait out its timeout: 5 s of a
+                # stalled cycle after a ZooKeeper outage (issue 17).
+                graceful = not self._cut and self.tasks[key].of_this_session
+                await self._stop(key, graceful=graceful)
             await self.coordinator.released(key)
         for key in [k for k, task in self.tasks.items() if task.state is TaskState.STOPPED]:
             # Its supervisor ended without being stopped: a bug. Start it afresh below.
@@ -319,6 +318,8 @@ class Node:
             task = self.tasks.get(key)
             if task is not None and task.epoch != epoch:
                 await self._stop(key, graceful=False)  # owned anew: a new epoch
+            elif task is not None:
+                task.resume()  # the same epoch: the same owner znode, never let go
             if key not in self.tasks and (promoted := self.standbys.promote(key, epoch)):
                 self.tasks[key] = promoted  # its standby: the ring replays what we missed
             if key not in self.tasks:
@@ -379,6 +380,28 @@ class Node:
         for change in watcher.rename(renamed):
             log.info("topology source (the controller's shard names): %s", change.to_json())
         self._wake.set()
+
+    async def _hold_or_drop(self, decision: Decision, standbys: set[TaskKey]) -> set[TaskKey]:
+        """The session is gone (``drop_all``): the tasks with a standby are held, writing
+        nothing (their gate is the lost session's), until ZooKeeper says whether they
+        are still ours: ZooKeeper stopped as a whole expires no session, and the same
+        session comes back with the same owner znodes (``resume``); a session truly
+        expired gives them to their standbys. Dropping them lost what they had read and
+        not written (a chaos campaign, issue 17: 4.4 s of pub/sub after a ZooKeeper
+        outage, the node owning the same epoch again a second later). Others stop."""
+        if not decision.drop_all:
+            return set()
+        held = {key for key in self.tasks if key in standbys}
+        dropped = [key for key in self.tasks if key not in held]
+        if dropped or held:
+            log.error(
+                "the ZooKeeper session is gone: %d tasks dropped, %d with a standby held "
+                "(writing nothing) until it is back",
+                len(dropped), len(held),
+            )  # fmt: skip
+        for key in dropped:
+            await self._stop(key, graceful=False)
+        return held
 
     def _restart_wedged(self) -> None:
         """A running task whose loop stopped turning (while writing is allowed) is

@@ -1,5 +1,5 @@
-"""The write gate: open + lease, and a task's bound view that a new session shuts for
-good. Pure (an event loop, no sockets)."""
+"""The write gate: open + lease, and a task's bound view that a new session shuts until
+the node rebinds it. Pure (an event loop, no sockets)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,23 @@ def test_a_bound_gate_waits_for_a_suspended_session_to_come_back() -> None:
         return task.may_write()
 
     assert asyncio.run(scenario())
+
+
+def test_a_bound_gate_of_an_old_session_waits_until_rebound() -> None:
+    """A task held through a lost session (issue 17) waits at its gate until the node
+    resumes it under the new session (the same owner znode): then it writes."""
+
+    async def scenario() -> None:
+        gate = WriteGate(lease_until=time.monotonic() + 60)
+        bound = gate.bound()
+        gate.close()
+        gate.generation += 1  # a new session's tasks will be bound to this
+        gate.reopen()
+        waiter = asyncio.create_task(bound.wait())
+        await asyncio.sleep(0.2)
+        assert not waiter.done() and not bound.may_write()
+        bound.rebind()
+        await asyncio.wait_for(waiter, 1)
+        assert bound.may_write()
+
+    asyncio.run(scenario())

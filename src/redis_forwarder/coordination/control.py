@@ -10,6 +10,7 @@ Apart from ``coordinator`` so that each stays one job under the size limit.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from redis_forwarder.coordination.assignment import (
     reaching,
 )
 from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.standby_wait import StandbyWait
 from redis_forwarder.coordination.zk import NodeExists, ZooKeeperSession
 from redis_forwarder.model import TaskKey
 
@@ -69,6 +71,7 @@ class Control:
     paths: Paths
     node_id: str
     cut_off_after: float  # seconds of silence from Redis: see ``assignment.cut_off``
+    waiting: StandbyWait  # tasks whose standby is not back yet wait for it (a while)
 
     async def run(
         self,
@@ -90,7 +93,8 @@ class Control:
         rebalance = await session.get(paths.rebalance, watch=True)
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
-        dead = reborn_owners(in_force, sessions, wants_standby)
+        reborn = reborn_owners(in_force, sessions, wants_standby)
+        dead = await self._not_owned_now(reborn, in_force, sessions)
         if dead:
             # Its owner is gone even though its node is back: to its standby, as any
             # task of a dead owner (``assignment.promotions``).
@@ -102,6 +106,16 @@ class Control:
         owners, standbys = plan(
             wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
         )
+        held = self.waiting.held(
+            wants_standby & wanted, previous, in_force.standbys, eligible, time.monotonic()
+        )
+        for task in held:  # no owner ("": no node's id) until its standby is back
+            owners[task], standbys[task] = "", in_force.standbys[task]
+        if held:
+            log.info(
+                "%d tasks wait for their standby to come back: %s",
+                len(held), ", ".join(f"{r}@{s}" for r, s in sorted(held)),
+            )  # fmt: skip
         if rebalance is not None:
             await session.delete(paths.rebalance)
         # A member's new session is written down too: what ``reborn_owners`` compares.
@@ -125,6 +139,23 @@ class Control:
             len(standbys),
             f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
+
+    async def _not_owned_now(
+        self, tasks: set[TaskKey], in_force: InForce, sessions: dict[str, int]
+    ) -> set[TaskKey]:
+        """Of ``tasks`` (``reborn_owners``), those whose owner znode is not held by its
+        assigned node's current session. One its node owns under the session it has
+        now was given to it since (a standby promoted while the controller recorded
+        the old session of a node whose expired member znode ZooKeeper had not yet
+        removed): moving it on cost the ring it had just replayed (a chaos campaign:
+        8.4 s of pub/sub unaccounted)."""
+        dead: set[TaskKey] = set()
+        for task in tasks:
+            holder = await self.session.get(self.paths.owner(task))
+            node = in_force.owners.get(task)
+            if holder is None or node is None or holder.owner != sessions.get(node):
+                dead.add(task)
+        return dead
 
     async def _candidates(self, fingerprint: str) -> tuple[list[str], dict[str, int]]:
         """Members running the controller's config, not drained; and each member's

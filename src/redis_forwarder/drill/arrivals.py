@@ -69,9 +69,10 @@ def wait_for_arrivals(
     lanes: tuple[Lane, ...],
     sent: list[Sent],
     sink_for: Callable[[Lane], redis.Redis],
+    quiet: float = QUIET,
 ) -> str:
     """Poll the lanes' sinks until all of ``sent`` is there, or nothing new landed for
-    ``QUIET`` seconds, or ``ARRIVAL_TIMEOUT`` passed; returns which, for the events."""
+    ``quiet`` seconds, or ``ARRIVAL_TIMEOUT`` passed; returns which, for the events."""
     expected: dict[str, set[int]] = {lane.label: set() for lane in lanes}
     for message in sent:
         expected.setdefault(message.channel, set()).add(message.seq)
@@ -85,8 +86,8 @@ def wait_for_arrivals(
         waited = time.monotonic() - started
         if not missing:
             return f"every message sent is in the sinks ({waited:.2f}s after the load stopped)"
-        if time.monotonic() - last_arrival >= QUIET:
-            return f"sinks quiet for {QUIET:.1f}s with {missing} messages not there"
+        if time.monotonic() - last_arrival >= quiet:
+            return f"sinks quiet for {quiet:.1f}s with {missing} messages not there"
         if deadline.expired:
             return f"sinks still receiving after {ARRIVAL_TIMEOUT:.0f}s, {missing} not there"
         time.sleep(POLL)  # polling, bounded by the deadline and the quiet span above

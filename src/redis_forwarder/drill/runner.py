@@ -16,7 +16,7 @@ from collections.abc import Callable
 import redis
 
 from redis_forwarder.drill import sinks
-from redis_forwarder.drill.arrivals import wait_for_arrivals
+from redis_forwarder.drill.arrivals import QUIET, wait_for_arrivals
 from redis_forwarder.drill.checker import (
     Received,
     RouteReport,
@@ -104,7 +104,7 @@ def _run(
         may_reorder = not pubsub or target.kind is DeploymentKind.CLUSTER
         # A hot standby (issue 15) covers a fault of the owner node: nothing lost, and
         # what the owner wrote after its last watermark is written again.
-        covered = pubsub and scenario.node_fault and target.has_standby(report.route)
+        covered = pubsub and scenario.standby_covers and target.has_standby(report.route)
         problems = guarantees_broken(
             report,
             may_lose=pubsub and not covered,
@@ -135,9 +135,12 @@ def _run(
     )
 
 
-def read_back(target: LabTarget, run: str, load: Load) -> tuple[list[Sent], list[Received], int]:
+def read_back(
+    target: LabTarget, run: str, load: Load, quiet: float = QUIET
+) -> tuple[list[Sent], list[Received], int]:
     """What the load sent for sure (less what Redis replication itself lost from the
-    source streams), every copy in the sinks, and how many entries Redis lost."""
+    source streams), every copy in the sinks, and how many entries Redis lost; the
+    last copies waited for until the sinks were ``quiet`` that long."""
     lanes = target.workload.lanes
     clients: dict[Address, redis.Redis] = {}
 
@@ -150,7 +153,7 @@ def read_back(target: LabTarget, run: str, load: Load) -> tuple[list[Sent], list
     # stop coming), bounded, rather than a fixed span that is too long or too short.
     try:
         sink_at = {lane: client_at(target.sink_address(lane)) for lane in lanes}
-        target.note(wait_for_arrivals(run, lanes, load.sent, sink_at.__getitem__))
+        target.note(wait_for_arrivals(run, lanes, load.sent, sink_at.__getitem__, quiet))
         received = sinks.received(run, lanes, sink_at.__getitem__)
         kept = sinks.kept_by_source(run, lanes, lambda lane: client_at(target.source_address(lane)))
     finally:

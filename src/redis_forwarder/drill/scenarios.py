@@ -86,9 +86,10 @@ class Scenario:
     needs_root: bool = False  # network namespaces: `drill all` leaves it out otherwise
     # Before the load starts, and undone after the drill: a set-up that is not the fault.
     prepare: Callable[[Target], Undo] | None = None
-    # A fault of the owner node itself, which a pub/sub route's hot standby covers: such
-    # a route may lose nothing here (only duplicate, counted; issue 15).
-    node_fault: bool = False
+    # A fault that a pub/sub route's hot standby covers (one of the owner node itself,
+    # issue 15; a ZooKeeper outage, issue 17): such a route may lose nothing here
+    # (only duplicate, counted).
+    standby_covers: bool = False
 
 
 def _owner(target: Target) -> str:
@@ -231,7 +232,7 @@ SCENARIOS: dict[str, Scenario] = {
             _kill_node,
             hold=lambda t: _session(t) + 4,
             max_gap=lambda t: _session(t) + 3,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "stop-node",
@@ -239,7 +240,7 @@ SCENARIOS: dict[str, Scenario] = {
             _stop_node,
             hold=lambda t: 3,
             max_gap=lambda t: 2,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "pause-node",
@@ -248,7 +249,7 @@ SCENARIOS: dict[str, Scenario] = {
             _pause_node,
             hold=lambda t: _session(t) + 4,
             max_gap=lambda t: _session(t) + 3,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "kill-controller",
@@ -256,7 +257,7 @@ SCENARIOS: dict[str, Scenario] = {
             _kill_controller,
             hold=lambda t: _session(t) + 4,
             max_gap=lambda t: _session(t) + 3,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "sentinel-failover",
@@ -300,11 +301,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "zk-outage",
-            "every ZooKeeper node stopped for two session timeouts: nodes stop writing, "
-            "then take their tasks again",
+            "every ZooKeeper node stopped for two session timeouts: nodes stop writing "
+            "and keep listening, then the standbys (or owners whose session survived) take "
+            "the pub/sub tasks with what they heard meanwhile",
             _zk_outage,
             hold=lambda t: 2 * _session(t),
             max_gap=lambda t: 3 * _session(t) + 8,
+            standby_covers=True,
         ),
         Scenario(
             "slow-sink",
@@ -324,7 +327,7 @@ SCENARIOS: dict[str, Scenario] = {
             max_gap=lambda t: _session(t) + 3,
             needs_root=True,
             prepare=_isolate,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "partition-redis",
@@ -339,7 +342,7 @@ SCENARIOS: dict[str, Scenario] = {
             max_gap=lambda t: t.cut_off_after + 3,
             needs_root=True,
             prepare=_isolate,
-            node_fault=True,
+            standby_covers=True,
         ),
         Scenario(
             "migrate-slots",

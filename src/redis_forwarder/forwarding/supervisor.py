@@ -32,6 +32,7 @@ from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import FINAL, Gap, TaskState
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.forwarding.wiring import Attempt, Wiring
+from redis_forwarder.gate import BoundGate
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
 from redis_forwarder.resp import ConnectionLost
@@ -139,6 +140,8 @@ class Task:
         if not self.listening or self.state in FINAL:
             return
         self.listening = False
+        if isinstance(self.placement.gate, BoundGate):
+            self.placement.gate.rebind()
         self.epoch = epoch
         self.spec = replace(self.spec, epoch=epoch)
         self._wiring.promote(self.spec)
@@ -146,6 +149,24 @@ class Task:
             self._enter(TaskState.FORWARDING, f"took over, epoch {epoch}")
             return
         self._wake.set()  # waiting to retry: retry now, as the owner
+
+    @property
+    def of_this_session(self) -> bool:
+        """Whether its gate is the node's session's (it may write once ZooKeeper lets
+        it); not for a task held through a lost session until ``resume``."""
+        gate = self.placement.gate
+        return not isinstance(gate, BoundGate) or gate.generation == gate.gate.generation
+
+    def resume(self) -> None:
+        """Held through a session the node gave up (issue 17) and owned again under the
+        same epoch, so by the same ZooKeeper session all along (the owner znode never
+        went): write under the node's session now, with nothing lost. Its loop waited
+        at the gate meanwhile, which is no wedge."""
+        if isinstance(self.placement.gate, BoundGate):
+            self.placement.gate.rebind()
+        now = time.monotonic()
+        for loop in self._loops:
+            loop.beat_at = max(loop.beat_at, now)
 
     def _arm_takeover(self) -> bool:
         """Have a promoted task's listening loop take over at its next turn (now: it is
