@@ -29,10 +29,10 @@ def test_a_schedule_keeps_one_fault_per_resource_and_overlaps_across_them(seed: 
     assert [f.at for f in schedule] == sorted(f.at for f in schedule)
     taken: dict[str, float] = {}
     for fault in schedule:
-        resource = fault.resource(SHARDS)
-        assert fault.at >= taken.get(resource, 0.0) - 1e-6, f"{fault} while {resource} is taken"
         kind = nemesis.KINDS[fault.kind]
-        taken[resource] = fault.at + fault.hold + kind.cooldown
+        for resource in fault.resources(SHARDS):
+            assert fault.at >= taken.get(resource, 0.0) - 1e-6, f"{fault}: {resource} is taken"
+            taken[resource] = fault.at + fault.hold + kind.cooldown
         assert fault.aim in kind.aims
     # Faults of different resources do overlap: that is the point of a campaign.
     spans = [(f.at, f.at + f.hold) for f in schedule]

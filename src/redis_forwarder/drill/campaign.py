@@ -176,10 +176,10 @@ def _strike_all(
     shards = target.shards if target.kind is not DeploymentKind.CLUSTER else []
     threads = []
     for record in records:
-        lock = locks[record.planned.resource(shards)]
+        taken = [locks[r] for r in sorted(record.planned.resources(shards))]  # one order
         thread = threading.Thread(
             target=_one_fault,
-            args=(target, striker, record, origin, lock, halt),
+            args=(target, striker, record, origin, taken, halt),
             name=f"chaos-{record.planned.kind}",
             daemon=True,
         )
@@ -200,21 +200,26 @@ def _one_fault(
     striker: Striker,
     record: FaultRecord,
     origin: float,
-    lock: threading.Lock,
+    locks: list[threading.Lock],
     halt: threading.Event,
 ) -> None:
     planned = record.planned
     if halt.wait(max(0.0, origin + planned.at - time.time())):
         record.skipped = "the campaign stopped"
         return
-    if not lock.acquire(timeout=GATE_WAIT):
-        record.skipped = "its resource was still taken by an earlier fault"
-        target.note(f"skipped {planned.kind}: {record.skipped}")
-        return
+    held: list[threading.Lock] = []
+    deadline = Deadline(GATE_WAIT)
     try:
+        for lock in locks:
+            if not lock.acquire(timeout=max(0.0, deadline.remaining)):
+                record.skipped = "its resource was still taken by an earlier fault"
+                target.note(f"skipped {planned.kind}: {record.skipped}")
+                return
+            held.append(lock)
         _gate_strike_heal(target, striker, record, halt)
     finally:
-        lock.release()
+        for lock in held:
+            lock.release()
 
 
 def _gate_strike_heal(
@@ -223,10 +228,11 @@ def _gate_strike_heal(
     planned = record.planned
     shards = target.shards if target.kind is not DeploymentKind.CLUSTER else []
     deadline = Deadline(GATE_WAIT)
-    reason = gates.closed(target, planned.resource(shards))
+    resources = planned.resources(shards)
+    reason = gates.closed_any(target, resources)
     while reason and not deadline.expired and not halt.is_set():
-        halt.wait(GATE_POLL)  # polling the gate, with the deadline above
-        reason = gates.closed(target, planned.resource(shards))
+        halt.wait(GATE_POLL)  # polling the gates, with the deadline above
+        reason = gates.closed_any(target, resources)
     if reason:
         record.skipped = f"not whole after {GATE_WAIT:.0f}s: {reason}"
         target.note(f"skipped {planned.kind}: {record.skipped}")

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from redis_forwarder.drill.target import LabTarget
 
 
+def closed_any(target: LabTarget, resources: tuple[str, ...]) -> str:
+    """Why a fault on all of ``resources`` must wait now ("" when it may strike)."""
+    return next((reason for r in resources if (reason := closed(target, r))), "")
+
+
 def closed(target: LabTarget, resource: str) -> str:
     """Why a fault on ``resource`` must wait now ("" when it may strike)."""
     if resource == nemesis.NODES:

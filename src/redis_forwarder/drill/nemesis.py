@@ -11,7 +11,7 @@ shard of the source, ZooKeeper, the sink) and a fault whose resource is still ta
 waits for it. One fault at a time per resource keeps each guarantee testable: two
 forwarder nodes down at once may take a task's owner and its standby together, and
 then its pub/sub loss is no bug; two ZooKeeper faults at once are an outage, which is
-a kind of its own.
+a kind of its own, and takes the nodes too (every node's session goes in it).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class FaultKind:
     needs_root: bool = False  # network namespaces
     long_hold: tuple[float, float] | None = None  # now and then (LONG_ODDS) this instead
     source: bool = False  # a fault of the source deployment: its pub/sub loss is Redis'
+    also: tuple[str, ...] = ()  # further resources it takes
 
 
 LONG_ODDS = 0.15
@@ -73,7 +74,9 @@ KINDS: dict[str, FaultKind] = {
         FaultKind("slot-migration", SOURCE, (MASTER,), (2.0, 6.0), 3.0, CLUSTER, source=True),
         FaultKind("zk-leader-kill", ZOOKEEPER, (LEADER,), (2.0, 8.0), 3.0),
         FaultKind("zk-leader-pause", ZOOKEEPER, (LEADER,), (1.0, 8.0), 3.0),
-        FaultKind("zk-outage", ZOOKEEPER, (EVERY,), (2.0, 12.0), 5.0),
+        # Every node loses its session in an outage: a node fault then too takes a
+        # task's standby with its owner's session, a double fault (issue 17's note).
+        FaultKind("zk-outage", ZOOKEEPER, (EVERY,), (2.0, 12.0), 5.0, also=(NODES,)),
         FaultKind("slow-sink", SINK, (EVERY,), (0.5, 3.0), 1.0),
     )
 }
@@ -94,6 +97,10 @@ class Planned:
         if kind.resource == SOURCE and shards:
             return f"{SOURCE}:{self.shard(shards)}"
         return kind.resource
+
+    def resources(self, shards: list[str]) -> tuple[str, ...]:
+        """Every resource it takes: its own and ``FaultKind.also``."""
+        return (self.resource(shards), *KINDS[self.kind].also)
 
     def shard(self, shards: list[str]) -> str:
         return shards[self.pick % len(shards)] if shards else ""
@@ -129,11 +136,11 @@ def plan(
             pick=draw.randrange(1 << 16),
             hold=round(draw.uniform(low, high), 2),
         )
-        resource = fault.resource(shards or [])
-        start = max(at, busy.get(resource, 0.0))  # its resource still taken: it waits
+        resources = fault.resources(shards or [])
+        start = max(at, *(busy.get(r, 0.0) for r in resources))  # still taken: it waits
         if start < seconds:
             fault = Planned(round(start, 2), fault.kind, fault.aim, fault.pick, fault.hold)
             schedule.append(fault)
-            busy[resource] = start + fault.hold + kind.cooldown
+            busy.update(dict.fromkeys(resources, start + fault.hold + kind.cooldown))
         at += draw.uniform(*GAP)
     return sorted(schedule, key=lambda f: f.at)
