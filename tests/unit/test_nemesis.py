@@ -109,25 +109,3 @@ def test_liveness_names_an_exit_a_log_alarm_and_a_slow_settle() -> None:
     assert len(broken) == 3
     assert "settled 45.0s" in broken[0] and "fwd-2 exited" in broken[1] and "fwd-1" in broken[2]
     assert "did not settle" in liveness_broken(None, "tasks moving", [], {})[0]
-
-
-def test_a_node_back_under_a_new_session_gives_its_standby_tasks_to_their_standbys() -> None:
-    from redis_forwarder.coordination.control import InForce, reborn_owners
-
-    pubsub, stream, lone = ("drill", "alpha"), ("drill-streams", "alpha"), ("drill", "beta")
-    in_force = InForce(
-        owners={pubsub: "n1", stream: "n1", lone: "n2"},
-        standbys={pubsub: "n2", lone: "n3"},
-        serial=4,
-        shard_names=None,
-        version=4,
-        sessions={"n1": 100, "n2": 200},
-    )
-    wants = {pubsub, lone}
-    assert reborn_owners(in_force, {"n1": 100, "n2": 200}, wants) == set()
-    # n1 came back under a new session: its pub/sub task goes; the stream task stays.
-    assert reborn_owners(in_force, {"n1": 101, "n2": 200}, wants) == {pubsub}
-    # n1 not a member (yet): nothing to compare; a document without sessions: nothing.
-    assert reborn_owners(in_force, {"n2": 200}, wants) == set()
-    old = InForce(in_force.owners, in_force.standbys, 4, None, 4)
-    assert reborn_owners(old, {"n1": 101, "n2": 200}, wants) == set()

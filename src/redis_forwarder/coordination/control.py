@@ -23,6 +23,7 @@ from redis_forwarder.coordination.assignment import (
     reaching,
 )
 from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.reborn import Ran, Running, gone_owners, ran_now
 from redis_forwarder.coordination.standby_wait import StandbyWait
 from redis_forwarder.coordination.zk import NodeExists, ZooKeeperSession
 from redis_forwarder.model import TaskKey
@@ -39,30 +40,8 @@ class InForce:
     serial: int
     shard_names: dict[str, Any] | None
     version: int | None  # None: no document yet
-    sessions: dict[str, int] = field(default_factory=dict)  # as written with the document
-
-
-def reborn_owners(
-    in_force: InForce, sessions: dict[str, int], wants_standby: set[TaskKey]
-) -> set[TaskKey]:
-    """Tasks with a standby whose owner is a member under another ZooKeeper session
-    than the one it had when the assignment in force was written: it died (kill -9)
-    or lost its session since, and is back. Whatever it held died with it; its
-    standby holds what was published meanwhile. Left to it, the node took the task
-    back itself when its old session expired (a chaos campaign, issue 17: 576 messages
-    lost in 3.6 s, the standby passed over), also when it had been the controller and
-    the next one was elected only then. Only tasks with a standby: others lose nothing
-    by staying."""
-    reborn = {
-        node
-        for node, session in in_force.sessions.items()
-        if node in sessions and sessions[node] != session
-    }
-    return {
-        task
-        for task, node in in_force.owners.items()
-        if node in reborn and task in wants_standby and task in in_force.standbys
-    }
+    # task -> (node, session, epoch) it last ran under, as written (``reborn.py``)
+    ran: dict[TaskKey, tuple[str, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,7 +63,7 @@ class Control:
         wants a standby (pub/sub routes, by the controller's config)."""
         session, paths = self.session, self.paths
         candidates, sessions = await self._candidates(fingerprint)
-        silences, standing_by = await self._reports(candidates)
+        silences, standing_by, running = await self._reports(candidates)
         cut = cut_off(silences, self.cut_off_after)
         eligible = reaching(candidates, cut)
         paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
@@ -93,8 +72,8 @@ class Control:
         rebalance = await session.get(paths.rebalance, watch=True)
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
-        reborn = reborn_owners(in_force, sessions, wants_standby)
-        dead = await self._not_owned_now(reborn, in_force, sessions)
+        with_standby = [t for t in wants_standby & wanted if t in in_force.standbys]
+        dead = gone_owners(in_force.owners, in_force.ran, sessions, running, with_standby)
         if dead:
             # Its owner is gone even though its node is back: to its standby, as any
             # task of a dead owner (``assignment.promotions``).
@@ -118,14 +97,14 @@ class Control:
             )  # fmt: skip
         if rebalance is not None:
             await session.delete(paths.rebalance)
-        # A member's new session is written down too: what ``reborn_owners`` compares.
-        unchanged = (owners, standbys, shard_names, sessions) == (
+        ran = ran_now(owners, in_force.ran, sessions, running, wants_standby & wanted)
+        unchanged = (owners, standbys, shard_names, ran) == (
             in_force.owners,
             in_force.standbys,
             in_force.shard_names,
-            in_force.sessions,
+            in_force.ran,
         )
-        if unchanged or not await self._write(in_force, owners, standbys, shard_names, sessions):
+        if unchanged or not await self._write(in_force, owners, standbys, shard_names, ran):
             return
         moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
@@ -139,23 +118,6 @@ class Control:
             len(standbys),
             f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
-
-    async def _not_owned_now(
-        self, tasks: set[TaskKey], in_force: InForce, sessions: dict[str, int]
-    ) -> set[TaskKey]:
-        """Of ``tasks`` (``reborn_owners``), those whose owner znode is not held by its
-        assigned node's current session. One its node owns under the session it has
-        now was given to it since (a standby promoted while the controller recorded
-        the old session of a node whose expired member znode ZooKeeper had not yet
-        removed): moving it on cost the ring it had just replayed (a chaos campaign:
-        8.4 s of pub/sub unaccounted)."""
-        dead: set[TaskKey] = set()
-        for task in tasks:
-            holder = await self.session.get(self.paths.owner(task))
-            node = in_force.owners.get(task)
-            if holder is None or node is None or holder.owner != sessions.get(node):
-                dead.add(task)
-        return dead
 
     async def _candidates(self, fingerprint: str) -> tuple[list[str], dict[str, int]]:
         """Members running the controller's config, not drained; and each member's
@@ -189,7 +151,7 @@ class Control:
             serial,
             znodes.shard_names_of(data),
             current.version if current else None,
-            znodes.sessions_of(data),
+            znodes.ran_of(data),
         )
 
     async def _write(
@@ -198,12 +160,12 @@ class Control:
         owners: Assignment,
         standbys: Assignment,
         shard_names: dict[str, Any] | None,
-        sessions: dict[str, int],
+        ran: Ran,
     ) -> bool:
         """Write the new document over the one read (compare-and-set): False when
         another controller wrote first (read next cycle)."""
         document = znodes.assignment_document(
-            owners, self.node_id, in_force.serial + 1, shard_names, standbys, sessions
+            owners, self.node_id, in_force.serial + 1, shard_names, standbys, ran
         )
         if in_force.version is None:
             try:
@@ -216,12 +178,14 @@ class Control:
 
     async def _reports(
         self, nodes: list[str]
-    ) -> tuple[dict[str, tuple[float, dict[str, float]]], dict[str, set[TaskKey]]]:
+    ) -> tuple[dict[str, tuple[float, dict[str, float]]], dict[str, set[TaskKey]], Running]:
         """From each node's last progress report: its time (ZooKeeper's clock) and how
         long each Redis deployment had been silent to it then; the tasks it stands by
-        for (a planned move goes only to a standby that says so)."""
+        for (a planned move goes only to a standby that says so); its session and the
+        tasks it runs, with their epochs (``reborn.py``)."""
         silences: dict[str, tuple[float, dict[str, float]]] = {}
         standing_by: dict[str, set[TaskKey]] = {}
+        running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
         for node in nodes:
             znode = await self.session.get(self.paths.progress_of(node))
             document = znodes.decode(znode.data) if znode else None
@@ -229,4 +193,6 @@ class Control:
             if znode is not None and silence:
                 silences[node] = (znode.mtime, silence)
             standing_by[node] = znodes.standing_by_of(document)
-        return silences, standing_by
+            if (runs := znodes.running_of(document)) is not None:
+                running[node] = runs
+        return silences, standing_by, running

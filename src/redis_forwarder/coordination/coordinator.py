@@ -329,6 +329,7 @@ class ZooKeeperCoordinator:
         self._registered_generation = self.session.generation
 
     async def _publish_progress(self, progress: dict[str, Any]) -> None:
+        progress = {**progress, znodes.SESSION: self.session.session_id}
         path, data = self.paths.progress_of(self.node_id), znodes.encode(progress)
         try:
             await self.session.set(path, data)
@@ -380,20 +381,22 @@ class ZooKeeperCoordinator:
         return await self.session.create_sequential(prefix, self.node_id.encode())
 
     async def _read_assignment(self) -> tuple[Assignment, Assignment, dict[str, Any] | None]:
-        """Owners, standbys and the controller's shard names. An assignment written
-        while this node was a member under another session (an earlier process with
-        our id, which died) gives us none of its tasks with a standby: the controller
-        gives those to their standbys (``control.reborn_owners``), and a node that took
-        one back the moment the old session expired raced it, writing what the
-        standby's replay then wrote again."""
+        """Owners, standbys and the controller's shard names. A task that, as the
+        assignment records (``reborn.py``), last ran here under another session (an
+        earlier process with our id, which died) is not taken: the controller gives it
+        to its standby, and a node that took it back the moment the old session expired
+        raced the controller, without what the standby held."""
         znode = await self.session.get(self.paths.assignment, watch=True)
         data = znode.data if znode else None
         owners, standbys = znodes.assignment_of(data)[0], znodes.standbys_of(data)
-        recorded = znodes.sessions_of(data).get(self.node_id)
-        if recorded is not None and recorded != self.session.session_id:
-            # (What it stands by for it takes: its ring is what the task needs.)
-            keep = self.owned.keys() | self.standing_by
-            owners = {t: n for t, n in owners.items() if t not in standbys or t in keep}
+        ran = znodes.ran_of(data)
+        keep = self.owned.keys() | self.standing_by  # its ring is what such a task needs
+        earlier = {
+            task
+            for task, (node, session, _epoch) in ran.items()
+            if node == self.node_id and session != self.session.session_id and task not in keep
+        }
+        owners = {t: n for t, n in owners.items() if t not in earlier}
         return owners, standbys, znodes.shard_names_of(data)
 
     async def _own(self, tasks: list[TaskKey]) -> None:

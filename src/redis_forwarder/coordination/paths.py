@@ -23,6 +23,7 @@ that any shard id is one znode name.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -114,7 +115,7 @@ def assignment_document(
     serial: int,
     shard_names: dict[str, Any] | None = None,
     standbys: Assignment | None = None,
-    sessions: dict[str, int] | None = None,
+    ran: Mapping[TaskKey, tuple[str, int, int]] | None = None,
 ) -> bytes:
     document: dict[str, Any] = {
         "controller": controller,
@@ -125,19 +126,38 @@ def assignment_document(
     }
     if shard_names is not None:
         document["shards"] = shard_names  # the controller's names for cluster shards
-    if sessions:  # node -> the ZooKeeper session it was a member with; read by sessions_of
-        document["sessions"] = dict(sorted(sessions.items()))
+    if ran:  # task -> [node, session, epoch] it last ran under (reborn.py); read by ran_of
+        document["ran"] = {task_name(t): list(v) for t, v in sorted(ran.items())}
     return encode(document)
 
 
-def sessions_of(data: bytes | None) -> dict[str, int]:
-    """The members' sessions an assignment document was written with (none in a
-    document from before they were recorded, or an unreadable one)."""
+def ran_of(data: bytes | None) -> dict[TaskKey, tuple[str, int, int]]:
+    """Under which node, session and epoch each task with a standby last ran, as the
+    assignment document records it (none in one from before, or an unreadable one)."""
     document = decode(data)
-    sessions = document.get("sessions") if isinstance(document, dict) else None
-    if not isinstance(sessions, dict):
+    ran = document.get("ran") if isinstance(document, dict) else None
+    if not isinstance(ran, dict):
         return {}
-    return {str(node): int(session) for node, session in sessions.items()}
+    try:
+        return {task_of(n): (str(v[0]), int(v[1]), int(v[2])) for n, v in ran.items()}
+    except (TypeError, ValueError, IndexError):
+        return {}
+
+
+SESSION = "session"  # in a node's progress document: the ZooKeeper session it wrote under
+
+
+def running_of(document: Any) -> tuple[int, dict[TaskKey, int]] | None:
+    """From a node's progress document: its session and each task it runs, with the
+    epoch (None from a node of an older version, or garbage)."""
+    if not isinstance(document, dict) or not isinstance(document.get(SESSION), int):
+        return None
+    tasks = {
+        task_of(name): int(entry["epoch"])
+        for name, entry in document.items()
+        if isinstance(entry, dict) and isinstance(entry.get("epoch"), int) and entry["epoch"]
+    }
+    return document[SESSION], tasks
 
 
 def shard_names_of(data: bytes | None) -> dict[str, Any] | None:
