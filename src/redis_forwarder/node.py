@@ -30,12 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from redis_forwarder.config import ForwarderConfig, SourceConfig, load_config
-from redis_forwarder.coordination.coordinator import (
-    Coordinator,
-    Decision,
-    LocalCoordinator,
-    ZooKeeperCoordinator,
-)
+from redis_forwarder.coordination.coordinator import ZooKeeperCoordinator
+from redis_forwarder.coordination.decision import Coordinator, Decision, LocalCoordinator
 from redis_forwarder.coordination.paths import SILENCE, STANDING_BY
 from redis_forwarder.errors import (
     AuthenticationError,

@@ -83,12 +83,18 @@ def assign(
     # What a node cannot give up: its promotions, and the tasks that want a standby and
     # have no ready one (a move would be a gap). The shares of the others are what is
     # left: counting those as movable gave one node two tasks and another none (a
-    # property test: a node holding three such tasks, eight tasks on six nodes).
+    # property test: a node holding three such tasks, eight tasks on six nodes). So is
+    # one whose ready standby already holds a full share: it will have no room (the
+    # same property test, later: a node kept such a task past its share while another
+    # node, given the larger share it would have needed, kept two and one node none).
+    most = -(-len(wanted) // len(eligible))  # the larger share, rounded up
+    full = {node for node in eligible if len(held[node]) >= most}
     pinned = {
         node: sum(
             1
             for t in held[node]
-            if t in promoted or (t in standby.wanting and t not in standby.ready)
+            if t in promoted
+            or (t in standby.wanting and (t not in standby.ready or standby.nodes.get(t) in full))
         )
         for node in eligible
     }

@@ -1,14 +1,16 @@
 """What a node may run, decided once per reconcile cycle.
 
-:class:`LocalCoordinator` (no ``[coordination]``): the node owns every task, epoch 0.
+``decision.LocalCoordinator`` (no ``[coordination]``): the node owns every task, epoch 0.
 
 :class:`ZooKeeperCoordinator`, one ``cycle(wanted)`` at a time:
 
-1. Session: lost (or its local lease ran out) -> run nothing (the node drops every
-   task: its ownership znodes are gone); suspended -> keep what runs, but the write
-   gate is closed until ZooKeeper confirms the session; a new session (the first one
-   too) -> make sure the fleet's paths exist, read the members (which proves the ACL
-   admits us) and own nothing. Every cycle: our member znode is there under this
+1. Session: lost (or its local lease ran out) -> own nothing (the node stops its stream
+   tasks and holds its pub/sub ones, writing nothing, and keeps its standbys: issue 17);
+   should ZooKeeper have kept the session after all, the owner znodes of tasks no longer
+   assigned here are deleted (``_let_go_of_orphans``); suspended -> keep what runs, but
+   the write gate is closed until ZooKeeper confirms the session; a new session (the
+   first one too) -> make sure the fleet's paths exist, read the members (which proves
+   the ACL admits us) and own nothing. Every cycle: our member znode is there under this
    session, or it is made (again: deleted from outside, it came back only with a new
    session, issue 14); held by another live process, the node id is refused
    (``membership``: exit 2), before the node owns anything.
@@ -45,14 +47,14 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from redis_forwarder import __version__
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment
 from redis_forwarder.coordination.control import Control
+from redis_forwarder.coordination.decision import Decision
 from redis_forwarder.coordination.membership import Membership, process_start
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.standby_wait import StandbyWait
@@ -65,83 +67,12 @@ from redis_forwarder.coordination.zk import (
     ZooKeeperSession,
 )
 from redis_forwarder.errors import ZooKeeperRefusedError
-from redis_forwarder.gate import WriteGate
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
 # kazoo Lock's contender names (``<prefix>__lock__<sequence>``, data the node id), which
 # ``FleetClient.lock_holder`` reads with kazoo's own ``Lock.contenders``.
 CONTENDER = "__lock__"
-
-
-@dataclass
-class Decision:
-    run: dict[TaskKey, int]  # task -> epoch: what may run now
-    release: set[TaskKey] = field(default_factory=set)  # stop these, then ``released``
-    drop_all: bool = False  # the session is gone: stop every owned task at once
-    # The controller's names for the source's shards (a cluster's), with what they
-    # cover: the fleet names shards as the controller does (see cluster.named_like).
-    shard_names: dict[str, Any] | None = None
-    # The tasks this node stands by for (assigned here as standby, and wanted): it
-    # subscribes to them too, so that it can take over without a loss (issue 15).
-    stand_by: set[TaskKey] = field(default_factory=set)
-
-
-class Coordinator(Protocol):
-    gate: WriteGate
-
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def session_state(self) -> str: ...
-
-    async def start(self) -> None: ...
-
-    async def cycle(
-        self,
-        wanted: set[TaskKey],
-        progress: dict[str, Any],
-        shard_names: dict[str, Any] | None = None,
-        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
-    ) -> Decision: ...
-
-    async def released(self, task: TaskKey) -> None: ...
-
-    async def reconfigured(self, fingerprint: str) -> None: ...
-
-    async def leave(self) -> None: ...
-
-
-class LocalCoordinator:
-    """A node alone: every task is its own, the gate always open."""
-
-    role = "alone"
-    session_state = "none"
-
-    def __init__(self) -> None:
-        self.gate = WriteGate()
-
-    async def start(self) -> None:
-        return None
-
-    async def cycle(
-        self,
-        wanted: set[TaskKey],
-        progress: dict[str, Any],
-        shard_names: dict[str, Any] | None = None,
-        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
-    ) -> Decision:
-        return Decision(run=dict.fromkeys(wanted, 0))
-
-    async def released(self, task: TaskKey) -> None:
-        return None
-
-    async def reconfigured(self, fingerprint: str) -> None:
-        return None
-
-    async def leave(self) -> None:
-        return None
 
 
 class ZooKeeperCoordinator:
@@ -180,6 +111,9 @@ class ZooKeeperCoordinator:
         self._contender: str | None = None  # our znode in the controller lock's queue
         self._holder_seen: str | None = None  # the holder whose znode we watch
         self._waiting_logged: set[TaskKey] = set()
+        # Tasks owned when the session was given up: their owner znodes outlive it when
+        # ZooKeeper kept the session after all (``_let_go_of_orphans``).
+        self._orphans: set[TaskKey] = set()
         self._started_at = time.time()
         self.control = Control(
             self.session, self.paths, node_id, cut_off_after, StandbyWait(config.session_timeout)
@@ -246,6 +180,7 @@ class ZooKeeperCoordinator:
         mine = {task for task, node in assignment.items() if node == self.node_id}
         mine &= wanted
         release = set(self.owned) - mine
+        await self._let_go_of_orphans(mine)
         await self._own(sorted(mine - set(self.owned)))
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         stand_by = {t for t, node in standbys.items() if node == self.node_id}
@@ -272,6 +207,7 @@ class ZooKeeperCoordinator:
         # a ZooKeeper outage longer than the session timeout (a chaos campaign, issue
         # 17: 4,891 messages in 4 outages): every node loses its session in one, the
         # standbys too. (The node holds its own pub/sub tasks too: ``_hold_or_drop``.)
+        self._orphans |= set(self.owned)
         self.owned.clear()
         self.is_controller = False
         self._contender = None
@@ -398,6 +334,28 @@ class ZooKeeperCoordinator:
         }
         owners = {t: n for t, n in owners.items() if t not in earlier}
         return owners, standbys, znodes.shard_names_of(data)
+
+    async def _let_go_of_orphans(self, mine: set[TaskKey]) -> None:
+        """Delete the owner znodes this session still holds for tasks owned before the
+        node gave its session up and no longer assigned here. The lease gives a session
+        up after a session timeout of silence, but ZooKeeper stopped as a whole expires
+        no session: the same one comes back, its owner znodes with it, and the task's
+        next owner waited for them for good (a chaos campaign: a task stopped for 3
+        minutes). Those still assigned here are owned again by ``_own``."""
+        claim = {"node": self.node_id, "session": self.session.session_id}
+        for task in sorted(self._orphans):
+            if task in mine:
+                self._orphans.discard(task)
+                continue
+            try:
+                holder = await self.session.get(self.paths.owner(task))
+                if holder is not None and znodes.decode(holder.data) == claim:
+                    await self.session.delete(self.paths.owner(task))
+                    log.info("%s@%s: let go of its owner znode, kept by ZooKeeper", *task)
+            except ZooKeeperError as exc:
+                log.warning("%s@%s: letting go: %s; trying again next cycle", *task, exc)
+                return
+            self._orphans.discard(task)
 
     async def _own(self, tasks: list[TaskKey]) -> None:
         """Own what is assigned here, in order. A connection loss midway keeps what is
