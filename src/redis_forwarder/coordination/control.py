@@ -25,7 +25,7 @@ from redis_forwarder.coordination.assignment import (
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.reborn import Ran, Running, gone_owners, ran_now
 from redis_forwarder.coordination.standby_wait import StandbyWait
-from redis_forwarder.coordination.zk import NodeExists, ZooKeeperSession
+from redis_forwarder.coordination.zk import NodeExists, NoNode, ZooKeeperSession
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,14 @@ class Control:
         if rebalance is not None:
             await session.delete(paths.rebalance)
         ran = ran_now(owners, in_force.ran, sessions, running, wants_standby & wanted)
-        unchanged = (owners, standbys, shard_names, ran) == (
+        unchanged = (owners, standbys, shard_names) == (
             in_force.owners,
             in_force.standbys,
             in_force.shard_names,
-            in_force.ran,
         )
-        if unchanged or not await self._write(in_force, owners, standbys, shard_names, ran):
+        if ran != in_force.ran:  # a znode of its own, watched by nobody: wakes no node
+            await self._write_ran(ran)
+        if unchanged or not await self._write(in_force, owners, standbys, shard_names):
             return
         moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
@@ -145,13 +146,14 @@ class Control:
         current = await self.session.get(self.paths.assignment)
         data = current.data if current else None
         owners, serial = znodes.assignment_of(data)
+        ran = await self.session.get(self.paths.ran)
         return InForce(
             owners,
             znodes.standbys_of(data),
             serial,
             znodes.shard_names_of(data),
             current.version if current else None,
-            znodes.ran_of(data),
+            znodes.ran_of(ran.data if ran else None),
         )
 
     async def _write(
@@ -160,12 +162,11 @@ class Control:
         owners: Assignment,
         standbys: Assignment,
         shard_names: dict[str, Any] | None,
-        ran: Ran,
     ) -> bool:
         """Write the new document over the one read (compare-and-set): False when
         another controller wrote first (read next cycle)."""
         document = znodes.assignment_document(
-            owners, self.node_id, in_force.serial + 1, shard_names, standbys, ran
+            owners, self.node_id, in_force.serial + 1, shard_names, standbys
         )
         if in_force.version is None:
             try:
@@ -175,6 +176,13 @@ class Control:
         else:
             await self.session.set(self.paths.assignment, document, version=in_force.version)
         return True
+
+    async def _write_ran(self, ran: Ran) -> None:
+        data = znodes.ran_document(ran)
+        try:
+            await self.session.set(self.paths.ran, data)
+        except NoNode:
+            await self.session.create(self.paths.ran, data)
 
     async def _reports(
         self, nodes: list[str]

@@ -325,7 +325,8 @@ class ZooKeeperCoordinator:
         znode = await self.session.get(self.paths.assignment, watch=True)
         data = znode.data if znode else None
         owners, standbys = znodes.assignment_of(data)[0], znodes.standbys_of(data)
-        ran = znodes.ran_of(data)
+        recorded = await self.session.get(self.paths.ran)
+        ran = znodes.ran_of(recorded.data if recorded else None)
         keep = self.owned.keys() | self.standing_by  # its ring is what such a task needs
         earlier = {
             task

@@ -95,6 +95,12 @@ class Paths:
     def rebalance(self) -> str:
         return f"{self.root}/rebalance"
 
+    @property
+    def ran(self) -> str:
+        """What each task with a standby last ran under (``reborn.py``): written by the
+        controller, watched by nobody (a write wakes no node)."""
+        return f"{self.root}/ran"
+
 
 def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
@@ -115,7 +121,6 @@ def assignment_document(
     serial: int,
     shard_names: dict[str, Any] | None = None,
     standbys: Assignment | None = None,
-    ran: Mapping[TaskKey, tuple[str, int, int]] | None = None,
 ) -> bytes:
     document: dict[str, Any] = {
         "controller": controller,
@@ -126,16 +131,18 @@ def assignment_document(
     }
     if shard_names is not None:
         document["shards"] = shard_names  # the controller's names for cluster shards
-    if ran:  # task -> [node, session, epoch] it last ran under (reborn.py); read by ran_of
-        document["ran"] = {task_name(t): list(v) for t, v in sorted(ran.items())}
     return encode(document)
+
+
+def ran_document(ran: Mapping[TaskKey, tuple[str, int, int]]) -> bytes:
+    """task -> [node, session, epoch] it last ran under (``Paths.ran``; reborn.py)."""
+    return encode({task_name(t): list(v) for t, v in sorted(ran.items())})
 
 
 def ran_of(data: bytes | None) -> dict[TaskKey, tuple[str, int, int]]:
     """Under which node, session and epoch each task with a standby last ran, as the
-    assignment document records it (none in one from before, or an unreadable one)."""
-    document = decode(data)
-    ran = document.get("ran") if isinstance(document, dict) else None
+    controller recorded it (none before it did, or from an unreadable document)."""
+    ran = decode(data)
     if not isinstance(ran, dict):
         return {}
     try:

@@ -92,6 +92,12 @@ class StreamLoop:
         block_ms = max(1, int(self.heartbeat * 1000))
         while not self.stopping:
             self.beat_at = time.monotonic()
+            if self.gate is not None and not self.gate.may_write():
+                # Nothing read that cannot be written: a task of a session the node gave
+                # up (a frozen node waking) read entries into its group's pending list
+                # in the moment before the node stopped it (a chaos campaign, issue 17).
+                await self.gate.wait()
+                continue
             claimed = self.reader.claiming
             self._reading = True
             try:
