@@ -11,7 +11,10 @@
     {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
                                           seconds since any of its servers answered it;
-                                          (``standing_by``) the tasks it stands by for
+                                          (``standing_by``) the tasks it stands by for;
+                                          (``session``) the session it wrote under
+    {root}/ran                 persistent task -> [node, session, epoch] it last ran under
+                                          (pub/sub tasks with a standby; reborn.py)
     {root}/drained/{node}      persistent an operator drained this node
     {root}/paused/{route}      persistent an operator paused this route
     {root}/rebalance           persistent a request: recompute without stickiness

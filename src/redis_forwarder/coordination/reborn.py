@@ -8,8 +8,8 @@ the node, it took the task back itself as soon as the old session expired, with
 nothing of that (576 messages lost in 3.6 s in one campaign), and the standby was
 passed over.
 
-The controller keeps, in the assignment document, under which session and epoch each
-such task last ran, as its owner reported it (``ran_now``). A task whose owner is a
+The controller keeps, in a znode of its own (``Paths.ran``), under which session and
+epoch each such task last ran, as its owner reported it (``ran_now``). A task whose owner is a
 member under another session now, and does not run it under a new epoch yet, lost its
 owner (``gone_owners``): it goes to its standby. Recording the members' sessions
 instead (what was built first) mistook a node the controller had just promoted, read

@@ -293,7 +293,8 @@ def _spans(records: list[FaultRecord], session_timeout: float) -> list[Span]:
     for record in records:
         if record.at is None or record.healed_at is None:
             continue
-        source = nemesis.KINDS[record.planned.kind].source
+        # A fault that hit a source shard (a sink that is a source master too: faults.py)
+        source = nemesis.KINDS[record.planned.kind].source or bool(record.shard)
         after = SOURCE_SETTLE if source else SOURCE_SETTLE + session_timeout
         spans.append(Span(record.at, record.healed_at + after, record.shard, source))
     return spans

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from redis_forwarder.drill import nemesis
 from redis_forwarder.drill.workload import DRILL_ROUTES, PUBSUB_ROUTE
 from redis_forwarder.lab.probes import redis_call
-from redis_forwarder.model import DeploymentKind
+from redis_forwarder.model import Address, DeploymentKind
 
 if TYPE_CHECKING:
     from redis_forwarder.drill.target import LabTarget
@@ -170,4 +170,19 @@ class Striker:
         sink = self.target.drill_sink()
         pause_ms = max(1, int(fault.hold * 1000))
         redis_call(sink, "CLIENT", "PAUSE", pause_ms, "WRITE", timeout=2)
-        return Struck(str(sink), "", lambda: None)  # it ends by itself after the hold
+        # A sink that is a source master (the ``ha`` lab writes into the source): its
+        # pause holds the sentinels' hello PUBLISH, their PING behind it goes
+        # unanswered past down-after, and they fail the master over (a campaign: 116
+        # messages lost in a failover nobody ordered). A source fault then, named so.
+        return Struck(str(sink), self._shard_mastered_at(sink), lambda: None)
+
+    def _shard_mastered_at(self, address: Address) -> str:
+        if self.target.kind is DeploymentKind.CLUSTER:
+            return ""  # the cluster lab's sink is a server of its own
+        for shard in self.target.shards:
+            try:
+                if self.target.master(shard) == address:
+                    return shard
+            except RuntimeError:  # no sentinel answers: not known as a master
+                continue
+        return ""
