@@ -314,8 +314,8 @@ class Node:
             task = self.tasks.get(key)
             if task is not None and task.epoch != epoch:
                 await self._stop(key, graceful=False)  # owned anew: a new epoch
-            elif task is not None:
-                task.resume()  # the same epoch: the same owner znode, never let go
+            elif task is not None and not task.of_this_session:
+                task.resume()  # held, the same epoch: the same owner znode, never let go
             if key not in self.tasks and (promoted := self.standbys.promote(key, epoch)):
                 self.tasks[key] = promoted  # its standby: the ring replays what we missed
             if key not in self.tasks:

@@ -97,7 +97,9 @@ class Control:
             )  # fmt: skip
         if rebalance is not None:
             await session.delete(paths.rebalance)
-        ran = ran_now(owners, in_force.ran, sessions, running, wants_standby & wanted)
+        # A gone owner's record goes with it: whoever owns the task next may take it.
+        last_ran = {task: ran for task, ran in in_force.ran.items() if task not in dead}
+        ran = ran_now(owners, last_ran, sessions, running, wants_standby & wanted)
         unchanged = (owners, standbys, shard_names) == (
             in_force.owners,
             in_force.standbys,

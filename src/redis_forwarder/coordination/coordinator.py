@@ -331,7 +331,10 @@ class ZooKeeperCoordinator:
         earlier = {
             task
             for task, (node, session, _epoch) in ran.items()
-            if node == self.node_id and session != self.session.session_id and task not in keep
+            if node == self.node_id
+            and session != self.session.session_id
+            and task in standbys
+            and task not in keep
         }
         owners = {t: n for t, n in owners.items() if t not in earlier}
         return owners, standbys, znodes.shard_names_of(data)
