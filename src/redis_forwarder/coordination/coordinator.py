@@ -157,8 +157,12 @@ class ZooKeeperCoordinator:
             return self._forget_everything()
         if session.state is SessionState.SUSPENDED:
             # Gate closed: running, not writing; standing by too (a blip must not cost
-            # a standby what it holds).
-            return Decision(run=dict(self.owned), stand_by=set(self.standing_by))
+            # a standby what it holds). Suspended again after the session was given up
+            # (kazoo reconnecting): the held tasks stay held, or the node stopped them
+            # as no longer its own a moment before the same session came back (a chaos
+            # campaign: 1,050 messages).
+            held = bool(self._orphans)
+            return Decision(run=dict(self.owned), drop_all=held, stand_by=set(self.standing_by))
         dropped = False
         try:
             if self._registered_generation != session.generation:
