@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from redis_forwarder.drill.campaign_result import CampaignResult
-from redis_forwarder.drill.checker import BUCKET
 from redis_forwarder.drill.nemesis import KINDS
+from redis_forwarder.drill.report import plot_rates
 from redis_forwarder.extras import require
 
 COLOURS = {"nodes": "tab:red", "zookeeper": "tab:purple", "sink": "tab:olive", "source": "tab:blue"}
@@ -84,17 +84,7 @@ def picture(result: CampaignResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(14, 5), dpi=100)
-    last = max((max(s, default=0) for s in result.timeline.values()), default=0)
-    buckets = range(last + 1)  # empty buckets are zeros: a gap must show as one
-    for name, style in (("sent", "-"), ("forwarded", "--")):
-        series = result.timeline.get(name, {})
-        axes.plot(
-            [b * BUCKET for b in buckets],
-            [series.get(b, 0) / BUCKET for b in buckets],
-            style,
-            linewidth=0.8,
-            label=f"{name}, {result.timeline_route} (msg/s)",
-        )
+    plot_rates(axes, result.timeline, result.timeline_route, linewidth=0.8)
     for lane, fault in enumerate(result.struck):
         assert fault.at is not None
         start = fault.at - result.started_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -62,6 +63,21 @@ def write_report(results: list[DrillResult], directory: Path) -> list[Path]:
     return written
 
 
+def plot_rates(axes: Any, timeline: dict[str, dict[int, int]], route: str, **line: Any) -> None:
+    """Sent and forwarded messages per second (a drill's and a campaign's picture)."""
+    last = max((max(s, default=0) for s in timeline.values()), default=0)
+    buckets = range(last + 1)  # empty buckets are zeros: a gap must show as one
+    for name, style in (("sent", "-"), ("forwarded", "--")):
+        series = timeline.get(name, {})
+        axes.plot(
+            [b * BUCKET for b in buckets],
+            [series.get(b, 0) / BUCKET for b in buckets],
+            style,
+            label=f"{name}, {route} (msg/s)",
+            **line,
+        )
+
+
 def timeline(result: DrillResult, path: Path) -> Path:
     require("matplotlib", "a drill timeline (--report)")
     import matplotlib
@@ -70,16 +86,7 @@ def timeline(result: DrillResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(10, 4), dpi=100)
-    last = max((max(s, default=0) for s in result.timeline.values()), default=0)
-    buckets = range(last + 1)  # empty buckets are zeros: a gap must show as one
-    for name, style in (("sent", "-"), ("forwarded", "--")):
-        series = result.timeline.get(name, {})
-        axes.plot(
-            [b * BUCKET for b in buckets],
-            [series.get(b, 0) / BUCKET for b in buckets],
-            style,
-            label=f"{name}, {result.timeline_route} (msg/s)",
-        )
+    plot_rates(axes, result.timeline, result.timeline_route)
     for at, what in result.events:
         offset = at - result.started_at
         axes.axvline(offset, color="grey", linewidth=0.8)
