@@ -1,8 +1,10 @@
 """The controller's step of a coordination cycle, run by the node whose contender is
 first in the controller queue: read who may run tasks (members running the
-controller's config, not drained, not cut off from Redis) and the assignment in force,
-compute owners and standbys (``assignment.plan``), and write them back in one
-compare-and-set on the assignment znode when anything changed, standbys alone too.
+controller's config, not drained, not cut off from Redis: ``fleet_reads``) and the
+assignment in force, compute owners and standbys (``assignment.plan``) when any of
+that changed since the last plan, and write what changed: the parts that changed
+(layout 2, ``parts_store``), or the whole document while a member of an older release
+reads only that (layout 1, ``legacy``).
 
 Apart from ``coordinator`` so that each stays one job under the size limit.
 """
@@ -14,18 +16,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis_forwarder.coordination import legacy, parts
 from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.assignment import (
-    Assignment,
-    cut_off,
-    moves,
-    plan,
-    reaching,
+from redis_forwarder.coordination.assignment import Assignment, cut_off, moves, plan, reaching
+from redis_forwarder.coordination.fleet_reads import (
+    Members,
+    Memo,
+    Reports,
+    read_members,
+    read_reports,
 )
+from redis_forwarder.coordination.parts import Ran
+from redis_forwarder.coordination.parts_store import PartsStore
 from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.coordination.reborn import Ran, Running, gone_owners, ran_now
+from redis_forwarder.coordination.reborn import gone_owners, ran_now
+from redis_forwarder.coordination.requests import Operation
 from redis_forwarder.coordination.standby_wait import StandbyWait
-from redis_forwarder.coordination.zk import NodeExists, NoNode, ZooKeeperSession
+from redis_forwarder.coordination.watched import WatchedReads
+from redis_forwarder.coordination.zk import Znode, ZooKeeperSession
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
@@ -33,24 +41,42 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InForce:
-    """The assignment document as the controller read it."""
+    """The assignment as the controller read it (either layout)."""
 
     owners: Assignment
     standbys: Assignment
     serial: int
     shard_names: dict[str, Any] | None
-    version: int | None  # None: no document yet
+    version: int | None  # layout 1: the document's (None: none yet); 2: the parts'
     # task -> (node, session, epoch) it last ran under, as written (``reborn.py``)
     ran: dict[TaskKey, tuple[str, int, int]] = field(default_factory=dict)
+    layout: int = 1
+    marker_exists: bool = False  # {root}/assignment is there (either layout)
+    marker_version: int = -1  # its version, when it is
 
 
-@dataclass(frozen=True)
+@dataclass
 class Control:
     session: ZooKeeperSession
     paths: Paths
     node_id: str
     cut_off_after: float  # seconds of silence from Redis: see ``assignment.cut_off``
     waiting: StandbyWait  # tasks whose standby is not back yet wait for it (a while)
+    reads: WatchedReads  # the coordinator's: read again only what changed
+    store: PartsStore = field(init=False)
+    _memo: Memo = field(default_factory=dict)
+    # What the last plan was made of: the same again plans nothing (issue 18: at 20,000
+    # tasks a plan is most of a controller's cycle).
+    _last_inputs: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.store = PartsStore(self.session, self.paths, self.node_id)
+
+    def forget(self) -> None:
+        """A new session, or no longer the controller: read everything again."""
+        self.store.forget()
+        self._memo.clear()
+        self._last_inputs = None
 
     async def run(
         self,
@@ -61,18 +87,53 @@ class Control:
     ) -> None:
         """One controller step. ``wants_standby``: the tasks of ``wanted`` whose route
         wants a standby (pub/sub routes, by the controller's config)."""
-        session, paths = self.session, self.paths
-        candidates, sessions = await self._candidates(fingerprint)
-        silences, standing_by, running = await self._reports(candidates)
-        cut = cut_off(silences, self.cut_off_after)
-        eligible = reaching(candidates, cut)
-        paused = {znodes.unquote_name(n) for n in await session.children(paths.paused, watch=True)}
+        members = await read_members(self.reads, self.paths, fingerprint, self._memo)
+        reports = await read_reports(self.reads, self.paths, members.candidates, self._memo)
+        paused = {znodes.unquote_name(n) for n in await self.reads.children(self.paths.paused)}
         in_force = await self._in_force()
-        ready = {t for t, node in in_force.standbys.items() if t in standing_by.get(node, ())}
-        rebalance = await session.get(paths.rebalance, watch=True)
+        rebalance = await self.reads.get(self.paths.rebalance)
+        inputs = (
+            members, reports.key(), paused, in_force.version, in_force.layout,
+            rebalance is not None, frozenset(wanted), frozenset(wants_standby), shard_names,
+        )  # fmt: skip
+        if inputs == self._last_inputs:
+            return
+        self._last_inputs = inputs
+        owners, standbys, ran, held = self._plan(
+            members, reports, paused, in_force, rebalance, wanted, wants_standby
+        )
+        if held:
+            self._last_inputs = None  # the wait has a deadline: plan again next cycle
+        if rebalance is not None:
+            await self.session.delete(self.paths.rebalance)
+        written = await self._write(members.layout, in_force, owners, standbys, ran, shard_names)
+        if not written:
+            self._last_inputs = None
+            return
+        if (owners, standbys) != (in_force.owners, in_force.standbys):
+            self._log(in_force, owners, standbys, reports, members)
+
+    def _plan(
+        self,
+        members: Members,
+        reports: Reports,
+        paused: set[str],
+        in_force: InForce,
+        rebalance: Znode | None,
+        wanted: set[TaskKey],
+        wants_standby: set[TaskKey],
+    ) -> tuple[Assignment, Assignment, Ran, set[TaskKey]]:
+        """Owners, standbys, the records of last runs, and the tasks left to wait for
+        their standby."""
+        cut = cut_off(reports.silences, self.cut_off_after)
+        eligible = reaching(members.candidates, cut)
+        ready = {
+            t for t, node in in_force.standbys.items() if t in reports.standing_by.get(node, ())
+        }
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
         with_standby = [t for t in wants_standby & wanted if t in in_force.standbys]
+        sessions, running = members.sessions, reports.running
         dead = gone_owners(in_force.owners, in_force.ran, sessions, running, with_standby)
         if dead:
             # Its owner is gone even though its node is back: to its standby, as any
@@ -80,7 +141,7 @@ class Control:
             previous = {t: "" if t in dead else n for t, n in previous.items()}
             log.info(
                 "%d tasks of a node that died and came back go to their standbys: %s",
-                len(dead), ", ".join(f"{r}@{s}" for r, s in sorted(dead)),
+                len(dead), _names(dead),
             )  # fmt: skip
         owners, standbys = plan(
             wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
@@ -91,118 +152,86 @@ class Control:
         for task in held:  # no owner ("": no node's id) until its standby is back
             owners[task], standbys[task] = "", in_force.standbys[task]
         if held:
-            log.info(
-                "%d tasks wait for their standby to come back: %s",
-                len(held), ", ".join(f"{r}@{s}" for r, s in sorted(held)),
-            )  # fmt: skip
-        if rebalance is not None:
-            await session.delete(paths.rebalance)
+            log.info("%d tasks wait for their standby to come back: %s", len(held), _names(held))
         # A gone owner's record goes with it: whoever owns the task next may take it.
         last_ran = {task: ran for task, ran in in_force.ran.items() if task not in dead}
         ran = ran_now(owners, last_ran, sessions, running, wants_standby & wanted)
-        unchanged = (owners, standbys, shard_names) == (
-            in_force.owners,
-            in_force.standbys,
-            in_force.shard_names,
+        return owners, standbys, ran, held
+
+    async def _in_force(self) -> InForce:
+        """The assignment as ZooKeeper holds it, in whichever layout it is."""
+        marker = await self.reads.get(self.paths.assignment)
+        data = marker.data if marker else None
+        if parts.layout_of(data) == parts.LAYOUT:
+            await self.store.load(self.reads)
+            owners, standbys, ran = self.store.in_force()
+            return InForce(
+                owners, standbys, self.store.serial, znodes.shard_names_of(data),
+                self.store.version, dict(ran), parts.LAYOUT, True,
+                marker.version if marker else -1,
+            )  # fmt: skip
+        owners, serial = znodes.assignment_of(data)
+        recorded = await self.reads.get(self.paths.ran)
+        return InForce(
+            owners,
+            znodes.standbys_of(data),
+            serial,
+            znodes.shard_names_of(data),
+            marker.version if marker else None,
+            znodes.ran_of(recorded.data if recorded else None),
+            1,
+            marker is not None,
+            marker.version if marker else -1,
         )
-        if ran != in_force.ran:  # a znode of its own, watched by nobody: wakes no node
-            await self._write_ran(ran)
-        if unchanged or not await self._write(in_force, owners, standbys, shard_names):
-            return
+
+    async def _write(
+        self,
+        layout: int,
+        in_force: InForce,
+        owners: Assignment,
+        standbys: Assignment,
+        ran: Ran,
+        shard_names: dict[str, Any] | None,
+    ) -> bool:
+        """Write what changed, in the layout every member reads: 2, unless a member of
+        an older release is in the fleet (a rolling upgrade: layout 1 until the last one
+        is replaced, and back to it should one come back). False when another
+        controller wrote first (read again next cycle)."""
+        if layout >= parts.LAYOUT:
+            await self.store.load(self.reads)  # a switch: what the parts folder holds
+            marker = None
+            if in_force.layout != parts.LAYOUT or shard_names != in_force.shard_names:
+                kind = "set" if in_force.marker_exists else "create"
+                marker = Operation(kind, self.paths.assignment, parts.marker(shard_names))
+            return await self.store.write(owners, standbys, ran, marker)
+        return await legacy.write(
+            self.session, self.paths, self.node_id, in_force, owners, standbys, ran, shard_names
+        )
+
+    def _log(
+        self,
+        in_force: InForce,
+        owners: Assignment,
+        standbys: Assignment,
+        reports: Reports,
+        members: Members,
+    ) -> None:
+        cut = cut_off(reports.silences, self.cut_off_after)
         moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
         log.info(
             "assignment %d: %d tasks on %d nodes, %d moved (%d to their standby), %d standbys%s",
             in_force.serial + 1,
             len(owners),
-            len(eligible),
+            len(reaching(members.candidates, cut)),
             len(moved),
             sum(1 for task in moved if owners[task] == in_force.standbys.get(task)),
             len(standbys),
             f"; none for nodes cut off from Redis: {passed_over}" if passed_over else "",
         )
 
-    async def _candidates(self, fingerprint: str) -> tuple[list[str], dict[str, int]]:
-        """Members running the controller's config, not drained; and each member's
-        ZooKeeper session (its member znode's ephemeral owner)."""
-        session, paths = self.session, self.paths
-        members: dict[str, dict[str, Any]] = {}
-        sessions: dict[str, int] = {}
-        for name in await session.children(paths.members, watch=True):
-            znode = await session.get(f"{paths.members}/{name}")
-            document = znodes.decode(znode.data) if znode else None
-            if znode is not None and isinstance(document, dict) and "id" in document:
-                members[str(document["id"])] = document
-                sessions[str(document["id"])] = znode.owner
-        drained = {
-            znodes.unquote_name(n) for n in await session.children(paths.drained, watch=True)
-        }
-        candidates = [
-            node
-            for node, member in members.items()
-            if member.get("config") == fingerprint and node not in drained
-        ]
-        return candidates, sessions
 
-    async def _in_force(self) -> InForce:
-        current = await self.session.get(self.paths.assignment)
-        data = current.data if current else None
-        owners, serial = znodes.assignment_of(data)
-        ran = await self.session.get(self.paths.ran)
-        return InForce(
-            owners,
-            znodes.standbys_of(data),
-            serial,
-            znodes.shard_names_of(data),
-            current.version if current else None,
-            znodes.ran_of(ran.data if ran else None),
-        )
-
-    async def _write(
-        self,
-        in_force: InForce,
-        owners: Assignment,
-        standbys: Assignment,
-        shard_names: dict[str, Any] | None,
-    ) -> bool:
-        """Write the new document over the one read (compare-and-set): False when
-        another controller wrote first (read next cycle)."""
-        document = znodes.assignment_document(
-            owners, self.node_id, in_force.serial + 1, shard_names, standbys
-        )
-        if in_force.version is None:
-            try:
-                await self.session.create(self.paths.assignment, document)
-            except NodeExists:
-                return False
-        else:
-            await self.session.set(self.paths.assignment, document, version=in_force.version)
-        return True
-
-    async def _write_ran(self, ran: Ran) -> None:
-        data = znodes.ran_document(ran)
-        try:
-            await self.session.set(self.paths.ran, data)
-        except NoNode:
-            await self.session.create(self.paths.ran, data)
-
-    async def _reports(
-        self, nodes: list[str]
-    ) -> tuple[dict[str, tuple[float, dict[str, float]]], dict[str, set[TaskKey]], Running]:
-        """From each node's last progress report: its time (ZooKeeper's clock) and how
-        long each Redis deployment had been silent to it then; the tasks it stands by
-        for (a planned move goes only to a standby that says so); its session and the
-        tasks it runs, with their epochs (``reborn.py``)."""
-        silences: dict[str, tuple[float, dict[str, float]]] = {}
-        standing_by: dict[str, set[TaskKey]] = {}
-        running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
-        for node in nodes:
-            znode = await self.session.get(self.paths.progress_of(node))
-            document = znodes.decode(znode.data) if znode else None
-            silence = znodes.silence_of(document)
-            if znode is not None and silence:
-                silences[node] = (znode.mtime, silence)
-            standing_by[node] = znodes.standing_by_of(document)
-            if (runs := znodes.running_of(document)) is not None:
-                running[node] = runs
-        return silences, standing_by, running
+def _names(tasks: set[TaskKey]) -> str:
+    shown = sorted(tasks)[:20]
+    more = f" and {len(tasks) - len(shown)} more" if len(tasks) > len(shown) else ""
+    return ", ".join(f"{r}@{s}" for r, s in shown) + more

@@ -46,7 +46,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from typing import Any
 
 from redis_forwarder import __version__
@@ -55,9 +54,13 @@ from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment
 from redis_forwarder.coordination.control import Control
 from redis_forwarder.coordination.decision import Decision
+from redis_forwarder.coordination.election import Election
 from redis_forwarder.coordination.membership import Membership, process_start
+from redis_forwarder.coordination.my_share import MyShare
+from redis_forwarder.coordination.parts import LAYOUT
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.standby_wait import StandbyWait
+from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import (
     NodeExists,
     NoNode,
@@ -70,9 +73,9 @@ from redis_forwarder.errors import ZooKeeperRefusedError
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
-# kazoo Lock's contender names (``<prefix>__lock__<sequence>``, data the node id), which
-# ``FleetClient.lock_holder`` reads with kazoo's own ``Lock.contenders``.
-CONTENDER = "__lock__"
+# Progress unchanged in what the controller decides by is written this often anyway,
+# for ``status``'s counters (its ``STALE_AFTER`` is above it).
+PROGRESS_REFRESH = 2.0
 
 
 class ZooKeeperCoordinator:
@@ -99,25 +102,38 @@ class ZooKeeperCoordinator:
         self.gate = self.session.gate
         self.owned: dict[TaskKey, int] = {}  # task -> epoch (czxid of its owner znode)
         self.standing_by: set[TaskKey] = set()  # as the last assignment read said
-        self.is_controller = False
         self._registered_generation: int | None = None
+        # Reads answered from the last one until the znode's watch fires (issue 18).
+        self.reads = WatchedReads(self.session)
         self.membership = Membership(
-            self.session, self.paths, node_id, config.session_timeout, self._member_document
+            self.session,
+            self.paths,
+            node_id,
+            config.session_timeout,
+            self._member_document,
+            self.reads,
         )
-        # One prefix for the process's life, not per session: a session that the lease
-        # gave up but ZooKeeper kept still holds our contender, and finding it by this
-        # prefix adopts it (a new prefix would queue behind our own orphan, for good).
-        self._contender_prefix = f"{uuid.uuid4().hex}{CONTENDER}"
-        self._contender: str | None = None  # our znode in the controller lock's queue
-        self._holder_seen: str | None = None  # the holder whose znode we watch
+        self.election = Election(self.session, self.paths, self.reads, node_id)
+        self.my_share = MyShare(self.session, self.paths, self.reads, node_id)
+        self._published: tuple[Any, ...] | None = None  # the last progress written, in sum
+        self._published_at = 0.0
         self._waiting_logged: set[TaskKey] = set()
         # Tasks owned when the session was given up: their owner znodes outlive it when
         # ZooKeeper kept the session after all (``_let_go_of_orphans``).
         self._orphans: set[TaskKey] = set()
         self._started_at = time.time()
         self.control = Control(
-            self.session, self.paths, node_id, cut_off_after, StandbyWait(config.session_timeout)
+            self.session,
+            self.paths,
+            node_id,
+            cut_off_after,
+            StandbyWait(config.session_timeout),
+            self.reads,
         )
+
+    @property
+    def is_controller(self) -> bool:
+        return self.election.is_controller
 
     @property
     def role(self) -> str:
@@ -172,8 +188,7 @@ class ZooKeeperCoordinator:
             if not await self.membership.join():
                 return Decision(run={}, drop_all=dropped)  # our id is held elsewhere: wait
             await self._publish_progress(progress)
-            await self._elect()
-            if self.is_controller:
+            if await self.election.elect():
                 await self.control.run(self.fingerprint, wanted, set(wants_standby), shard_names)
             assignment, standbys, names = await self._read_assignment()
         except Refused as exc:
@@ -213,9 +228,7 @@ class ZooKeeperCoordinator:
         # standbys too. (The node holds its own pub/sub tasks too: ``_hold_or_drop``.)
         self._orphans |= set(self.owned)
         self.owned.clear()
-        self.is_controller = False
-        self._contender = None
-        self._holder_seen = None
+        self.election.reset()
         # Register again on whatever session comes next, even one kazoo reports with
         # the old id: the contender and the member may be gone with the lost one.
         self._registered_generation = None
@@ -247,6 +260,7 @@ class ZooKeeperCoordinator:
             "config": self.fingerprint,
             "started_at": self._started_at,
             "process_start": process_start(os.getpid()),  # with pid, tells a recycled pid
+            "layout": LAYOUT,  # the assignment layout it reads (``parts.py``)
         }
 
     async def _register(self) -> None:
@@ -259,66 +273,34 @@ class ZooKeeperCoordinator:
             self.paths.drained,
             self.paths.paused,
             self.paths.controller,
+            self.paths.parts,
         )
         # ensure_path reads nothing (exists needs no permission): reading proves the ACL.
         await self.session.children(self.paths.members)
         self.membership.new_session()
-        self._contender = None
-        self._holder_seen = None
-        self.is_controller = False
+        self.reads.forget()  # the watches were the old session's
+        self.my_share.forget()
+        self.control.forget()
+        self.election.reset()
+        self._published = None
         self._registered_generation = self.session.generation
 
     async def _publish_progress(self, progress: dict[str, Any]) -> None:
+        """Write our progress when what the controller decides by changed (``summary``),
+        else every ``PROGRESS_REFRESH`` seconds for ``status``'s counters (issue 18:
+        every node wrote it every second, 500 writes a second of unchanged news)."""
         progress = {**progress, znodes.SESSION: self.session.session_id}
+        summary, now = znodes.summary(progress), time.monotonic()
+        if self.membership.progress_made:  # a new progress znode ({}): write ours
+            self.membership.progress_made, self._published = False, None
+        if summary == self._published and now - self._published_at < PROGRESS_REFRESH:
+            return
         path, data = self.paths.progress_of(self.node_id), znodes.encode(progress)
         try:
             await self.session.set(path, data)
         except NoNode:  # deleted from outside: "coordination cycle: no node", every cycle
             await self.session.create(path, data, ephemeral=True)
-
-    async def _elect(self) -> None:
-        """Queue once per session, then check each cycle whether our contender is first.
-
-        Not kazoo's ``Lock.acquire(blocking=False)``: it retries a connection loss or an
-        expired session forever (no deadline, no try limit) inside one pool thread, past
-        ``call``'s bound, and could create its contender later, first in the queue and
-        unknown to us: a fleet without a controller. Nor a try-and-withdraw: that
-        created and deleted a contender per try, and two nodes watching the lock's
-        children woke each other in a loop (dozens of cycles a second). A node that
-        waits watches the holder's znode alone."""
-        if self.is_controller:
-            return
-        contenders = await self.session.children(self.paths.controller)
-        if self._contender not in contenders:
-            self._contender = await self._contend(contenders)
-            # Read the queue again after queueing: a contender created between our read
-            # and our create is ahead of us, and the list read before did not have it.
-            # Two nodes started together each saw only their own and both led (a full
-            # suite run: two controllers writing assignments over each other, one
-            # cutting the other off). Our own create is visible to our reads, and with
-            # it every create ordered before it.
-            contenders = await self.session.children(self.paths.controller)
-            if self._contender not in contenders:
-                return  # gone already (the session is ending): queue again next cycle
-        holder = min(contenders, key=_sequence)
-        if holder == self._contender:
-            self.is_controller = True
-            self._holder_seen = None
-            log.info("elected controller")
-            return
-        if holder != self._holder_seen:  # be woken when the holder's znode goes
-            await self.session.get(f"{self.paths.controller}/{holder}", watch=True)
-            self._holder_seen = holder
-
-    async def _contend(self, contenders: list[str]) -> str:
-        """Our contender: the one with our prefix if there is one (a create whose answer
-        was lost made it: Curator's trick, kazoo's too; or a session kept that we had
-        given up), else a new one."""
-        for name in contenders:
-            if name.startswith(self._contender_prefix):
-                return name
-        prefix = f"{self.paths.controller}/{self._contender_prefix}"
-        return await self.session.create_sequential(prefix, self.node_id.encode())
+        self._published, self._published_at = summary, now
 
     async def _read_assignment(self) -> tuple[Assignment, Assignment, dict[str, Any] | None]:
         """Owners, standbys and the controller's shard names. A task that, as the
@@ -326,11 +308,8 @@ class ZooKeeperCoordinator:
         earlier process with our id, which died) is not taken: the controller gives it
         to its standby, and a node that took it back the moment the old session expired
         raced the controller, without what the standby held."""
-        znode = await self.session.get(self.paths.assignment, watch=True)
-        data = znode.data if znode else None
-        owners, standbys = znodes.assignment_of(data)[0], znodes.standbys_of(data)
-        recorded = await self.session.get(self.paths.ran)
-        ran = znodes.ran_of(recorded.data if recorded else None)
+        read = await self.my_share.read()
+        owners, standbys, ran = read.owners, read.standbys, read.ran
         keep = self.owned.keys() | self.standing_by  # its ring is what such a task needs
         earlier = {
             task
@@ -341,7 +320,7 @@ class ZooKeeperCoordinator:
             and task not in keep
         }
         owners = {t: n for t, n in owners.items() if t not in earlier}
-        return owners, standbys, znodes.shard_names_of(data)
+        return owners, standbys, read.shard_names
 
     async def _let_go_of_orphans(self, mine: set[TaskKey]) -> None:
         """Delete the owner znodes this session still holds for tasks owned before the
@@ -441,11 +420,5 @@ class ZooKeeperCoordinator:
             if self.owned.pop(task, None) is not None:
                 await self.session.delete(self.paths.owner(task))
                 log.info("%s@%s: ownership released", *task)
-        if self._contender is not None:  # the next in line takes over within a cycle
-            await self.session.delete(f"{self.paths.controller}/{self._contender}")
+        await self.election.withdraw()  # the next in line takes over within a cycle
         await self.membership.leave()
-
-
-def _sequence(contender: str) -> str:
-    """The sequence number ZooKeeper appended: ten digits, ordered as text."""
-    return contender[-10:]

@@ -34,10 +34,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from redis_forwarder.coordination import parts
 from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.assignment import cut_off
-from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.coordination.assignment import Assignment, cut_off
+from redis_forwarder.coordination.paths import Paths, node_of_part
+from redis_forwarder.coordination.zk import FleetClient, ZooKeeperError
 
 STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report this recent
 
@@ -45,8 +46,8 @@ STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report thi
 def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dict[str, Any]:
     holder = client.lock_holder(paths.controller)
     members: list[dict[str, Any]] = []
-    for name in sorted(client.children(paths.members)):
-        znode = client.get(f"{paths.members}/{name}")
+    names = sorted(client.children(paths.members))
+    for znode in client.get_many([f"{paths.members}/{name}" for name in names]):
         document = znodes.decode(znode.data) if znode else None
         if isinstance(document, dict):
             members.append(document)
@@ -58,17 +59,14 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
         member["config_drift"] = (
             controller_config is not None and member.get("config") != controller_config
         )
-    assignment_znode = client.get(paths.assignment)
-    assignment_data = assignment_znode.data if assignment_znode else None
-    assignment, serial = znodes.assignment_of(assignment_data)
-    standbys = znodes.standbys_of(assignment_data)
+    assignment, standbys, serial = read_assignment(client, paths)
     # Each member's report of its tasks, if it is fresh: a node writes it every cycle
     # (about a second), so an old one is a node that cannot reach ZooKeeper, or a
     # ZooKeeper that has just woken up with sessions it has not expired yet.
     now = time.time()
     reports: dict[str, dict[str, Any]] = {}
-    for member in members:
-        znode = client.get(paths.progress_of(str(member.get("id"))))
+    progress = client.get_many([paths.progress_of(str(m.get("id"))) for m in members])
+    for member, znode in zip(members, progress, strict=True):
         document = znodes.decode(znode.data) if znode else None
         member["reported_at"] = znode.mtime if znode else None
         member["silent_for"] = znodes.silence_of(document)
@@ -85,8 +83,10 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
     for member in members:
         member["cut_off"] = cut.get(str(member.get("id")), [])
     owners: dict[tuple[str, str], tuple[str | None, int]] = {}
-    for name in client.children(paths.owners):
-        znode = client.get(f"{paths.owners}/{name}")
+    names = client.children(paths.owners)
+    for name, znode in zip(
+        names, client.get_many([f"{paths.owners}/{n}" for n in names]), strict=True
+    ):
         if znode is not None:
             claim = znodes.decode(znode.data) or {}
             owners[znodes.task_of(name)] = (claim.get("node"), znode.czxid)
@@ -133,6 +133,37 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
         "assignment_serial": serial,
         "tasks": tasks,
     }
+
+
+def read_assignment(client: FleetClient, paths: Paths) -> tuple[Assignment, Assignment, int]:
+    """Owners, standbys and the serial, in either layout (``parts.py``). The parts are
+    read at once; one read in the middle of a write is read again (a few times)."""
+    marker = client.get(paths.assignment)
+    data = marker.data if marker else None
+    if parts.layout_of(data) != parts.LAYOUT:
+        return (
+            znodes.assignment_of(data)[0],
+            znodes.standbys_of(data),
+            znodes.assignment_of(data)[1],
+        )
+    for _ in range(5):
+        folder = client.get(paths.parts)
+        names = client.children(paths.parts)
+        firsts = client.get_many([f"{paths.parts}/{n}" for n in names])
+        shares: dict[str, parts.Share] = {}
+        for name, first in zip(names, firsts, strict=True):
+            data = first.data if first else None
+            count = parts.chunk_count(data)
+            rest = client.get_many([f"{paths.parts}/{name}/{i}" for i in range(1, count)])
+            found = parts.share_of([data, *(z.data if z else None for z in rest)])
+            if found is None:
+                break
+            shares[node_of_part(name)] = found[0]
+        else:
+            owners, standbys, _ran = parts.merged(shares)
+            serial = parts.folder_serial(folder.data if folder else None)
+            return {t: n for t, n in owners.items() if n}, standbys, serial
+    raise ZooKeeperError(f"{paths.parts}: the assignment changed under every read; try again")
 
 
 def set_flag(client: FleetClient, folder: str, name: str, on: bool, note: dict[str, Any]) -> bool:

@@ -36,6 +36,7 @@ from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import ZooKeeperSession
 from redis_forwarder.errors import DuplicateNodeIdError
 
@@ -83,12 +84,15 @@ class Membership:
         node_id: str,
         session_timeout: float,
         document: Callable[[], dict[str, Any]],
+        reads: WatchedReads,
     ) -> None:
         self.session = session
         self.paths = paths
         self.node_id = node_id
         self.session_timeout = session_timeout
         self.document = document
+        self.reads = reads  # our member znode, read again only when its watch fired
+        self.progress_made = False  # set when ``join`` made a new (empty) progress znode
         self.sessions: set[int] = set()  # every session this process had: their znodes are ours
         self._made_in: int | None = None  # the session that made our member znode
         self._held_since: float | None = None  # our id found held on another host, since
@@ -108,12 +112,12 @@ class Membership:
 
     async def join(self) -> bool:
         """Our member znode under this session, made if it is not there: checked every
-        cycle (one read, watched), because a membership deleted from outside came back
-        only with a new session. False while another host holds our id (``_wait_for``);
-        raises ``DuplicateNodeIdError`` when a live process does. ZooKeeperError as any
-        call."""
+        cycle (read again only when its watch fired), because a membership deleted from
+        outside came back only with a new session. False while another host holds our
+        id (``_wait_for``); raises ``DuplicateNodeIdError`` when a live process does;
+        ZooKeeperError as any call."""
         session_id = self.session.session_id
-        existing = await self.session.get(self.path, watch=True)
+        existing = await self.reads.get(self.path)
         if existing is not None and existing.owner == session_id:
             return True
         if existing is not None:
@@ -122,13 +126,18 @@ class Membership:
                 return self._wait_for(holder)
             log.info("member %s: replacing the znode of %s", self.node_id, holder.describe())
             await self.session.delete(self.path, version=existing.version)
+            self.reads.mark_stale(self.path)
         elif self._made_in == session_id:
             log.warning("member %s: its znode was deleted; registering again", self.node_id)
         await self.session.create(self.path, znodes.encode(self.document()), ephemeral=True)
+        # Read it again next cycle (its watch fires too, but on kazoo's other thread:
+        # the cycle may come first and find the cached "absent").
+        self.reads.mark_stale(self.path)
         self._made_in, self._held_since = session_id, None
         progress = self.paths.progress_of(self.node_id)
         await self.session.delete(progress)
         await self.session.create(progress, znodes.encode({}), ephemeral=True)
+        self.progress_made = True
         log.info("registered as %s in %s", self.node_id, self.paths.root)
         return True
 

@@ -5,16 +5,28 @@
     {root}/members/{node}      ephemeral  who is alive: id, host, pid, version, metrics,
                                           config hash
     {root}/controller/         kazoo Lock recipe: its holder is the controller
-    {root}/assignment          persistent one JSON document: task -> node, task ->
-                                          standby node (pub/sub), versioned
+    {root}/assignment          persistent layout 2 (issue 18): a small marker, the
+                                          layout and the controller's shard names;
+                                          layout 1 (older releases, and a fleet with
+                                          an older member): one JSON document, task ->
+                                          node, task -> standby, versioned
+    {root}/parts               persistent layout 2: the assignment's serial and
+                                          controller; its version is the controller's
+                                          compare-and-set (``parts_store.py``)
+    {root}/parts/{node}        persistent what one node owns (with each task's standby
+                                          and last run) and stands by for; over 128 KB,
+                                          continued in chunks ``{root}/parts/{node}/1..``
+                                          (``parts.py``); ``@waiting``: tasks left
+                                          without an owner until their standby is back
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
     {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
                                           seconds since any of its servers answered it;
                                           (``standing_by``) the tasks it stands by for;
                                           (``session``) the session it wrote under
-    {root}/ran                 persistent task -> [node, session, epoch] it last ran under
-                                          (pub/sub tasks with a standby; reborn.py)
+    {root}/ran                 persistent layout 1: task -> [node, session, epoch] it
+                                          last ran under (pub/sub tasks with a
+                                          standby; reborn.py); in the parts in layout 2
     {root}/drained/{node}      persistent an operator drained this node
     {root}/paused/{route}      persistent an operator paused this route
     {root}/rebalance           persistent a request: recompute without stickiness
@@ -34,6 +46,10 @@ from urllib.parse import quote, unquote
 from redis_forwarder.coordination.assignment import Assignment
 from redis_forwarder.model import TaskKey
 
+# The part of the tasks that have no owner (``StandbyWait``): "@" is quoted in every
+# node's part name, so no node id has this one.
+WAITING = "@waiting"
+
 
 def quote_name(name: str) -> str:
     """Any node id or route name as one znode name."""
@@ -42,6 +58,11 @@ def quote_name(name: str) -> str:
 
 def unquote_name(name: str) -> str:
     return unquote(name)
+
+
+def node_of_part(name: str) -> str:
+    """The node a part's znode name is of ("" for ``WAITING``)."""
+    return "" if name == WAITING else unquote(name)
 
 
 def task_name(task: TaskKey) -> str:
@@ -97,6 +118,20 @@ class Paths:
     @property
     def rebalance(self) -> str:
         return f"{self.root}/rebalance"
+
+    @property
+    def parts(self) -> str:
+        return f"{self.root}/parts"
+
+    def part(self, node: str) -> str:
+        """A node's part of the assignment (``WAITING``: the tasks with no owner)."""
+        name = WAITING if node == "" else quote_name(node)
+        return f"{self.parts}/{name}"
+
+    def chunk(self, node: str, index: int) -> str:
+        """A part's chunk: the first is the part's znode itself."""
+        part = self.part(node)
+        return part if index == 0 else f"{part}/{index}"
 
     @property
     def ran(self) -> str:
@@ -239,3 +274,23 @@ def silence_of(document: Any) -> dict[str, float]:
         return {str(name): float(seconds) for name, seconds in silence.items()}
     except (TypeError, ValueError):
         return {}
+
+
+def summary(progress: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a progress document the controller decides by: the session, each task's
+    epoch, running and state, each standby's state, and the silences in whole seconds
+    (a deployment falling silent shows each second; counters and rates do not count).
+    A node writes its progress when this changed (``coordinator``)."""
+    tasks = sorted(
+        (name, entry.get("epoch"), entry.get("running"), entry.get("state"), entry.get("gaps"))
+        for name, entry in progress.items()
+        if isinstance(entry, dict) and "epoch" in entry
+    )
+    standing = progress.get(STANDING_BY)
+    states = sorted(
+        (name, status.get("state"))
+        for name, status in (standing.items() if isinstance(standing, dict) else ())
+        if isinstance(status, dict)
+    )
+    silence = sorted((name, int(seconds)) for name, seconds in silence_of(progress).items())
+    return (progress.get(SESSION), tuple(tasks), tuple(states), tuple(silence))
