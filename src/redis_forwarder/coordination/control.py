@@ -93,7 +93,7 @@ class Control:
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)
         inputs = (
-            members, reports.key(), paused, in_force.version, in_force.layout,
+            members, reports.key(self.cut_off_after), paused, in_force.version, in_force.layout,
             rebalance is not None, frozenset(wanted), frozenset(wants_standby), shard_names,
         )  # fmt: skip
         if inputs == self._last_inputs:

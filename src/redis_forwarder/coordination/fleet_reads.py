@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination.assignment import cut_off
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import Znode
@@ -32,15 +33,11 @@ class Reports:
     standing_by: dict[str, frozenset[TaskKey]]  # the tasks each node stands by for, ready
     running: dict[str, tuple[int, dict[TaskKey, int]]]  # its session, task -> epoch
 
-    def key(self) -> tuple[Any, ...]:
-        """What the assignment depends on, for telling whether anything changed: the
-        silences only as a node's last hearing of each deployment (they grow between
-        reports, the moment does not)."""
-        heard = {
-            node: (at, tuple(sorted((d, round(at - s, 1)) for d, s in silence.items())))
-            for node, (at, silence) in self.silences.items()
-        }
-        return (heard, self.standing_by, self.running)
+    def key(self, cut_off_after: float) -> tuple[Any, ...]:
+        """What the assignment depends on, for telling whether anything changed: of the
+        silences, only who is cut off (they change with every report, which at 500
+        nodes is every cycle)."""
+        return (cut_off(self.silences, cut_off_after), self.standing_by, self.running)
 
 
 Memo = dict[str, tuple[tuple[int, int], Any]]
