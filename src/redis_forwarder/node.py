@@ -107,6 +107,7 @@ class Node:
         self._report = ProgressReport()
         # The tasks this node stands by for, as the coordinator last said (issue 15).
         self.standing_by: set[TaskKey] = set()
+        self._held_said: tuple[int, set[TaskKey]] | None = None  # what _hold_or_drop said last
         self._cut: list[str] = []  # deployments silent to this node past the cut-off time
         # What /readyz answers from: an immutable snapshot the loop replaces each cycle
         # (the HTTP thread iterated the live task dict while the loop changed it:
@@ -386,10 +387,14 @@ class Node:
         not written (a chaos campaign, issue 17: 4.4 s of pub/sub after a ZooKeeper
         outage, the node owning the same epoch again a second later). Others stop."""
         if not decision.drop_all:
+            self._held_said = None
             return set()
         held = {key for key in self.tasks if key in standbys}
         dropped = [key for key in self.tasks if key not in held]
-        if dropped or held:
+        # Said when it changes, not every cycle of an outage (a minute of ZooKeeper down
+        # wrote sixty copies of it at ERROR).
+        if (dropped or held) and (len(dropped), held) != self._held_said:
+            self._held_said = (len(dropped), held)
             log.error(
                 "the ZooKeeper session is gone: %d tasks dropped, %d with a standby held "
                 "(writing nothing) until it is back",
