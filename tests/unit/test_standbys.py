@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redis_forwarder.config import load_config
+from redis_forwarder.coordination import parts
 from redis_forwarder.coordination.assignment import (
     Assignment,
     Standbys,
@@ -160,9 +161,22 @@ def test_a_fleet_that_changes_evens_out_losslessly(
         for task in moves(owners, new_owners):
             if owners[task] in after or standbys.get(task) in after:
                 assert new_owners[task] == standbys[task], (task, owners, standbys)
-        owners, standbys = new_owners, new_standbys
+        # What the next round plans from is what it reads back of the parts (layout 2).
+        owners, standbys = through_parts(new_owners, new_standbys)
+        assert (owners, standbys) == (new_owners, new_standbys)
     load = list(loads(owners, after).values())
     assert max(load) - min(load) <= 1, (owners, standbys)
+
+
+def through_parts(owners: Assignment, standbys: Assignment) -> tuple[Assignment, Assignment]:
+    """An assignment written as parts (``parts.py``) and read back whole."""
+    read = {}
+    for node, share in parts.shares(owners, standbys, {}).items():
+        found = parts.share_of(list(parts.documents(parts.contents(share), 1)))
+        assert found is not None
+        read[node] = found[0]
+    back_owners, back_standbys, _ran = parts.merged(read)
+    return back_owners, back_standbys
 
 
 def test_one_node_has_no_standby_and_streams_want_none() -> None:
