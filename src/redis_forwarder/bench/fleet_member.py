@@ -44,6 +44,10 @@ class CycleSample:
     role: str
     at: float  # when the cycle started (time.monotonic: one clock for the whole host)
     seconds: float
+    # The session connected when the cycle started and when it ended: a cycle that
+    # failed on a connection loss (or ran suspended) returns at once and is no measure
+    # of a cycle's work.
+    connected: bool = True
 
 
 @dataclass
@@ -77,11 +81,17 @@ class FleetView:
     def controllers(self) -> list[str]:
         return sorted(node for node, role in self.roles.items() if role == "controller")
 
-    def samples(self, since: float, until: float, *, role: str | None = None) -> list[float]:
+    def samples(
+        self, since: float, until: float, *, role: str | None = None, connected: bool = True
+    ) -> list[float]:
+        """The durations of the cycles started in [since, until) (of ``role``'s), those
+        connected throughout (or, ``connected=False``, the others)."""
         return [
             c.seconds
             for c in self.cycles
-            if since <= c.at < until and (role is None or c.role == role)
+            if since <= c.at < until
+            and (role is None or c.role == role)
+            and c.connected is connected
         ]
 
 
@@ -158,13 +168,16 @@ class SimulatedMember:
 
     async def _cycle(self) -> None:
         progress = self._progress()
+        coordinator = self.coordinator
+        connected = coordinator.session_state == "connected"
         started = time.monotonic()
-        decision = await self.coordinator.cycle(
+        decision = await coordinator.cycle(
             set(self.work.wanted), progress, None, set(self.work.wants_standby)
         )
         seconds = time.monotonic() - started
+        connected = connected and coordinator.session_state == "connected"
         await self._apply(decision)
-        self.view.cycled(CycleSample(self.node_id, self.coordinator.role, started, seconds))
+        self.view.cycled(CycleSample(self.node_id, coordinator.role, started, seconds, connected))
         self.view.ran(self.node_id, frozenset(self.running))
         if self.on_cycle is not None:
             self.on_cycle(self)
@@ -241,6 +254,11 @@ class MemberHost:
         self.on_cycle = on_cycle
         self.members: dict[str, SimulatedMember] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
+
+    def add_all(self, node_ids: list[str], stagger: float) -> None:
+        """Start these members, their starts spread evenly over ``stagger`` s."""
+        for index, node_id in enumerate(node_ids):
+            self.add(node_id, delay=stagger * index / len(node_ids))
 
     def add(self, node_id: str, delay: float = 0.0) -> SimulatedMember:
         member = SimulatedMember(node_id, self.config, self.work, self.view, self.on_cycle)

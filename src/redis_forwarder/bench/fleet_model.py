@@ -201,6 +201,7 @@ class FleetResult:
     session_timeout: float
     zookeeper: str
     root: str
+    start: str = "cold"  # the controller given the work as members start, or "warm"
     settle_s: float | None = None  # start -> every task owned
     balanced_s: float | None = None  # start -> the last owner change of the settling
     owned_after_settle: int = 0
@@ -208,6 +209,10 @@ class FleetResult:
     controller_cycle_settling: Spread | None = None  # the initial assignment
     member_cycle: Spread | None = None  # every member's cycles, steady state
     member_cycles_per_s: float | None = None
+    controller_cycles_disconnected: int = 0  # cycles that lost the connection (not timed)
+    member_cycles_disconnected: int = 0
+    load_min: int | None = None  # tasks per member, steady
+    load_max: int | None = None
     largest_znode_bytes: int | None = None
     largest_znode_path: str = ""
     largest_znode_when: str = ""
@@ -276,6 +281,7 @@ class FleetResult:
             "session_timeout_s": self.session_timeout,
             "zookeeper": self.zookeeper,
             "root": self.root,
+            "start": self.start,
             "settle_s": seconds(self.settle_s),
             "balanced_s": seconds(self.balanced_s),
             "owned_after_settle": self.owned_after_settle,
@@ -283,6 +289,9 @@ class FleetResult:
             "controller_cycle_settling_s": spread(self.controller_cycle_settling),
             "member_cycle_s": spread(self.member_cycle),
             "member_cycles_per_s": _round(self.member_cycles_per_s, 3),
+            "controller_cycles_disconnected": self.controller_cycles_disconnected,
+            "member_cycles_disconnected": self.member_cycles_disconnected,
+            "load": {"min": self.load_min, "max": self.load_max},
             "largest_znode_bytes": self.largest_znode_bytes,
             "largest_znode_path": self.largest_znode_path,
             "largest_znode_when": self.largest_znode_when,

@@ -55,18 +55,24 @@ def rows(r: FleetResult) -> list[Row]:
     traffic = f"{_bytes(r.bytes_per_s)}/s / {_bytes(r.response_bytes_per_s)}/s"
     victim = f"{_s(r.takeover_s)} ({r.victim_tasks} tasks of {r.victim or '-'}, SIGKILL)"
     process = (
-        f"{_cores(r.bench_cpu_cores)}, {r.bench_threads} threads; "
+        f"{_cores(r.bench_cpu_cores)}, {r.bench_threads} threads in the main one; "
         f"ZooKeeper {_cores(r.zookeeper_cpu_cores)}"
     )
+    controller = _spread(r.controller_cycle)
+    if r.controller_cycles_disconnected:
+        controller += f" ({r.controller_cycles_disconnected} more lost the connection)"
+    per_s = "-" if r.member_cycles_per_s is None else f"{r.member_cycles_per_s:.2f}"
+    cycles = f"{per_s} cycles/s each, {r.member_cycles_disconnected} lost the connection"
     run = f"{r.duration_s:.0f} s, session timeout {r.session_timeout:g} s, ZooKeeper {r.zookeeper}"
     return [
         ("fleet", fleet, "", ""),
-        ("settle (start -> every task owned)", _s(r.settle_s), "", ""),
+        (f"settle ({r.start} start -> every task owned)", _s(r.settle_s), "", ""),
         ("balanced (start -> last owner change)", _s(r.balanced_s), "", ""),
-        ("controller cycle, steady", _spread(r.controller_cycle), f"max < {CYCLE_LIMIT:.0f} s",
+        ("controller cycle, steady", controller, f"max < {CYCLE_LIMIT:.0f} s",
          met["controller_cycle_under_1s"]),
         ("controller cycle, settling", _spread(r.controller_cycle_settling), "", ""),
-        ("member cycle, steady", _spread(r.member_cycle), "", ""),
+        ("member cycle, steady", f"{_spread(r.member_cycle)}; {cycles}", "", ""),
+        ("tasks per member, steady", f"{r.load_min} to {r.load_max}", "", ""),
         ("largest znode", largest, f"<= {ZNODE_LIMIT // 1024} KiB",
          met["largest_znode_under_256KiB"]),
         ("znodes under the root", f"{r.znodes:,}" if r.znodes is not None else "-", "", ""),
@@ -80,7 +86,7 @@ def rows(r: FleetResult) -> list[Row]:
          "", ""),
         ("join: tasks moved", f"{joined} ({ideal}), quiet after {_s(r.join_s)}", "", ""),
         ("leave: tasks moved", f"{left} ({ideal}), quiet after {_s(r.leave_s)}", "", ""),
-        ("bench process", process, "", ""),
+        ("bench (all its processes)", process, "", ""),
         ("run", run, "", ""),
     ]  # fmt: skip
 

@@ -3,9 +3,11 @@ phases, each bounded by ``phase_timeout`` (a phase that times out is noted, and 
 run goes on where it still means something, or ends: it never hangs).
 
 1. start: the controller first, in a process of its own, wanting nothing until it is
-   elected (else, alone, it would own every task first); then, together, the other
-   members (this process, starts staggered over ``stagger`` s) and the victim (a
-   process of its own), and the controller is given the work;
+   elected; then, together, the victim (a process of its own) and the other members
+   (this process, or ``workers`` processes; their starts spread over ``stagger`` s).
+   Cold (the default): the controller is given the work at once, as in a fleet
+   started together, where the first members up own everything first; warm: once
+   every member has registered, as after a controller failover;
 2. settle: until every task is run by a member (their ``Decision.run``), then until
    no task has changed owner for ``quiet`` s (balanced: the first owners hand work
    over as members join); then the tree is walked (the largest znode after the
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis_forwarder.bench.fleet_hosts import Hosts
 from redis_forwarder.bench.fleet_member import FleetView, MemberHost
 from redis_forwarder.bench.fleet_model import (
     BYTES_IN,
@@ -46,11 +49,11 @@ from redis_forwarder.bench.fleet_model import (
     FleetShape,
     FleetWork,
     Spread,
+    loads,
     moves,
     rate,
 )
 from redis_forwarder.bench.fleet_observe import Observer, Walk
-from redis_forwarder.bench.fleet_worker import WorkerProcess, WorkerSpec
 from redis_forwarder.bench.fleet_zookeeper import ZooKeeperTarget
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.model import TaskKey
@@ -69,6 +72,8 @@ class FleetOptions:
     stagger: float = 1.0
     quiet: float = 4.0
     log_level: str = "warning"
+    workers: int = 0  # processes for the members (0: this one)
+    warm: bool = False  # the controller gets the work once every member has registered
 
 
 class PhaseTimeout(Exception):
@@ -85,23 +90,32 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+# Below this many cycles a second per member, the bench's host (its CPU) is what limits
+# the simulated fleet: what waits on members' cycles is measured pessimistic.
+SLOW_CYCLES = 0.8
+
+
 class FleetRun:
-    def __init__(self, options: FleetOptions, target: ZooKeeperTarget, report: Report) -> None:
-        self.options = options
+    def __init__(
+        self, options: FleetOptions, target: ZooKeeperTarget, report: Report, logs: Path
+    ) -> None:
+        self.options = o = options
         self.shape = shape = options.shape
         self.target = target
         self.report = report
         self.root = f"/redis-forwarder-fleet-{secrets.token_hex(4)}"
-        self.result = FleetResult(shape, options.session_timeout, target.hosts, self.root)
+        self.result = FleetResult(shape, o.session_timeout, target.hosts, self.root)
+        self.result.start = "warm" if o.warm else "cold"
         self.view = FleetView()
         self.work = FleetWork.of(shape)
         config = CoordinationConfig(
-            zookeeper=target.hosts, root=self.root, session_timeout=options.session_timeout
+            zookeeper=target.hosts, root=self.root, session_timeout=o.session_timeout
         )
-        self.host = MemberHost(config, self.work, self.view)
+        host = MemberHost(config, self.work, self.view)
+        self.hosts = Hosts(shape, config, host, self.view, logs, o.log_level)
+        self.logs = logs
         self.ids = shape.node_ids()
         self.controller_id, self.victim_id = self.ids[0], self.ids[1]
-        self.workers: dict[str, WorkerProcess] = {}
         self.observer: Observer | None = None
         self.settled_at: float | None = None
 
@@ -133,17 +147,6 @@ class FleetRun:
                 raise PhaseTimeout(f"{left} of {len(tasks)} tasks not owned elsewhere")
             await asyncio.sleep(POLL)
 
-    async def worker(self, node_id: str, logs: Path, *, start_empty: bool) -> WorkerProcess:
-        o = self.options
-        spec = WorkerSpec(
-            self.target.hosts, self.root, o.session_timeout, self.shape.nodes,
-            self.shape.tasks, self.shape.routes, self.shape.standby_routes, (node_id,),
-            start_empty, o.log_level,
-        )  # fmt: skip
-        worker = await WorkerProcess.start(spec, self.view, logs / f"{node_id}.log")
-        self.workers[node_id] = worker
-        return worker
-
     async def walk(self, when: str) -> Walk:
         assert self.observer is not None
         self.report(f"walking the tree under {self.root} ({when})")
@@ -156,18 +159,18 @@ class FleetRun:
         return walk
 
     # ---------------------------------------------------------------- phases
-    async def run(self, logs: Path) -> FleetResult:
+    async def run(self) -> FleetResult:
         began = time.monotonic()
         self.observer = await asyncio.to_thread(Observer, self.target.hosts, self.root)
         try:
-            await self._phases(logs)
+            await self._phases()
         finally:
             self.result.duration_s = time.monotonic() - began
-            await self._stop(logs)
+            await self._stop()
         return self.result
 
-    async def _phases(self, logs: Path) -> None:
-        if not await self._start(logs):
+    async def _phases(self) -> None:
+        if not await self._start():
             return
         await self._steady()
         steps = (
@@ -180,14 +183,14 @@ class FleetRun:
         for name, step in steps:
             try:
                 await step()
-            except PhaseTimeout as exc:
+            except (PhaseTimeout, TimeoutError) as exc:
                 self.note(f"{name}: {exc}")
         await self.walk("at the end")
 
-    async def _start(self, logs: Path) -> bool:
-        o, shape = self.options, self.shape
+    async def _start(self) -> bool:
+        o, shape, hosts = self.options, self.shape, self.hosts
         self.report(f"starting the controller ({self.controller_id}) in a process of its own")
-        controller = await self.worker(self.controller_id, logs, start_empty=True)
+        await hosts.worker([self.controller_id], self.controller_id, start_empty=True)
         try:
             await until(
                 lambda: self.view.controllers() == [self.controller_id],
@@ -197,13 +200,18 @@ class FleetRun:
         except PhaseTimeout as exc:
             self.note(str(exc))
             return False
-        self.report(f"starting {shape.nodes - 1} members; {shape.tasks} tasks to own")
+        where = f"{o.workers} processes" if o.workers > 0 else "this process"
+        self.report(f"starting {shape.nodes - 1} members ({where}); {shape.tasks} tasks")
         started = time.monotonic()
-        await self.worker(self.victim_id, logs, start_empty=False)
-        others = self.ids[2:]
-        for index, node_id in enumerate(others):
-            self.host.add(node_id, delay=o.stagger * index / len(others))
-        await controller.send({"work": True})
+        await hosts.worker([self.victim_id], self.victim_id)
+        await hosts.members(self.ids[2:], o.workers, o.stagger)
+        if o.warm:
+            try:
+                await until(lambda: len(self.view.roles) >= shape.nodes, o.phase_timeout, "start")
+            except PhaseTimeout as exc:
+                self.note(f"warm start: {len(self.view.roles)} members registered; {exc}")
+            started = time.monotonic()
+        await hosts.send(self.controller_id, {"work": True})
         try:
             self.result.settle_s = await until(self.complete, o.phase_timeout, "settle")
         except PhaseTimeout as exc:
@@ -219,7 +227,7 @@ class FleetRun:
         self.settled_at = time.monotonic()
         samples = self.view.samples(started, self.settled_at, role="controller")
         self.result.controller_cycle_settling = Spread.of(samples)
-        if failed := self.host.failed():
+        if failed := hosts.host.failed():
             self.note(f"{len(failed)} members failed to start: {next(iter(failed.values()))}")
         walk = await self.walk("after the initial assignment")
         self.result.owned_after_settle = walk.children.get("owners", 0)
@@ -233,13 +241,13 @@ class FleetRun:
         self.report(f"steady state: measuring for {o.steady_seconds:.0f}s")
         await asyncio.sleep(1.0)  # the walk's answers drained
         before = await asyncio.to_thread(target.mntr)
-        cpu, zk_cpu, began = time.process_time(), target.server_cpu_seconds(), time.monotonic()
-        changed = self.view.changed_at
+        cpu, zk_cpu = self.hosts.cpu_seconds(), target.server_cpu_seconds()
+        began, changed = time.monotonic(), self.view.changed_at
         await asyncio.sleep(o.steady_seconds)
         after = await asyncio.to_thread(target.mntr)
         ended = time.monotonic()
         seconds = r.steady_window_s = ended - began
-        r.bench_cpu_cores = (time.process_time() - cpu) / seconds
+        r.bench_cpu_cores = (self.hosts.cpu_seconds() - cpu) / seconds
         r.bench_threads = threading.active_count()
         zk_now = target.server_cpu_seconds()
         if zk_cpu is not None and zk_now is not None:
@@ -252,13 +260,33 @@ class FleetRun:
             r.response_bytes_per_s = rate(before, after, BYTES_OUT, seconds)
             r.watches = int(after[WATCHES]) if WATCHES in after else None
             r.connections = int(after[CONNECTIONS]) if CONNECTIONS in after else None
-        since = self.settled_at or began
-        r.controller_cycle = Spread.of(self.view.samples(since, ended, role="controller"))
-        members = self.view.samples(began, ended)
-        r.member_cycle = Spread.of(members)
-        r.member_cycles_per_s = len(members) / seconds / max(1, len(self.view.roles))
+        self._cycles(self.settled_at or began, began, ended)
+        load = loads(self.view.owners())
+        counts = [load.get(node, 0) for node in self.view.roles]
+        r.load_min, r.load_max = (min(counts), max(counts)) if counts else (None, None)
         if self.view.changed_at != changed:
             self.note("ownership still changed during the steady window")
+
+    def _cycles(self, since: float, began: float, ended: float) -> None:
+        """Cycle times: the controller's since the fleet settled, every member's over
+        the window; cycles that lost the connection counted apart."""
+        r, view = self.result, self.view
+        r.controller_cycle = Spread.of(view.samples(since, ended, role="controller"))
+        failed = view.samples(since, ended, role="controller", connected=False)
+        r.controller_cycles_disconnected = len(failed)
+        if failed:
+            self.note(f"{len(failed)} controller cycles lost the connection to ZooKeeper")
+        members = view.samples(began, ended)
+        r.member_cycle = Spread.of(members)
+        r.member_cycles_disconnected = len(view.samples(began, ended, connected=False))
+        every = len(members) + r.member_cycles_disconnected
+        r.member_cycles_per_s = every / (ended - began) / max(1, len(view.roles))
+        if r.member_cycles_per_s < SLOW_CYCLES:
+            self.note(
+                f"members cycled {r.member_cycles_per_s:.2f} times a second, not about once: "
+                "this host's CPU limits the simulated fleet, and what waits on members' "
+                "cycles is measured pessimistic"
+            )
 
     async def _death(self) -> None:
         o, r = self.options, self.result
@@ -273,10 +301,9 @@ class FleetRun:
         if any(node != victim for node in held.values()):
             self.note(f"{victim}'s owner znodes before the kill: not all its own")
         self.report(f"SIGKILL {victim} ({len(tasks)} tasks); waiting for their new owners")
-        self.workers[victim].kill()
-        r.takeover_s = await self.owned_elsewhere(
-            tasks, victim, o.session_timeout + o.phase_timeout
-        )
+        self.hosts.kill(victim)
+        limit = o.session_timeout + o.phase_timeout
+        r.takeover_s = await self.owned_elsewhere(tasks, victim, limit)
         await until(self.complete, o.phase_timeout, "every task owned after the death")
 
     async def _topology_change(self) -> None:
@@ -284,8 +311,7 @@ class FleetRun:
         tasks = self.work.tasks_of_shard(shard)
         self.report(f"adding a shard ({len(tasks)} tasks)")
         started = time.monotonic()
-        self.host.add_shard(shard)
-        await self.workers[self.controller_id].send({"add_shard": shard})
+        await self.hosts.add_shard(shard)
         await self.owned_elsewhere(tasks, "", self.options.phase_timeout)
         self.result.topology_change_s = time.monotonic() - started
 
@@ -295,7 +321,7 @@ class FleetRun:
         before = self.view.owners()
         self.report(f"{joiner} joins; waiting for ownership to be quiet for {o.quiet:.0f}s")
         started = time.monotonic()
-        self.host.add(joiner)
+        self.hosts.host.add(joiner)
         await until(
             lambda: self.view.changed_at > started and self.quiet(), o.phase_timeout, "join"
         )
@@ -308,7 +334,7 @@ class FleetRun:
         before = self.view.owners()
         self.report(f"{leaver} leaves gracefully; waiting for ownership to be quiet")
         started = time.monotonic()
-        await self.host.leave(leaver, o.phase_timeout)
+        await self.hosts.leave(leaver, o.phase_timeout)
         await until(
             lambda: self.view.changed_at > started and self.quiet(), o.phase_timeout, "leave"
         )
@@ -322,25 +348,23 @@ class FleetRun:
         tasks = sorted(self.view.runs.get(dead, ()))
         self.report(f"SIGKILL the controller {dead} ({len(tasks)} tasks)")
         started = time.monotonic()
-        self.workers[dead].kill()
+        self.hosts.kill(dead)
         limit = o.session_timeout + o.phase_timeout
         await until(lambda: bool(self.view.controllers()), limit, "a new controller")
         if tasks:
             await self.owned_elsewhere(tasks, dead, limit)
         self.result.controller_takeover_s = time.monotonic() - started
 
-    async def _stop(self, logs: Path) -> None:
+    async def _stop(self) -> None:
         self.report("stopping the members")
-        await self.host.close()
-        for worker in self.workers.values():
-            await worker.stop()
+        await self.hosts.stop()
         for node, error in sorted(self.view.errors.items())[:3]:
             self.note(f"{node}: a cycle failed: {error}")
-        for path in sorted(logs.glob("*.log")):
+        for path in sorted(self.logs.glob("*.log")):
             text = path.read_text(errors="replace")
             if "Traceback" in text:
-                self.note(f"{path.stem} (a process of its own) logged an error: "
-                          f"{text.strip().splitlines()[-1]}")  # fmt: skip
+                last = text.strip().splitlines()[-1]
+                self.note(f"{path.stem} (a process of its own) logged an error: {last}")
         if self.observer is not None:
             if self.target.server is None:  # not our own ZooKeeper: leave it clean
                 self.report(f"deleting {self.root}")
@@ -349,6 +373,13 @@ class FleetRun:
             await asyncio.to_thread(self.observer.close)
 
 
-async def run_fleet(options: FleetOptions, target: ZooKeeperTarget, report: Report) -> FleetResult:
-    with tempfile.TemporaryDirectory(prefix="redis-forwarder-fleet-logs-") as logs:
-        return await FleetRun(options, target, report).run(Path(logs))
+async def run_fleet(
+    options: FleetOptions, target: ZooKeeperTarget, report: Report, logs: Path | None = None
+) -> FleetResult:
+    """One run; the logs of the members in processes of their own go to ``logs`` (kept)
+    or to a temporary directory."""
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        return await FleetRun(options, target, report, logs).run()
+    with tempfile.TemporaryDirectory(prefix="redis-forwarder-fleet-logs-") as temporary:
+        return await FleetRun(options, target, report, Path(temporary)).run()

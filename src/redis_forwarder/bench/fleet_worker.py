@@ -9,7 +9,8 @@ The protocol, one JSON object a line:
 
 - the parent starts ``python -m redis_forwarder.bench.fleet_worker SPEC`` (SPEC a JSON
   object: ZooKeeper, root, session timeout, the fleet's shape, the members' ids);
-- the worker writes ``{"cycle": [node, role, at, seconds]}`` after each cycle,
+- the worker writes ``{"cycle": [node, role, at, seconds, connected]}`` after each
+  cycle,
   ``{"run": [node, [task, ...]]}`` when a member's tasks change and ``{"gone": node}``
   when a member has left;
 - the parent writes ``{"work": true}`` (want the shape's tasks, for a worker started
@@ -59,6 +60,7 @@ class WorkerSpec:
     # fleet starts, would otherwise own every task alone first.
     start_empty: bool = False
     log_level: str = "warning"
+    stagger: float = 0.0  # the members' starts spread over this many seconds
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -92,15 +94,14 @@ async def serve(spec: WorkerSpec, out: IO[str]) -> None:
     def on_cycle(member: SimulatedMember) -> None:
         sample = view.cycles[-1]
         view.cycles.clear()  # the parent keeps them
-        emit({"cycle": [sample.node, sample.role, sample.at, sample.seconds]})
+        emit({"cycle": [sample.node, sample.role, sample.at, sample.seconds, sample.connected]})
         tasks = frozenset(member.running)
         if reported.get(member.node_id) != tasks:
             reported[member.node_id] = tasks
             emit({"run": [member.node_id, sorted(task_name(t) for t in tasks)]})
 
     host = MemberHost(spec.config(), work, view, on_cycle)
-    for node_id in spec.ids:
-        host.add(node_id)
+    host.add_all(list(spec.ids), spec.stagger)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -176,8 +177,9 @@ class WorkerProcess:
         while line := await stdout.readline():
             message = json.loads(line)
             if "cycle" in message:
-                node, role, at, seconds = message["cycle"]
-                self.view.cycled(CycleSample(node, role, float(at), float(seconds)))
+                node, role, at, seconds, connected = message["cycle"]
+                sample = CycleSample(node, role, float(at), float(seconds), bool(connected))
+                self.view.cycled(sample)
             elif "run" in message:
                 node, names = message["run"]
                 self.view.ran(node, frozenset(task_of(n) for n in names))

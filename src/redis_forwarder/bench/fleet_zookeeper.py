@@ -61,18 +61,28 @@ class ZooKeeperTarget:
         """The CPU time of the server the bench started (None for another's)."""
         if self.server is None or not pids.is_running(self.server):
             return None
-        try:
-            with open(f"/proc/{self.server.pid}/stat", encoding="ascii") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.server.pid)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A live process's user + system CPU time (/proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
 def zookeeper_for(
-    zookeeper: str | None, directory: Path | None, report: Callable[[str], None]
+    zookeeper: str | None,
+    directory: Path | None,
+    report: Callable[[str], None],
+    logs: Path | None = None,
 ) -> Iterator[ZooKeeperTarget]:
+    """The ZooKeeper to bench on; a server of the bench's own logs into ``logs`` (kept)
+    if given."""
     if zookeeper is not None and directory is not None:
         raise UsageError("--zookeeper and --dir both name a ZooKeeper: give one")
     if zookeeper is not None:
@@ -89,7 +99,7 @@ def zookeeper_for(
         hosts = ",".join(str(s) for s in servers)
         yield ZooKeeperTarget(hosts, servers, f"the lab's ({hosts})")
         return
-    with _temporary_zookeeper(report) as target:
+    with _temporary_zookeeper(report, logs) as target:
         yield target
 
 
@@ -104,7 +114,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def _temporary_zookeeper(report: Callable[[str], None]) -> Iterator[ZooKeeperTarget]:
+def _temporary_zookeeper(
+    report: Callable[[str], None], logs: Path | None
+) -> Iterator[ZooKeeperTarget]:
     binaries = find_binaries(sentinel=False, zookeeper=True)
     address = Address("127.0.0.1", free_port())
     with tempfile.TemporaryDirectory(prefix="redis-forwarder-fleet-") as temporary:
@@ -126,7 +138,9 @@ def _temporary_zookeeper(report: Callable[[str], None]) -> Iterator[ZooKeeperTar
         for name, content in plan.files:
             (directory / name).write_text(content, encoding="utf-8")
         argv = tuple(HEAP if part.startswith("-Xmx") else part for part in plan.argv)
-        log = lab_dir / "zookeeper.log"
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+        log = (logs or lab_dir) / "zookeeper.log"
         report(f"starting a ZooKeeper on {address}")
         with open(log, "wb") as log_file:
             child = spawn(argv, directory, log_file)

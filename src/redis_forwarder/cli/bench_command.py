@@ -170,6 +170,25 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
     show_default=True,
     help="With --fleet: no owner change for this long counts as settled (after a join...).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --fleet: run the members in this many processes (0: the bench's own).",
+)
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="With --fleet: give the controller the work once every member has registered "
+    "(default: at once, as members start: the first ones up own everything first).",
+)
+@click.option(
+    "--logs",
+    "logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --fleet: keep the logs of the members run in processes of their own here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
 def bench(
@@ -192,6 +211,9 @@ def bench(
     steady_seconds: float,
     phase_timeout: float,
     quiet_seconds: float,
+    workers: int,
+    warm_start: bool,
+    logs: Path | None,
     as_json: bool,
 ) -> None:
     """Channel to stream or channel, standalone or cluster: ours vs naive vs a bare
@@ -212,9 +234,11 @@ def bench(
             steady_seconds,
             phase_timeout,
             quiet=quiet_seconds,
+            workers=workers,
+            warm=warm_start,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
         )
-        _bench_fleet(options, directory, zookeeper, as_json)
+        _bench_fleet(options, directory, zookeeper, logs, as_json)
         return
     if fleet_only := sorted(given & set(FLEET_OPTIONS)):
         raise UsageError(
@@ -262,6 +286,9 @@ FLEET_OPTIONS = {
     "steady_seconds": "--steady-seconds",
     "phase_timeout": "--phase-timeout",
     "quiet_seconds": "--quiet-seconds",
+    "logs": "--logs",
+    "workers": "--workers",
+    "warm_start": "--warm-start",
 }
 
 
@@ -283,14 +310,18 @@ def _shape(nodes: int, tasks: int, routes: int, standby_routes: int | None) -> F
 
 
 def _bench_fleet(
-    options: FleetOptions, directory: Path | None, zookeeper: str | None, as_json: bool
+    options: FleetOptions,
+    directory: Path | None,
+    zookeeper: str | None,
+    logs: Path | None,
+    as_json: bool,
 ) -> None:
     err = Console(stderr=True)
     with (
         err.status("fleet bench") as status,
-        zookeeper_for(zookeeper, directory, status.update) as target,
+        zookeeper_for(zookeeper, directory, status.update, logs) as target,
     ):
-        result = eventloop.run(run_fleet(options, target, status.update))
+        result = eventloop.run(run_fleet(options, target, status.update, logs))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
