@@ -16,6 +16,7 @@ from redis_forwarder.bench.fleet_model import (
     moves,
     parse_mntr,
     rate,
+    refused_lengths,
     shard_id,
     summed,
     task_of,
@@ -104,6 +105,19 @@ def test_mntr_counters_are_parsed_summed_and_rated() -> None:
     assert rate(two, later, "zk_bytes_received_count", 10) is None  # not exported
     # kazoo pings an idle session every third of the session timeout
     assert expected_pings(500, 6.0) == 250.0
+
+
+def test_requests_zookeeper_refused_as_too_large_are_read_from_its_log() -> None:
+    log = (
+        "2025-11-30 [NIOWorkerThread-4] WARN org.apache.zookeeper.server.NIOServerCnxn - "
+        "Unexpected exception\njava.io.IOException: Len error. A message from "
+        "/127.0.0.1:41672 with advertised length of 1303167 is either a malformed message "
+        "or too large to process (length is greater than jute.maxbuffer=1048575)\n"
+    )
+    assert refused_lengths(log * 2) == [1303167, 1303167]
+    assert refused_lengths("all quiet\n") == []
+    refused = measured(largest_znode_bytes=1000, refused_requests=2)
+    assert not refused.targets()["largest_znode_under_256KiB"]  # it could not be written
 
 
 def measured(**values: object) -> FleetResult:

@@ -58,6 +58,11 @@ def rows(r: FleetResult) -> list[Row]:
         f"{_cores(r.bench_cpu_cores)}, {r.bench_threads} threads in the main one; "
         f"ZooKeeper {_cores(r.zookeeper_cpu_cores)}"
     )
+    refused = "not known (not the bench's own ZooKeeper)"
+    if r.refused_requests is not None:
+        refused = f"{r.refused_requests}" + (
+            f", the largest {_bytes(r.refused_largest_bytes)}" if r.refused_requests else ""
+        )
     controller = _spread(r.controller_cycle)
     if r.controller_cycles_disconnected:
         controller += f" ({r.controller_cycles_disconnected} more lost the connection)"
@@ -67,12 +72,13 @@ def rows(r: FleetResult) -> list[Row]:
     return [
         ("fleet", fleet, "", ""),
         (f"settle ({r.start} start -> every task owned)", _s(r.settle_s), "", ""),
-        ("balanced (start -> last owner change)", _s(r.balanced_s), "", ""),
+        ("owners quiet (start -> last owner change)", _s(r.owners_quiet_s), "", ""),
         ("controller cycle, steady", controller, f"max < {CYCLE_LIMIT:.0f} s",
          met["controller_cycle_under_1s"]),
         ("controller cycle, settling", _spread(r.controller_cycle_settling), "", ""),
         ("member cycle, steady", f"{_spread(r.member_cycle)}; {cycles}", "", ""),
         ("tasks per member, steady", f"{r.load_min} to {r.load_max}", "", ""),
+        ("requests ZooKeeper refused (over 1 MiB)", refused, "", ""),
         ("largest znode", largest, f"<= {ZNODE_LIMIT // 1024} KiB",
          met["largest_znode_under_256KiB"]),
         ("znodes under the root", f"{r.znodes:,}" if r.znodes is not None else "-", "", ""),

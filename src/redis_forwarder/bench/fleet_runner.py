@@ -9,8 +9,8 @@ run goes on where it still means something, or ends: it never hangs).
    started together, where the first members up own everything first; warm: once
    every member has registered, as after a controller failover;
 2. settle: until every task is run by a member (their ``Decision.run``), then until
-   no task has changed owner for ``quiet`` s (balanced: the first owners hand work
-   over as members join); then the tree is walked (the largest znode after the
+   no task has changed owner for ``quiet`` s (the first owners hand work over as
+   members join); then the tree is walked (the largest znode after the
    initial assignment);
 3. steady state: ``steady_seconds`` of ``mntr`` deltas, cycle times and CPU;
 4. death: the victim SIGKILLed; until every task it ran has an owner znode held by
@@ -52,6 +52,7 @@ from redis_forwarder.bench.fleet_model import (
     loads,
     moves,
     rate,
+    refused_lengths,
 )
 from redis_forwarder.bench.fleet_observe import Observer, Walk
 from redis_forwarder.bench.fleet_zookeeper import ZooKeeperTarget
@@ -218,10 +219,10 @@ class FleetRun:
             owned = len(self.view.owners().keys() & self.work.wanted)
             self.note(f"initial assignment: {owned} of {shape.tasks} tasks owned; {exc}")
         if self.result.settle_s is not None:
-            # Steady means balanced too: the first owners hand work over as members join.
+            # Steady means settled too: the first owners hand work over as members join.
             try:
                 await until(self.quiet, o.phase_timeout, "ownership quiet after settling")
-                self.result.balanced_s = self.view.changed_at - started
+                self.result.owners_quiet_s = self.view.changed_at - started
             except PhaseTimeout as exc:
                 self.note(str(exc))
         self.settled_at = time.monotonic()
@@ -264,6 +265,10 @@ class FleetRun:
         load = loads(self.view.owners())
         counts = [load.get(node, 0) for node in self.view.roles]
         r.load_min, r.load_max = (min(counts), max(counts)) if counts else (None, None)
+        share = len(self.work.wanted) / max(1, len(counts))
+        if r.load_max is not None and r.load_max > 2 * share + 1:
+            self.note(f"unbalanced in the steady window: a member runs {r.load_max} tasks, "
+                      f"a fair share is {share:.0f}")  # fmt: skip
         if self.view.changed_at != changed:
             self.note("ownership still changed during the steady window")
 
@@ -358,6 +363,15 @@ class FleetRun:
     async def _stop(self) -> None:
         self.report("stopping the members")
         await self.hosts.stop()
+        if self.target.log is not None:
+            lengths = refused_lengths(self.target.log.read_text(errors="replace"))
+            self.result.refused_requests = len(lengths)
+            self.result.refused_largest_bytes = max(lengths, default=0)
+            if lengths:
+                self.note(
+                    f"ZooKeeper refused {len(lengths)} requests over jute.maxbuffer (1 MiB), "
+                    f"the largest {max(lengths):,} bytes, closing the connection each time"
+                )
         for node, error in sorted(self.view.errors.items())[:3]:
             self.note(f"{node}: a cycle failed: {error}")
         for path in sorted(self.logs.glob("*.log")):

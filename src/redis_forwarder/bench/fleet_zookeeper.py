@@ -42,6 +42,7 @@ class ZooKeeperTarget:
     servers: tuple[Address, ...]
     description: str
     server: pids.ProcessIdentity | None = None  # the one the bench started, if it did
+    log: Path | None = None  # its log
 
     def mntr(self) -> dict[str, float] | None:
         """Every server's numeric ``mntr`` values, summed; None when a server does not
@@ -153,7 +154,7 @@ def _temporary_zookeeper(
 
             wait_for([zookeeper_serving(address, False)], START_TIMEOUT, watchdog=alive)
             yield ZooKeeperTarget(
-                str(address), (address,), f"a ZooKeeper of its own ({address})", identity
+                str(address), (address,), f"a ZooKeeper of its own ({address})", identity, log
             )
         finally:
             pids.stop([identity])
