@@ -4,6 +4,8 @@ targets and their verdicts, the JSON and the table; and the command line's refus
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from redis_forwarder.bench.fleet_model import (
@@ -30,6 +32,12 @@ DOCUMENTED = {
     "zookeeper_requests_per_s", "zookeeper_bytes_per_s", "settle_s", "topology_change_s",
     "join_moves", "leave_moves", "session_timeout_s", "targets", "passed",
 }  # fmt: skip
+
+
+def test_the_documented_keys_are_in_the_docs() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scale.md").read_text()
+    missing = sorted(key for key in DOCUMENTED if f"`{key}`" not in text)
+    assert not missing, f"docs/scale.md does not name {missing}"
 
 
 def test_a_shape_is_routes_times_shards_with_standbys_on_the_first_routes() -> None:
