@@ -1,9 +1,12 @@
 """``redis-forwarder bench``: forwarded msg/s and latency of our data path against a naive
-redis-py forwarder and a bare raw-socket loop, in the same run (docs/performance.md)."""
+redis-py forwarder and a bare raw-socket loop, in the same run (docs/performance.md);
+with ``--fleet NODES --tasks TASKS``, the coordination instead: simulated members on a
+real ZooKeeper, no Redis (issue 18, ``bench/fleet_runner.py``, docs/scale.md)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +15,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from redis_forwarder import eventloop
+from redis_forwarder.bench.fleet_model import FleetShape
+from redis_forwarder.bench.fleet_report import print_fleet
+from redis_forwarder.bench.fleet_runner import FleetOptions, run_fleet
+from redis_forwarder.bench.fleet_zookeeper import zookeeper_for
 from redis_forwarder.bench.runner import (
     DEFAULT_VARIANTS,
     VARIANTS,
@@ -57,7 +65,7 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Use the standalone or cluster lab already up in DIR.",
+    help="Use the standalone or cluster lab already up in DIR (with --fleet: its ZooKeeper).",
 )
 @click.option(
     "--spec",
@@ -113,8 +121,78 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
     show_default=True,
     help="Which forwarders to measure (also: marks, ours writing a standby's watermarks).",
 )
+@click.option(
+    "--fleet",
+    type=click.IntRange(min=3),
+    help="Bench the coordination instead: NODES simulated members (one ZooKeeper "
+    "session each, no Redis) on the lab's ZooKeeper (--dir), --zookeeper, or one of "
+    "the bench's own.",
+)
+@click.option("--tasks", type=click.IntRange(min=1), help="With --fleet: the tasks to share.")
+@click.option(
+    "--routes",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="With --fleet: routes; TASKS/ROUTES shards each.",
+)
+@click.option(
+    "--standby-routes",
+    type=click.IntRange(min=0),
+    help="With --fleet: how many routes want a standby (pub/sub)  [default: half]",
+)
+@click.option("--zookeeper", help="With --fleet: a running ZooKeeper (HOST:PORT[,...]).")
+@click.option(
+    "--session-timeout",
+    type=click.FloatRange(min=2, max=120),
+    default=6.0,
+    show_default=True,
+    help="With --fleet: the members' ZooKeeper session timeout.",
+)
+@click.option(
+    "--steady-seconds",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="With --fleet: the steady-state window (request rates, cycle times).",
+)
+@click.option(
+    "--phase-timeout",
+    type=click.FloatRange(min=5),
+    default=120.0,
+    show_default=True,
+    help="With --fleet: how long each phase may take before the bench notes it and goes on.",
+)
+@click.option(
+    "--quiet-seconds",
+    type=click.FloatRange(min=1),
+    default=4.0,
+    show_default=True,
+    help="With --fleet: no owner change for this long counts as settled (after a join...).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --fleet: run the members in this many processes (0: the bench's own).",
+)
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="With --fleet: give the controller the work once every member has registered "
+    "(default: at once, as members start: the first ones up own everything first).",
+)
+@click.option(
+    "--logs",
+    "logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --fleet: keep the logs of the members run in processes of their own here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
 def bench(
+    ctx: click.Context,
     directory: Path | None,
     spec_path: Path,
     sink: str,
@@ -124,10 +202,48 @@ def bench(
     seconds: float,
     chunks: str,
     variants: str,
+    fleet: int | None,
+    tasks: int | None,
+    routes: int,
+    standby_routes: int | None,
+    zookeeper: str | None,
+    session_timeout: float,
+    steady_seconds: float,
+    phase_timeout: float,
+    quiet_seconds: float,
+    workers: int,
+    warm_start: bool,
+    logs: Path | None,
     as_json: bool,
 ) -> None:
     """Channel to stream or channel, standalone or cluster: ours vs naive vs a bare
     raw loop, in the same run."""
+    given = _given(ctx)
+    if fleet is not None:
+        if tasks is None:
+            raise UsageError("--fleet needs --tasks: how many tasks the fleet shares")
+        if data_path := sorted(given & set(DATA_PATH_OPTIONS)):
+            raise UsageError(
+                f"--fleet benches the coordination, without Redis: "
+                f"{', '.join(DATA_PATH_OPTIONS[o] for o in data_path)} "
+                "belong(s) to the data-path bench; drop them"
+            )
+        options = FleetOptions(
+            _shape(fleet, tasks, routes, standby_routes),
+            session_timeout,
+            steady_seconds,
+            phase_timeout,
+            quiet=quiet_seconds,
+            workers=workers,
+            warm=warm_start,
+            log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
+        )
+        _bench_fleet(options, directory, zookeeper, logs, as_json)
+        return
+    if fleet_only := sorted(given & set(FLEET_OPTIONS)):
+        raise UsageError(
+            f"{', '.join(FLEET_OPTIONS[o] for o in fleet_only)}: only with --fleet NODES"
+        )
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
@@ -149,6 +265,67 @@ def bench(
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print_results(results)
+
+
+DATA_PATH_OPTIONS = {
+    "spec_path": "--spec",
+    "sink": "--sink",
+    "messages": "--messages",
+    "size": "--size",
+    "rates": "--rate",
+    "seconds": "--seconds",
+    "chunks": "--chunk",
+    "variants": "--variants",
+}
+FLEET_OPTIONS = {
+    "tasks": "--tasks",
+    "routes": "--routes",
+    "standby_routes": "--standby-routes",
+    "zookeeper": "--zookeeper",
+    "session_timeout": "--session-timeout",
+    "steady_seconds": "--steady-seconds",
+    "phase_timeout": "--phase-timeout",
+    "quiet_seconds": "--quiet-seconds",
+    "logs": "--logs",
+    "workers": "--workers",
+    "warm_start": "--warm-start",
+}
+
+
+def _given(ctx: click.Context) -> set[str]:
+    """The options given on the command line (or the environment), not defaulted."""
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name)
+        not in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+    }
+
+
+def _shape(nodes: int, tasks: int, routes: int, standby_routes: int | None) -> FleetShape:
+    try:
+        return FleetShape(nodes, tasks, routes, -1 if standby_routes is None else standby_routes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _bench_fleet(
+    options: FleetOptions,
+    directory: Path | None,
+    zookeeper: str | None,
+    logs: Path | None,
+    as_json: bool,
+) -> None:
+    err = Console(stderr=True)
+    with (
+        err.status("fleet bench") as status,
+        zookeeper_for(zookeeper, directory, status.update, logs) as target,
+    ):
+        result = eventloop.run(run_fleet(options, target, status.update, logs))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_fleet(result)
 
 
 def _numbers(option: str, text: str, *, whole: bool = False) -> list[float]:
