@@ -11,10 +11,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_forwarder.coordination import parts
+from redis_forwarder.coordination import parts, progress_chunks
 from redis_forwarder.coordination.assignment import Assignment, plan
 from redis_forwarder.coordination.parts import CHUNK_BYTES, MAX_ZNODE, Share
-from redis_forwarder.coordination.paths import summary
+from redis_forwarder.coordination.paths import encode, summary
 from redis_forwarder.model import TaskKey
 
 NODES = [f"n{i}" for i in range(5)]
@@ -125,3 +125,25 @@ def test_a_plan_at_500_nodes_and_20000_tasks_is_quick() -> None:
     assert time.perf_counter() - started < 2.0
     assert set(owners) == tasks and nodes[0] not in owners.values()
     assert all(standbys[t] != owners[t] for t in standbys)
+
+
+def test_a_large_progress_report_is_chunked_and_joined_whole() -> None:
+    report: dict[str, Any] = {
+        "session": 7,
+        "silent_for": {"source": 0.1},
+        **{
+            f"orders@{i:040x}": {"epoch": i, "running": True, "forwarded": i, "rate": 1.5}
+            for i in range(3000)
+        },
+        "standing_by": {f"audit@{i:040x}": {"state": "standby", "ring": {}} for i in range(2000)},
+    }
+    chunks = progress_chunks.split(report, stamp=4)
+    assert len(chunks) > 2 and chunks[0]["session"] == 7
+    assert max(len(encode(c)) for c in chunks) <= progress_chunks.CHUNK_BYTES + 1024
+    assert progress_chunks.joined(chunks) == report
+    newer = progress_chunks.split(report, stamp=5)
+    assert progress_chunks.joined([newer[0], *chunks[1:]]) is None  # read mid-write
+    assert progress_chunks.joined(chunks[:-1]) is None  # a chunk missing
+    small = {"session": 1, "orders@a": {"epoch": 3}}
+    assert progress_chunks.split(small, 1) == [{**small, "stamp": 1, "chunks": 1}]
+    assert progress_chunks.joined([small]) == small  # an older release's report

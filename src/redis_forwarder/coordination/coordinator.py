@@ -60,11 +60,11 @@ from redis_forwarder.coordination.membership import Membership, process_start
 from redis_forwarder.coordination.my_share import MyShare
 from redis_forwarder.coordination.parts import LAYOUT
 from redis_forwarder.coordination.paths import Paths
+from redis_forwarder.coordination.progress_writer import ProgressWriter
 from redis_forwarder.coordination.standby_wait import StandbyWait
 from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import (
     NodeExists,
-    NoNode,
     Refused,
     SessionState,
     ZooKeeperError,
@@ -74,9 +74,6 @@ from redis_forwarder.errors import ZooKeeperRefusedError
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
-# Progress unchanged in what the controller decides by is written this often anyway,
-# for ``status``'s counters (its ``STALE_AFTER`` is above it).
-PROGRESS_REFRESH = 2.0
 
 
 class ZooKeeperCoordinator:
@@ -116,8 +113,7 @@ class ZooKeeperCoordinator:
         )
         self.election = Election(self.session, self.paths, self.reads, node_id)
         self.my_share = MyShare(self.session, self.paths, self.reads, node_id)
-        self._published: tuple[Any, ...] | None = None  # the last progress written, in sum
-        self._published_at = 0.0
+        self.progress = ProgressWriter(self.session, self.paths, node_id)
         self._waiting_logged: set[TaskKey] = set()
         # Tasks owned when the session was given up: their owner znodes outlive it when
         # ZooKeeper kept the session after all (``_let_go_of_orphans``).
@@ -188,7 +184,10 @@ class ZooKeeperCoordinator:
                 await self._register()
             if not await self.membership.join():
                 return Decision(run={}, drop_all=dropped)  # our id is held elsewhere: wait
-            await self._publish_progress(progress)
+            if self.membership.progress_made:  # a new progress znode ({}): write ours
+                self.membership.progress_made = False
+                self.progress.forget()
+            await self.progress.publish(progress)
             if await self.election.elect():
                 await self.control.run(self.fingerprint, wanted, set(wants_standby), shard_names)
             assignment, standbys, names = await self._read_assignment()
@@ -283,25 +282,8 @@ class ZooKeeperCoordinator:
         self.my_share.forget()
         self.control.forget()
         self.election.reset()
-        self._published = None
+        self.progress.forget()
         self._registered_generation = self.session.generation
-
-    async def _publish_progress(self, progress: dict[str, Any]) -> None:
-        """Write our progress when what the controller decides by changed (``summary``),
-        else every ``PROGRESS_REFRESH`` seconds for ``status``'s counters (issue 18:
-        every node wrote it every second, 500 writes a second of unchanged news)."""
-        progress = {**progress, znodes.SESSION: self.session.session_id}
-        summary, now = znodes.summary(progress), time.monotonic()
-        if self.membership.progress_made:  # a new progress znode ({}): write ours
-            self.membership.progress_made, self._published = False, None
-        if summary == self._published and now - self._published_at < PROGRESS_REFRESH:
-            return
-        path, data = self.paths.progress_of(self.node_id), znodes.encode(progress)
-        try:
-            await self.session.set(path, data)
-        except NoNode:  # deleted from outside: "coordination cycle: no node", every cycle
-            await self.session.create(path, data, ephemeral=True)
-        self._published, self._published_at = summary, now
 
     async def _read_assignment(self) -> tuple[Assignment, Assignment, dict[str, Any] | None]:
         """Owners, standbys and the controller's shard names. A task that, as the

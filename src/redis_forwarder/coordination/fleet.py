@@ -34,11 +34,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from redis_forwarder.coordination import parts
+from redis_forwarder.coordination import parts, progress_chunks
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment, cut_off
 from redis_forwarder.coordination.paths import Paths, node_of_part
-from redis_forwarder.coordination.zk import FleetClient, ZooKeeperError
+from redis_forwarder.coordination.zk import FleetClient, Znode, ZooKeeperError
 
 STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report this recent
 
@@ -65,9 +65,10 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
     # ZooKeeper that has just woken up with sessions it has not expired yet.
     now = time.time()
     reports: dict[str, dict[str, Any]] = {}
-    progress = client.get_many([paths.progress_of(str(m.get("id"))) for m in members])
-    for member, znode in zip(members, progress, strict=True):
-        document = znodes.decode(znode.data) if znode else None
+    ids = [str(m.get("id")) for m in members]
+    progress = client.get_many([paths.progress_of(node) for node in ids])
+    whole = _whole_reports(client, paths, ids, progress)
+    for member, znode, document in zip(members, progress, whole, strict=True):
         member["reported_at"] = znode.mtime if znode else None
         member["silent_for"] = znodes.silence_of(document)
         if isinstance(document, dict) and znode and now - znode.mtime <= STALE_AFTER:
@@ -133,6 +134,29 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
         "assignment_serial": serial,
         "tasks": tasks,
     }
+
+
+def _whole_reports(
+    client: FleetClient, paths: Paths, ids: list[str], firsts: list[Znode | None]
+) -> list[Any]:
+    """Each report whole (``progress_chunks``): the chunks past the first read at once;
+    one read in the middle of a write is None (this status shows no report of it)."""
+    decoded = [znodes.decode(z.data) if z else None for z in firsts]
+    counts = [progress_chunks.count(d) for d in decoded]
+    rest = client.get_many(
+        [
+            paths.progress_chunk(node, k)
+            for node, n in zip(ids, counts, strict=True)
+            for k in range(1, n)
+        ]
+    )
+    reports: list[Any] = []
+    at = 0
+    for first, count in zip(decoded, counts, strict=True):
+        chunks = [first, *(znodes.decode(z.data) if z else None for z in rest[at : at + count - 1])]
+        at += count - 1
+        reports.append(progress_chunks.joined(chunks) if first is not None else None)
+    return reports
 
 
 def read_assignment(client: FleetClient, paths: Paths) -> tuple[Assignment, Assignment, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
+from redis_forwarder.coordination import progress_chunks
 from redis_forwarder.coordination.assignment import cut_off
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.watched import WatchedReads
@@ -70,13 +71,12 @@ async def read_reports(reads: WatchedReads, paths: Paths, nodes: list[str], memo
     planned move goes only to a standby that says so); its session and the tasks it
     runs, with their epochs (``reborn.py``)."""
     found = await reads.get_many([paths.progress_of(node) for node in nodes])
+    documents = await _reports(reads, paths, nodes, found, memo)
     silences: Silences = {}
     standing_by: dict[str, frozenset[TaskKey]] = {}
     running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
     for node in nodes:
-        path = paths.progress_of(node)
-        znode = found[path]
-        document = parsed(memo, path, znode)
+        znode, document = found[paths.progress_of(node)], documents.get(node)
         silence = znodes.silence_of(document)
         if znode is not None and silence:
             silences[node] = (znode.mtime, silence)
@@ -84,6 +84,47 @@ async def read_reports(reads: WatchedReads, paths: Paths, nodes: list[str], memo
         if (runs := znodes.running_of(document)) is not None:
             running[node] = runs
     return Reports(silences, standing_by, running)
+
+
+async def _reports(
+    reads: WatchedReads,
+    paths: Paths,
+    nodes: list[str],
+    found: dict[str, Znode | None],
+    memo: Memo,
+) -> dict[str, Any]:
+    """Each node's whole report, decoded once per version of its first chunk; the other
+    chunks of those that changed read at once. A report read in the middle of a write
+    is the one before it until the next cycle reads it again."""
+    documents: dict[str, Any] = {}
+    more: list[tuple[str, str, Znode, Any, int]] = []
+    for node in nodes:
+        path = paths.progress_of(node)
+        znode = found[path]
+        seen = memo.get(path)
+        if znode is None:
+            memo.pop(path, None)
+        elif seen is not None and seen[0] == (znode.czxid, znode.version):
+            documents[node] = seen[1]
+        else:
+            first = znodes.decode(znode.data)
+            more.append((node, path, znode, first, progress_chunks.count(first)))
+    rest = await reads.session.get_many(
+        [paths.progress_chunk(node, i) for node, _p, _z, _f, n in more for i in range(1, n)]
+    )
+    at = 0
+    for node, path, znode, first, count in more:
+        chunks = [first, *(znodes.decode(z.data) if z else None for z in rest[at : at + count - 1])]
+        at += count - 1
+        document = progress_chunks.joined(chunks)
+        if document is None:
+            reads.mark_stale(path)
+            seen = memo.get(path)
+            documents[node] = seen[1] if seen else None
+            continue
+        memo[path] = ((znode.czxid, znode.version), document)
+        documents[node] = document
+    return documents
 
 
 def parsed(memo: dict[str, tuple[tuple[int, int], Any]], path: str, znode: Znode | None) -> Any:

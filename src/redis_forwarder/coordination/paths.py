@@ -19,7 +19,9 @@
                                           (``parts.py``); ``@waiting``: tasks left
                                           without an owner until their standby is back
     {root}/owners/{task}       ephemeral  the task's owner; its czxid is the task's epoch
-    {root}/progress/{node}     ephemeral  the node's tasks: forwarded, last message, epoch;
+    {root}/progress/{node}     ephemeral  (and siblings {node}@1.. past 128 KB:
+                                          progress_chunks.py)
+                                          the node's tasks: forwarded, last message, epoch;
                                           and (``silent_for``) per Redis deployment, the
                                           seconds since any of its servers answered it;
                                           (``standing_by``) the tasks it stands by for;
@@ -106,6 +108,11 @@ class Paths:
 
     def progress_of(self, node: str) -> str:
         return f"{self.progress}/{quote_name(node)}"
+
+    def progress_chunk(self, node: str, index: int) -> str:
+        """Chunk ``index`` of a node's progress report (``progress_chunks``): the first
+        is ``progress_of``, the others its siblings ``{node}@{index}``."""
+        return self.progress_of(node) if index == 0 else f"{self.progress_of(node)}@{index}"
 
     @property
     def drained(self) -> str:
