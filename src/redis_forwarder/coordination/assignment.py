@@ -41,6 +41,7 @@ its owner (none with one eligible node), balanced, sticky.
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -228,15 +229,73 @@ def assign_standbys(
         kept = held[node][: max(0, share[node] - count[node])]
         result.update(dict.fromkeys(kept, node))
         count[node] += len(kept)
-    # The rest one by one to the node standing by for the fewest; ties go to the next
-    # node after the owner, in name order round a ring: with a bare "first by name",
-    # three nodes owning one task each left one node standing by for two and one for
-    # none. (``_Levels``: a search of every node per task, with ``list.index`` for the
-    # ring, took 38 s for 10,000 tasks on 500 nodes: issue 18.)
+    # The rest one by one to the node standing by for the fewest; ties go round a ring
+    # in name order, from a point after the owner that each task draws from its name:
+    # with a bare "first by name", three nodes owning one task each left one node
+    # standing by for two and one for none; from the owner's next node, every standby
+    # of a node's tasks was that one node, which a death or a leave then loaded with
+    # all of them at once (the fleet bench: 25 promotions on one node, which then gave
+    # 24 other tasks away, 74 moves for a leave of 50). (``_Levels``: a search of every
+    # node per task, with ``list.index`` for the ring, took 38 s for 10,000 tasks on
+    # 500 nodes: issue 18.)
     levels = _Levels(eligible, count)
-    for task in (task for task in tasks if task not in result):
-        result[task] = levels.take(owners[task])
+    fresh = [task for task in tasks if task not in result]
+    for task in fresh:
+        result[task] = levels.take(owners[task], _draw(task))
+    return _evened(result, owners, eligible, set(fresh))
+
+
+def _evened(
+    result: Assignment, owners: Mapping[TaskKey, str], nodes: list[str], movable: set[TaskKey]
+) -> Assignment:
+    """Standby counts within one where the owners allow it. One at a time, the least
+    loaded node may be the owner of the last task left: three nodes owning one task
+    each, the third task found only its own owner free, and one node stood by for two
+    (a property test). Then a standby of ``movable`` (chosen this time, not kept) moves
+    from the most loaded node to the least, directly if the least loaded does not own
+    it, else through a third node."""
+    on: dict[str, list[TaskKey]] = {node: [] for node in nodes}
+    for task, node in result.items():
+        on[node].append(task)
+    for _ in range(len(movable)):
+        high = max(nodes, key=lambda n: (len(on[n]), n))
+        low = min(nodes, key=lambda n: (len(on[n]), n))
+        if len(on[high]) - len(on[low]) <= 1:
+            break
+        mine = [t for t in on[high] if t in movable]
+        direct = next((t for t in mine if owners[t] != low), None)
+        if direct is not None:
+            _move(direct, high, low, on, result)
+            continue
+        via = next(
+            (
+                (t, node)
+                for node in nodes
+                if node not in (high, low)
+                for t in on[node]
+                if t in movable and owners[t] != low
+            ),
+            None,
+        )
+        if via is None or not mine:
+            break  # the owners do not allow it
+        _move(via[0], via[1], low, on, result)
+        _move(mine[0], high, via[1], on, result)
     return result
+
+
+def _move(
+    task: TaskKey, source: str, target: str, on: dict[str, list[TaskKey]], result: Assignment
+) -> None:
+    on[source].remove(task)
+    on[target].append(task)
+    result[task] = target
+
+
+def _draw(task: TaskKey) -> int:
+    """A number that each task draws from its name, the same in every process (not
+    ``hash``: salted per process, and every controller must compute the same plan)."""
+    return zlib.crc32(f"{task[0]}@{task[1]}".encode())
 
 
 class _Levels:
@@ -250,14 +309,18 @@ class _Levels:
         for i, node in enumerate(nodes):
             self.levels.setdefault(count[node], []).append(i)  # ascending: sorted
 
-    def take(self, owner: str) -> str:
-        """The node with the fewest, nearest after ``owner`` round the ring; counted."""
+    def take(self, owner: str, draw: int) -> str:
+        """The node with the fewest, not ``owner``, nearest round the ring from the point
+        ``draw`` places after the owner; counted."""
         mine = self.position[owner]
+        start = (mine + 1 + draw % max(1, len(self.names) - 1)) % len(self.names)
         for level in sorted(self.levels):
             ring = self.levels[level]
-            at = bisect.bisect_right(ring, mine)
-            after = [i for i in (ring[at] if at < len(ring) else None, ring[0]) if i is not None]
-            chosen = next((i for i in after if i != mine), None)
+            at = bisect.bisect_left(ring, start)
+            first_two = {ring[at % len(ring)], ring[(at + 1) % len(ring)]}
+            chosen = ring[at % len(ring)] if ring[at % len(ring)] != mine else None
+            if chosen is None and len(first_two) > 1:
+                chosen = ring[(at + 1) % len(ring)]
             if chosen is None:
                 continue
             ring.remove(chosen)
