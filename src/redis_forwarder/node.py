@@ -298,15 +298,10 @@ class Node:
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)
         held = await self._hold_or_drop(decision, standbys)
-        for key in sorted((self.tasks.keys() - decision.run.keys() - held) | decision.release):
-            if key in self.tasks:
-                log.info("stopping %s@%s: no longer this node's", *key)
-                # Cut off from Redis, or held through a lost session (its gate shut for
-                # good), a graceful flush would only wait out its timeout: 5 s of a
-                # stalled cycle after a ZooKeeper outage (issue 17).
-                graceful = not self._cut and self.tasks[key].of_this_session
-                await self._stop(key, graceful=graceful)
-            await self.coordinator.released(key)
+        leaving = sorted((self.tasks.keys() - decision.run.keys() - held) | decision.release)
+        # All at once: one after the other, each graceful flush in turn, a node handing
+        # over hundreds of tasks kept their next owners waiting (issue 18).
+        await asyncio.gather(*(self._let_go(key) for key in leaving))
         for key in [k for k, task in self.tasks.items() if task.state is TaskState.STOPPED]:
             # Its supervisor ended without being stopped: a bug. Start it afresh below.
             log.error("%s@%s ended by itself; starting it again", *key)
@@ -377,6 +372,17 @@ class Node:
         for change in watcher.rename(renamed):
             log.info("topology source (the controller's shard names): %s", change.to_json())
         self._wake.set()
+
+    async def _let_go(self, key: TaskKey) -> None:
+        """Stop ``key`` if it runs here, then release its ownership."""
+        if key in self.tasks:
+            log.info("stopping %s@%s: no longer this node's", *key)
+            # Cut off from Redis, or held through a lost session (its gate shut for
+            # good), a graceful flush would only wait out its timeout: 5 s of a stalled
+            # cycle after a ZooKeeper outage (issue 17).
+            graceful = not self._cut and self.tasks[key].of_this_session
+            await self._stop(key, graceful=graceful)
+        await self.coordinator.released(key)
 
     async def _hold_or_drop(self, decision: Decision, standbys: set[TaskKey]) -> set[TaskKey]:
         """The session is gone (``drop_all``): the tasks with a standby are held, writing

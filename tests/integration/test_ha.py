@@ -159,7 +159,7 @@ def test_nodes_that_lost_the_election_do_not_wake_each_other(
     with fleet(tmp_path, source, deployment.zookeeper_hosts) as f:
         for node in ("n1", "n2", "n3"):
             f.start(node)
-        f.wait_all_running({"n1", "n2", "n3"})
+        f.wait_settled({"n1", "n2", "n3"})  # idle: no task moving to its standby any more
         controller = f.status()["controller"]
         losers = sorted({"n1", "n2", "n3"} - {controller})
         before = {n: f.nodes[n].log_text().count(" status: ") for n in losers}

@@ -190,8 +190,8 @@ class SimulatedMember:
         stopped = ((self.running.keys() | self.held) - decision.run.keys() - held) | (
             decision.release
         )
-        for task in sorted(stopped):
-            await self.coordinator.released(task)
+        # All at once, as ``Node._reconcile`` lets go of them.
+        await asyncio.gather(*(self.coordinator.released(task) for task in sorted(stopped)))
         self.held = held - decision.run.keys()
         self.running = dict(decision.run)
         self.standing_by = set(decision.stand_by) - self.running.keys()

@@ -81,6 +81,10 @@ class WatchedReads:
         self._children[path] = names
         return names
 
+    def peek(self, path: str) -> Znode | None:
+        """What was last read of ``path`` (None: absent, or never read)."""
+        return self._data.get(path)
+
     def mark_stale(self, path: str) -> None:
         """Read ``path`` again next time (what was read of it did not add up)."""
         self._stale.add((_DATA, path))
