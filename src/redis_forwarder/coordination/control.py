@@ -20,6 +20,7 @@ from redis_forwarder.coordination import legacy, parts
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment, cut_off, moves, plan, reaching
 from redis_forwarder.coordination.fleet_reads import (
+    Derived,
     Members,
     Memo,
     Reports,
@@ -65,6 +66,7 @@ class Control:
     reads: WatchedReads  # the coordinator's: read again only what changed
     store: PartsStore = field(init=False)
     _memo: Memo = field(default_factory=dict)
+    _derived: Derived = field(default_factory=dict)
     # What the last plan was made of: the same again plans nothing (issue 18: at 20,000
     # tasks a plan is most of a controller's cycle).
     _last_inputs: tuple[Any, ...] | None = None
@@ -76,6 +78,7 @@ class Control:
         """A new session, or no longer the controller: read everything again."""
         self.store.forget()
         self._memo.clear()
+        self._derived.clear()
         self._last_inputs = None
 
     async def run(
@@ -88,7 +91,9 @@ class Control:
         """One controller step. ``wants_standby``: the tasks of ``wanted`` whose route
         wants a standby (pub/sub routes, by the controller's config)."""
         members = await read_members(self.reads, self.paths, fingerprint, self._memo)
-        reports = await read_reports(self.reads, self.paths, members.candidates, self._memo)
+        reports = await read_reports(
+            self.reads, self.paths, members.candidates, self._memo, self._derived
+        )
         paused = {znodes.unquote_name(n) for n in await self.reads.children(self.paths.paused)}
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)

@@ -44,6 +44,7 @@ class PartsStore:
     serial: int = 0
     version: int | None = None  # {root}/parts' version as we last read or wrote it
     largest: int = 0  # the largest znode written (bytes): the fleet bench reports it
+    _merged: tuple[dict[str, Share], tuple[Assignment, Assignment, Ran]] | None = None
 
     def forget(self) -> None:
         self.version = None
@@ -79,8 +80,10 @@ class PartsStore:
         self.version = folder.version
 
     def in_force(self) -> tuple[Assignment, Assignment, Ran]:
-        owners, standbys, ran = parts.merged(self.shares)
-        return owners, standbys, ran
+        """The whole assignment, merged again only when the parts changed."""
+        if self._merged is None or self._merged[0] is not self.shares:
+            self._merged = (self.shares, parts.merged(self.shares))
+        return self._merged[1]
 
     async def write(
         self, owners: Assignment, standbys: Assignment, ran: Ran, marker: Operation | None
