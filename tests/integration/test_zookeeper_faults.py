@@ -6,11 +6,13 @@ running and joins once the faults stop; only a refused identity ends it (exit 6)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
 
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.paths import Paths
@@ -60,20 +63,35 @@ def relay(listen: Address, upstream: Address) -> Iterator[subprocess.Popen[bytes
 @contextmanager
 def previous_owner(hosts: str, root: str, tasks: list[TaskKey]) -> Iterator[Callable[[], None]]:
     """A session of its own holding ``tasks``' ownership znodes, as a restarted node's
-    previous life does until its session expires: the node tries to own them every
-    cycle (create, then read and watch the holder) until this session ends, which the
-    returned function does."""
+    previous life does until its session expires, and rewriting them every 50 ms: each
+    write fires the node's watch, and the node tries to own them again (create, then
+    read and watch the holder), so that cuts keep meeting calls until this session
+    ends, which the returned function does. (Since issue 18 a node tries again only
+    when the holder's znode changed: held still, it sent no request, and the cuts met
+    none.)"""
     client = KazooClient(hosts=hosts)
     client.start(10)
+    ended = threading.Event()
+    paths = [Paths(root).owner(task) for task in tasks]
+    claim = znodes.encode({"node": "n1", "session": 0})
+
+    def touch() -> None:
+        while not ended.wait(0.05):  # the pace of the changes, not a wait for a condition
+            for path in paths:
+                with contextlib.suppress(KazooException):
+                    client.set(path, claim)
 
     def end() -> None:
+        ended.set()
+        toucher.join(5)
         client.stop()
         client.close()
 
+    for path in paths:
+        client.create(path, claim, ephemeral=True, makepath=True)
+    toucher = threading.Thread(target=touch, daemon=True)
+    toucher.start()
     try:
-        for task in tasks:
-            claim = znodes.encode({"node": "n1", "session": 0})
-            client.create(Paths(root).owner(task), claim, ephemeral=True, makepath=True)
         yield end
     finally:
         if client.connected:

@@ -186,7 +186,7 @@ def read_assignment(client: FleetClient, paths: Paths) -> tuple[Assignment, Assi
         else:
             owners, standbys, _ran = parts.merged(shares)
             serial = parts.folder_serial(folder.data if folder else None)
-            return {t: n for t, n in owners.items() if n}, standbys, serial
+            return owners, standbys, serial  # "": waiting for its standby (as layout 1)
     raise ZooKeeperError(f"{paths.parts}: the assignment changed under every read; try again")
 
 

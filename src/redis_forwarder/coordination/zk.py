@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# Requests in flight at once per session (``call``): far under what kazoo's wake-up
+# socketpair holds (about 280 one-byte writes on Linux).
+IN_FLIGHT = 64
+
 # The part of the session timeout that a confirmed session lets the node write for.
 LEASE_FRACTION = 2 / 3
 
@@ -138,6 +142,11 @@ class ZooKeeperSession:
         # For kazoo's blocking calls only (start, stop, close); requests go async.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zookeeper")
         self.stats = RequestStats()
+        # kazoo wakes its connection thread with one byte per request on a blocking
+        # socketpair, which that thread drains only while connected, and which holds
+        # about 280 such bytes: more requests at once than that, sent while ZooKeeper is
+        # away, block the loop itself until it is back. So at most this many in flight.
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self.client = kazoo_client(
             hosts,
             session_timeout,
@@ -274,7 +283,7 @@ class ZooKeeperSession:
         sent = time.monotonic()
         self.stats.requests += 1
         try:
-            async with asyncio.timeout(self.session_timeout):
+            async with asyncio.timeout(self.session_timeout), self._in_flight:
                 result = await answer(loop, start)
             self._heard(sent)
             return result
