@@ -61,9 +61,11 @@ from redis_forwarder.coordination.my_share import MyShare
 from redis_forwarder.coordination.parts import LAYOUT
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.progress_writer import ProgressWriter
+from redis_forwarder.coordination.requests import Operation
 from redis_forwarder.coordination.standby_wait import StandbyWait
 from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import (
+    Conflict,
     NodeExists,
     Refused,
     SessionState,
@@ -74,6 +76,8 @@ from redis_forwarder.errors import ZooKeeperRefusedError
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
+# Owner znodes created in one transaction (``_claim_at_once``): about 150 bytes each.
+CLAIM_BATCH = 200
 
 
 class ZooKeeperCoordinator:
@@ -333,6 +337,8 @@ class ZooKeeperCoordinator:
         is owned and leaves the rest to the next cycle (issue 13: it escaped the cycle
         here and ended the process). A create whose answer was lost is found next
         cycle: the znode names our node and session."""
+        claimed = await self._claim_at_once(tasks)
+        tasks = [task for task in tasks if task not in claimed]
         results = await asyncio.gather(
             *(self._try_to_own(task) for task in tasks), return_exceptions=True
         )
@@ -348,6 +354,37 @@ class ZooKeeperCoordinator:
                 "owning %d tasks (%s@%s: %s); trying again next cycle",
                 len(failed), route, shard, first,
             )  # fmt: skip
+
+    async def _claim_at_once(self, tasks: list[TaskKey]) -> set[TaskKey]:
+        """Tasks not known to be held, claimed ``CLAIM_BATCH`` to a transaction: a dead
+        node's share (2,000 tasks at 20,000 on ten nodes) took 2.5 s as one create each,
+        every one a commit of its own (the fleet bench). All of a batch or none: one held
+        task fails it, and its tasks are tried one by one (``_try_to_own``). The epochs
+        (czxids) are read back at once; those of a batch are one zxid, which only needs
+        to grow per task. Whatever is not read back is found next cycle, ours."""
+        claim = {"node": self.node_id, "session": self.session.session_id}
+        data = znodes.encode(claim)
+        free = [t for t in tasks if self.reads.peek(self.paths.owner(t)) is None]
+        claimed: set[TaskKey] = set()
+        for start in range(0, len(free) if len(free) > 1 else 0, CLAIM_BATCH):
+            batch = free[start : start + CLAIM_BATCH]
+            paths = [self.paths.owner(task) for task in batch]
+            try:
+                await self.session.commit([Operation("create_ephemeral", p, data) for p in paths])
+                found = await self.session.get_many(paths)
+            except Conflict:
+                continue
+            except ZooKeeperError as exc:
+                log.warning("owning %d tasks at once: %s; one by one", len(batch), exc)
+                break
+            for task, path, znode in zip(batch, paths, found, strict=True):
+                if znode is not None and znodes.decode(znode.data) == claim:
+                    self.owned[task] = znode.czxid
+                    self.reads.drop(path)
+                    self._waiting_logged.discard(task)
+                    claimed.add(task)
+                    log.info("%s@%s: owned, epoch %d", task[0], task[1], znode.czxid)
+        return claimed
 
     async def _try_to_own(self, task: TaskKey) -> None:
         """Create its owner znode. Held by another, it is tried again only once its

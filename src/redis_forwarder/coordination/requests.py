@@ -16,7 +16,7 @@ from typing import Any
 class Operation:
     """One step of a transaction (``ZooKeeperSession.commit``)."""
 
-    kind: str  # "check", "set", "create", "delete"
+    kind: str  # "check", "set", "create", "create_ephemeral", "delete"
     path: str
     data: bytes = b""
     version: int = -1
@@ -28,6 +28,8 @@ class Operation:
             transaction.set_data(self.path, self.data, self.version)
         elif self.kind == "create":
             transaction.create(self.path, self.data)
+        elif self.kind == "create_ephemeral":
+            transaction.create(self.path, self.data, ephemeral=True)
         else:
             transaction.delete(self.path, self.version)
 
