@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from redis_forwarder.coordination.zk import FleetClient
+from redis_forwarder.coordination.fleet_client import FleetClient
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 from tests.unit.test_fleet_bench import DOCUMENTED

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths, encode
-from redis_forwarder.coordination.zk import FleetClient
 from tests.support.cli import run_cli
 from tests.support.deployments import Deployment
 from tests.support.fleet import Fleet, entries, fleet

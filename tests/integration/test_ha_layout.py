@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from redis_forwarder.coordination import parts
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths, decode, encode
-from redis_forwarder.coordination.zk import FleetClient
 from tests.support.deployments import Deployment
 from tests.support.fleet import fleet
 from tests.support.waiting import wait_until

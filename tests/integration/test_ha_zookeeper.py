@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_forwarder.coordination.zk import FleetClient, ZooKeeperError
+from redis_forwarder.coordination.fleet_client import FleetClient
+from redis_forwarder.coordination.zk import ZooKeeperError
 from redis_forwarder.lab import Lab
 from redis_forwarder.model import Address
 from tests.support.deployments import Deployment

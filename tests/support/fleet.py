@@ -19,8 +19,8 @@ import redis
 
 from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.coordination.fleet import fleet_status
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.lab.forwarders import to_toml
 from redis_forwarder.model import Address
 from tests.support.cli import cli_command, cli_env

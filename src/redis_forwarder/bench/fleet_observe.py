@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths, decode
-from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.model import TaskKey
 
 BATCH = 500  # requests in flight at once

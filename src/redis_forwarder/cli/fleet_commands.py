@@ -18,8 +18,8 @@ from redis_forwarder.errors import UsageError
 # when it is declared: `status --help` and the other commands' help need none of them.
 if TYPE_CHECKING:
     from redis_forwarder.config import CoordinationConfig
+    from redis_forwarder.coordination.fleet_client import FleetClient
     from redis_forwarder.coordination.paths import Paths
-    from redis_forwarder.coordination.zk import FleetClient
 
 config_option = click.option(
     "--config",
@@ -43,8 +43,8 @@ def _coordination(config_path: Path) -> CoordinationConfig:
 
 
 def _fleet(config_path: Path) -> tuple[FleetClient, Paths]:
+    from redis_forwarder.coordination.fleet_client import FleetClient
     from redis_forwarder.coordination.paths import Paths
-    from redis_forwarder.coordination.zk import FleetClient
 
     coordination = _coordination(config_path)
     client = FleetClient(coordination.zookeeper, credentials=coordination.credentials())

@@ -37,8 +37,9 @@ from typing import Any
 from redis_forwarder.coordination import parts, progress_chunks
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment, cut_off
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths, node_of_part
-from redis_forwarder.coordination.zk import FleetClient, Znode, ZooKeeperError
+from redis_forwarder.coordination.zk import Znode, ZooKeeperError
 
 STALE_AFTER = 5.0  # seconds: a task is "running" only in its owner's report this recent
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from redis_forwarder.config import ForwarderConfig, load_config
 from redis_forwarder.coordination.fleet import fleet_status
+from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.coordination.zk import FleetClient
 from redis_forwarder.drill.partition import Partition
 from redis_forwarder.drill.reshape import ClusterReshaper
 from redis_forwarder.drill.slot_map import SlotMap

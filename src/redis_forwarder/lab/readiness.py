@@ -212,8 +212,8 @@ def fleet_settled(zookeeper: str, root: str, nodes: set[str], routes: int) -> Ch
     def probe() -> str | None:
         # kazoo is imported only by a lab that has forwarders
         from redis_forwarder.coordination.fleet import fleet_status
+        from redis_forwarder.coordination.fleet_client import FleetClient
         from redis_forwarder.coordination.paths import Paths
-        from redis_forwarder.coordination.zk import FleetClient
         from redis_forwarder.errors import CoordinationError
 
         try:
