@@ -297,7 +297,7 @@ class Node:
         self.standing_by = decision.stand_by
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)
-        held = await self._hold_or_drop(decision, standbys)
+        held = await self._hold_or_drop(decision, standbys) | (decision.held & self.tasks.keys())
         leaving = sorted((self.tasks.keys() - decision.run.keys() - held) | decision.release)
         # All at once: one after the other, each graceful flush in turn, a node handing
         # over hundreds of tasks kept their next owners waiting (issue 18).
@@ -420,7 +420,9 @@ class Node:
         now = time.monotonic()
         for task in self.tasks.values():
             silent = now - task.progress_at
-            if task.running and silent > task.wedged_after():
+            # A task held through a lost session waits at its own gate, shut until the
+            # node resumes it: no wedge (restarted, it lost what it had read).
+            if task.running and task.of_this_session and silent > task.wedged_after():
                 log.error(
                     "%s wedged: its loop made no progress for %.1fs; restarting it",
                     task.name,

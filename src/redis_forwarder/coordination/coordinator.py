@@ -178,8 +178,7 @@ class ZooKeeperCoordinator:
             # (kazoo reconnecting): the held tasks stay held, or the node stopped them
             # as no longer its own a moment before the same session came back (a chaos
             # campaign: 1,050 messages).
-            held = bool(self._orphans)
-            return Decision(run=dict(self.owned), drop_all=held, stand_by=set(self.standing_by))
+            return self._as_before(dropped=False)
         dropped = False
         try:
             if self._registered_generation != session.generation:
@@ -199,12 +198,13 @@ class ZooKeeperCoordinator:
             raise self._refused(exc) from exc
         except ZooKeeperError as exc:
             log.warning("coordination cycle: %s; trying again next cycle", exc)
-            return Decision(run=dict(self.owned), drop_all=dropped, stand_by=set(self.standing_by))
+            return self._as_before(dropped)
         mine = {task for task, node in assignment.items() if node == self.node_id}
         mine &= wanted
         release = set(self.owned) - mine
         await self._let_go_of_orphans(mine)
         await self._own(sorted(mine - set(self.owned)))
+        self._orphans -= self.owned.keys()  # owned again: under the same epoch, resumed
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         stand_by = {t for t, node in standbys.items() if node == self.node_id}
         # A task assigned here as owner but not owned yet (its old owner has not let go)
@@ -219,6 +219,22 @@ class ZooKeeperCoordinator:
             drop_all=dropped,
             shard_names=names,
             stand_by=set(self.standing_by),
+            held=self._orphans & mine,
+        )
+
+    def _as_before(self, dropped: bool) -> Decision:
+        """A cycle that learnt nothing new (suspended, or a ZooKeeper error midway):
+        what is owned runs, what is held stays held. Held tasks stay held until owned
+        again, not merely until the session is back: stopped in the cycle whose claims
+        failed after a reconnect, a task lost what it had read, and the next cycle owned
+        it again under the same epoch (the zk-outage drill: 1,003 messages); stopped
+        when kazoo reported the session suspended again after the lease gave it up, the
+        same (a chaos campaign: 1,050 messages)."""
+        return Decision(
+            run=dict(self.owned),
+            drop_all=dropped,
+            stand_by=set(self.standing_by),
+            held=set(self._orphans),
         )
 
     def _forget_everything(self) -> Decision:
@@ -317,10 +333,7 @@ class ZooKeeperCoordinator:
         next owner waited for them for good (a chaos campaign: a task stopped for 3
         minutes). Those still assigned here are owned again by ``_own``."""
         claim = {"node": self.node_id, "session": self.session.session_id}
-        for task in sorted(self._orphans):
-            if task in mine:
-                self._orphans.discard(task)
-                continue
+        for task in sorted(self._orphans - mine):  # those in ``mine``: owned below
             try:
                 holder = await self.session.get(self.paths.owner(task))
                 if holder is not None and znodes.decode(holder.data) == claim:

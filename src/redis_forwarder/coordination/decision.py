@@ -23,6 +23,9 @@ class Decision:
     # The tasks this node stands by for (assigned here as standby, and wanted): it
     # subscribes to them too, so that it can take over without a loss (issue 15).
     stand_by: set[TaskKey] = field(default_factory=set)
+    # Tasks held through a session the node gave up, still its own as far as it knows,
+    # not owned again yet: kept as they are (their gate shut), neither run nor let go.
+    held: set[TaskKey] = field(default_factory=set)
 
 
 class Coordinator(Protocol):
