@@ -155,6 +155,14 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.unanswered = Counter(
+            "forwarder_unanswered_messages",
+            "Pub/sub messages written to the sink whose answer never came (the connection "
+            "closed first): taken or not, erased if the sink's master was demoted before a "
+            "replica had them",
+            labels,
+            registry=self.registry,
+        )
         self.sink_failover_lost = Counter(
             "forwarder_sink_failover_lost_entries",
             "Entries a stream sink master returned an id for (stream entries acknowledged, "

@@ -16,7 +16,7 @@ import redis
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.model import Address
-from redis_forwarder.resp import ConnectionLost, RespConnection
+from redis_forwarder.resp import ConnectionLost, RespConnection, encode
 from redis_forwarder.sink.commands import SinkKind, SinkShape, sink_command
 from redis_forwarder.sink.pubsub import NodePubSubSink
 from redis_forwarder.sink.writer import PipelineWriter
@@ -307,3 +307,41 @@ def test_subscribing_under_traffic_keeps_early_messages(
     finally:
         halt.set()
         thread.join(10)
+
+
+def test_writes_never_answered_are_counted_at_risk(
+    fresh_deployment: Callable[[str], Deployment],
+) -> None:
+    """A sink that stops answering (CLIENT PAUSE WRITE: it reads the XADDs and holds
+    their replies), then the connection closed at once, as a rehome does: the batches
+    written and never answered are counted (``unanswered``), not forwarded, not silent
+    (a chaos campaign: 603 replayed into a master frozen a moment later, none counted)."""
+    target = fresh_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=target.host, port=target.port)
+    key = f"unanswered.{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> TaskMetrics:
+        sink = RespConnection(target.host, target.port, timeout=5.0)
+        await sink.open()
+        metrics = TaskMetrics.alone()
+        writer = PipelineWriter(sink, metrics, max_in_flight=1000)
+        writer.start()
+        await writer.send(encode(b"XADD", key.encode(), b"*", b"n", b"0"), 1)
+        await writer.flush()  # one answered: forwarded
+        redis_command(client, "CLIENT", "PAUSE", 5000, "WRITE")
+        for _ in range(3):
+            body = b"".join(encode(b"XADD", key.encode(), b"*", b"n", b"%d" % i) for i in range(10))
+            await writer.send(body, 10)
+        await asyncio.sleep(0.2)  # no answer comes while paused (CLIENT PAUSE holds them)
+        assert writer.in_flight == 30
+        await writer.close(abort=True)
+        return metrics
+
+    try:
+        metrics = asyncio.run(scenario())
+    finally:
+        redis_command(client, "CLIENT", "UNPAUSE")
+        client.delete(key)
+    assert (metrics.forwarded, metrics.unanswered_count) == (1, 30)
+    counter = metrics.registry.unanswered.labels(route="bench", shard="bench")
+    assert counter._value.get() == 30

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from redis_forwarder.drill import nemesis
+from redis_forwarder.drill import nemesis, sink_counts
 from redis_forwarder.drill.chaos_check import Span, judge_routes, liveness_broken
 from redis_forwarder.drill.checker import Received, Sent, check
 from redis_forwarder.model import DeploymentKind
@@ -79,6 +79,41 @@ def test_pubsub_loss_with_a_standby_is_allowed_only_where_redis_lost_it() -> Non
     other = [Span(19.5, 30.0, "beta", source=True)]
     _, broken = judge_routes(reports, sent, received, other, set(), {"pubsub@alpha": "alpha"})
     assert broken and "outside every fault" in broken[0]
+
+
+def test_pubsub_loss_the_nodes_counted_at_the_sink_is_the_sinks_own() -> None:
+    """Held through a node fault, written by the standby's replay as it ended, into a
+    master demoted just then: outside every source span, but counted by the nodes."""
+    sent, received = _run([50.0, 50.1, 50.2])
+    spans = [Span(45.0, 50.5, "", source=False)]  # a node kill
+    reports = check(sent, received, 0.0)
+    standby = {"pubsub@alpha"}
+    routes, broken = judge_routes(reports, sent, received, spans, standby, {}, 0.0, {})
+    assert broken and routes["pubsub@alpha"].counted_at_sink == 0
+    at_sink = {"pubsub@alpha": 2}
+    routes, broken = judge_routes(reports, sent, received, spans, standby, {}, 0.0, at_sink)
+    assert broken == [
+        "pubsub@alpha: 3 pub/sub messages lost outside the spans Redis itself lost, 2 "
+        "counted at the sink (a route with a hot standby may lose none there)"
+    ]
+    at_sink = {"pubsub@alpha": 3}
+    routes, broken = judge_routes(reports, sent, received, spans, standby, {}, 0.0, at_sink)
+    assert broken == [] and routes["pubsub@alpha"].to_json()["counted_at_sink"] == 3
+
+
+def test_what_nodes_counted_at_the_sink_is_read_from_their_logs() -> None:
+    lines = [
+        b"2026-11-30 14:20:34,1 WARNING redis_forwarder.forwarding.metrics: drill@alpha: 603 "
+        b"pub/sub messages written to the sink and never answered (the connection closed "
+        b"first): at risk if the sink failed over",
+        b"2026-11-30 14:20:35,1 ERROR redis_forwarder.forwarding.metrics: drill@alpha: the sink "
+        b"moved from 127.0.0.1:7400 to 127.0.0.1:7401, which lacks 117 of the last 117 "
+        b"entries written to 127.0.0.1:7400: lost to the sink's failover",
+        b"2026-11-30 14:20:36,1 INFO redis_forwarder.forwarding.metrics: drill@beta: the sink "
+        b"moved from 127.0.0.1:7410 to 127.0.0.1:7411, which has the last 40 entries written",
+        b"2026-11-30 14:20:37,1 INFO redis_forwarder.node: status: 3/3 tasks forwarding",
+    ]
+    assert sink_counts.counted(lines) == {("drill", "alpha"): 720}
 
 
 def test_a_stream_loses_nothing_and_duplicates_need_two_writers() -> None:

@@ -171,8 +171,10 @@ class SimulatedMember:
         coordinator = self.coordinator
         connected = coordinator.session_state == "connected"
         started = time.monotonic()
+        # The fleet's sets as they are (frozen): a copy of 20,000 tasks per member per
+        # cycle was the bench's own cost, not a node's.
         decision = await coordinator.cycle(
-            set(self.work.wanted), progress, None, set(self.work.wants_standby)
+            self.work.wanted, progress, None, self.work.wants_standby
         )
         seconds = time.monotonic() - started
         connected = connected and coordinator.session_state == "connected"
@@ -184,9 +186,9 @@ class SimulatedMember:
 
     async def _apply(self, decision: Decision) -> None:
         """What ``Node._reconcile`` does with a decision, tasks being names only."""
-        held: set[TaskKey] = set()
+        held: set[TaskKey] = decision.held & (self.running.keys() | self.held)
         if decision.drop_all:  # ``_hold_or_drop``: pub/sub tasks held, the rest stop
-            held = {t for t in self.running.keys() | self.held if t in self.work.wants_standby}
+            held |= {t for t in self.running.keys() | self.held if t in self.work.wants_standby}
         stopped = ((self.running.keys() | self.held) - decision.run.keys() - held) | (
             decision.release
         )

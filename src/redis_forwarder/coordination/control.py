@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,8 @@ class Control:
     async def run(
         self,
         fingerprint: str,
-        wanted: set[TaskKey],
-        wants_standby: set[TaskKey],
+        wanted: Set[TaskKey],
+        wants_standby: Set[TaskKey],
         shard_names: dict[str, Any] | None,
     ) -> None:
         """One controller step. ``wants_standby``: the tasks of ``wanted`` whose route
@@ -125,8 +126,8 @@ class Control:
         paused: set[str],
         in_force: InForce,
         rebalance: Znode | None,
-        wanted: set[TaskKey],
-        wants_standby: set[TaskKey],
+        wanted: Set[TaskKey],
+        wants_standby: Set[TaskKey],
     ) -> tuple[Assignment, Assignment, Ran, set[TaskKey]]:
         """Owners, standbys, the records of last runs, and the tasks left to wait for
         their standby."""

@@ -47,6 +47,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Set
 from typing import Any
 
 from redis_forwarder import __version__
@@ -159,10 +160,10 @@ class ZooKeeperCoordinator:
     # ---------------------------------------------------------------- the cycle
     async def cycle(
         self,
-        wanted: set[TaskKey],
+        wanted: Set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
-        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
+        wants_standby: Set[TaskKey] = frozenset(),
     ) -> Decision:
         """``shard_names``: this node's names for a cluster source's shards; the
         controller publishes its own with the assignment, and every node gets them back
@@ -192,7 +193,7 @@ class ZooKeeperCoordinator:
                 self.progress.forget()
             await self.progress.publish(progress)
             if await self.election.elect():
-                await self.control.run(self.fingerprint, wanted, set(wants_standby), shard_names)
+                await self.control.run(self.fingerprint, wanted, wants_standby, shard_names)
             assignment, standbys, names = await self._read_assignment()
         except Refused as exc:
             raise self._refused(exc) from exc
@@ -212,7 +213,7 @@ class ZooKeeperCoordinator:
         # assignment changed, a cycle before the ownership came, lost the whole window
         # (the partition-redis drill: 825 messages).
         waiting = {t for t in mine - set(self.owned) if t in self.standing_by}
-        self.standing_by = ((stand_by & set(wants_standby)) - mine) | waiting
+        self.standing_by = ((stand_by & wants_standby) - mine) | waiting
         return Decision(
             run=run,
             release=release,

@@ -5,6 +5,7 @@ limit."""
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,10 +42,10 @@ class Coordinator(Protocol):
 
     async def cycle(
         self,
-        wanted: set[TaskKey],
+        wanted: Set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
-        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
+        wants_standby: Set[TaskKey] = frozenset(),
     ) -> Decision: ...
 
     async def released(self, task: TaskKey) -> None: ...
@@ -68,10 +69,10 @@ class LocalCoordinator:
 
     async def cycle(
         self,
-        wanted: set[TaskKey],
+        wanted: Set[TaskKey],
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
-        wants_standby: frozenset[TaskKey] | set[TaskKey] = frozenset(),
+        wants_standby: Set[TaskKey] = frozenset(),
     ) -> Decision:
         return Decision(run=dict.fromkeys(wanted, 0))
 

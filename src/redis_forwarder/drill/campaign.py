@@ -32,8 +32,9 @@ from redis_forwarder.drill.load import Load
 from redis_forwarder.drill.ownership_watch import OwnershipWatcher
 from redis_forwarder.drill.runner import read_back
 from redis_forwarder.drill.settle import SETTLE_TIMEOUT, settle
+from redis_forwarder.drill.sink_counts import counted_in_logs
 from redis_forwarder.drill.target import LabTarget
-from redis_forwarder.drill.workload import CLUSTER_LANE, Lane, drill_routes
+from redis_forwarder.drill.workload import CLUSTER_LANE, PUBSUB_ROUTE, Lane, drill_routes
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab
 from redis_forwarder.model import DeploymentKind
@@ -127,7 +128,10 @@ def _campaign(
     standby_routes = {name for name in pubsub_routes if target.has_standby(name)}
     cluster = target.kind is DeploymentKind.CLUSTER
     shard_of = {name: "" if cluster else name.split("@", 1)[1] for name in pubsub_routes}
-    routes, broken = judge_routes(reports, sent, received, spans, standby_routes, shard_of, started)
+    at_sink = _counted_at_sink(counted_in_logs(lab, offsets), pubsub_routes, cluster)
+    routes, broken = judge_routes(
+        reports, sent, received, spans, standby_routes, shard_of, started, at_sink
+    )
     alarms = log_alarms(lab, offsets)
     exits = [e.to_json() for e in watch.exits]
     broken += liveness_broken(settled_after, unsettled, exits, alarms)
@@ -163,6 +167,19 @@ def _campaign(
         timeline_route="pub/sub, every route" if not cluster else f"pubsub@{CLUSTER_LANE}",
         unacknowledged=unacknowledged,
     )
+
+
+def _counted_at_sink(
+    counts: dict[tuple[str, str], int], pubsub_routes: set[str], cluster: bool
+) -> dict[str, int]:
+    """The drill's pub/sub tasks' counts (``sink_counts``) per checked route: on a
+    cluster, every task serves the one pub/sub lane."""
+    found: dict[str, int] = defaultdict(int)
+    for (route, shard), count in counts.items():
+        name = f"pubsub@{CLUSTER_LANE if cluster else shard}"
+        if route == PUBSUB_ROUTE and name in pubsub_routes:
+            found[name] += count
+    return dict(found)
 
 
 def _strike_all(

@@ -8,7 +8,10 @@ Safety, per checker route (``checker.check`` counts; this module judges):
   itself lost pub/sub messages: a fault of the source deployment on the route's shard,
   from its start until ``SOURCE_SETTLE`` after its heal (a message published to a
   master that dies, or to a new master before anyone is subscribed to it, is gone for
-  every subscriber). A route without a standby may lose inside any fault's span;
+  every subscriber); and beyond that, no more than the nodes counted lost or at risk
+  at the sink (``sink_counts``: held through a node fault, written when it ended into
+  a sink master demoted just then). A route without a standby may lose inside any
+  fault's span;
 - nobody writes under an older epoch after a newer one wrote (two owners at once);
 - a duplicate is *explained* when its copies were written by different owners (node
   and epoch): a takeover replaying what the dead owner wrote after its last watermark
@@ -68,6 +71,9 @@ class CampaignRoute:
     # campaign's start, at most LOST_RUN_GAP apart), each with its count and whether
     # a source fault's span covers it (what the report and the picture show).
     lost_runs: list[dict[str, Any]] = field(default_factory=list)
+    # Counted by the nodes as lost, or at risk, at the sink (``sink_counts``): written
+    # when a fault ended, into a master demoted just then. The sink's own loss.
+    counted_at_sink: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,6 +87,7 @@ def judge_routes(
     standby_routes: set[str],
     shard_of: dict[str, str],
     origin: float = 0.0,
+    at_sink: dict[str, int] | None = None,
 ) -> tuple[dict[str, CampaignRoute], list[str]]:
     """Each route's numbers and what they break. ``shard_of``: a pub/sub route's source
     shard ("" when every source fault may touch it, as for classic pub/sub on a
@@ -107,6 +114,7 @@ def judge_routes(
             report.reordered, report.epoch_overlap, report.writers, name in standby_routes,
         )  # fmt: skip
         route.lost_runs = _runs(sorted(times), spans, shard, origin)
+        route.counted_at_sink = (at_sink or {}).get(name, 0)
         routes[name] = route
         broken += [f"{name}: {problem}" for problem in _route_broken(route)]
     return routes, broken
@@ -137,10 +145,12 @@ def _route_broken(route: CampaignRoute) -> list[str]:
     if route.route.startswith("stream@"):
         if route.lost:
             problems.append(f"{route.lost} stream entries lost (a stream route may lose none)")
-    elif route.standby and route.lost > route.lost_to_redis:
+    elif route.standby and route.lost > route.lost_to_redis + route.counted_at_sink:
+        beyond = route.lost - route.lost_to_redis
+        counted = f", {route.counted_at_sink} counted at the sink" if route.counted_at_sink else ""
         problems.append(
-            f"{route.lost - route.lost_to_redis} pub/sub messages lost outside the spans "
-            "Redis itself lost (a route with a hot standby may lose none there)"
+            f"{beyond} pub/sub messages lost outside the spans Redis itself lost{counted} "
+            "(a route with a hot standby may lose none there)"
         )
     elif not route.standby and route.lost > route.lost_in_faults:
         problems.append(f"{route.lost - route.lost_in_faults} messages lost outside every fault")

@@ -78,6 +78,7 @@ class TaskMetrics:
         self.unconfirmed_count = 0
         self._unconfirmed_since = -1  # the count when this episode began; -1: none
         self.lost_to_sink_failover_count = 0
+        self.unanswered_count = 0
         self.batches = 0
         self.lag = 0.0
         self.last_message_at = 0.0
@@ -235,6 +236,20 @@ class TaskMetrics:
                 "not (at risk)", self.name, self.unconfirmed_count - self._unconfirmed_since,
             )  # fmt: skip
             self._unconfirmed_since = -1
+
+    def unanswered(self, count: int) -> None:
+        """Pub/sub messages written to the sink whose answer never came: the connection
+        closed first (a task stopped at once, a rehome when the source failed over).
+        Their fate is unknown: taken or not, and erased if the sink's master was
+        demoted before a replica had them. Counted and logged: before, they were
+        neither forwarded nor lost (a chaos campaign: a takeover replayed 603 messages
+        into a master frozen a moment later, and not one was counted)."""
+        self.unanswered_count += count
+        self.registry.unanswered.labels(**self._labels).inc(count)
+        log.warning(
+            "%s: %d pub/sub messages written to the sink and never answered (the "
+            "connection closed first): at risk if the sink failed over", self.name, count,
+        )  # fmt: skip
 
     def lost_to_sink_failover(self, missing: int, looked_for: int, old: str, new: str) -> None:
         """The sink moved from ``old`` to ``new``: of the last ``looked_for`` ids ``old``

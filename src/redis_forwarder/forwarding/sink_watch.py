@@ -77,6 +77,8 @@ class SinkWatch:
         with ``wait``, unconfirmed too (it may have been written, and erased)."""
         if self.wait is not None:
             self.metrics.unconfirmed(messages, "no answer: the connection closed first")
+        else:
+            self.metrics.unanswered(messages)
 
     def _confirmed(self, acked: object, messages: int) -> None:
         wait = self.wait
