@@ -42,3 +42,14 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
         return uvloop.run(main)
     return asyncio.run(main)
+
+
+async def first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Until the first of ``waits`` ends; the others are cancelled (a node's cycle waits
+    for a stop or a wake-up, whichever comes first)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

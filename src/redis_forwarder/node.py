@@ -25,7 +25,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from redis_forwarder.errors import (
     UsageError,
     ZooKeeperRefusedError,
 )
+from redis_forwarder.eventloop import first_of
 from redis_forwarder.follow import TopologyFollower
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
@@ -193,7 +193,7 @@ class Node:
                 await self._guarded_cycle()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CYCLE):
-                        await _first(stop.wait(), self._wake.wait())
+                        await first_of(stop.wait(), self._wake.wait())
             for follower in [*followers, beats]:
                 follower.cancel()
         finally:
@@ -478,12 +478,3 @@ class Node:
         self.tasks.clear()
         for key in keys:
             await self.coordinator.released(key)
-
-
-async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

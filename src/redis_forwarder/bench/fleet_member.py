@@ -30,6 +30,7 @@ from redis_forwarder.config import CoordinationConfig, NodeConfig
 from redis_forwarder.coordination.coordinator import ZooKeeperCoordinator
 from redis_forwarder.coordination.decision import Decision
 from redis_forwarder.coordination.paths import SILENCE, STANDING_BY
+from redis_forwarder.eventloop import first_of
 from redis_forwarder.model import TaskKey
 from redis_forwarder.node import CYCLE
 
@@ -143,7 +144,7 @@ class SimulatedMember:
                 await self._guarded_cycle()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CYCLE):
-                        await _first(self._stop.wait(), self._wake.wait())
+                        await first_of(self._stop.wait(), self._wake.wait())
         finally:
             await self._finish()
 
@@ -309,12 +310,3 @@ class MemberHost:
             for name, run in self._runs.items()
             if run.done() and not run.cancelled() and (exc := run.exception()) is not None
         }
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
