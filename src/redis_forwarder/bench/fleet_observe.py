@@ -42,20 +42,26 @@ class Observer:
 
     def owners_of(self, tasks: list[TaskKey]) -> dict[TaskKey, str | None]:
         """Each task's owner node as its owner znode names it (None: no owner znode)."""
-        found: dict[TaskKey, str | None] = {}
+        return {task: node for task, (node, _made) in self.claims_of(tasks).items()}
+
+    def claims_of(self, tasks: list[TaskKey]) -> dict[TaskKey, tuple[str | None, float]]:
+        """Each task's owner node and when its owner znode was made (ZooKeeper's clock,
+        this host's: seconds since the epoch; 0.0 when there is none)."""
+        found: dict[TaskKey, tuple[str | None, float]] = {}
         for start in range(0, len(tasks), BATCH):
             batch = tasks[start : start + BATCH]
             asked = [(t, self.client.get_async(self.paths.owner(t))) for t in batch]
             for task, answer in asked:
                 try:
-                    data, _stat = answer.get(timeout=ANSWER_TIMEOUT)
+                    data, stat = answer.get(timeout=ANSWER_TIMEOUT)
                 except Exception as exc:  # NoNodeError: no owner; kazoo is zk.py's to import
                     if type(exc).__name__ != "NoNodeError":
                         raise
-                    found[task] = None
+                    found[task] = (None, 0.0)
                     continue
                 claim = decode(data)
-                found[task] = str(claim.get("node")) if isinstance(claim, dict) else None
+                node = str(claim.get("node")) if isinstance(claim, dict) else None
+                found[task] = (node, stat.ctime / 1000)
         return found
 
     def walk(self) -> Walk:
