@@ -77,4 +77,4 @@ def test_a_znode_made_while_read_as_absent_is_read_or_watched(shared_deployment:
     root = f"/test-zk-reads-{uuid.uuid4().hex[:8]}"
     missed, absent = asyncio.run(read_while_made(hosts, root))
     assert missed == [], f"{len(missed)} of {absent} reads of an absent znode missed its creation"
-    assert 0 < absent < ROUNDS  # the race was run both ways
+    assert absent > 0  # the race was run: reads found the znode absent, then it came

@@ -220,15 +220,18 @@ class PipelineWriter:
         # WAITs when a sink failover reset the connection were 8,700 messages read and
         # gone without a count (issue 14's drill with every replica asked).
         # Without a watch, they are counted here (a chaos campaign: 603 replayed into a
-        # master frozen a moment later, neither forwarded nor lost).
-        unanswered = 0
+        # master frozen a moment later, neither forwarded nor lost). Told once per watch,
+        # with the sum: each is a warning, and a hundred batches may be in flight.
+        unanswered: dict[BatchWatch | None, int] = {}
         for batch in self._batches:
-            if batch.watch is not None:
-                batch.watch.unanswered(batch.messages)
+            unanswered[batch.watch] = unanswered.get(batch.watch, 0) + batch.messages
+        for watch, messages in unanswered.items():
+            if not messages:
+                continue  # a standby's watermark alone: no message
+            if watch is not None:
+                watch.unanswered(messages)
             else:
-                unanswered += batch.messages
-        if unanswered:
-            self.metrics.unanswered(unanswered)
+                self.metrics.unanswered(messages)
         self._batches.clear()
         await self.connection.close(abort=abort)
 
