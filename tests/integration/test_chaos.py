@@ -38,7 +38,8 @@ def test_a_campaign_keeps_every_guarantee(shared_deployment: Shared, tmp_path: P
     summary = {
         "broken": report["broken"],
         "faults": [(f["time"], f["kind"], f["target"], f["skipped"]) for f in report["faults"]],
-        "routes": {n: {k: r[k] for k in ("lost", "lost_to_redis", "duplicated", "lost_runs")}
+        "routes": {n: {k: r[k] for k in ("lost", "lost_to_redis", "counted_at_sink", "duplicated",
+                                         "lost_runs")}
                    for n, r in report["routes"].items()},
     }  # fmt: skip
     assert result.code == 0, json.dumps(summary, indent=1)
@@ -53,8 +54,11 @@ def test_a_campaign_keeps_every_guarantee(shared_deployment: Shared, tmp_path: P
         assert route["sent"] > 0 and route["epoch_overlap"] == 0, name
         if name.startswith("stream@"):
             assert route["lost"] == 0, name
-        else:  # the lab's pub/sub route has a hot standby: only Redis' own loss
-            assert route["standby"] and route["lost"] == route["lost_to_redis"], name
+        else:  # the lab's pub/sub route has a hot standby: only Redis' own loss (in its
+            # spans, or counted by the nodes at the sink: a replay into a master demoted
+            # just then)
+            allowed = route["lost_to_redis"] + route["counted_at_sink"]
+            assert route["standby"] and route["lost"] <= allowed, name
     assert report["exits"] == [] and report["log_alarms"] == {}
     assert report["settled_after_s"] is not None and report["settled_after_s"] < 30
     assert f"--seed {SEED}" in report["replay"]

@@ -93,9 +93,7 @@ class Control:
         wants a standby (pub/sub routes, by the controller's config)."""
         started = time.monotonic()
         members = await read_members(self.reads, self.paths, fingerprint, self._memo)
-        reports = await read_reports(
-            self.reads, self.paths, members.candidates, self._memo, self._derived
-        )
+        reports = await read_reports(self.reads, self.paths, members, self._memo, self._derived)
         paused = {znodes.unquote_name(n) for n in await self.reads.children(self.paths.paused)}
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)

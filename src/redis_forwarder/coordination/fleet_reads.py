@@ -70,12 +70,20 @@ async def read_members(reads: WatchedReads, paths: Paths, fingerprint: str, memo
 
 
 async def read_reports(
-    reads: WatchedReads, paths: Paths, nodes: list[str], memo: Memo, derived: Derived
+    reads: WatchedReads, paths: Paths, members: Members, memo: Memo, derived: Derived
 ) -> Reports:
-    """From each node's last progress report: its time (ZooKeeper's clock) and how long
-    each Redis deployment had been silent to it then; the tasks it stands by for (a
+    """From each candidate's last progress report: its time (ZooKeeper's clock) and how
+    long each Redis deployment had been silent to it then; the tasks it stands by for (a
     planned move goes only to a standby that says so); its session and the tasks it
-    runs, with their epochs (``reborn.py``)."""
+    runs, with their epochs (``reborn.py``).
+
+    A report written under another session than the member's (its znode's owner) is a
+    previous process's: what it stood by for is not ready. A node killed and restarted
+    re-registers before it replaces its report; a controller that planned in between
+    read the dead process's "standby" as ready, moved a task to the new process, whose
+    standby had just started, and lost what its ring did not hold (a chaos campaign:
+    8 messages, in CI's run too)."""
+    nodes = members.candidates
     found = await reads.get_many([paths.progress_of(node) for node in nodes])
     documents = await _reports(reads, paths, nodes, found, memo)
     silences: Silences = {}
@@ -86,7 +94,8 @@ async def read_reports(
         silence, ready, runs = _derived(derived, node, document)
         if znode is not None and silence:
             silences[node] = (znode.mtime, silence)
-        standing_by[node] = ready
+        earlier = znode is not None and znode.owner != members.sessions.get(node, znode.owner)
+        standing_by[node] = frozenset() if earlier else ready
         if runs is not None:
             running[node] = runs
     return Reports(silences, standing_by, running)
