@@ -138,8 +138,7 @@ class FleetRun:
         return self.complete() and time.monotonic() - self.view.changed_at >= self.options.quiet
 
     async def owners_of(self, tasks: list[TaskKey]) -> dict[TaskKey, str | None]:
-        assert self.observer is not None
-        return await asyncio.to_thread(self.observer.owners_of, tasks)
+        return await asyncio.to_thread(self._observer().owners_of, tasks)
 
     async def owned_elsewhere(
         self, tasks: list[TaskKey], gone: str, timeout: float, since: float

@@ -26,7 +26,7 @@ from redis_forwarder.drill.chaos_check import (
     liveness_broken,
 )
 from redis_forwarder.drill.checker import check, rates
-from redis_forwarder.drill.exits import ExitWatch, log_alarms, log_offsets
+from redis_forwarder.drill.exits import ExitWatch, log_alarms, log_lines, log_offsets
 from redis_forwarder.drill.faults import Striker, Unresolved
 from redis_forwarder.drill.load import Load
 from redis_forwarder.drill.ownership_watch import OwnershipWatcher
@@ -128,11 +128,12 @@ def _campaign(
     standby_routes = {name for name in pubsub_routes if target.has_standby(name)}
     cluster = target.kind is DeploymentKind.CLUSTER
     shard_of = {name: "" if cluster else name.split("@", 1)[1] for name in pubsub_routes}
-    at_sink = _counted_at_sink(counted_in_logs(lab, offsets), pubsub_routes, cluster)
+    logs = log_lines(lab, offsets)  # read once: for what was counted, and for alarms
+    at_sink = _counted_at_sink(counted_in_logs(logs), pubsub_routes, cluster)
     routes, broken = judge_routes(
         reports, sent, received, spans, standby_routes, shard_of, started, at_sink
     )
-    alarms = log_alarms(lab, offsets)
+    alarms = log_alarms(logs)
     exits = [e.to_json() for e in watch.exits]
     broken += liveness_broken(settled_after, unsettled, exits, alarms)
     broken += [f"{r.planned.kind}: heal failed: {r.error}" for r in records if r.error]

@@ -94,20 +94,25 @@ def log_offsets(lab: Lab) -> dict[str, int]:
     return offsets
 
 
-def log_alarms(lab: Lab, offsets: dict[str, int]) -> dict[str, list[str]]:
-    """Per node, the lines after ``offsets`` that match ALARMS (with the line after a
-    traceback's header up to the exception, at most KEPT lines per node)."""
-    found: dict[str, list[str]] = {}
+def log_lines(lab: Lab, offsets: dict[str, int]) -> dict[str, list[bytes]]:
+    """Per forwarder node, the lines its log gained after ``offsets``."""
+    found: dict[str, list[bytes]] = {}
     for record in lab.state().processes:
-        if record.kind != "forwarder":
-            continue
         path = Path(record.log)
-        if not path.exists():
+        if record.kind != "forwarder" or not path.exists():
             continue
         with path.open("rb") as log:
             log.seek(offsets.get(record.name, 0))
-            lines = log.read().splitlines()
+            found[record.name] = log.read().splitlines()
+    return found
+
+
+def log_alarms(logs: dict[str, list[bytes]]) -> dict[str, list[str]]:
+    """Per node, the lines of ``logs`` (``log_lines``) that match ALARMS (with the line
+    after a traceback's header up to the exception, at most KEPT lines per node)."""
+    found: dict[str, list[str]] = {}
+    for name, lines in logs.items():
         hits = [line.decode(errors="replace") for line in lines if ALARMS.search(line)]
         if hits:
-            found[record.name] = hits[:KEPT]
+            found[name] = hits[:KEPT]
     return found

@@ -16,11 +16,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from redis_forwarder.lab import Lab
 
 # "<route>@<shard>: 603 pub/sub messages written to the sink and never answered"
 _UNANSWERED = re.compile(
@@ -41,15 +36,10 @@ def counted(lines: list[bytes]) -> dict[tuple[str, str], int]:
     return dict(found)
 
 
-def counted_in_logs(lab: Lab, offsets: dict[str, int]) -> dict[tuple[str, str], int]:
-    """Every forwarder node's log after ``offsets`` (``exits.log_offsets``), summed."""
+def counted_in_logs(logs: dict[str, list[bytes]]) -> dict[tuple[str, str], int]:
+    """Every forwarder node's log lines (``exits.log_lines``), summed."""
     total: dict[tuple[str, str], int] = defaultdict(int)
-    for record in lab.state().processes:
-        if record.kind != "forwarder" or not Path(record.log).exists():
-            continue
-        with Path(record.log).open("rb") as log:
-            log.seek(offsets.get(record.name, 0))
-            lines = log.read().splitlines()
+    for lines in logs.values():
         for key, count in counted(lines).items():
             total[key] += count
     return dict(total)
