@@ -11,7 +11,7 @@ from rich.table import Table
 
 from redis_forwarder.drill.campaign_result import CampaignResult
 from redis_forwarder.drill.nemesis import KINDS
-from redis_forwarder.drill.report import plot_rates
+from redis_forwarder.drill.report import Mark, legend_above, mark_events, plot_rates, shortened
 from redis_forwarder.extras import require
 
 COLOURS = {"nodes": "tab:red", "zookeeper": "tab:purple", "sink": "tab:olive", "source": "tab:blue"}
@@ -85,26 +85,24 @@ def picture(result: CampaignResult, path: Path) -> Path:
 
     figure, axes = plt.subplots(figsize=(14, 5), dpi=100)
     plot_rates(axes, result.timeline, result.timeline_route, linewidth=0.8)
-    for lane, fault in enumerate(result.struck):
+    marks = []
+    for fault in result.struck:
         assert fault.at is not None
         start = fault.at - result.started_at
         end = (fault.healed_at or fault.at) - result.started_at
         colour = COLOURS.get(KINDS[fault.planned.kind].resource, "grey")
         axes.axvspan(start, max(end, start + 0.3), color=colour, alpha=0.15)
-        axes.annotate(
-            f"{fault.planned.kind} {fault.victim}"[:40],
-            xy=(start, 0.98 - 0.06 * (lane % 8)),
-            xycoords=("data", "axes fraction"),
-            fontsize=6,
-            va="top",
-            color=colour,
-        )
+        marks.append(Mark(start, shortened(f"{fault.planned.kind} {fault.victim}", 40), colour))
     axes.set_xlabel("seconds since the load started")
     axes.set_ylabel("messages per second")
     verdict = "ok" if result.passed else "BROKEN"
-    axes.set_title(f"chaos, seed {result.seed}: {len(result.struck)} faults, {verdict}")
-    axes.legend(loc="lower right")
+    title = f"chaos, seed {result.seed}: {len(result.struck)} faults, {verdict}"
+    axes.set_title(title, loc="left")
+    legend_above(axes)
     figure.tight_layout()
+    # Each fault's label at its span's start, in rows that keep labels apart (a lane per
+    # fault number, as before, let two faults a lap of lanes apart write over each other).
+    mark_events(axes, marks, poles=False)  # the span's edge is the pole
     figure.savefig(path)
     plt.close(figure)
     return path
