@@ -39,6 +39,7 @@ from redis_forwarder.errors import (
     ZooKeeperRefusedError,
 )
 from redis_forwarder.eventloop import first_of
+from redis_forwarder.fleet_view import FleetView
 from redis_forwarder.follow import TopologyFollower
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
@@ -180,7 +181,10 @@ class Node:
             ]
             if self.config.node.metrics:
                 self.health = HealthServer(
-                    Address.parse(self.config.node.metrics), self.metrics, self.readiness
+                    Address.parse(self.config.node.metrics),
+                    self.metrics,
+                    self.readiness,
+                    FleetView(self.config, self.node_id, self.readiness),  # the fleet page
                 )
                 self.health.start()
                 log.info("metrics and health on http://%s", self.health.address)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +32,9 @@ from redis_forwarder.errors import AddressInUseError, ForwarderError
 from redis_forwarder.hot_metrics import HotCollector
 from redis_forwarder.model import Address
 from redis_forwarder.standby.metrics import StandbyMetrics
+
+if TYPE_CHECKING:  # fleet_view imports Readiness from here
+    from redis_forwarder.fleet_view import FleetView
 
 LOOP_STALL_AFTER = 5.0
 
@@ -206,16 +210,19 @@ class Metrics:
 
 
 class HealthServer:
-    """Serves /metrics, /healthz and /readyz from a daemon thread."""
+    """Serves /metrics, /healthz and /readyz from a daemon thread; with a ``fleet``
+    view, also the fleet page (``/``) and its document (``/fleet.json``)."""
 
     def __init__(
         self,
         address: Address,
         metrics: Metrics,
         ready: Callable[[], Readiness],
+        fleet: FleetView | None = None,
     ) -> None:
         self.metrics = metrics
         self.ready = ready
+        self.fleet = fleet
         self.last_beat = time.monotonic()
         owner = self
 
@@ -231,8 +238,16 @@ class HealthServer:
                     readiness = owner.ready()
                     body: dict[str, object] = {"ready": readiness.ready, **readiness.details}
                     self._send(200 if readiness.ready else 503, json.dumps(body).encode())
+                elif owner.fleet is not None and self._route() == "/":
+                    self._send(200, owner.fleet.page(), "text/html; charset=utf-8")
+                elif owner.fleet is not None and self._route() == "/fleet.json":
+                    answer = owner.fleet.answer()
+                    self._send(answer.status, answer.body)
                 else:
                     self._send(404, b'{"error": "not found"}')
+
+            def _route(self) -> str:
+                return self.path.partition("?")[0]  # a reload with a query is the same page
 
             def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
                 # A prober that gave up (its timeout passed while this node was frozen,
@@ -271,3 +286,5 @@ class HealthServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.fleet is not None:
+            self.fleet.close()

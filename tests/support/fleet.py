@@ -104,12 +104,22 @@ class Fleet:
     def root(self) -> str:
         return str(self.config["coordination"]["root"])
 
-    def start(self, node_id: str) -> FleetNode:
+    def start(self, node_id: str, metrics: str | None = None) -> FleetNode:
+        """Run ``node_id``. With ``metrics`` (its metrics address) the node reads a config
+        of its own, ``config`` as it is now with that address: two nodes cannot listen
+        on one (``[node]`` is no part of the fingerprint: no config drift). A later
+        ``rewrite`` does not reach that copy."""
         log = self.directory / f"{node_id}.log"
+        config_path = self.config_path
+        if metrics is not None:
+            own = copy.deepcopy(self.config)
+            own["node"] = {**own.get("node", {}), "metrics": metrics}
+            config_path = self.directory / f"{node_id}.toml"
+            config_path.write_text(to_toml(own), encoding="utf-8")
         with open(log, "ab") as out:
             process = subprocess.Popen(
                 cli_command(
-                    "--log-level", "info", "run", "--config", str(self.config_path),
+                    "--log-level", "info", "run", "--config", str(config_path),
                     "--node-id", node_id,
                 ),
                 stdout=out,

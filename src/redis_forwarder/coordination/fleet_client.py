@@ -38,6 +38,10 @@ class FleetClient:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the session (a long-lived one, as the fleet page's, is closed by its owner)."""
         self.client.stop()
         self.client.close()
 
