@@ -92,6 +92,8 @@ class Node:
         check_supported(config)
         self.config = config
         self.metrics = metrics or Metrics()
+        coordination = config.coordination
+        self.metrics.fleet.configure(coordination.session_timeout if coordination else None)
         self.tasks: dict[TaskKey, Task] = {}
         self.standbys = Standbys(self._start_standby)  # issue 15: the tasks it stands by for
         self._watchers: dict[str, TopologyWatcher] = {}
@@ -283,11 +285,15 @@ class Node:
             self.metrics.cycle_errors.inc()
             log.exception("reconcile cycle failed; the next cycle runs in %.0fs", CYCLE)
 
-    def _observe_coordination(self) -> None:
+    def _observe_coordination(self, wanted: set[TaskKey]) -> None:
         state = self.coordinator.session_state
+        controller = self.coordinator.role == "controller"
         self.metrics.session.set({"connected": 1, "suspended": 0.5, "lost": 0}.get(state, 1))
-        self.metrics.controller.set(1 if self.coordinator.role == "controller" else 0)
+        self.metrics.controller.set(1 if controller else 0)
         self.metrics.owned.set(len(self.tasks))
+        if paused := self.coordinator.paused_routes():  # a paused route's tasks run nowhere
+            wanted = {task for task in wanted if task[0] not in paused}
+        self.metrics.fleet.observe(controller, wanted, self.coordinator.running_tasks)
 
     async def _reconcile(self) -> None:
         self.metrics.cycles.inc()
@@ -322,7 +328,7 @@ class Node:
                 route = next(r for r in self.config.routes if r.name == key[0])
                 self._start(route, key[1], epoch)
         await self.standbys.follow(decision.stand_by - self.tasks.keys())
-        self._observe_coordination()
+        self._observe_coordination(wanted)
         self._restart_wedged()
         self._publish_readiness()
         refusing = sum(1 for t in self.tasks.values() if t.refused_by_sink)

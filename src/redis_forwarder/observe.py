@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from redis_forwarder.errors import AddressInUseError, ForwarderError
+from redis_forwarder.fleet_metrics import FleetGauges
 from redis_forwarder.hot_metrics import HotCollector
 from redis_forwarder.model import Address
 from redis_forwarder.standby.metrics import StandbyMetrics
@@ -86,6 +87,36 @@ class Metrics:
         self.gap_seconds = Counter(
             "forwarder_gap_seconds", "Time tasks spent interrupted", labels, registry=self.registry
         )
+        self.gap_open = Gauge(
+            "forwarder_gap_open_seconds",
+            "How long the task's current interruption has lasted (0 while it forwards, "
+            "and on a node that no longer owns it), read when scraped: a gap counted in "
+            "forwarder_gap_seconds only once it closes",
+            labels,
+            registry=self.registry,
+        )
+        self.output_buffer_cuts = Counter(
+            "forwarder_output_buffer_cuts",
+            "Pub/sub subscriptions Redis closed most likely for passing its "
+            "client-output-buffer-limit pubsub (after the sink held the loop up, or while a "
+            "large message arrived): what it had buffered for the subscriber is lost",
+            labels,
+            registry=self.registry,
+        )
+        self.stream_lag = Gauge(
+            "forwarder_stream_lag_entries",
+            "Entries of the task's source streams its consumer group has not read yet "
+            "(XINFO GROUPS lag, summed over the task's streams; measured about once a second)",
+            labels,
+            registry=self.registry,
+        )
+        self.stream_pending = Gauge(
+            "forwarder_stream_pending_entries",
+            "Entries the task's consumer group read and has not acknowledged yet (XINFO "
+            "GROUPS pending, summed over the task's streams; measured about once a second)",
+            labels,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "forwarder_in_flight",
             "Sink commands awaiting a reply (pub/sub), read when scraped",
@@ -119,6 +150,7 @@ class Metrics:
         self.owned = Gauge(
             "forwarder_owned_tasks", "Tasks this node owns now", registry=self.registry
         )
+        self.fleet = FleetGauges(self.registry)
         self.cut_off = Gauge(
             "forwarder_cut_off",
             "1 while a Redis deployment has been silent to this node past the cut-off time "

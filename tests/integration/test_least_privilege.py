@@ -28,7 +28,7 @@ FORWARDER_COMMANDS = (
     "+ping +role +info +cluster|shards +cluster|slots "
     "+subscribe +psubscribe +ssubscribe +unsubscribe +punsubscribe +sunsubscribe "
     "+publish +spublish +xadd +xrange +rpush +ltrim "
-    "+xreadgroup +xack +xautoclaim +xpending +xgroup|create"
+    "+xreadgroup +xack +xautoclaim +xpending +xinfo|groups +xgroup|create"
 )
 
 

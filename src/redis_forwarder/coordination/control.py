@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +71,16 @@ class Control:
     # What the last plan was made of: the same again plans nothing (issue 18: at 20,000
     # tasks a plan is most of a controller's cycle).
     _last_inputs: tuple[Any, ...] | None = None
+    paused: set[str] = field(default_factory=set)  # the routes paused, as last read
+    _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = PartsStore(self.session, self.paths, self.node_id)
+
+    def running_tasks(self) -> set[TaskKey]:
+        """The tasks the members' last reports run (for ``forwarder_fleet_unowned_tasks``;
+        any thread: the mapping is replaced whole, never changed)."""
+        return {task for _session, runs in self._reported_running.values() for task in runs}
 
     def forget(self) -> None:
         """A new session, or no longer the controller: read everything again."""
@@ -94,7 +101,9 @@ class Control:
         started = time.monotonic()
         members = await read_members(self.reads, self.paths, fingerprint, self._memo)
         reports = await read_reports(self.reads, self.paths, members, self._memo, self._derived)
+        self._reported_running = reports.running
         paused = {znodes.unquote_name(n) for n in await self.reads.children(self.paths.paused)}
+        self.paused = paused
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)
         inputs = (

@@ -137,6 +137,13 @@ class ZooKeeperCoordinator:
     def is_controller(self) -> bool:
         return self.election.is_controller
 
+    def running_tasks(self) -> set[TaskKey]:
+        """What the members' last reports run, as this node read them as the controller."""
+        return self.control.running_tasks()
+
+    def paused_routes(self) -> set[str]:
+        return self.control.paused
+
     @property
     def role(self) -> str:
         return "controller" if self.is_controller else "member"

@@ -50,6 +50,10 @@ class Coordinator(Protocol):
 
     async def released(self, task: TaskKey) -> None: ...
 
+    def running_tasks(self) -> set[TaskKey]: ...
+
+    def paused_routes(self) -> set[str]: ...
+
     async def reconfigured(self, fingerprint: str) -> None: ...
 
     async def leave(self) -> None: ...
@@ -78,6 +82,12 @@ class LocalCoordinator:
 
     async def released(self, task: TaskKey) -> None:
         return None
+
+    def running_tasks(self) -> set[TaskKey]:
+        return set()  # no fleet: the fleet's metrics are not exported alone
+
+    def paused_routes(self) -> set[str]:
+        return set()
 
     async def reconfigured(self, fingerprint: str) -> None:
         return None

@@ -89,6 +89,7 @@ class TaskMetrics:
         # Read when scraped: nothing per batch. (The task's replacement re-points it.)
         metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
         self._logged_at: dict[str, float] = {}
+        self._backlogs: dict[int, tuple[int, int]] = {}  # a loop's last lag and pending
         self._refused_logged = 0
         self.ring = RingGauges(metrics.standby, route, shard)
         self.watermarks = 0
@@ -291,6 +292,31 @@ class TaskMetrics:
     def watermark(self) -> None:
         self.watermarks += 1
         self._watermarks.inc()
+
+    def output_buffer_cut(self) -> None:
+        """Redis closed the subscriber, most likely past client-output-buffer-limit
+        pubsub (``pubsub.output_buffer_cut``): what it held for us is lost. (The loss
+        is logged by the gap it opens; this count is what an alert can rise on.)"""
+        self.registry.output_buffer_cuts.labels(**self._labels).inc()
+
+    def stream_backlog(self, loop: int, lag: int | None, pending: int) -> None:
+        """One of the task's loops measured its consumer group: entries not read yet
+        (None: Redis cannot tell, after XSETID or a deleted entry; the gauge keeps its
+        last value) and read but not acknowledged. A cluster task runs a loop per slot
+        group: the gauges are the sums of each loop's last measure."""
+        last_lag = self._backlogs.get(loop, (0, 0))[0]
+        self._backlogs[loop] = (last_lag if lag is None else lag, pending)
+        self.registry.stream_lag.labels(**self._labels).set(
+            sum(b[0] for b in self._backlogs.values())
+        )
+        self.registry.stream_pending.labels(**self._labels).set(
+            sum(b[1] for b in self._backlogs.values())
+        )
+
+    def track_gap(self, open_seconds: Callable[[], float]) -> None:
+        """How long the current gap has lasted, read when scraped (the task's
+        replacement re-points it)."""
+        self.registry.gap_open.labels(**self._labels).set_function(open_seconds)
 
     def gap_opened(self) -> None:
         self.registry.gaps.labels(**self._labels).inc()

@@ -298,7 +298,10 @@ class PubSubLoop:
         await self._after_refusals()
 
     def _explained(self, lost: ConnectionLost) -> ConnectionLost:
-        return explained(lost, time.monotonic() - self.last_stall_end, self.last_stall)
+        stalled_ago = time.monotonic() - self.last_stall_end
+        if output_buffer_cut(lost, stalled_ago):
+            self.metrics.output_buffer_cut()
+        return explained(lost, stalled_ago, self.last_stall)
 
     async def _after_refusals(self) -> None:
         """While the sink refuses for a passing reason (OOM, LOADING, BUSY, ...) wait
@@ -313,6 +316,12 @@ class PubSubLoop:
         self._refusals_seen = refused
         if self.sink.last_refusal.startswith(TRANSIENT):
             await asyncio.sleep(self._refusal_backoff.next_delay())
+
+
+def output_buffer_cut(lost: ConnectionLost, stalled_ago: float) -> bool:
+    """Whether Redis most likely closed the subscriber for its output buffer (the cases
+    ``explained`` names the limit as the likely cause, not merely a possible one)."""
+    return lost.by_server and (stalled_ago <= STALL_MEMORY or lost.unfinished >= LARGE_REPLY)
 
 
 def explained(lost: ConnectionLost, stalled_ago: float, stall: float) -> ConnectionLost:

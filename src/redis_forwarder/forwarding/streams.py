@@ -76,6 +76,7 @@ class StreamLoop:
         self._reading = False
         self.beat_at = time.monotonic()
         self.last_refusal = ""
+        self.measure_backlog = True  # until Redis refuses XINFO (an ACL without it)
 
     def stop_reading(self) -> None:
         """Read and claim nothing more. A read waiting now (a blocked XREADGROUP) is
@@ -122,10 +123,28 @@ class StreamLoop:
                     check_others_at = now + self.heartbeat
                     if await self.reader.others_pending():
                         self._reclaim()
+                    # Once a heartbeat too: how far behind the group is, for the
+                    # consumer-lag alert (an alert on latency sees nothing while the
+                    # task forwards nothing at all).
+                    await self._measure_backlog()
             if entries:
                 retry_in = await self._forward(entries, claimed)
                 if retry_in is not None:
                     reclaim_at = min(reclaim_at, time.monotonic() + retry_in)
+
+    async def _measure_backlog(self) -> None:
+        if not self.measure_backlog:
+            return
+        backlog = await self.reader.backlog()
+        if isinstance(backlog, ReplyError):
+            self.measure_backlog = False
+            log.warning(
+                "%s: cannot measure the consumer group's lag (XINFO GROUPS: %s); "
+                "forwarder_stream_lag_entries stays unset: allow +xinfo|groups to the "
+                "forwarder's ACL user (docs/security.md)", self.metrics.name, backlog,
+            )  # fmt: skip
+            return
+        self.metrics.stream_backlog(id(self), *backlog)
 
     async def _forward(self, entries: list[Entry], claimed: bool) -> float | None:
         """Write, settle and acknowledge one batch; return in how many seconds refused

@@ -63,6 +63,7 @@ class Task:
         self.name = spec.name
         self.placement = placement
         self.metrics = TaskMetrics(metrics, spec.route.name, spec.shard)
+        self.metrics.track_gap(self.gap_open_seconds)
         self.connections = TaskConnections(self.name)
         self.state = TaskState.CONNECTING
         self.state_since = time.monotonic()
@@ -105,6 +106,14 @@ class Task:
     @property
     def in_gap(self) -> bool:
         return bool(self.gaps) and self.gaps[-1].open
+
+    def gap_open_seconds(self) -> float:
+        """How long the open gap has lasted (``forwarder_gap_open_seconds``): 0 for a
+        standby (it forwards nothing: a hole in its ring, not a gap) and once stopping
+        (the task is someone else's, or nobody's: the fleet's alert sees that)."""
+        if self.listening or self.state in FINAL or not self.in_gap:
+            return 0.0
+        return max(0.0, time.time() - self.gaps[-1].start)
 
     @property
     def progress_at(self) -> float:

@@ -49,6 +49,26 @@ class StreamReader:
                 return True
         return False
 
+    async def backlog(self) -> tuple[int | None, int] | ReplyError:
+        """The group's entries not read yet and read but not acknowledged, summed over
+        the streams (XINFO GROUPS; Redis 7's lag is nil when it cannot tell: then None).
+        Redis' refusal is returned, not raised: an ACL user without XINFO (docs before
+        this measure) must still forward."""
+        lag: int | None = 0
+        pending = 0
+        for stream in self.streams:
+            reply = await self.connection.call(b"XINFO", b"GROUPS", stream)
+            if isinstance(reply, ReplyError):
+                return reply
+            for group in reply or ():
+                fields = dict(zip(group[::2], group[1::2], strict=True))
+                if fields.get(b"name") != self.group:
+                    continue
+                pending += int(fields.get(b"pending") or 0)
+                stream_lag = fields.get(b"lag")
+                lag = None if lag is None or stream_lag is None else lag + int(stream_lag)
+        return lag, pending
+
     def reclaim(self) -> None:
         """Go through every stream's pending entries again (those the sink refused)."""
         self._claim_cursors = {stream: b"0-0" for stream in self.streams}
