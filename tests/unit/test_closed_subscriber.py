@@ -4,7 +4,12 @@ only "Connection reset by peer")."""
 
 from __future__ import annotations
 
-from redis_forwarder.forwarding.pubsub import LARGE_REPLY, STALL_MEMORY, explained
+from redis_forwarder.forwarding.pubsub import (
+    LARGE_REPLY,
+    STALL_MEMORY,
+    explained,
+    output_buffer_cut,
+)
 from redis_forwarder.resp import ConnectionLost
 
 LIMIT = "client-output-buffer-limit pubsub"
@@ -39,3 +44,18 @@ def test_a_recent_sink_stall_is_named_as_before() -> None:
 def test_a_loss_of_our_own_or_a_timeout_is_left_as_it_is() -> None:
     timeout = ConnectionLost("a:1", "read: timed out")
     assert explained(timeout, 1.0, 0.5) is timeout
+
+
+def test_only_the_likely_cuts_are_counted_for_the_alert() -> None:
+    """``forwarder_output_buffer_cuts_total`` counts what ``explained`` calls most
+    likely the limit: a server close after a sink stall, or during a large message;
+    not any close by the server, and never our own loss."""
+    closed = ConnectionLost("a:1", "closed by the server", by_server=True)
+    large = ConnectionLost("a:1", "closed by the server", by_server=True, unfinished=LARGE_REPLY)
+    ours = ConnectionLost("a:1", "no reply within 1s")
+    assert output_buffer_cut(closed, 2.0)
+    assert output_buffer_cut(large, LONG_AGO)
+    assert not output_buffer_cut(closed, LONG_AGO)
+    assert not output_buffer_cut(ours, 0.0)
+    for lost, ago in ((closed, 2.0), (large, LONG_AGO), (closed, LONG_AGO)):
+        assert output_buffer_cut(lost, ago) == ("most likely" in explained(lost, ago, 0.5).reason)
