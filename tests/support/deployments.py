@@ -22,7 +22,16 @@ from tests.support.commands import command
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "topology"
-SHIPPED_SPECS = ("standalone", "sentinel", "cluster", "zk-ensemble", "ha", "ha-cluster", "tls")
+SHIPPED_SPECS = (
+    "standalone",
+    "sentinel",
+    "cluster",
+    "zk-ensemble",
+    "ha",
+    "ha-cluster",
+    "tls",
+    "monitoring",
+)
 
 
 def test_network() -> int:

@@ -81,8 +81,29 @@ def test_setting_values_are_quoted_for_redis() -> None:
 
 
 def test_forwarders_stop_first_then_sentinels_and_zookeeper_last() -> None:
-    assert STOP_ORDER[:2] == (ProcessKind.FORWARDER, ProcessKind.SENTINEL)
+    # Prometheus before them all: it would only alert on what the lab stops.
+    assert STOP_ORDER[:3] == (ProcessKind.PROMETHEUS, ProcessKind.FORWARDER, ProcessKind.SENTINEL)
     assert STOP_ORDER[-1] is ProcessKind.ZOOKEEPER
+
+
+def test_the_labs_prometheus_scrapes_every_node_with_the_shipped_rules(tmp_path: Path) -> None:
+    import json
+
+    from redis_forwarder.lab.monitoring import shipped_rules
+
+    spec = load_spec(SPECS / "monitoring.toml")
+    binaries = Binaries("redis-server", "", "java", "zk.jar", "/usr/bin/prometheus")
+    (plan,) = [p for p in plan_processes(spec, tmp_path, binaries) if p.kind == "prometheus"]
+    files = dict(plan.files)
+    config = json.loads(files["prometheus.yml"])  # JSON is YAML
+    assert config["rule_files"] == ["alerts.yml"]  # beside it: the lab's and compose's
+    assert files["alerts.yml"] == shipped_rules()
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "redis-forwarder"  # the job ForwarderNodeDown selects
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9500", "127.0.0.1:9501"]
+    assert config["global"]["evaluation_interval"] == "1000ms"
+    assert plan.argv[0] == "/usr/bin/prometheus"
+    assert "--web.listen-address=127.0.0.1:9590" in plan.argv
 
 
 def test_forwarder_nodes_get_a_config_the_forwarder_accepts(tmp_path: Path) -> None:

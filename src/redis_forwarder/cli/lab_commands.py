@@ -53,10 +53,18 @@ def lab() -> None:
     show_default=True,
     help="Seconds to wait for the deployment to be ready.",
 )
+@click.option(
+    "--prometheus",
+    metavar="HOST:PORT",
+    help="Also run a Prometheus there that scrapes the forwarder nodes and evaluates the "
+    "shipped alert rules (as a [monitoring] section in SPEC; docs/operations.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def up(spec: Path, directory: Path | None, timeout: float, as_json: bool) -> None:
+def up(
+    spec: Path, directory: Path | None, timeout: float, prometheus: str | None, as_json: bool
+) -> None:
     """Start every process of SPEC and wait until the deployment is ready."""
-    topology = load_spec(spec)
+    topology = load_spec(spec, prometheus=prometheus)
     target = Lab(directory)
     err = Console(stderr=True)
     with err.status(f"lab up {topology.name} in {target.directory}") as spinner:

@@ -24,6 +24,7 @@ class Binaries:
     redis_sentinel: str = ""
     java: str = ""
     zookeeper_classpath: str = ""
+    prometheus: str = ""
 
 
 def _which(binary: str, package: str) -> str:
@@ -47,7 +48,9 @@ def redis_version(redis_server: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def find_binaries(*, sentinel: bool, zookeeper: bool, redis_at_least: str = "7.0") -> Binaries:
+def find_binaries(
+    *, sentinel: bool, zookeeper: bool, redis_at_least: str = "7.0", prometheus: bool = False
+) -> Binaries:
     """Locate what a spec needs; raise :class:`MissingBinaryError` for the first missing one.
 
     ``REDIS_FORWARDER_ZOOKEEPER_JAR`` overrides the ZooKeeper jar's location.
@@ -69,4 +72,7 @@ def find_binaries(*, sentinel: bool, zookeeper: bool, redis_at_least: str = "7.0
             raise MissingBinaryError(str(jar), "zookeeper")
         parts = [str(jar)] + ([str(SLF4J_SIMPLE_JAR)] if SLF4J_SIMPLE_JAR.is_file() else [])
         classpath = ":".join(parts)
-    return Binaries(redis_server, redis_sentinel, java, classpath)
+    # Debian's package; `scripts/install` installs it for the tests and the lab's
+    # monitoring (docs/operations.md).
+    prometheus_binary = _which("prometheus", "prometheus") if prometheus else ""
+    return Binaries(redis_server, redis_sentinel, java, classpath, prometheus_binary)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_forwarder.errors import UsageError
+from redis_forwarder.lab import monitoring
 from redis_forwarder.lab.binaries import Binaries
 from redis_forwarder.lab.plan import ProcessKind, ProcessPlan, data_dir, plan_processes
 from redis_forwarder.lab.spec import TopologySpec
@@ -27,7 +28,8 @@ ROOT = Path("/data")  # the lab directory inside every container
 REDIS_IMAGE = "redis:7.0"
 ZOOKEEPER_IMAGE = "zookeeper:3.8"
 FORWARDER_IMAGE = "redis-forwarder:local"
-CONTAINER_BINARIES = Binaries("redis-server", "redis-sentinel", "java", "")
+PROMETHEUS_IMAGE = "prom/prometheus:v2.42.0"  # the Debian package's version
+CONTAINER_BINARIES = Binaries("redis-server", "redis-sentinel", "java", "", "prometheus")
 SPEC_CONFIG = "spec.toml"
 
 
@@ -86,6 +88,8 @@ def _image(plan: ProcessPlan) -> str:
         return ZOOKEEPER_IMAGE
     if plan.kind is ProcessKind.FORWARDER:
         return FORWARDER_IMAGE
+    if plan.kind is ProcessKind.PROMETHEUS:
+        return PROMETHEUS_IMAGE
     return REDIS_IMAGE
 
 
@@ -105,6 +109,11 @@ def _command(plan: ProcessPlan) -> list[str]:
             "sh", "-c",
             f"mkdir -p {directory} && cp /conf/myid {directory}/myid && "
             "exec zkServer.sh start-foreground /conf/zoo.cfg",
+        ]  # fmt: skip
+    if plan.kind is ProcessKind.PROMETHEUS:
+        return [
+            f"--config.file=/conf/{monitoring.CONFIG_FILE}", "--storage.tsdb.path=/prometheus",
+            *monitoring.FLAGS, f"--web.listen-address={plan.address}",
         ]  # fmt: skip
     node_id = plan.argv[plan.argv.index("--node-id") + 1]
     return ["--log-level", "info", "run", "--config", "/conf/forwarder.toml", "--node-id", node_id]

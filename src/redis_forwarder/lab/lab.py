@@ -35,7 +35,7 @@ from redis_forwarder.errors import (
     LabNotFoundError,
     UsageError,
 )
-from redis_forwarder.lab import pids, probes
+from redis_forwarder.lab import monitoring, pids, probes
 from redis_forwarder.lab import tls as lab_tls
 from redis_forwarder.lab.binaries import find_binaries
 from redis_forwarder.lab.cluster_build import build_cluster
@@ -178,6 +178,7 @@ class Lab:
                 sentinel=spec.kind is DeploymentKind.SENTINEL,
                 zookeeper=spec.zookeeper is not None,
                 redis_at_least=spec.redis.version_at_least,
+                prometheus=spec.monitoring is not None,
             )
             check_free(listening_addresses(spec), spec_path)
             if spec.redis.tls:
@@ -259,6 +260,12 @@ class Lab:
             watchdog=watchdog,
             stage="forwarders: ",
         )
+        nodes, prometheus = len(by_kind[ProcessKind.FORWARDER]), by_kind[ProcessKind.PROMETHEUS]
+        for plan in prometheus:
+            report(f"starting prometheus on http://{plan.address} (alerts: /alerts)")
+            self._spawner.start(plan, state)
+        checks = [monitoring.prometheus_ready(p.address, nodes) for p in prometheus]
+        wait_for(checks, deadline.remaining, progress=report, watchdog=watchdog, stage="alerts: ")
 
     def _refuse_a_file(self) -> None:
         """A lab directory that is a file (a mistyped --dir or $REDIS_FORWARDER_LAB_DIR)
@@ -478,6 +485,8 @@ def _current_role(record: ProcessRecord) -> str:
     try:
         if record.kind == ProcessKind.ZOOKEEPER:
             return probes.zookeeper_mode(address)
+        if record.kind == ProcessKind.PROMETHEUS:
+            return monitoring.targets_summary(address)
         if record.kind == ProcessKind.FORWARDER:
             body = probes.forwarder_ready(address)
             owned = len(body.get("tasks", {}))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from redis_forwarder.lab import monitoring
 from redis_forwarder.lab.binaries import Binaries
 from redis_forwarder.lab.forwarders import CONFIG_FILE, node_argv, node_config, to_toml
 from redis_forwarder.lab.spec import RedisSettingValue, TopologySpec
@@ -26,11 +27,14 @@ class ProcessKind(StrEnum):
     SENTINEL = "sentinel"
     ZOOKEEPER = "zookeeper"
     FORWARDER = "forwarder"
+    PROMETHEUS = "prometheus"
 
 
-# Stop order: forwarders first (they hand their work back and leave cleanly), then
-# sentinels so that stopping masters starts no failover; ZooKeeper last.
+# Stop order: Prometheus first (it would only alert on what the lab stops), then the
+# forwarders (they hand their work back and leave cleanly), then sentinels so that
+# stopping masters starts no failover; ZooKeeper last.
 STOP_ORDER = (
+    ProcessKind.PROMETHEUS,
     ProcessKind.FORWARDER,
     ProcessKind.SENTINEL,
     ProcessKind.REDIS,
@@ -66,7 +70,7 @@ def log_path(lab_dir: Path, name: str) -> Path:
 
 def plan_processes(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> list[ProcessPlan]:
     """The processes of the deployment, in start order (ZooKeeper, Redis, sentinels,
-    forwarder nodes)."""
+    forwarder nodes, Prometheus)."""
     plans: list[ProcessPlan] = []
     if spec.zookeeper is not None:
         plans.extend(_zookeeper_plans(spec, lab_dir, binaries))
@@ -78,7 +82,25 @@ def plan_processes(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> lis
     if spec.sentinel is not None:
         plans.extend(_sentinel_plans(spec, lab_dir, binaries))
     plans.extend(_forwarder_plans(spec, lab_dir))
+    if spec.monitoring is not None:
+        plans.append(_prometheus_plan(spec, lab_dir, binaries))
     return plans
+
+
+def _prometheus_plan(spec: TopologySpec, lab_dir: Path, binaries: Binaries) -> ProcessPlan:
+    assert spec.monitoring is not None
+    directory = data_dir(lab_dir, "prometheus")
+    return ProcessPlan(
+        name="prometheus",
+        kind=ProcessKind.PROMETHEUS,
+        address=spec.monitoring.prometheus,
+        argv=monitoring.prometheus_argv(binaries.prometheus, spec.monitoring, directory),
+        files=(
+            (monitoring.CONFIG_FILE, monitoring.prometheus_config(spec)),
+            (monitoring.RULES_FILE, monitoring.shipped_rules()),
+        ),
+        role="prometheus",
+    )
 
 
 def _forwarder_plans(spec: TopologySpec, lab_dir: Path) -> list[ProcessPlan]:

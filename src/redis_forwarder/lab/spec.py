@@ -219,6 +219,17 @@ class ForwardersSpec(_Strict):
         return self
 
 
+class MonitoringSpec(_Strict):
+    """A Prometheus the lab runs beside its forwarder nodes (``[monitoring]``, or
+    ``lab up --prometheus ADDR``): it scrapes every node and evaluates the shipped alert
+    rules (``redis_forwarder/monitoring/alerts.yml``)."""
+
+    prometheus: LabAddress  # its web UI and HTTP API
+    # Seconds between scrapes and between rule evaluations: short in a lab, so that a
+    # drill's alerts fire and resolve while one watches.
+    scrape_interval: float = Field(default=1.0, ge=0.5, le=60)
+
+
 class TopologySpec(_Strict):
     """A validated topology spec. Build one with :func:`parse_spec` or :func:`load_spec`."""
 
@@ -232,6 +243,7 @@ class TopologySpec(_Strict):
     redis: RedisSpec = Field(default_factory=RedisSpec)
     forwarders: ForwardersSpec | None = None
     sinks: tuple[SinkSpec, ...] = Field(default=(), alias="sink")
+    monitoring: MonitoringSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -248,6 +260,11 @@ class TopologySpec(_Strict):
         if self.forwarders is not None and self.zookeeper is None:
             raise ValueError("[forwarders] share their work through ZooKeeper: add [zookeeper]")
         _check_sinks(self)
+        if self.monitoring is not None and self.forwarders is None:
+            raise ValueError(
+                "[monitoring] scrapes the spec's forwarder nodes: add [forwarders], or "
+                "remove [monitoring]"
+            )
         if self.kind is DeploymentKind.SENTINEL and self.sentinel is None:
             raise ValueError('kind = "sentinel" needs a [sentinel] table with addresses')
         if self.kind is not DeploymentKind.SENTINEL and self.sentinel is not None:
@@ -354,6 +371,8 @@ def listening_addresses(spec: TopologySpec) -> list[tuple[Address, str]]:
         result.append((node.metrics, f"metrics of forwarder {node.id}"))
     for sink in spec.sinks:
         result.append((sink.address, f"sink {sink.name}"))
+    if spec.monitoring is not None:
+        result.append((spec.monitoring.prometheus, "prometheus"))
     return result
 
 
@@ -376,8 +395,10 @@ def validate_spec(raw: Any, source: str = "<spec>", text: str | None = None) -> 
         raise SpecError(source, problems(exc, "docs/topology-specs.md", text)) from exc
 
 
-def load_spec(path: Path | str) -> TopologySpec:
-    """Read a spec file. A name without a path is looked up in the project's topology/."""
+def load_spec(path: Path | str, prometheus: str | None = None) -> TopologySpec:
+    """Read a spec file. A name without a path is looked up in the project's topology/.
+    ``prometheus``: add (or replace) its ``[monitoring]``, a Prometheus on that address
+    (``lab up --prometheus``), validated with the rest."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -385,7 +406,14 @@ def load_spec(path: Path | str) -> TopologySpec:
         raise SpecError(str(path), ["no such file; the shipped specs are in topology/"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), [f"cannot be read: {exc}"]) from exc
-    return parse_spec(text, source=str(path))
+    if prometheus is None:
+        return parse_spec(text, source=str(path))
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), [f"not valid TOML: {exc}"]) from exc
+    raw["monitoring"] = {**raw.get("monitoring", {}), "prometheus": prometheus}
+    return validate_spec(raw, str(path), text)
 
 
 def settings_from_spec(spec: TopologySpec, **overrides: object) -> DeploymentSettings:
