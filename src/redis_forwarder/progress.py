@@ -37,6 +37,9 @@ class ProgressReport:
                 "lag": round(counts.lag, 4),
                 "last_message_at": counts.last_message_at,
                 "gaps": len(task.gaps),
+                # When its open gap began (wall clock), or None: the fleet page's "gap
+                # open N s" (a count of gaps says nothing of the one going on now).
+                "gap_since": task.gaps[-1].start if task.in_gap else None,
                 # Its takeover from a standby's ring (issue 15), if it was one.
                 "replayed": counts.ring.replayed,
                 "ambiguous": counts.ring.ambiguous,

@@ -15,7 +15,7 @@ The status document (stable; docs/cli.md):
                 "standby": "n2", "standby_reported": true,
                 "epoch": 4294967312, "running": true, "forwarded": 1234,
                 "rate": 812.5, "lag": 0.0021, "last_message_at": 1763900000.5,
-                "gaps": 0}]}
+                "gaps": 0, "gap_since": null}]}
 
 ``config_drift`` marks members whose config fingerprint differs from the
 controller's: the controller assigns them nothing. ``reported_at``: when the member
@@ -27,6 +27,7 @@ report; ``cut_off``: the deployments it is cut off from (``assignment.cut_off``,
 within ``STALE_AFTER`` seconds. ``standby``: the node the assignment names to stand by
 for the task (pub/sub routes in a fleet of two or more, issue 15; else null);
 ``standby_reported``: that node's fresh report says it stands by for it.
+``gap_since``: when the task's open gap began (wall clock), null while it forwards.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
                 "lag": seen.get("lag", 0.0),
                 "last_message_at": seen.get("last_message_at") or None,
                 "gaps": seen.get("gaps", 0),
+                "gap_since": seen.get("gap_since"),  # its open gap's start, or None
                 # A takeover by a standby: replayed from its ring, matched twice (so
                 # written twice), seconds it could not account for.
                 "replayed": seen.get("replayed", 0),
