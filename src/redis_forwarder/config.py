@@ -119,6 +119,9 @@ class NodeConfig(BaseModel):
     # /metrics, /healthz, /readyz: "host:port", or a port alone for loopback only (the
     # endpoint has no authentication; expose it with "0.0.0.0:PORT" behind a firewall).
     metrics: str | None = None
+    # The fleet page (/ and /fleet.json) on the metrics address: the fleet's members,
+    # hosts and tasks, read from ZooKeeper with the node's identity. Off: 404.
+    fleet_page: bool = True
     topology_interval: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")

@@ -37,9 +37,14 @@ from redis_forwarder.observe import Readiness
 log = logging.getLogger(__name__)
 
 FRESH_FOR = 1.0  # seconds an answer is kept: pages poll every 2 s, however many are open
+# A read that takes long (a fleet of 20,000 tasks: every owner znode) is kept this many
+# times its own length, so that an open page never keeps ZooKeeper busy for more than
+# a fifth of the time.
+KEEP_PER_READ = 5.0
 # Seconds a request waits for another request's read (ZooKeeper slow to answer) before
-# it answers 503 itself: the page asks again two seconds later.
-WAIT_FOR_READ = 15.0
+# it answers 503 itself, and the page's session's connect timeout: the page waits 20 s.
+WAIT_FOR_READ = 5.0
+CONNECT_TIMEOUT = 5.0
 CLOSE_WAIT = 2.0  # seconds a stopping node waits for a read under way before it closes
 ALONE = (
     "this node runs alone (no [coordination] in its config): there is no fleet, and it "
@@ -76,6 +81,7 @@ class FleetView:
         self._client: FleetClient | None = None
         self._kept: Answer | None = None
         self._kept_at = 0.0
+        self._keep_for = FRESH_FOR
         self._closed = False
 
     def page(self) -> bytes:
@@ -89,9 +95,11 @@ class FleetView:
             why = f"another request has been reading ZooKeeper for over {WAIT_FOR_READ:.0f}s"
             return _json(503, self._failure(f"cannot read the fleet from ZooKeeper: {why}"))
         try:
-            if self._kept is None or time.monotonic() - self._kept_at >= FRESH_FOR:
+            if self._kept is None or time.monotonic() - self._kept_at >= self._keep_for:
+                started = time.monotonic()
                 self._kept = self._read()  # a failure is kept too: no reconnect per page
                 self._kept_at = time.monotonic()
+                self._keep_for = max(FRESH_FOR, KEEP_PER_READ * (self._kept_at - started))
             return self._kept
         finally:
             self._lock.release()
@@ -116,7 +124,7 @@ class FleetView:
             if self._client is None:
                 self._client = FleetClient(
                     coordination.zookeeper,
-                    timeout=coordination.session_timeout,
+                    timeout=min(coordination.session_timeout, CONNECT_TIMEOUT),
                     credentials=coordination.credentials(),
                 )
             document = fleet_status(self._client, Paths(coordination.root), self.cut_off_after)

@@ -186,7 +186,10 @@ class Node:
                     Address.parse(self.config.node.metrics),
                     self.metrics,
                     self.readiness,
-                    FleetView(self.config, self.node_id, self.readiness),  # the fleet page
+                    # the fleet page, unless the config turns it off
+                    FleetView(self.config, self.node_id, self.readiness)
+                    if self.config.node.fleet_page
+                    else None,
                 )
                 self.health.start()
                 log.info("metrics and health on http://%s", self.health.address)

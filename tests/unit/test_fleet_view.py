@@ -165,3 +165,21 @@ def test_health_and_problems_come_from_the_document() -> None:
         "standbys": 5,
         "standbys_ready": 4,
     }
+
+
+def test_a_node_with_the_page_off_answers_404_there_and_serves_its_metrics() -> None:
+    """``[node] fleet_page = false``: the node passes no view; / and /fleet.json are
+    unknown paths, the rest of the endpoint is as before."""
+    off = ForwarderConfig.model_validate(
+        {**fleet_config(Address("127.0.0.1", 1), "x:1", "/f"), "node": {"fleet_page": False}}
+    )
+    assert off.node.fleet_page is False
+    server = HealthServer(Address("127.0.0.1", 0), Metrics(), lambda: readiness({}), None)
+    server.start()
+    try:
+        base = f"http://{server.address}"
+        assert get(f"{base}/")[0] == 404
+        assert get(f"{base}/fleet.json")[0] == 404
+        assert get(f"{base}/metrics")[0] == 200
+    finally:
+        server.stop()

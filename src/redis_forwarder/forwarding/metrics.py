@@ -85,9 +85,24 @@ class TaskMetrics:
         self._hot = metrics.hot.of(route, shard)
         self._refused = metrics.refused.labels(**labels)
         self._dropped = metrics.dropped.labels(**labels)
+        # Every counter an alert watches exists from the start, at 0: a series born at
+        # its first event starts at 1, and increase() never counts a series' first
+        # sample (an output-buffer cut, a dead letter, a loss: each would go unalerted
+        # the first time, which is often the only time).
+        metrics.output_buffer_cuts.labels(**labels)
+        metrics.sink_failover_lost.labels(**labels)
+        metrics.unanswered.labels(**labels)
+        for action in ("dead-lettered", "dropped"):
+            metrics.oversize.labels(**labels, action=action)
+        for action in ("dead-lettered", "left-pending"):
+            metrics.refused_for_good.labels(**labels, action=action)
+            metrics.unfit.labels(**labels, action=action)
+        self._ended = False
         self._in_flight = metrics.in_flight.labels(**labels)
         # Read when scraped: nothing per batch. (The task's replacement re-points it.)
-        metrics.sink_refusing.labels(**labels).set_function(lambda: int(self.sink_refusing))
+        metrics.sink_refusing.labels(**labels).set_function(
+            lambda: int(self.sink_refusing and not self._ended)
+        )
         self._logged_at: dict[str, float] = {}
         self._backlogs: dict[int, tuple[int, int]] = {}  # a loop's last lag and pending
         self._refused_logged = 0
@@ -298,6 +313,21 @@ class TaskMetrics:
         pubsub (``pubsub.output_buffer_cut``): what it held for us is lost. (The loss
         is logged by the gap it opens; this count is what an alert can rise on.)"""
         self.registry.output_buffer_cuts.labels(**self._labels).inc()
+
+    def attempt(self) -> None:
+        """A new attempt's loops replace the last one's: their backlogs go with them
+        (a sum over stale loops would only grow, reconnect after reconnect)."""
+        self._backlogs.clear()
+
+    def ended(self) -> None:
+        """The task stops here (it moves elsewhere, its route paused, the node leaving):
+        what it says of "now" must not outlive it on this node, or an alert would fire
+        for a task another node runs (a refusing sink, a backlog) until this node runs
+        it again. Counters stay: they are history."""
+        self._ended = True
+        self._backlogs.clear()
+        self.registry.stream_lag.labels(**self._labels).set(0)
+        self.registry.stream_pending.labels(**self._labels).set(0)
 
     def stream_backlog(self, loop: int, lag: int | None, pending: int) -> None:
         """One of the task's loops measured its consumer group: entries not read yet

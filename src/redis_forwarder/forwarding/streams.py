@@ -25,6 +25,9 @@ from redis_forwarder.sink.streams import StreamSink
 from redis_forwarder.source.streams import Entry, StreamReader
 
 log = logging.getLogger(__name__)
+# Seconds between two measures of the group's backlog (XINFO GROUPS per stream): the
+# lag alert looks at minutes.
+BACKLOG_INTERVAL = 5.0
 RECLAIM_INTERVAL = 30.0  # how often every pending entry is looked at again, refused or not
 Done = dict[bytes, list[bytes]]  # stream -> ids to acknowledge
 
@@ -89,7 +92,7 @@ class StreamLoop:
     async def run(self) -> None:
         await self.reader.ensure_groups()
         reclaim_at = time.monotonic() + RECLAIM_INTERVAL
-        check_others_at = time.monotonic()
+        check_others_at = backlog_at = time.monotonic()
         block_ms = max(1, int(self.heartbeat * 1000))
         while not self.stopping:
             self.beat_at = time.monotonic()
@@ -123,26 +126,39 @@ class StreamLoop:
                     check_others_at = now + self.heartbeat
                     if await self.reader.others_pending():
                         self._reclaim()
-                    # Once a heartbeat too: how far behind the group is, for the
-                    # consumer-lag alert (an alert on latency sees nothing while the
-                    # task forwards nothing at all).
-                    await self._measure_backlog()
+                    if now >= backlog_at:
+                        # How far behind the group is, for the consumer-lag alert (one
+                        # on latency sees nothing while the task forwards nothing).
+                        backlog_at = now + BACKLOG_INTERVAL
+                        await self._measure_backlog()
             if entries:
                 retry_in = await self._forward(entries, claimed)
                 if retry_in is not None:
                     reclaim_at = min(reclaim_at, time.monotonic() + retry_in)
 
     async def _measure_backlog(self) -> None:
+        """A measure, never a reason to stop forwarding: Redis' refusal or an answer of
+        an unexpected shape is logged, not raised; only a refusal for permissions
+        stops the measuring (it will not change), and says what to allow."""
         if not self.measure_backlog:
             return
-        backlog = await self.reader.backlog()
-        if isinstance(backlog, ReplyError):
+        try:
+            backlog = await self.reader.backlog()
+        except (ValueError, TypeError, IndexError) as exc:
             self.measure_backlog = False
-            log.warning(
-                "%s: cannot measure the consumer group's lag (XINFO GROUPS: %s); "
-                "forwarder_stream_lag_entries stays unset: allow +xinfo|groups to the "
-                "forwarder's ACL user (docs/security.md)", self.metrics.name, backlog,
-            )  # fmt: skip
+            log.warning("%s: cannot read XINFO GROUPS' answer (%r); the consumer "
+                        "group's lag is not measured", self.metrics.name, exc)  # fmt: skip
+            return
+        if isinstance(backlog, ReplyError):
+            if str(backlog).startswith("NOPERM"):
+                self.measure_backlog = False
+                log.warning(
+                    "%s: cannot measure the consumer group's lag (XINFO GROUPS: %s); "
+                    "forwarder_stream_lag_entries stays unset: allow +xinfo|groups to "
+                    "the forwarder's ACL user (docs/security.md)", self.metrics.name, backlog,
+                )  # fmt: skip
+            else:
+                log.debug("%s: XINFO GROUPS: %s", self.metrics.name, backlog)
             return
         self.metrics.stream_backlog(id(self), *backlog)
 

@@ -329,6 +329,7 @@ class Task:
             await _first_failure([loop.run() for loop in attempt.loops])
 
     def _began(self, attempt: Attempt) -> None:
+        self.metrics.attempt()
         self._loops = attempt.loops
         self.subscribed_sharded = attempt.subscribed_sharded
 
@@ -341,6 +342,8 @@ class Task:
         self.state_since = time.monotonic()
         self.metrics.transition(state)
         self.metrics.forwarding(state is TaskState.FORWARDING, self.epoch)
+        if state in FINAL:
+            self.metrics.ended()
         level = logging.DEBUG if state in _QUIET and not reason else logging.INFO
         log.log(
             level, "%s: %s -> %s%s", self.name, previous, state, f" ({reason})" if reason else ""

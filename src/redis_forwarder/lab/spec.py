@@ -412,7 +412,10 @@ def load_spec(path: Path | str, prometheus: str | None = None) -> TopologySpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(str(path), [f"not valid TOML: {exc}"]) from exc
-    raw["monitoring"] = {**raw.get("monitoring", {}), "prometheus": prometheus}
+    monitoring = raw.get("monitoring", {})
+    if not isinstance(monitoring, dict):
+        raise SpecError(str(path), ["monitoring: a table ([monitoring]) is expected"])
+    raw["monitoring"] = {**monitoring, "prometheus": prometheus}
     return validate_spec(raw, str(path), text)
 
 

@@ -85,6 +85,10 @@ class RingGauges:
         self.metrics = metrics
         self.labels = {"route": route, "shard": shard}
         self._evicted = 0
+        # At 0 from the start, as TaskMetrics' counters: an alert's increase() never
+        # counts a series' first sample.
+        metrics.unaccounted.labels(**self.labels)
+        metrics.evicted.labels(**self.labels)
         # A takeover's counts, for status: replayed from the ring, other places the
         # watermark matched (written twice), seconds it could not account for.
         self.replayed = 0
