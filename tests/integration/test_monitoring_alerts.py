@@ -85,7 +85,8 @@ def test_node_down_and_task_without_owner_fire_and_resolve_around_a_kill(
         "ForwarderTaskWithoutOwner resolved after fwd-2 took the tasks over",
         timeout=RESOLVE_WITHIN,
     )
-    assert running_on("fwd-2")
+    # status reads fwd-2's report, written once a cycle: a moment behind the scrape
+    wait_until(lambda: running_on("fwd-2"), "every task on fwd-2", timeout=10)
     assert _firing(prometheus, "ForwarderNodeDown"), "fwd-1 is still down"
 
     assert run_cli("lab", "restart", "fwd-1", "--dir", directory).code == 0
