@@ -27,7 +27,7 @@ from pydantic import (
 
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
-from redis_forwarder.route_loops import loop_check
+from redis_forwarder.route_loops import feeds, loop_check
 from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
@@ -220,16 +220,33 @@ class ForwarderConfig(BaseModel):
             raise Located(
                 ("route", second, "name"), f"route names must be unique; repeated: {repeated}"
             )
+        known = ", ".join(["source", *self.targets])
         for index, route in enumerate(self.routes):
             if route.to.target != "source" and route.to.target not in self.targets:
-                known = ", ".join(["source", *self.targets]) or "source"
                 raise Located(
                     ("route", index, "to", "target"),
                     f"route {route.name!r} writes to target {route.to.target!r}, which no "
                     f"[targets.{route.to.target}] table defines (known: {known})",
                 )
+            read = route.from_.deployment
+            if read != "source" and read not in self.targets:
+                raise Located(
+                    ("route", index, "from", "deployment"),
+                    f"route {route.name!r} reads deployment {read!r}, which the config does "
+                    f"not define: \"source\" ([source]) or a [targets.NAME] table (known: "
+                    f"{known})",
+                )
+            if read != "source" and self.targets[read].kind is DeploymentKind.CLUSTER:
+                raise Located(
+                    ("route", index, "from", "deployment"),
+                    f"route {route.name!r} reads the Redis Cluster {read!r}: reading a "
+                    "cluster other than [source] is not built yet (its shard names are "
+                    "agreed for [source] only); make it the [source], or read it from a "
+                    "config of its own",
+                )
         for index, route in enumerate(self.routes):
             self._loop_check(index, route)
+        self._bridge_loop_check()
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
@@ -242,21 +259,60 @@ class ForwarderConfig(BaseModel):
                 )
         return self
 
+    def deployment(self, name: str) -> SourceConfig:
+        """``source`` or a target's name: its table."""
+        return self.source if name == "source" else self.targets[name]
+
+    def same_deployment(self, one: str, other: str) -> bool:
+        """The same name, or tables that share an address (one deployment named twice)."""
+        addresses = [
+            {Address.parse(a) for a in self.deployment(n).addresses} for n in (one, other)
+        ]
+        return one == other or bool(addresses[0] & addresses[1])
+
     def _loop_check(self, index: int, route: RouteConfig) -> None:
-        seeds = {Address.parse(a) for a in self.source.addresses}
-        target = self.targets.get(route.to.target)
-        if target is not None and not seeds & {Address.parse(a) for a in target.addresses}:
+        read, written = route.from_.deployment, route.to.target
+        if not self.same_deployment(read, written):
             return  # another deployment: its names are not the ones read here
-        if target is not None:  # (a route to "source" says so itself: equal either way)
+        if read != written:  # (a route to its own deployment says so itself)
             route._writes_to_source = True  # a private attribute: frozen fields stay frozen
-        # A Sentinel source's shards are its master names, known now.
-        shards = self.source.masters if self.source.kind is DeploymentKind.SENTINEL else None
-        if shards is None and target is None:
+        # A Sentinel deployment's shards are its master names, known now.
+        table = self.deployment(read)
+        shards = table.masters if table.kind is DeploymentKind.SENTINEL else None
+        if shards is None and read == written:
             return  # RouteConfig checked it just so
         try:
             loop_check(route, shards)
         except Located as exc:
             raise Located(("route", index, *exc.loc), str(exc)) from None
+
+    def _bridge_loop_check(self) -> None:
+        """Two routes that carry the same names between two deployments, one each way,
+        would send every message back where it came from, forever. Loop prevention for
+        such two-way bridges is not built yet (issue 20): refused, naming both."""
+        routes = self.routes
+        for i, one in enumerate(routes):
+            for j in range(i + 1, len(routes)):
+                other = routes[j]
+                a, b = one.from_.deployment, one.to.target
+                if self.same_deployment(a, b):
+                    continue  # a route within one deployment: _loop_check's
+                crossing = self.same_deployment(other.from_.deployment, b) and (
+                    self.same_deployment(other.to.target, a)
+                )
+                if not crossing:
+                    continue
+                there, back = feeds(one, other), feeds(other, one)
+                if there is None or back is None:
+                    continue
+                raise Located(
+                    ("route", j, "from"),
+                    f"routes {one.name!r} and {other.name!r} bridge {there[0]} "
+                    f"{there[1]!r} both ways between {a!r} and {b!r}: each would forward "
+                    "the other's output back, forever. Loop prevention for two-way "
+                    "bridges of the same names is not built yet; until then carry "
+                    "different names each way (a prefix on one side)",
+                )
 
     @property
     def cut_off_after(self) -> float:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from redis_forwarder.forwarding.placement import serves
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import TaskKey, Topology
-from redis_forwarder.placements import SOURCE
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.diff import ChangeKind
 
@@ -23,11 +22,12 @@ class TopologyFollower:
     def __init__(
         self,
         tasks: Callable[[], list[tuple[TaskKey, Task]]],
-        read_from: str,
+        read_from: Callable[[str], str],
         wake: asyncio.Event,
     ) -> None:
-        """``tasks()``: the node's tasks now, owned and standby; ``wake``: set after
-        each update, so the reconcile loop runs at once."""
+        """``tasks()``: the node's tasks now, owned and standby; ``read_from(name)``: a
+        deployment's read_from setting; ``wake``: set after each update, so the
+        reconcile loop runs at once."""
         self.tasks = tasks
         self.read_from = read_from
         self.wake = wake
@@ -36,20 +36,22 @@ class TopologyFollower:
         async for update in watcher.updates():
             for change in update.changes:
                 log.info("topology %s: %s", name, change.to_json())
-                if change.kind is ChangeKind.SLOTS_MOVED and name == SOURCE:
+                if change.kind is ChangeKind.SLOTS_MOVED:
                     for (_route, shard), task in self.tasks():
                         keyed = task.route.from_.sharded or task.route.from_.streams
-                        if shard == change.shard and keyed:
+                        reads = task.route.from_.deployment == name
+                        if reads and shard == change.shard and keyed:
                             task.rehome(f"slots of {change.shard} moved")
                     continue
-                if change.kind is ChangeKind.REPLICA_ADDED and name == SOURCE:
-                    self._back_to_replicas(change.shard, watcher.current)
+                if change.kind is ChangeKind.REPLICA_ADDED:
+                    self._back_to_replicas(name, change.shard, watcher.current)
                 if change.kind is not ChangeKind.MASTER_CHANGED:
                     continue
                 for (_route, shard), task in self.tasks():
-                    reads_it = name == SOURCE and shard == change.shard
+                    read = task.route.from_.deployment
+                    reads_it = name == read and shard == change.shard
                     writes_it = task.route.to.target == name and (
-                        name != SOURCE or shard == change.shard
+                        name != read or shard == change.shard
                     )
                     if writes_it and task.listening:
                         writes_it = False  # a standby writes nothing (yet)
@@ -57,15 +59,16 @@ class TopologyFollower:
                         task.rehome(f"{name} master of {change.shard} moved to {change.master}")
             self.wake.set()
 
-    def _back_to_replicas(self, shard: str, topology: Topology) -> None:
+    def _back_to_replicas(self, name: str, shard: str, topology: Topology) -> None:
         """With read_from = "replica", a task that fell back to the master returns to a
         replica as soon as one is healthy again (it stayed on the master: issue 14)."""
-        if self.read_from != "replica":
+        if self.read_from(name) != "replica":
             return
         found = topology.shard(shard)
         for (_route, task_shard), task in self.tasks():
             reads_master = found is not None and task.source_address == found.master.address
-            if task_shard == shard and reads_master and not task.route.from_.streams:
+            reads = task.route.from_.deployment == name
+            if reads and task_shard == shard and reads_master and not task.route.from_.streams:
                 task.rehome(f"a replica of {shard} is healthy again")
 
 

@@ -100,7 +100,9 @@ class Node:
         self._settings = {name: d.settings() for name, d in self._deployments().items()}
         self._placements = Placements(config, self._settings, self._watchers)
         self._wake = asyncio.Event()
-        self._follower = TopologyFollower(self._all_tasks, config.source.read_from, self._wake)
+        self._follower = TopologyFollower(
+            self._all_tasks, lambda name: config.deployment(name).read_from, self._wake
+        )
         self.health: HealthServer | None = None
         # The consumer name in stream groups, and the name in ZooKeeper.
         self.node_id = node_id or config.node.id or default_node_id(bool(config.coordination))
@@ -302,7 +304,9 @@ class Node:
         self.metrics.cycles.inc()
         source = self._watchers[SOURCE]
         cluster = source.current.kind is DeploymentKind.CLUSTER
-        wanted = wanted_tasks(self.config.routes, source.current)
+        # Each route's shards are those of the deployment it reads (issue 20).
+        topologies = {name: watcher.current for name, watcher in self._watchers.items()}
+        wanted = wanted_tasks(self.config.routes, topologies)
         names = shard_names(source.current) if cluster else None
         coordinated = self.config.coordination is not None
         standbys = standby_tasks(self.config.routes, wanted, coordinated)
@@ -462,7 +466,7 @@ class Node:
         return self._task(route, key[1], 0, standby=True)
 
     def _task(self, route: RouteConfig, shard: str, epoch: int, standby: bool) -> Task:
-        cluster = self._settings[SOURCE].kind is DeploymentKind.CLUSTER
+        cluster = self._settings[route.from_.deployment].kind is DeploymentKind.CLUSTER
         watermarks = wants_standby(route, self.config.coordination)
         spec = TaskSpec(route, shard, self.node_id, epoch, cluster, watermarks)
         # The gate is this session's, not a later one's (a task of a lost session

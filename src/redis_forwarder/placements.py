@@ -46,24 +46,24 @@ class Placements:
             cluster_sink = ClusterTarget(
                 lambda: watcher.current, self.settings[target].redis, watcher.refresh_soon
             )
-        source = self.watchers[SOURCE]
+        read = route.from_.deployment  # the source, or a target (issue 20)
+        source = self.watchers[read]
         classic = bool(route.from_.channels or route.from_.patterns)
-        any_node = classic and self.settings[SOURCE].kind is DeploymentKind.CLUSTER
+        any_node = classic and self.settings[read].kind is DeploymentKind.CLUSTER
+        replicas = self.config.deployment(read).read_from == "replica"
         return Placement(
             # XREADGROUP writes (the group's pending list): streams read from masters.
             locate_source=self._locator(
-                SOURCE,
-                shard,
-                replicas=self.config.source.read_from == "replica" and not route.from_.streams,
-                any_node=any_node,
+                read, shard, replicas=replicas and not route.from_.streams, any_node=any_node
             ),
-            locate_sink=self._locator(target, shard if target == SOURCE else None),
+            # Into the deployment it reads: the same shard (the same master).
+            locate_sink=self._locator(target, shard if target == read else None),
             cluster_sink=cluster_sink,
             keys_served=lambda: keys_served(route, shard, source.current),
             gate=gate,
-            on_lost=self._on_lost(target),
+            on_lost=self._on_lost(read, target),
             reads_any_node=any_node,
-            locate_standby=self._locator(SOURCE, shard, replicas=True, any_node=any_node),
+            locate_standby=self._locator(read, shard, replicas=True, any_node=any_node),
         )
 
     def _locator(
@@ -82,10 +82,10 @@ class Placements:
 
         return locate
 
-    def _on_lost(self, target: str) -> Callable[[str], None]:
+    def _on_lost(self, read: str, target: str) -> Callable[[str], None]:
         def lost(reason: str) -> None:
-            self.watchers[SOURCE].refresh_soon(reason)
-            if target != SOURCE:
+            self.watchers[read].refresh_soon(reason)
+            if target != read:
                 self.watchers[target].refresh_soon(reason)
 
         return lost

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from redis_forwarder.routes import RouteConfig
 
 
-def _read_by_sink(route: RouteConfig) -> list[tuple[str, str]]:
-    """What the route reads that its sink could write into, as (kind, name): a stream
-    sink feeds stream reads, PUBLISH feeds SUBSCRIBE and PSUBSCRIBE, SPUBLISH feeds
-    SSUBSCRIBE; nothing reads a list."""
-    read = route.from_
+def _read_by_sink(route: RouteConfig, reader: RouteConfig | None = None) -> list[tuple[str, str]]:
+    """What ``reader`` (the route itself by default) reads that the route's sink could
+    write into, as (kind, name): a stream sink feeds stream reads, PUBLISH feeds
+    SUBSCRIBE and PSUBSCRIBE, SPUBLISH feeds SSUBSCRIBE; nothing reads a list."""
+    read = (reader or route).from_
     if route.to.kind is SinkKind.STREAM:
         return [("stream", s) for s in read.streams]
     if route.to.kind is SinkKind.CHANNEL and route.to.sharded:
@@ -36,6 +36,20 @@ def _read_by_sink(route: RouteConfig) -> list[tuple[str, str]]:
     if route.to.kind is SinkKind.CHANNEL:
         return [("channel", c) for c in read.channels] + [("pattern", p) for p in read.patterns]
     return []
+
+
+def feeds(writer: RouteConfig, reader: RouteConfig) -> tuple[str, str] | None:
+    """What of ``reader``'s reads ``writer`` provably writes into, as (kind, name), if
+    the two meet on one deployment (the caller knows); None when it cannot be proven
+    (an unknown {shard}, too many names: no refusal on a guess)."""
+    read = _read_by_sink(writer, reader)
+    if not read:
+        return None
+    template = compile_template(writer.to.name_template)
+    verdict, index = written_into(
+        [_glob(k, n) for k, n in read], template, template_fields(writer, None)
+    )
+    return read[index] if verdict is Overlap.YES else None
 
 
 def _glob(kind: str, name: str) -> Glob:

@@ -50,6 +50,9 @@ class FromConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    # The deployment the route reads: "source" (the [source] table) or a [targets.NAME]
+    # (issue 20: a fleet bridging deployments both ways reads from more than one).
+    deployment: str = Field(default="source", min_length=1)
     channels: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
     sharded: list[str] = Field(default_factory=list)
@@ -200,13 +203,14 @@ class RouteConfig(BaseModel):
         return self
 
     # Set by ForwarderConfig: whether the route writes into the deployment it reads
-    # (target "source", or a target that shares an address with the source); the
-    # pub/sub loop then watches for its own output (forwarding/pubsub.py).
+    # (its target is the one it reads, or shares an address with it); the pub/sub loop
+    # then watches for its own output (forwarding/pubsub.py).
     _writes_to_source: bool = PrivateAttr(default=False)
 
     @property
     def writes_to_source(self) -> bool:
-        return self.to.target == "source" or self._writes_to_source
+        """Whether the route writes into the deployment it reads."""
+        return self.to.target == self.from_.deployment or self._writes_to_source
 
     @model_validator(mode="after")
     def _entry(self) -> Self:
@@ -221,7 +225,7 @@ class RouteConfig(BaseModel):
     @model_validator(mode="after")
     def _no_loop(self) -> Self:
         """A route that writes back into what it reads would forward forever."""
-        if self.to.target == "source":
+        if self.to.target == self.from_.deployment:
             loop_check(self, shards=None)
         return self
 

@@ -11,11 +11,17 @@
   task per shard that serves the slot of at least one of the route's streams, reading
   those streams only (like sharded channels: each key lives in one slot).
 
+A route reads one deployment (``from.deployment``: the source, or a target: issue 20);
+its tasks are that deployment's shards. (route, shard) stays unique: a route names
+its deployment.
+
 With ``[coordination]``, a pub/sub route's tasks also want a standby on another node
 (``standby_tasks``, issue 15); stream tasks never do: their entries wait in Redis.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from redis_forwarder.model import DeploymentKind, TaskKey, Topology
 from redis_forwarder.routes import RouteConfig
@@ -45,22 +51,33 @@ def slot_groups(keys: list[str], cluster: bool) -> list[list[str]]:
     return list(groups.values())
 
 
-def wanted_tasks(routes: list[RouteConfig], topology: Topology) -> set[TaskKey]:
+def wanted_tasks(
+    routes: list[RouteConfig], topology: Topology | Mapping[str, Topology]
+) -> set[TaskKey]:
+    """The tasks the routes call for: (route, shard) for each shard of the deployment
+    each route reads. ``topology``: every deployment by name, or the source's alone
+    (for configs whose routes all read "source")."""
+    topologies = topology if isinstance(topology, Mapping) else {"source": topology}
+    wanted: set[TaskKey] = set()
+    for route in routes:
+        read = topologies.get(route.from_.deployment)
+        if read is not None:
+            wanted |= _route_tasks(route, read)
+    return wanted
+
+
+def _route_tasks(route: RouteConfig, topology: Topology) -> set[TaskKey]:
     shard_ids = sorted(s.id for s in topology.shards)
     if not shard_ids:
         return set()
     cluster = topology.kind is DeploymentKind.CLUSTER
-    wanted: set[TaskKey] = set()
-    for route in routes:
-        if route.from_.sharded or (cluster and route.from_.streams):
-            wanted.update(
-                (route.name, shard) for shard in shard_ids if keys_served(route, shard, topology)
-            )
-        elif cluster:
-            wanted.add((route.name, shard_ids[0]))
-        else:
-            wanted.update((route.name, shard) for shard in shard_ids)
-    return wanted
+    if route.from_.sharded or (cluster and route.from_.streams):
+        return {
+            (route.name, shard) for shard in shard_ids if keys_served(route, shard, topology)
+        }
+    if cluster:
+        return {(route.name, shard_ids[0])}
+    return {(route.name, shard) for shard in shard_ids}
 
 
 def standby_tasks(

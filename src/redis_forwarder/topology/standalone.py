@@ -54,15 +54,15 @@ def replica_of(topology: Topology) -> str | None:
 
 def refuse_replicas(topologies: Mapping[str, Topology], routes: Sequence[RouteConfig]) -> None:
     """Raise WrongServerError (exit 5) when a standalone deployment (``source`` or a
-    target, by name) is a replica that routes write to (to.target) or, the source, read
-    streams from (XREADGROUP writes the group): it would refuse every write while the
-    node seemed to run (issue 14). Names the master that ROLE names."""
+    target, by name) is a replica that routes write to (to.target) or read streams
+    from (from.deployment: XREADGROUP writes the group): it would refuse every write
+    while the node seemed to run (issue 14). Names the master that ROLE names."""
     for name, topology in topologies.items():
         master = replica_of(topology)
         if master is None:
             continue
         writers = [r.name for r in routes if r.to.target == name]
-        readers = [r.name for r in routes if name == "source" and r.from_.streams]
+        readers = [r.name for r in routes if r.from_.deployment == name and r.from_.streams]
         uses = [f"to.target = {name!r}: {', '.join(writers)}"] if writers else []
         if readers:
             uses.append(f"streams, read with XREADGROUP (a write): {', '.join(readers)}")

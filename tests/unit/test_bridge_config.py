@@ -1,0 +1,112 @@
+"""Routes that read another deployment than [source] (``from.deployment``, issue 20):
+each route's tasks are its own deployment's shards; a deployment the config does not
+name is refused, naming the known ones; and two routes that carry the same names
+between two deployments, one each way, are refused (every message would come back,
+forever) until loop prevention is built, while two different names each way load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from redis_forwarder.config import ForwarderConfig, load_config
+from redis_forwarder.errors import ConfigError
+from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
+from redis_forwarder.work import wanted_tasks
+
+DEPLOYMENTS = """
+[source]
+kind = "standalone"
+addresses = ["127.0.0.1:7000"]
+
+[targets.east]
+kind = "sentinel"
+addresses = ["127.0.0.1:26400"]
+masters = ["alpha", "beta"]
+"""
+
+
+def route(name: str, read: str, channels: str, to: str) -> str:
+    return (
+        f'[[route]]\nname = "{name}"\n'
+        f'from = {{ deployment = "{read}", channels = [{channels}] }}\nto = {{ {to} }}\n'
+    )
+
+
+def load(tmp_path: Path, text: str) -> ForwarderConfig:
+    path = tmp_path / "forwarder.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    return str(caught.value)
+
+
+def test_two_ways_under_different_names_load_and_read_their_own_shards(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        DEPLOYMENTS
+        + route("west-east", "source", '"orders"', 'target = "east", channel = "from-west"')
+        + route("east-west", "east", '"orders"', 'channel = "from-east"'),
+    )
+    there, back = config.routes
+    assert (there.from_.deployment, back.from_.deployment) == ("source", "east")
+    assert not there.writes_to_source and not back.writes_to_source
+    west = Topology(DeploymentKind.STANDALONE, (_shard("127.0.0.1:7000"),))
+    east = Topology(DeploymentKind.SENTINEL, (_shard("alpha"), _shard("beta")))
+    assert wanted_tasks(config.routes, {"source": west, "east": east}) == {
+        ("west-east", "127.0.0.1:7000"),
+        ("east-west", "alpha"),
+        ("east-west", "beta"),
+    }
+    # A deployment not watched (yet) calls for nothing rather than the wrong shards.
+    assert wanted_tasks(config.routes, {"source": west}) == {("west-east", "127.0.0.1:7000")}
+
+
+def test_the_same_names_both_ways_are_refused_naming_both_routes(tmp_path: Path) -> None:
+    message = problems(
+        tmp_path,
+        DEPLOYMENTS
+        + route("west-east", "source", '"orders"', 'target = "east", channel = "orders"')
+        + route("east-west", "east", '"orders"', 'channel = "{channel}"'),
+    )
+    assert "routes 'west-east' and 'east-west' bridge channel 'orders' both ways" in message
+    assert "between 'source' and 'east'" in message and "route[1].from" in message
+
+
+def test_one_way_of_a_name_is_a_chain_not_a_loop(tmp_path: Path) -> None:
+    load(
+        tmp_path,
+        DEPLOYMENTS
+        + route("west-east", "source", '"orders"', 'target = "east", channel = "orders"')
+        + route("east-west", "east", '"audit"', 'channel = "audit"'),
+    )
+
+
+def test_an_unknown_deployment_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    message = problems(tmp_path, DEPLOYMENTS + route("r", "north", '"orders"', 'channel = "copy"'))
+    assert "route[0].from.deployment" in message
+    assert "route 'r' reads deployment 'north'" in message and "known: source, east" in message
+
+
+def test_a_route_within_another_deployment_is_loop_checked_there(tmp_path: Path) -> None:
+    message = problems(
+        tmp_path,
+        DEPLOYMENTS + route("r", "east", '"orders"', 'target = "east", channel = "orders"'),
+    )
+    assert "route 'r' reads channel 'orders'" in message
+
+
+def test_reading_a_cluster_that_is_not_the_source_is_refused_for_now(tmp_path: Path) -> None:
+    cluster = DEPLOYMENTS + '\n[targets.ring]\nkind = "cluster"\naddresses = ["127.0.0.1:7200"]\n'
+    message = problems(tmp_path, cluster + route("r", "ring", '"orders"', 'channel = "copy"'))
+    assert "reading a cluster other than [source] is not built yet" in message
+
+
+def _shard(name: str) -> Shard:
+    address = name if ":" in name else "127.0.0.1:7100"
+    return Shard(name, RedisNode(Address.parse(address)), ())
