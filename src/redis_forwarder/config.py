@@ -233,7 +233,7 @@ class ForwarderConfig(BaseModel):
                 raise Located(
                     ("route", index, "from", "deployment"),
                     f"route {route.name!r} reads deployment {read!r}, which the config does "
-                    f"not define: \"source\" ([source]) or a [targets.NAME] table (known: "
+                    f'not define: "source" ([source]) or a [targets.NAME] table (known: '
                     f"{known})",
                 )
             if read != "source" and self.targets[read].kind is DeploymentKind.CLUSTER:
@@ -265,9 +265,7 @@ class ForwarderConfig(BaseModel):
 
     def same_deployment(self, one: str, other: str) -> bool:
         """The same name, or tables that share an address (one deployment named twice)."""
-        addresses = [
-            {Address.parse(a) for a in self.deployment(n).addresses} for n in (one, other)
-        ]
+        addresses = [{Address.parse(a) for a in self.deployment(n).addresses} for n in (one, other)]
         return one == other or bool(addresses[0] & addresses[1])
 
     def _loop_check(self, index: int, route: RouteConfig) -> None:
@@ -303,15 +301,16 @@ class ForwarderConfig(BaseModel):
                 if not crossing:
                     continue
                 there, back = feeds(one, other), feeds(other, one)
-                if there is None or back is None:
-                    continue
+                if there is None or back is None or (one.to.origin and other.to.origin):
+                    continue  # no loop, or both stamp origins: each skips the other's
                 raise Located(
                     ("route", j, "from"),
                     f"routes {one.name!r} and {other.name!r} bridge {there[0]} "
                     f"{there[1]!r} both ways between {a!r} and {b!r}: each would forward "
-                    "the other's output back, forever. Loop prevention for two-way "
-                    "bridges of the same names is not built yet; until then carry "
-                    "different names each way (a prefix on one side)",
+                    "the other's output back, forever. Streams: set to.origin = true on "
+                    "both (each skips what came from the other side); pub/sub: carry "
+                    "different names each way (a prefix on one side): echo suppression "
+                    "for channels is not built yet",
                 )
 
     @property

@@ -103,6 +103,20 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.origin_skipped = Counter(
+            "forwarder_origin_skipped_entries",
+            "Stream entries a bridge (to.origin) read and did not forward because they "
+            "came from the deployment it writes: the loop a two-way bridge breaks",
+            labels,
+            registry=self.registry,
+        )
+        self.hop_limit = Counter(
+            "forwarder_hop_limit_drops",
+            "Stream entries a bridge dropped because they had crossed to.max_hops bridges "
+            "(a cycle its origins do not break): acknowledged unwritten",
+            labels,
+            registry=self.registry,
+        )
         self.stream_lag = Gauge(
             "forwarder_stream_lag_entries",
             "Entries of the task's source streams its consumer group has not read yet "

@@ -95,6 +95,11 @@ class ToConfig(BaseModel):
     sharded: bool = False
     # stream: add the writing node's id and its ownership epoch to every entry.
     node_fields: bool = False
+    # stream sinks of stream routes across deployments (issue 20): stamp each entry with
+    # where it was first written (origin, origin-id) and the bridges it crossed (hops);
+    # skip entries that came from the target; drop those past max_hops (counted).
+    origin: bool = False
+    max_hops: int = Field(default=8, ge=1, le=64)
     # channel and list sinks of stream routes: what an entry becomes: one field's value
     # ("field", the field named by field) or the whole entry as a JSON object ("json").
     entry: Literal["field", "json"] = "field"
@@ -125,6 +130,10 @@ class ToConfig(BaseModel):
             raise ValueError("sharded is for channel sinks (SPUBLISH)")
         if self.node_fields and self.stream is None:
             raise ValueError("node_fields is for stream sinks")
+        if self.origin and self.stream is None:
+            raise ValueError(
+                "origin is for stream sinks (pub/sub messages carry no fields to stamp)"
+            )
         chosen = self.entry_choices()
         if chosen and self.stream is not None:
             raise ValueError(
@@ -219,6 +228,16 @@ class RouteConfig(BaseModel):
             raise ValueError(
                 f"to.{' and to.'.join(sorted(chosen))}: for routes that read streams (a "
                 "pub/sub message is sent as it is)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _origin(self) -> Self:
+        if self.to.origin and not self.from_.streams:
+            raise Located(
+                ("to", "origin"),
+                f"route {self.name!r}: origin stamps stream entries; a pub/sub route has "
+                "none to stamp",
             )
         return self
 

@@ -72,9 +72,7 @@ def _route_tasks(route: RouteConfig, topology: Topology) -> set[TaskKey]:
         return set()
     cluster = topology.kind is DeploymentKind.CLUSTER
     if route.from_.sharded or (cluster and route.from_.streams):
-        return {
-            (route.name, shard) for shard in shard_ids if keys_served(route, shard, topology)
-        }
+        return {(route.name, shard) for shard in shard_ids if keys_served(route, shard, topology)}
     if cluster:
         return {(route.name, shard_ids[0])}
     return {(route.name, shard) for shard in shard_ids}

@@ -7,6 +7,7 @@ Everything arrives once on the other side and nothing comes back."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -104,3 +105,82 @@ def test_a_node_bridges_two_deployments_both_ways(
         assert len(heard) == COUNT
         assert all(c.xlen(f"{tag}:events") == COUNT for c in east_clients.values())
         listener.close()
+
+
+def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """One stream name on both sides, a route each way with to.origin: entries added
+    on either side (the same payloads repeated among them) arrive once on the other,
+    none returns, and after the load the counts stay still (no circulation)."""
+    west = shared_deployment("standalone").spec.shards[0].master
+    east = shared_deployment("sentinel")
+    tag = uuid.uuid4().hex[:8]
+    stream = f"{tag}:sync"
+    config: dict[str, Any] = {
+        "source": {"kind": "standalone", "addresses": [str(west)]},
+        "targets": {
+            "east": {
+                "kind": "sentinel",
+                "addresses": [str(a) for a in east.sentinels],
+                "masters": [s.name for s in east.spec.shards],
+            }
+        },
+        "route": [
+            {
+                "name": "west-east",
+                "from": {"streams": [stream], "group": "bridge"},
+                "to": {"target": "east", "stream": stream, "origin": True},
+            },
+            {
+                "name": "east-west",
+                "from": {"deployment": "east", "streams": [stream], "group": "bridge"},
+                "to": {"stream": stream, "origin": True},
+            },
+        ],
+        "node": {"topology_interval": 0.5},
+    }
+    west_client = redis.Redis(host=west.host, port=west.port)
+    masters = {s.name: s.master for s in east.spec.shards}
+    east_clients = {n: redis.Redis(host=a.host, port=a.port) for n, a in masters.items()}
+    with NodeRunner(config) as runner:
+        wait_until(runner.all_running, "every task forwarding", timeout=30)
+        for i in range(COUNT):
+            west_client.xadd(stream, {"payload": f"same-{i % 10}", "side": "west"})
+            for name, client in east_clients.items():
+                client.xadd(stream, {"payload": f"same-{i % 10}", "side": name})
+
+        def sides(client: redis.Redis) -> dict[bytes, int]:
+            found: dict[bytes, int] = {}
+            for _id, fields in xrange(client, stream):
+                found[fields[b"side"]] = found.get(fields[b"side"], 0) + 1
+            return found
+
+        # west gets every entry of both east masters; east's sink master (where the
+        # route writes: one master of the deployment) gets the west's
+        everything = {b"west": COUNT, **{name.encode(): COUNT for name in masters}}
+        wait_until(lambda: sides(west_client) == everything, "east's entries in the west", 30)
+        wait_until(
+            lambda: any(sides(c).get(b"west", 0) == COUNT for c in east_clients.values()),
+            "the west's entries in the east",
+            timeout=30,
+        )
+        # still: nothing circulates (the counts do not move for two heartbeats and more)
+        before = (sides(west_client), {n: sides(c) for n, c in east_clients.items()})
+        time.sleep(3)  # not a wait for a condition: a still span, where a loop would grow
+        after = (sides(west_client), {n: sides(c) for n, c in east_clients.items()})
+        assert before == after
+        assert before[0] == everything
+        receiving = [n for n, c in before[1].items() if c.get(b"west")]
+        assert len(receiving) == 1, before[1]
+        for name, found in before[1].items():
+            expected = {name.encode(): COUNT} | ({b"west": COUNT} if name in receiving else {})
+            assert found == expected, (name, found)
+        skipped = sum(
+            s.value
+            for family in runner.node.metrics.registry.collect()
+            for s in family.samples
+            if s.name == "forwarder_origin_skipped_entries_total"
+        )
+        # the east's 2 x COUNT read back in the west, the west's COUNT read back in east
+        assert skipped == 3 * COUNT

@@ -110,3 +110,27 @@ def test_reading_a_cluster_that_is_not_the_source_is_refused_for_now(tmp_path: P
 def _shard(name: str) -> Shard:
     address = name if ":" in name else "127.0.0.1:7100"
     return Shard(name, RedisNode(Address.parse(address)), ())
+
+
+def streams(name: str, read: str, to: str) -> str:
+    return (
+        f'[[route]]\nname = "{name}"\n'
+        f'from = {{ deployment = "{read}", streams = ["events"], group = "g" }}\nto = {{ {to} }}\n'
+    )
+
+
+def test_the_same_streams_both_ways_load_when_both_stamp_origins(tmp_path: Path) -> None:
+    both = DEPLOYMENTS + streams(
+        "west-east", "source", 'target = "east", stream = "events", origin = true'
+    )
+    message = problems(tmp_path, both + streams("east-west", "east", 'stream = "events"'))
+    assert "bridge stream 'events' both ways" in message and "to.origin = true" in message
+    config = load(tmp_path, both + streams("east-west", "east", 'stream = "events", origin = true'))
+    assert all(r.to.origin and r.to.max_hops == 8 for r in config.routes)
+
+
+def test_origin_is_for_stream_routes_into_streams(tmp_path: Path) -> None:
+    pubsub = route("r", "east", '"orders"', 'stream = "copy", origin = true')
+    assert "origin stamps stream entries" in problems(tmp_path, DEPLOYMENTS + pubsub)
+    into_channel = streams("r", "east", 'channel = "copy", origin = true')
+    assert "origin is for stream sinks" in problems(tmp_path, DEPLOYMENTS + into_channel)

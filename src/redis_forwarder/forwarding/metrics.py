@@ -92,6 +92,8 @@ class TaskMetrics:
         metrics.output_buffer_cuts.labels(**labels)
         metrics.sink_failover_lost.labels(**labels)
         metrics.unanswered.labels(**labels)
+        metrics.origin_skipped.labels(**labels)
+        metrics.hop_limit.labels(**labels)
         for action in ("dead-lettered", "dropped"):
             metrics.oversize.labels(**labels, action=action)
         for action in ("dead-lettered", "left-pending"):
@@ -313,6 +315,22 @@ class TaskMetrics:
         pubsub (``pubsub.output_buffer_cut``): what it held for us is lost. (The loss
         is logged by the gap it opens; this count is what an alert can rise on.)"""
         self.registry.output_buffer_cuts.labels(**self._labels).inc()
+
+    def origin_skipped(self, count: int) -> None:
+        """A bridge skipped ``count`` entries that came from its target (issue 20)."""
+        self.registry.origin_skipped.labels(**self._labels).inc(count)
+
+    def hop_limit(self, count: int, limit: int) -> None:
+        """A bridge dropped ``count`` entries that had crossed ``limit`` bridges: a
+        cycle the origins cannot see (three deployments, another fleet's config)."""
+        self.registry.hop_limit.labels(**self._labels).inc(count)
+        if self._due("hop limit"):
+            log.error(
+                "%s: %d stream entries dropped: they had crossed %d bridges (to.max_hops), "
+                "a cycle of bridges the origins do not break (three deployments, or "
+                "another fleet's routes); find it in the entries' origin fields",
+                self.name, count, limit,
+            )  # fmt: skip
 
     def attempt(self) -> None:
         """A new attempt's loops replace the last one's: their backlogs go with them

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from redis_forwarder.forwarding.aside import StreamDeadLetter, StreamOversize, StreamUnfit
 from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.origins import Origins
 from redis_forwarder.forwarding.refusals import GIVE_UP_AFTER, MOVED_ON, RETRY_CAP, Refusals
 from redis_forwarder.forwarding.sink_failover import AckedTail
 from redis_forwarder.gate import Gate
@@ -60,6 +61,7 @@ class StreamLoop:
         oversize: StreamOversize | None = None,
         dead_letter: StreamDeadLetter | None = None,
         tail: AckedTail | None = None,
+        origins: Origins | None = None,
     ) -> None:
         """``dead_letter``: where entries the sink refuses for good, or that its command
         cannot encode, go (else they stay pending)."""
@@ -73,6 +75,7 @@ class StreamLoop:
         self.oversize = oversize
         self.dead_letter = dead_letter
         self.tail = tail  # copied ids: what the sink took, looked for after its failover
+        self.origins = origins  # a bridge's stamps and skips (to.origin, issue 20)
         self.unfit = StreamUnfit(metrics, dead_letter)
         self.refusals = Refusals()
         self.stopping = False
@@ -172,6 +175,8 @@ class StreamLoop:
         if self.oversize is not None:
             entries, aside = await self.oversize.set_aside(entries)
             _add(done, aside)
+        if self.origins is not None:
+            entries = self._stamp(entries, done)
         writes, entries = await self._encode(entries, done)
         self.metrics.batch(received, len(entries))
         if not entries:  # all of it set aside
@@ -205,6 +210,19 @@ class StreamLoop:
                 self.sink.name, f"the sink moved ({self.last_refusal.split(' ')[0]})"
             )
         return retry_in
+
+    def _stamp(self, entries: list[Entry], done: Done) -> list[Entry]:
+        """A bridge's entries, stamped with their origin; those that came from the
+        target, or crossed too many bridges, acknowledged unwritten and counted."""
+        assert self.origins is not None
+        forward, back, over = self.origins.sort(entries)
+        if back:
+            _add(done, [(stream, entry_id) for stream, entry_id, _fields in back])
+            self.metrics.origin_skipped(len(back))
+        if over:
+            _add(done, [(stream, entry_id) for stream, entry_id, _fields in over])
+            self.metrics.hop_limit(len(over), self.origins.max_hops)
+        return forward
 
     async def _encode(
         self, entries: list[Entry], done: Done

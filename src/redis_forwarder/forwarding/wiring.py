@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamOversize
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
+from redis_forwarder.forwarding.origins import Origins
 from redis_forwarder.forwarding.placement import Endpoint, Placement
 from redis_forwarder.forwarding.pubsub import LoopGuard, PubSubLoop
 from redis_forwarder.forwarding.sink_failover import AckedTail, Keyed
@@ -359,9 +360,12 @@ class Wiring:
         if route.max_message_bytes is not None:
             use = dead if route.oversize == "dead-letter" else None
             oversize = StreamOversize(route.max_message_bytes, self.metrics, use)
+        origins = Origins(
+            route.from_.deployment.encode(), route.to.target.encode(), route.to.max_hops
+        ) if route.to.origin else None  # fmt: skip
         return StreamLoop(
             reader, sink, commands.entries, self.metrics, STREAM_BATCH, route.heartbeat,
-            self.placement.gate, oversize, dead, self.tail,
+            self.placement.gate, oversize, dead, self.tail, origins,
         )  # fmt: skip
 
     def _keys_served(self) -> list[str]:
