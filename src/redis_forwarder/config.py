@@ -25,9 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from redis_forwarder.bridges import bridge_loop_check, identities
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
-from redis_forwarder.route_loops import feeds, loop_check
+from redis_forwarder.route_loops import loop_check
 from redis_forwarder.routes import RouteConfig
 from redis_forwarder.settings import (
     DEFAULT_SOCKET_TIMEOUT,
@@ -264,9 +265,12 @@ class ForwarderConfig(BaseModel):
         return self.source if name == "source" else self.targets[name]
 
     def same_deployment(self, one: str, other: str) -> bool:
-        """The same name, or tables that share an address (one deployment named twice)."""
-        addresses = [{Address.parse(a) for a in self.deployment(n).addresses} for n in (one, other)]
-        return one == other or bool(addresses[0] & addresses[1])
+        """One deployment under both names (``bridges.identities``)."""
+        identity = self._identities()
+        return identity[one] == identity[other]
+
+    def _identities(self) -> dict[str, str]:
+        return identities({"source": self.source, **self.targets})
 
     def _loop_check(self, index: int, route: RouteConfig) -> None:
         read, written = route.from_.deployment, route.to.target
@@ -285,33 +289,17 @@ class ForwarderConfig(BaseModel):
             raise Located(("route", index, *exc.loc), str(exc)) from None
 
     def _bridge_loop_check(self) -> None:
-        """Two routes that carry the same names between two deployments, one each way,
-        would send every message back where it came from, forever. Loop prevention for
-        such two-way bridges is not built yet (issue 20): refused, naming both."""
-        routes = self.routes
-        for i, one in enumerate(routes):
-            for j in range(i + 1, len(routes)):
-                other = routes[j]
-                a, b = one.from_.deployment, one.to.target
-                if self.same_deployment(a, b):
-                    continue  # a route within one deployment: _loop_check's
-                crossing = self.same_deployment(other.from_.deployment, b) and (
-                    self.same_deployment(other.to.target, a)
-                )
-                if not crossing:
-                    continue
-                there, back = feeds(one, other), feeds(other, one)
-                if there is None or back is None or (one.to.origin and other.to.origin):
-                    continue  # no loop, or both stamp origins: each skips the other's
-                raise Located(
-                    ("route", j, "from"),
-                    f"routes {one.name!r} and {other.name!r} bridge {there[0]} "
-                    f"{there[1]!r} both ways between {a!r} and {b!r}: each would forward "
-                    "the other's output back, forever. Streams: set to.origin = true on "
-                    "both (each skips what came from the other side); pub/sub: carry "
-                    "different names each way (a prefix on one side): echo suppression "
-                    "for channels is not built yet",
-                )
+        identity = self._identities()
+        tables = {"source": self.source, **self.targets}
+        shards = {
+            name: table.masters if table.kind is DeploymentKind.SENTINEL else None
+            for name, table in tables.items()
+        }
+        for route in self.routes:  # what a bridge stamps: one name per deployment
+            names = (identity[route.from_.deployment], identity[route.to.target])
+            if names != (route.from_.deployment, route.to.target):  # (routes compare equal
+                route._identities = names  # to a reload's only when they are the same)
+        bridge_loop_check(self.routes, identity, shards)
 
     @property
     def cut_off_after(self) -> float:
@@ -326,7 +314,9 @@ class ForwarderConfig(BaseModel):
         """A hash of what decides forwarding (deployments and routes, not secrets: only
         where they come from), published by each node so that the controller assigns
         work only to nodes that run the same config."""
-        relevant = self.model_dump(mode="json", include={"source", "targets", "routes"})
+        relevant = self.model_dump(
+            mode="json", include={"source", "targets", "routes"}, exclude_defaults=True
+        )  # defaults left out: a release that adds a key (to.origin) changes no fingerprint
         text = json.dumps(relevant, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

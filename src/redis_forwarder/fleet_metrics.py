@@ -33,7 +33,8 @@ class FleetGauges:
         )
         self.wanted = Gauge(
             "forwarder_fleet_task_wanted",
-            "1 for each task the fleet should run (route x shard of the source), exported "
+            "1 for each task the fleet should run (route x shard of the deployment it "
+            "reads), exported "
             "by the controller only: join it with forwarder_task_running to find a task "
             "that no node runs",
             ("route", "shard"),

@@ -38,18 +38,21 @@ def _read_by_sink(route: RouteConfig, reader: RouteConfig | None = None) -> list
     return []
 
 
-def feeds(writer: RouteConfig, reader: RouteConfig) -> tuple[str, str] | None:
-    """What of ``reader``'s reads ``writer`` provably writes into, as (kind, name), if
-    the two meet on one deployment (the caller knows); None when it cannot be proven
-    (an unknown {shard}, too many names: no refusal on a guess)."""
+def feeds(
+    writer: RouteConfig, reader: RouteConfig, shards: list[str] | None
+) -> tuple[Overlap, tuple[str, str]]:
+    """Whether ``writer`` writes into what ``reader`` reads, if the two meet on one
+    deployment (the caller knows): YES with the (kind, name) it writes into, NO, or
+    UNKNOWN when it cannot be proven either way (too many names, an unknown {shard}).
+    ``shards``: the shard names of the deployment ``writer`` reads, when known."""
     read = _read_by_sink(writer, reader)
     if not read:
-        return None
+        return Overlap.NO, ("", "")
     template = compile_template(writer.to.name_template)
     verdict, index = written_into(
-        [_glob(k, n) for k, n in read], template, template_fields(writer, None)
+        [_glob(k, n) for k, n in read], template, template_fields(writer, shards)
     )
-    return read[index] if verdict is Overlap.YES else None
+    return verdict, read[index] if verdict is Overlap.YES else read[0]
 
 
 def _glob(kind: str, name: str) -> Glob:

@@ -130,6 +130,8 @@ class ToConfig(BaseModel):
             raise ValueError("sharded is for channel sinks (SPUBLISH)")
         if self.node_fields and self.stream is None:
             raise ValueError("node_fields is for stream sinks")
+        if self.max_hops != 8 and not self.origin:
+            raise ValueError("max_hops is for origin = true (a bridge's hop limit)")
         if self.origin and self.stream is None:
             raise ValueError(
                 "origin is for stream sinks (pub/sub messages carry no fields to stamp)"
@@ -215,6 +217,14 @@ class RouteConfig(BaseModel):
     # (its target is the one it reads, or shares an address with it); the pub/sub loop
     # then watches for its own output (forwarding/pubsub.py).
     _writes_to_source: bool = PrivateAttr(default=False)
+    # Set by ForwarderConfig: the identities of the deployments it reads and writes
+    # (bridges.identities): what to.origin stamps and compares.
+    _identities: tuple[str, str] | None = PrivateAttr(default=None)
+
+    @property
+    def origin_names(self) -> tuple[str, str]:
+        """The deployment it reads and the one it writes, as a bridge names them."""
+        return self._identities or (self.from_.deployment, self.to.target)
 
     @property
     def writes_to_source(self) -> bool:

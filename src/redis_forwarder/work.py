@@ -57,7 +57,12 @@ def wanted_tasks(
     """The tasks the routes call for: (route, shard) for each shard of the deployment
     each route reads. ``topology``: every deployment by name, or the source's alone
     (for configs whose routes all read "source")."""
-    topologies = topology if isinstance(topology, Mapping) else {"source": topology}
+    if isinstance(topology, Mapping):
+        topologies = topology
+    elif all(route.from_.deployment == "source" for route in routes):
+        topologies = {"source": topology}
+    else:  # a caller that knows only the source would count another's tasks as none
+        raise ValueError("routes read other deployments than the source: give them all")
     wanted: set[TaskKey] = set()
     for route in routes:
         read = topologies.get(route.from_.deployment)

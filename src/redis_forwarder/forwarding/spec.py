@@ -38,10 +38,17 @@ def copies_stream_ids(route: RouteConfig, source_is_cluster: bool = False) -> bo
     one slot, so {channel} alone is unique, and it stays so when the slot migrates (a
     {shard} would send the copies to a new sink stream after the move)."""
     template = route.to.stream or ""
+    if route.to.origin:
+        # A bridge writes streams that have producers of their own on the other side
+        # (and the other direction's copies): a copied id would meet theirs, and a
+        # refused one settle as a "replay" of another entry (lost). Its entries carry
+        # fwd-origin-id instead (at least once: a takeover may write one twice).
+        return False
+    same_shard = route.to.target == route.from_.deployment  # the shard's own master
     return (
         bool(route.from_.streams)
         and "{channel}" in template
-        and (route.to.target == "source" or source_is_cluster or "{shard}" in template)
+        and (same_shard or source_is_cluster or "{shard}" in template)
     )
 
 

@@ -172,11 +172,11 @@ class StreamLoop:
         if self.gate is not None and not self.gate.may_write():
             await self.gate.wait()  # read, not written: pending until acknowledged
         done: Done = {}
+        if self.origins is not None:  # first: the size checked is the size written
+            entries = self._stamp(entries, done)
         if self.oversize is not None:
             entries, aside = await self.oversize.set_aside(entries)
             _add(done, aside)
-        if self.origins is not None:
-            entries = self._stamp(entries, done)
         writes, entries = await self._encode(entries, done)
         self.metrics.batch(received, len(entries))
         if not entries:  # all of it set aside

@@ -360,8 +360,9 @@ class Wiring:
         if route.max_message_bytes is not None:
             use = dead if route.oversize == "dead-letter" else None
             oversize = StreamOversize(route.max_message_bytes, self.metrics, use)
+        here, there = route.origin_names
         origins = Origins(
-            route.from_.deployment.encode(), route.to.target.encode(), route.to.max_hops
+            here.encode(), there.encode(), route.to.max_hops
         ) if route.to.origin else None  # fmt: skip
         return StreamLoop(
             reader, sink, commands.entries, self.metrics, STREAM_BATCH, route.heartbeat,

@@ -1,0 +1,98 @@
+"""The deployments a config names, one identity each, and the check that two routes
+do not bridge the same names both ways into a loop (issue 20). Pure.
+
+Two tables are one deployment when they share an address, except Sentinel tables
+that share sentinels to monitor different masters (one set of sentinels often watches
+several deployments). A deployment's identity is the first of its names in the config
+([source], then the targets in order): the name a bridge stamps as an entry's origin,
+so that two names for one deployment cannot disagree about where an entry began.
+
+The check groups routes by (identity read, identity written) and compares only groups
+that face each other: one way, or many routes within one deployment, cost nothing
+(a pairwise pass over 1,000 routes took 3.4 s at every load, reload and status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from redis_forwarder.globs import Overlap
+from redis_forwarder.model import Address, DeploymentKind
+from redis_forwarder.route_loops import feeds
+from redis_forwarder.validation import Located
+
+if TYPE_CHECKING:
+    from redis_forwarder.config import SourceConfig
+    from redis_forwarder.routes import RouteConfig
+
+
+def identities(tables: Mapping[str, SourceConfig]) -> dict[str, str]:
+    """Each name -> its deployment's identity (``tables`` in config order)."""
+    seen: list[tuple[str, SourceConfig, set[Address]]] = []
+    found: dict[str, str] = {}
+    for name, table in tables.items():
+        addresses = {Address.parse(a) for a in table.addresses}
+        found[name] = next(
+            (first for first, other, known in seen if _same(table, addresses, other, known)),
+            name,
+        )
+        seen.append((name, table, addresses))
+    return found
+
+
+def _same(
+    one: SourceConfig, addresses: set[Address], other: SourceConfig, known: set[Address]
+) -> bool:
+    if not addresses & known:
+        return False
+    sentinels = DeploymentKind.SENTINEL
+    if one.kind is sentinels and other.kind is sentinels:
+        return bool(set(one.masters) & set(other.masters))
+    return True
+
+
+def bridge_loop_check(
+    routes: list[RouteConfig], identity: Mapping[str, str], shards: Mapping[str, list[str] | None]
+) -> None:
+    """Refuse two routes that carry the same names between two deployments, one each
+    way (each would forward the other's output back, forever), unless both stamp
+    origins (streams, ``to.origin``); also when it cannot be proven either way (too
+    many names, an unknown {shard}): no run-time guard watches a loop across
+    deployments. ``shards``: each name's shard names when known (Sentinel masters)."""
+    groups: dict[tuple[str, str], list[tuple[int, RouteConfig]]] = {}
+    for index, route in enumerate(routes):
+        way = identity[route.from_.deployment], identity[route.to.target]
+        if way[0] != way[1]:
+            groups.setdefault(way, []).append((index, route))
+    for (a, b), there in groups.items():
+        if a > b:
+            continue  # each facing pair once
+        for i, one in there:
+            for j, other in groups.get((b, a), ()):
+                first, second = (one, other) if i < j else (other, one)  # config order
+                _check_pair(max(i, j), first, second, shards)
+
+
+def _check_pair(
+    index: int, one: RouteConfig, other: RouteConfig, shards: Mapping[str, list[str] | None]
+) -> None:
+    if one.to.origin and other.to.origin:
+        return  # each skips what came from the other side
+    there, named = feeds(one, other, shards[one.from_.deployment])
+    back, _ = feeds(other, one, shards[other.from_.deployment])
+    if Overlap.NO in (there, back):
+        return
+    proven = there is Overlap.YES and back is Overlap.YES
+    what = f"bridge {named[0]} {named[1]!r}" if proven else "may bridge the same names"
+    raise Located(
+        ("route", index, "from"),
+        f"routes {one.name!r} and {other.name!r} {what} both ways between "
+        f"{one.from_.deployment!r} and {one.to.target!r}"
+        + ("" if proven else " (it cannot be proven either way: too many names, or an "
+           "unknown {shard})")
+        + ": each would forward the other's output back, forever. Streams: set "
+        "to.origin = true on both (each skips what came from the other side); pub/sub: "
+        "carry different names each way (a prefix on one side): echo suppression for "
+        "channels is not built yet",
+    )  # fmt: skip
