@@ -114,6 +114,22 @@ def test_a_deployment_down_for_every_node_cuts_no_node_off() -> None:
     assert reaching(["n1", "n2"], {"n1": ["source"], "n2": ["source"]}) == ["n1", "n2"]
 
 
+def test_who_reconnects_last_after_an_outage_for_everyone_is_not_cut_off() -> None:
+    """The source was down for both nodes; n2 has heard it again, n1's reconnect is a
+    back-off behind. Without the controller's memory of the outage n1 looks partitioned
+    (a test moved both tasks, with new epochs, right after a SIGSTOP ended); with it,
+    nobody is cut off for the limit after everyone was silent, and a partition that
+    outlasts that is seen again."""
+    calm: dict[str, float] = {}
+    during = {"n1": (1000.0, {"source": 8.0}), "n2": (1000.1, {"source": 8.1})}
+    assert cut_off(during, limit=5, calm=calm) == {} and calm == {"source": 1000.1}
+    after = {"n1": (1002.0, {"source": 10.0}), "n2": (1002.1, {"source": 0.2})}
+    assert cut_off(after, limit=5) == {"n1": ["source"]}  # no memory: the race
+    assert cut_off(after, limit=5, calm=calm) == {}
+    still = {"n1": (1005.5, {"source": 13.5}), "n2": (1005.6, {"source": 0.1})}
+    assert cut_off(still, limit=5, calm=calm) == {"n1": ["source"]}  # a partition after all
+
+
 def test_silence_is_per_deployment_and_a_node_that_says_nothing_is_not_cut_off() -> None:
     reports = {
         "n1": (1000.0, {"source": 0.2, "sink": 9.0}),

@@ -43,7 +43,7 @@ from __future__ import annotations
 import bisect
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from redis_forwarder.model import TaskKey
@@ -377,7 +377,11 @@ def moves(before: Mapping[TaskKey, str], after: Mapping[TaskKey, str]) -> list[T
 Silence = Mapping[str, float]  # deployment -> seconds since any of its servers answered
 
 
-def cut_off(reports: Mapping[str, tuple[float, Silence]], limit: float) -> dict[str, list[str]]:
+def cut_off(
+    reports: Mapping[str, tuple[float, Silence]],
+    limit: float,
+    calm: MutableMapping[str, float] | None = None,
+) -> dict[str, list[str]]:
     """Which nodes are cut off from which Redis deployments. ``reports``: per node, when
     it reported (on ZooKeeper's clock: its progress znode's mtime, so that no two hosts'
     clocks are compared) and how long each deployment has been silent to it.
@@ -386,7 +390,23 @@ def cut_off(reports: Mapping[str, tuple[float, Silence]], limit: float) -> dict[
     seconds while another node heard from it more than ``limit / 2`` later: that is a
     partition of the node. When the deployment is down for everyone, every node stopped
     hearing from it at about the same moment, and no node is cut off: moving tasks
-    between nodes that all wait would only add gaps."""
+    between nodes that all wait would only add gaps.
+
+    ``calm`` (the controller's memory, per deployment): when every node was last seen
+    silent from it at once. For ``limit`` seconds after that nobody is cut off from it:
+    when a deployment down for everyone comes back, the nodes hear it again a moment
+    apart (a reconnect's back-off), and the last to reconnect looked partitioned from
+    it (a test: both tasks of a two-node fleet moved, with new epochs, right after a
+    source's SIGSTOP ended)."""
+    now = max((at for at, _silence in reports.values()), default=0.0)
+    deployments = {d for _at, silence in reports.values() for d in silence}
+    if calm is not None and len(reports) > 1:
+        for deployment in deployments:
+            if all(s.get(deployment, 0.0) > limit / 2 for _at, s in reports.values()):
+                calm[deployment] = now
+    settling = {
+        d for d in deployments if calm is not None and now - calm.get(d, float("-inf")) < limit
+    }
     heard = {
         node: {deployment: at - silent for deployment, silent in silence.items()}
         for node, (at, silence) in reports.items()
@@ -397,6 +417,7 @@ def cut_off(reports: Mapping[str, tuple[float, Silence]], limit: float) -> dict[
             deployment
             for deployment, silent in sorted(silence.items())
             if silent > limit
+            and deployment not in settling
             and any(
                 other != node
                 and last.get(deployment, float("-inf")) - heard[node][deployment] > limit / 2

@@ -72,6 +72,8 @@ class Control:
     # tasks a plan is most of a controller's cycle).
     _last_inputs: tuple[Any, ...] | None = None
     paused: set[str] = field(default_factory=set)  # the routes paused, as last read
+    # deployment -> when every member was last silent from it (``assignment.cut_off``)
+    _calm: dict[str, float] = field(default_factory=dict)
     _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,7 +109,8 @@ class Control:
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)
         inputs = (
-            members, reports.key(self.cut_off_after), paused, in_force.version, in_force.layout,
+            members, reports.key(self.cut_off_after, self._calm), paused, in_force.version,
+            in_force.layout,
             rebalance is not None, frozenset(wanted), frozenset(wants_standby), shard_names,
         )  # fmt: skip
         if inputs == self._last_inputs:
@@ -142,7 +145,7 @@ class Control:
     ) -> tuple[Assignment, Assignment, Ran, set[TaskKey]]:
         """Owners, standbys, the records of last runs, and the tasks left to wait for
         their standby."""
-        cut = cut_off(reports.silences, self.cut_off_after)
+        cut = cut_off(reports.silences, self.cut_off_after, self._calm)
         eligible = reaching(members.candidates, cut)
         ready = {
             t for t, node in in_force.standbys.items() if t in reports.standing_by.get(node, ())
@@ -236,7 +239,7 @@ class Control:
     ) -> None:
         """The change, and how long its read, plan and write took (at 20,000 tasks, what
         an operator looks at first when a takeover is slow)."""
-        cut = cut_off(reports.silences, self.cut_off_after)
+        cut = cut_off(reports.silences, self.cut_off_after, self._calm)
         moved = moves(in_force.owners, owners)
         passed_over = ", ".join(f"{n} (from {'/'.join(d)})" for n, d in sorted(cut.items()))
         log.info(

@@ -34,11 +34,12 @@ class Reports:
     standing_by: dict[str, frozenset[TaskKey]]  # the tasks each node stands by for, ready
     running: dict[str, tuple[int, dict[TaskKey, int]]]  # its session, task -> epoch
 
-    def key(self, cut_off_after: float) -> tuple[Any, ...]:
+    def key(self, cut_off_after: float, calm: dict[str, float] | None = None) -> tuple[Any, ...]:
         """What the assignment depends on, for telling whether anything changed: of the
         silences, only who is cut off (they change with every report, which at 500
-        nodes is every cycle)."""
-        return (cut_off(self.silences, cut_off_after), self.standing_by, self.running)
+        nodes is every cycle). ``calm``: the controller's (``assignment.cut_off``)."""
+        cut = cut_off(self.silences, cut_off_after, calm)
+        return (cut, self.standing_by, self.running)
 
 
 Memo = dict[str, tuple[tuple[int, int], Any]]
