@@ -385,6 +385,14 @@ def test_a_rolling_reload_converges_without_double_forwarding(
         f.start("n1")
         f.start("n2")
         f.wait_all_running({"n1", "n2"})
+        # Both nodes up, not only the tasks running (on one of them): a SIGHUP before a
+        # node installs its handler ends it (Python's default), and its log stays
+        # empty (a full run: n1 was still starting under load).
+        wait_until(
+            lambda: {m["id"] for m in f.status()["members"]} == {"n1", "n2"},
+            "both nodes members",
+            timeout=30,
+        )
         new = fleet_config(
             source, deployment.zookeeper_hosts, f.root, routes=("orders", "audit", "clicks")
         )
