@@ -245,9 +245,10 @@ class ForwarderConfig(BaseModel):
                     "agreed for [source] only); make it the [source], or read it from a "
                     "config of its own",
                 )
+        identity = self._identities()  # parsed once: every route's checks use it
         for index, route in enumerate(self.routes):
-            self._loop_check(index, route)
-        self._bridge_loop_check()
+            self._loop_check(index, route, identity)
+        self._bridge_loop_check(identity)
         if self.coordination is not None:
             slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
@@ -272,15 +273,18 @@ class ForwarderConfig(BaseModel):
     def _identities(self) -> dict[str, str]:
         return identities({"source": self.source, **self.targets})
 
-    def _loop_check(self, index: int, route: RouteConfig) -> None:
+    def _known_shards(self, name: str) -> list[str] | None:
+        """A Sentinel deployment's shards are its master names, known now."""
+        table = self.deployment(name)
+        return table.masters if table.kind is DeploymentKind.SENTINEL else None
+
+    def _loop_check(self, index: int, route: RouteConfig, identity: dict[str, str]) -> None:
         read, written = route.from_.deployment, route.to.target
-        if not self.same_deployment(read, written):
+        if identity[read] != identity[written]:
             return  # another deployment: its names are not the ones read here
         if read != written:  # (a route to its own deployment says so itself)
             route._writes_to_source = True  # a private attribute: frozen fields stay frozen
-        # A Sentinel deployment's shards are its master names, known now.
-        table = self.deployment(read)
-        shards = table.masters if table.kind is DeploymentKind.SENTINEL else None
+        shards = self._known_shards(read)
         if shards is None and read == written:
             return  # RouteConfig checked it just so
         try:
@@ -288,13 +292,8 @@ class ForwarderConfig(BaseModel):
         except Located as exc:
             raise Located(("route", index, *exc.loc), str(exc)) from None
 
-    def _bridge_loop_check(self) -> None:
-        identity = self._identities()
-        tables = {"source": self.source, **self.targets}
-        shards = {
-            name: table.masters if table.kind is DeploymentKind.SENTINEL else None
-            for name, table in tables.items()
-        }
+    def _bridge_loop_check(self, identity: dict[str, str]) -> None:
+        shards = {name: self._known_shards(name) for name in identity}
         for route in self.routes:  # what a bridge stamps: one name per deployment
             names = (identity[route.from_.deployment], identity[route.to.target])
             if names != (route.from_.deployment, route.to.target):  # (routes compare equal

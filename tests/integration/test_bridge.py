@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from redis_forwarder.model import Address
 from tests.support.commands import pubsub_of, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
@@ -24,13 +25,9 @@ pytestmark = pytest.mark.integration
 COUNT = 200
 
 
-def test_a_node_bridges_two_deployments_both_ways(
-    shared_deployment: Callable[[str], Deployment],
-) -> None:
-    west = shared_deployment("standalone").spec.shards[0].master
-    east = shared_deployment("sentinel")
-    tag = uuid.uuid4().hex[:8]
-    config: dict[str, Any] = {
+def bridge_config(west: Address, east: Deployment, routes: list[dict[str, Any]]) -> dict[str, Any]:
+    """West a standalone [source], east a Sentinel deployment ([targets.east])."""
+    return {
         "source": {"kind": "standalone", "addresses": [str(west)]},
         "targets": {
             "east": {
@@ -39,7 +36,21 @@ def test_a_node_bridges_two_deployments_both_ways(
                 "masters": [s.name for s in east.spec.shards],
             }
         },
-        "route": [
+        "route": routes,
+        "node": {"topology_interval": 0.5},
+    }
+
+
+def test_a_node_bridges_two_deployments_both_ways(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    west = shared_deployment("standalone").spec.shards[0].master
+    east = shared_deployment("sentinel")
+    tag = uuid.uuid4().hex[:8]
+    config = bridge_config(
+        west,
+        east,
+        [
             {
                 "name": "west-east",
                 "from": {"channels": [f"{tag}.w"]},
@@ -56,8 +67,7 @@ def test_a_node_bridges_two_deployments_both_ways(
                 "to": {"stream": f"{tag}:events-from-east:{{shard}}"},
             },
         ],
-        "node": {"topology_interval": 0.5},
-    }
+    )
     west_client = redis.Redis(host=west.host, port=west.port)
     masters = {s.name: s.master for s in east.spec.shards}
     east_clients = {n: redis.Redis(host=a.host, port=a.port) for n, a in masters.items()}
@@ -117,16 +127,10 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
     east = shared_deployment("sentinel")
     tag = uuid.uuid4().hex[:8]
     stream = f"{tag}:sync"
-    config: dict[str, Any] = {
-        "source": {"kind": "standalone", "addresses": [str(west)]},
-        "targets": {
-            "east": {
-                "kind": "sentinel",
-                "addresses": [str(a) for a in east.sentinels],
-                "masters": [s.name for s in east.spec.shards],
-            }
-        },
-        "route": [
+    config = bridge_config(
+        west,
+        east,
+        [
             {
                 "name": "west-east",
                 "from": {"streams": [stream], "group": "bridge"},
@@ -138,8 +142,7 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
                 "to": {"stream": stream, "origin": True},
             },
         ],
-        "node": {"topology_interval": 0.5},
-    }
+    )
     west_client = redis.Redis(host=west.host, port=west.port)
     masters = {s.name: s.master for s in east.spec.shards}
     east_clients = {n: redis.Redis(host=a.host, port=a.port) for n, a in masters.items()}

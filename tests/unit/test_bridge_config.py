@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from redis_forwarder.config import ForwarderConfig, load_config
-from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.work import wanted_tasks
+from tests.unit.test_config import load, problems
 
 DEPLOYMENTS = """
 [source]
@@ -32,18 +29,6 @@ def route(name: str, read: str, channels: str, to: str) -> str:
         f'[[route]]\nname = "{name}"\n'
         f'from = {{ deployment = "{read}", channels = [{channels}] }}\nto = {{ {to} }}\n'
     )
-
-
-def load(tmp_path: Path, text: str) -> ForwarderConfig:
-    path = tmp_path / "forwarder.toml"
-    path.write_text(text)
-    return load_config(path)
-
-
-def problems(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, text)
-    return str(caught.value)
 
 
 def test_two_ways_under_different_names_load_and_read_their_own_shards(tmp_path: Path) -> None:
