@@ -63,7 +63,13 @@ class Placements:
             gate=gate,
             on_lost=self._on_lost(read, target),
             reads_any_node=any_node,
-            locate_standby=self._locator(read, shard, replicas=True, any_node=any_node),
+            # A standby hears what the owner hears, in the same order: the master's
+            # replicas do under Sentinel (the replication stream), but a cluster's
+            # replica hears PUBLISH over the bus, interleaved otherwise than on its
+            # master when several nodes publish; so classic pub/sub on a cluster stands
+            # by on the owner's node (a CI run of migrate-slots: a hand-off between a
+            # master and its replica lost 1 and duplicated 1).
+            locate_standby=self._locator(read, shard, replicas=not any_node, any_node=any_node),
         )
 
     def _locator(

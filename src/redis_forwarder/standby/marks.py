@@ -3,7 +3,9 @@ batches it describes, so that a standby can find that point in its own ring (iss
 
 A pub/sub message has no id. What the owner and a standby share is the order in which
 one Redis node delivers messages (a master and its replica deliver PUBLISH in the same
-order: the replica receives it through the replication stream). So the watermark names
+order: the replica receives it through the replication stream; not in a cluster, where
+the bus carries PUBLISH to every node, so there the standby listens on the owner's
+node, ``placements.py``). So the watermark names
 the last messages written by their digests, in order (:data:`DIGESTS` of them), and
 the standby looks for that sequence in its ring. A count would not do: the standby
 started listening at another moment than the owner.

@@ -65,8 +65,8 @@ class StandbyMetrics:
         )
         self.takeovers = Counter(
             "forwarder_standby_takeovers",
-            "Takeovers by a standby, by how the watermark was found (exact, approximate, "
-            "by time, no watermark, empty ring)",
+            "Takeovers by a standby, by how the watermark was found (exact, reordered, "
+            "approximate, by time, no watermark, empty ring)",
             (*LABELS, "found"),
             registry=registry,
         )

@@ -11,9 +11,14 @@ cover.
 Finding the watermark (``replay``): the sequence of the owner's last digests, as one run
 of consecutive messages in the ring. Where it matches more than once (repeated
 identical messages), the earliest match is taken: duplicates, never loss, and the
-extra matches are counted. Where it does not match in full (a cluster's nodes may
-interleave PUBLISH from different nodes differently), the newest digest alone is
-looked for, earliest occurrence first (counted as approximate). Where nothing matches,
+extra matches are counted. Where it does not match as one run, the digests are looked
+for as a set near the newest one ("reordered"): a cluster's nodes interleave PUBLISH
+from different nodes differently (the bus, not the replication stream, carries it to a
+replica), so a message the owner had not written may sit among the ones it had; the
+replay starts at the earliest of them and leaves them out (a CI run of the
+migrate-slots drill: the newest digest alone, as before, lost 1 and duplicated 1).
+Failing that, the newest digest alone is looked for, earliest occurrence first
+(counted as approximate). Where nothing matches,
 the ring is replayed from shortly before the watermark's time (the owner's clock) and
 the span the ring cannot account for is reported.
 """
@@ -29,6 +34,7 @@ from redis_forwarder.standby.marks import Watermark, digest
 # When the watermark is not in the ring: replay what arrived from this long before its
 # time (clocks of two hosts differ by this much at most, we assume: NTP keeps it ms).
 CLOCK_MARGIN = 1.0
+REORDER_SLACK = 3  # a reordered watermark is looked for among 3x its messages
 OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
 # objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
 
@@ -46,7 +52,7 @@ class Replay:
     """What a takeover writes, and what it found out on the way."""
 
     messages: list[RawMessage]
-    found: str  # "exact", "approximate", "by time", "no watermark", "empty ring"
+    found: str  # "exact", "reordered", "approximate", "by time", "no watermark", "empty ring"
     ambiguous: int = 0  # other places the watermark matched (duplicates were chosen)
     unaccounted: list[tuple[float, float]] = field(default_factory=list)  # spans, wall clock
 
@@ -118,7 +124,7 @@ class Ring:
         # a repeated payload (a heartbeat) heard later, and skip what follows it.
         latest = mark.at + CLOCK_MARGIN
         possible = sum(1 for at, _m in timed if at <= latest)
-        start, found, ambiguous = _locate(messages, mark.digests, possible)
+        start, skip, found, ambiguous = _locate(messages, mark.digests, possible)
         if start is None:
             # Not in the ring: it reaches back too little, or it missed those messages.
             since = mark.at - CLOCK_MARGIN
@@ -128,15 +134,16 @@ class Ring:
             return Replay(
                 messages[start:], "by time", unaccounted=spans + _spans(holes, start, now)
             )
-        return Replay(messages[start:], found, ambiguous, _spans(holes, start, now))
+        replay = [m for i, m in enumerate(messages[start:], start) if i not in skip]
+        return Replay(replay, found, ambiguous, _spans(holes, start, now))
 
 
 def _locate(
     messages: list[RawMessage], digests: tuple[int, ...], possible: int
-) -> tuple[int | None, str, int]:
-    """Where to start the replay (the index after the watermark's last message), how it
-    was found, and how many other places matched; only the first ``possible`` messages
-    can be the watermark's last one."""
+) -> tuple[int | None, frozenset[int], str, int]:
+    """Where to start the replay, the messages after it the owner wrote all the same,
+    how it was found, and how many other places matched; only the first ``possible``
+    messages can be the watermark's last one."""
     ring = [digest(m) for m in messages[:possible]]
     k = len(digests)
     newest = digests[-1]
@@ -146,11 +153,36 @@ def _locate(
         if d == newest and i >= k - 1 and tuple(ring[i - k + 1 : i + 1]) == digests
     ]
     if ends:
-        return ends[0] + 1, "exact", len(ends) - 1
+        return ends[0] + 1, frozenset(), "exact", len(ends) - 1
     loose = [i for i, d in enumerate(ring) if d == newest]
+    for n, end in enumerate(loose):
+        written = _as_set(ring, digests, end)
+        if written is not None:
+            return min(written), written, "reordered", len(loose) - 1 - n
     if loose:
-        return loose[0] + 1, "approximate", len(loose) - 1
-    return None, "", 0
+        return loose[0] + 1, frozenset(), "approximate", len(loose) - 1
+    return None, frozenset(), "", 0
+
+
+def _as_set(ring: list[int], digests: tuple[int, ...], end: int) -> frozenset[int] | None:
+    """The positions of the watermark's digests, each matched once, nearest to
+    ``end`` (where its newest is) first, on either side: the newest the owner wrote may
+    have reached this node before older ones. None unless every one is within
+    ``REORDER_SLACK`` times their number."""
+    wanted: dict[int, int] = {}
+    for d in digests[:-1]:
+        wanted[d] = wanted.get(d, 0) + 1
+    found = {end}
+    missing = len(digests) - 1
+    for distance in range(1, REORDER_SLACK * len(digests) + 1):
+        for i in (end - distance, end + distance):
+            if missing and 0 <= i < len(ring) and wanted.get(ring[i], 0) > 0:
+                wanted[ring[i]] -= 1
+                missing -= 1
+                found.add(i)
+        if not missing:
+            return frozenset(found)
+    return None
 
 
 def _spans(holes: list[tuple[int, Hole]], start: int, now: float) -> list[tuple[float, float]]:
