@@ -21,10 +21,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 
+from redis_forwarder.bridge_echoes import echo_groups
 from redis_forwarder.bridges import bridge_loop_check, identities
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
@@ -206,6 +208,7 @@ class ForwarderConfig(BaseModel):
     routes: list[RouteConfig] = Field(default_factory=list, alias="route")
     node: NodeConfig = Field(default_factory=NodeConfig)
     coordination: CoordinationConfig | None = None
+    _together: dict[str, str] = PrivateAttr(default_factory=dict)  # set by _check
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -299,6 +302,13 @@ class ForwarderConfig(BaseModel):
             if names != (route.from_.deployment, route.to.target):  # (routes compare equal
                 route._identities = names  # to a reload's only when they are the same)
         bridge_loop_check(self.routes, identity, shards)
+        self._together = echo_groups(self.routes, identity)
+
+    @property
+    def together(self) -> dict[str, str]:
+        """Route -> group: the routes whose tasks run on one node (a pub/sub bridge's
+        two directions, ``bridge_echoes``)."""
+        return self._together
 
     @property
     def cut_off_after(self) -> float:

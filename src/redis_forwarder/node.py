@@ -310,7 +310,8 @@ class Node:
         names = shard_names(source.current) if cluster else None
         coordinated = self.config.coordination is not None
         standbys = standby_tasks(self.config.routes, wanted, coordinated)
-        decision = await self.coordinator.cycle(wanted, self._progress(), names, standbys)
+        together = self.config.together  # a pub/sub bridge's directions: one node
+        decision = await self.coordinator.cycle(wanted, self._progress(), names, standbys, together)
         self.standing_by = decision.stand_by
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)

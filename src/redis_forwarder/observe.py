@@ -117,6 +117,20 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.echoes_suppressed = Counter(
+            "forwarder_echoes_suppressed",
+            "Pub/sub messages a bridge (to.echo = suppress) heard and did not forward: "
+            "copies the other direction had published where it reads (the loop it breaks)",
+            labels,
+            registry=self.registry,
+        )
+        self.echoes_unheard = Counter(
+            "forwarder_echoes_unheard",
+            "Copies a pub/sub bridge published that the other direction never heard back "
+            "within 10 s (not subscribed meanwhile, or the write failed): forgotten",
+            labels,
+            registry=self.registry,
+        )
         self.stream_lag = Gauge(
             "forwarder_stream_lag_entries",
             "Entries of the task's source streams its consumer group has not read yet "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from redis_forwarder.config import ForwarderConfig
+from redis_forwarder.forwarding.echoes import EchoBook
 from redis_forwarder.forwarding.placement import (
     ClusterTarget,
     Endpoint,
@@ -37,6 +38,7 @@ class Placements:
         self.config = config
         self.settings = settings
         self.watchers = watchers
+        self.echoes = EchoBook()  # one per node: both directions of a bridge run here
 
     def for_task(self, route: RouteConfig, shard: str, gate: Gate) -> Placement:
         target = route.to.target
@@ -70,6 +72,7 @@ class Placements:
             # by on the owner's node (a CI run of migrate-slots: a hand-off between a
             # master and its replica lost 1 and duplicated 1).
             locate_standby=self._locator(read, shard, replicas=not any_node, any_node=any_node),
+            echoes=self.echoes if route.to.echo == "suppress" else None,
         )
 
     def _locator(

@@ -45,6 +45,8 @@ class ProgressReport:
                 "ambiguous": counts.ring.ambiguous,
                 "unaccounted_seconds": round(counts.ring.unaccounted_seconds, 3),
             }
+            if any(counts.bridged.values()):  # a bridge's (issue 20): only once it acts
+                progress[f"{key[0]}@{key[1]}"]["bridged"] = dict(counts.bridged)
         for gone in self._rates.keys() - tasks.keys():
             del self._rates[gone]
         return progress

@@ -100,6 +100,11 @@ class ToConfig(BaseModel):
     # skip entries that came from the target; drop those past max_hops (counted).
     origin: bool = False
     max_hops: int = Field(default=8, ge=1, le=64)
+    # channel sinks of pub/sub routes across deployments (issue 20): "suppress" drops
+    # what this fleet published into the channels this route reads (the other
+    # direction's copies, forwarding/echoes.py), so that the same channel names can be
+    # bridged both ways; both directions must say so.
+    echo: Literal["forward", "suppress"] = "forward"
     # channel and list sinks of stream routes: what an entry becomes: one field's value
     # ("field", the field named by field) or the whole entry as a JSON object ("json").
     entry: Literal["field", "json"] = "field"
@@ -132,6 +137,10 @@ class ToConfig(BaseModel):
             raise ValueError("node_fields is for stream sinks")
         if self.max_hops != 8 and not self.origin:
             raise ValueError("max_hops is for origin = true (a bridge's hop limit)")
+        if self.echo == "suppress" and self.channel is None:
+            raise ValueError(
+                'echo = "suppress" is for channel sinks (the echoes of a pub/sub bridge)'
+            )
         if self.origin and self.stream is None:
             raise ValueError(
                 "origin is for stream sinks (pub/sub messages carry no fields to stamp)"
@@ -248,6 +257,22 @@ class RouteConfig(BaseModel):
                 ("to", "origin"),
                 f"route {self.name!r}: origin stamps stream entries; a pub/sub route has "
                 "none to stamp",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _echo(self) -> Self:
+        if self.to.echo == "suppress" and self.from_.streams:
+            raise Located(
+                ("to", "echo"),
+                f"route {self.name!r}: echo suppression is for pub/sub routes; a stream "
+                "route stamps its entries instead (to.origin = true)",
+            )
+        if self.to.echo == "suppress" and self.writes_to_source:
+            raise Located(
+                ("to", "echo"),
+                f"route {self.name!r}: echo suppression is for bridges between two "
+                "deployments; this route writes into the one it reads",
             )
         return self
 

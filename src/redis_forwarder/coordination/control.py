@@ -19,7 +19,7 @@ from typing import Any
 
 from redis_forwarder.coordination import legacy, parts
 from redis_forwarder.coordination import paths as znodes
-from redis_forwarder.coordination.assignment import Assignment, cut_off, moves, plan, reaching
+from redis_forwarder.coordination.assignment import Assignment, cut_off, moves, reaching
 from redis_forwarder.coordination.fleet_reads import (
     Derived,
     Members,
@@ -34,6 +34,7 @@ from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.coordination.reborn import gone_owners, ran_now
 from redis_forwarder.coordination.requests import Operation
 from redis_forwarder.coordination.standby_wait import StandbyWait
+from redis_forwarder.coordination.together import plan_together
 from redis_forwarder.coordination.watched import WatchedReads
 from redis_forwarder.coordination.zk import Znode, ZooKeeperSession
 from redis_forwarder.model import TaskKey
@@ -75,6 +76,9 @@ class Control:
     # deployment -> when every member was last silent from it (``assignment.cut_off``)
     _calm: dict[str, float] = field(default_factory=dict)
     _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
+    # route -> its group: tasks placed on one node (a pub/sub bridge's directions, issue
+    # 20), by the controller's config (``coordination/together.py``)
+    together: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = PartsStore(self.session, self.paths, self.node_id)
@@ -112,6 +116,7 @@ class Control:
             members, reports.key(self.cut_off_after, self._calm), paused, in_force.version,
             in_force.layout,
             rebalance is not None, frozenset(wanted), frozenset(wants_standby), shard_names,
+            tuple(sorted(self.together.items())),
         )  # fmt: skip
         if inputs == self._last_inputs:
             return
@@ -163,9 +168,10 @@ class Control:
                 "%d tasks of a node that died and came back go to their standbys: %s",
                 len(dead), _names(dead),
             )  # fmt: skip
-        owners, standbys = plan(
-            wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused
-        )
+        owners, standbys = plan_together(
+            wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused,
+            self.together,
+        )  # fmt: skip
         held = self.waiting.held(
             wants_standby & wanted, previous, in_force.standbys, eligible, time.monotonic()
         )

@@ -47,7 +47,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from typing import Any
 
 from redis_forwarder import __version__
@@ -171,11 +171,14 @@ class ZooKeeperCoordinator:
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
+        together: Mapping[str, str] | None = None,
     ) -> Decision:
         """``shard_names``: this node's names for a cluster source's shards; the
         controller publishes its own with the assignment, and every node gets them back
         in ``Decision.shard_names``. ``wants_standby``: the tasks of ``wanted`` whose
-        route wants a standby (``work.standby_tasks``)."""
+        route wants a standby (``work.standby_tasks``); ``together``: route -> group,
+        whose tasks run on one node (``together.py``)."""
+        self.control.together = together or {}
         session = self.session
         session.check_lease()
         if session.state is SessionState.LOST:

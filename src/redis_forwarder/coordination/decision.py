@@ -5,7 +5,7 @@ limit."""
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ class Coordinator(Protocol):
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
+        together: Mapping[str, str] | None = None,
     ) -> Decision: ...
 
     async def released(self, task: TaskKey) -> None: ...
@@ -77,6 +78,7 @@ class LocalCoordinator:
         progress: dict[str, Any],
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
+        together: Mapping[str, str] | None = None,
     ) -> Decision:
         return Decision(run=dict.fromkeys(wanted, 0))
 

@@ -66,6 +66,8 @@ class TaskMetrics:
         self._labels = labels
         self.received = 0
         self.forwarded = 0
+        # A bridge's own counts (issue 20), for status: what it did not forward and why.
+        self.bridged = dict.fromkeys(("echoes", "unheard", "origin_skipped", "hop_drops"), 0)
         self.refused = 0
         self.refused_since_taken = 0
         self.dropped = 0
@@ -94,6 +96,8 @@ class TaskMetrics:
         metrics.unanswered.labels(**labels)
         metrics.origin_skipped.labels(**labels)
         metrics.hop_limit.labels(**labels)
+        metrics.echoes_suppressed.labels(**labels)
+        metrics.echoes_unheard.labels(**labels)
         for action in ("dead-lettered", "dropped"):
             metrics.oversize.labels(**labels, action=action)
         for action in ("dead-lettered", "left-pending"):
@@ -318,11 +322,32 @@ class TaskMetrics:
 
     def origin_skipped(self, count: int) -> None:
         """A bridge skipped ``count`` entries that came from its target (issue 20)."""
+        self.bridged["origin_skipped"] += count
         self.registry.origin_skipped.labels(**self._labels).inc(count)
+
+    def echoes_suppressed(self, count: int) -> None:
+        """A pub/sub bridge dropped ``count`` copies the other direction had published
+        where it reads (issue 20): the loop it breaks."""
+        self.bridged["echoes"] += count
+        self.registry.echoes_suppressed.labels(**self._labels).inc(count)
+
+    def echoes_unheard(self, count: int) -> None:
+        """``count`` copies this bridge published never came back to the other
+        direction's reader within ECHO_TTL (it was not subscribed, or the write failed):
+        forgotten. Until then each could have hidden one identical message."""
+        self.bridged["unheard"] += count
+        self.registry.echoes_unheard.labels(**self._labels).inc(count)
+        if self._due("echoes unheard"):
+            log.warning(
+                "%s: %d copies published never came back to the other direction's "
+                "reader (not subscribed meanwhile, or the write failed); forgotten",
+                self.name, count,
+            )  # fmt: skip
 
     def hop_limit(self, count: int, limit: int) -> None:
         """A bridge dropped ``count`` entries that had crossed ``limit`` bridges: a
         cycle the origins cannot see (three deployments, another fleet's config)."""
+        self.bridged["hop_drops"] += count
         self.registry.hop_limit.labels(**self._labels).inc(count)
         if self._due("hop limit"):
             log.error(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis_forwarder.forwarding.echoes import EchoBook
 from redis_forwarder.gate import Gate
 from redis_forwarder.model import Address, Shard, Topology
 from redis_forwarder.settings import Credentials
@@ -57,6 +58,9 @@ class Placement:
     # Where a standby listens (issue 15): a replica of the shard first, since Redis
     # propagates PUBLISH to replicas and the master's load does not double.
     locate_standby: Callable[[frozenset[Address]], Endpoint] | None = None
+    # The node's echo ledgers, for a route with to.echo = "suppress" (issue 20): its
+    # tasks share them with the tasks of the other direction on this node.
+    echoes: EchoBook | None = None
 
 
 def candidates(

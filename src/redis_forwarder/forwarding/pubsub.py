@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis_forwarder.forwarding.aside import Oversize
+from redis_forwarder.forwarding.echoes import EchoSides
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.refusals import TRANSIENT
 from redis_forwarder.resp import ConnectionLost, RawMessage, encode
@@ -131,6 +132,7 @@ class PubSubLoop:
         guard: LoopGuard | None = None,
         marks: Marks | None = None,
         ring: Ring | None = None,
+        echoes: EchoSides | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
@@ -140,6 +142,7 @@ class PubSubLoop:
         self.guard = guard
         self.marks = marks
         self.ring = ring
+        self.echoes = echoes
         self.take_over: Callable[[PubSubLoop], Awaitable[None]] | None = None
         self.stopping = False
         self.heartbeats = 0  # PINGs sent on an idle subscription
@@ -248,19 +251,40 @@ class PubSubLoop:
         batch = self.reader.only_messages(replies)
         if batch is None or (self.oversize is not None and not self.oversize.fits(batch)):
             return False
-        self.metrics.batch(len(batch), len(batch))
+        received = len(batch)
+        if self.echoes is not None:  # taken now: past every reason to decline
+            batch = self._without_echoes(batch)
+        self.metrics.batch(received, len(batch))
         mark = None if self.marks is None else self.marks.after(batch)
         if mark is not None:
             self.metrics.watermark()
-        sink.put_now(batch, mark)
+        if batch or mark is not None:  # a bridge's batch may have been echoes only
+            sink.put_now(batch, mark)
         self.fast += 1
         return True
 
     def _listen(self, batch: list[RawMessage]) -> None:
-        """A standby: keep the batch, write nothing."""
+        """A standby: keep the batch, write nothing (of a bridge, what the owner would
+        write: echoes out, the rest awaited back as if sent, ``echoes``)."""
         assert self.ring is not None
+        if self.echoes is not None:
+            batch = self._without_echoes(batch)
+            if not batch:
+                return
         self.ring.add(batch, time.time())
         self.metrics.standby_heard(self.ring)
+
+    def _without_echoes(self, batch: list[RawMessage]) -> list[RawMessage]:
+        """A bridge's batch without the other direction's copies; the rest is awaited
+        back from where it is published (or would be, by a standby)."""
+        assert self.echoes is not None
+        kept = self.echoes.heard(batch)
+        if len(kept) != len(batch):
+            self.metrics.echoes_suppressed(len(batch) - len(kept))
+        forgotten = self.echoes.left(kept)
+        if forgotten:
+            self.metrics.echoes_unheard(forgotten)
+        return kept
 
     async def _hand_off(self) -> None:
         """A graceful stop: the watermark of everything written, so that the next owner
@@ -273,10 +297,14 @@ class PubSubLoop:
             with contextlib.suppress(ConnectionLost):
                 await self.sink.write((), mark)
 
-    async def forward(self, batch: list[RawMessage]) -> None:
+    async def forward(self, batch: list[RawMessage], replay: bool = False) -> None:
+        """Write ``batch``; ``replay``: a standby's ring at its takeover (its echoes
+        already out)."""
         sink, received = self.sink, len(batch)
         assert sink is not None
         started = time.monotonic()
+        if self.echoes is not None and not replay:
+            batch = self._without_echoes(batch)
         if self.guard is not None:  # before writing: a looping batch is not written
             try:
                 self.guard.check(batch, self.metrics.name)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamOversize
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
+from redis_forwarder.forwarding.echoes import echo_sides
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.origins import Origins
 from redis_forwarder.forwarding.placement import Endpoint, Placement
@@ -96,6 +97,8 @@ class Wiring:
         self.marks = Marks(self.mark_key) if spec.watermarks else None
         self.ring = ring
         self.replay_due = False
+        # Issue 20: a pub/sub bridge's echoes, dropped where heard (standby or owner).
+        self.echoes = echo_sides(placement.echoes, spec.route.origin_names, spec.commands.target)
         self._stack: contextlib.AsyncExitStack | None = None  # the pub/sub attempt's
 
     async def attempt(self, source: Endpoint, stack: contextlib.AsyncExitStack) -> Attempt:
@@ -152,7 +155,7 @@ class Wiring:
         oversize = None if sink is None else self._oversize(sink)
         loop = PubSubLoop(
             reader, sink, self.metrics, route.heartbeat, oversize, self.guard, self.marks,
-            self.ring if listening else None,
+            self.ring if listening else None, self.echoes,
         )  # fmt: skip
         if self.replay_due:  # promoted while its subscription was down: replay first
             loop.take_over = self.take_over
@@ -188,7 +191,9 @@ class Wiring:
         self.metrics.ring.took_over(self.spec.name, replay)
         loop.ring = None
         for start in range(0, len(replay.messages), REPLAY_BATCH):
-            await loop.forward(replay.messages[start : start + REPLAY_BATCH])
+            # Echoes left the ring as it heard them, and what it kept was recorded as
+            # sent then (the standby did what the owner did): no second pass.
+            await loop.forward(replay.messages[start : start + REPLAY_BATCH], replay=True)
         self.ring, self.replay_due = None, False
         self.metrics.ring.track(None, time.time)
 
