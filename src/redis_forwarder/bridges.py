@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from redis_forwarder.globs import Overlap
 from redis_forwarder.model import Address, DeploymentKind
-from redis_forwarder.route_loops import feeds
+from redis_forwarder.route_loops import feeds, written_names
+from redis_forwarder.templates import compile_template
 from redis_forwarder.validation import Located
 
 if TYPE_CHECKING:
@@ -71,7 +72,45 @@ def bridge_loop_check(
         for i, one in there:
             for j, other in groups.get((b, a), ()):
                 first, second = (one, other) if i < j else (other, one)  # config order
+                _check_prefixes((i, one), (j, other), shards)
                 _check_pair(max(i, j), first, second, shards)
+
+
+def _check_prefixes(
+    one: tuple[int, RouteConfig],
+    other: tuple[int, RouteConfig],
+    shards: Mapping[str, list[str] | None],
+) -> None:
+    """Refuse a route that reads back what the other direction writes under an
+    {origin} prefix. The prefix promises that a name says where its messages began and
+    that they never go back there: a route reading ``west.*`` on east and writing into
+    west breaks it (and if west reads ``east.west.*`` in turn, each round adds a
+    prefix, without end). One way is enough here, where the pair check needs both."""
+    if one[1].to.origin and other[1].to.origin:
+        return  # streams: each skips entries that began at its target
+    for (_, writer), (index, reader) in ((one, other), (other, one)):
+        if "origin" not in compile_template(writer.to.name_template).fields:
+            continue
+        verdict, (kind, name) = feeds(writer, reader, shards[writer.from_.deployment])
+        if verdict is not Overlap.NO:
+            proven = verdict is Overlap.YES
+            raise Located(("route", index, "from"), _echo(writer, reader, kind, name, proven))
+
+
+def _echo(writer: RouteConfig, reader: RouteConfig, kind: str, name: str, proven: bool) -> str:
+    names = written_names(writer)
+    matches = "matches" if proven else (
+        "may match (it cannot be proven either way: too many names, or an unknown {shard})"
+    )  # fmt: skip
+    return (
+        f"routes {writer.name!r} and {reader.name!r} would carry messages back where they "
+        f"began: {writer.name!r} writes {names!r} into {writer.to.target!r} ({{origin}} = "
+        f"{writer.origin_names[0]!r}); {reader.name!r} reads {kind} {name!r} there, which "
+        f"{matches} those names, and writes them into {reader.to.target!r}, home again "
+        "under another name (and a prefix more each round if they are read again). "
+        f"Make {reader.name!r} read a pattern that does not match {names!r} (or name its "
+        "channels), so that each side forwards only what began there"
+    )
 
 
 def _check_pair(

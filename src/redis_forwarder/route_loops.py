@@ -77,7 +77,29 @@ def template_fields(route: RouteConfig, shards: list[str] | None) -> Fields:
         "pattern": patterns,
         "route": [literal(route.name.encode())],
         "shard": None if shards is None else [literal(s.encode()) for s in shards],
+        # Exact, unlike an unknown {shard}: the identity of the deployment read is fixed
+        # per route (bridges.identities), so {origin}.{channel} is compared by its prefix.
+        "origin": [literal(route.origin_names[0].encode())],
     }
+
+
+def written_names(route: RouteConfig) -> str:
+    """The names the route writes, as a Redis glob for an error message: its template
+    with {route} and {origin} filled in, and a ``*`` for each field that varies."""
+    known = {"route": route.name, "origin": route.origin_names[0]}
+    pieces: list[str] = []
+    for part in compile_template(route.to.name_template).parts:
+        if isinstance(part, bytes):
+            pieces.append(_escape(part.decode(errors="replace")))
+        elif part in known:
+            pieces.append(_escape(known[part]))
+        elif not pieces or pieces[-1] != "*":  # "**" says no more than "*"
+            pieces.append("*")
+    return "".join(pieces)
+
+
+def _escape(name: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[\\" else c for c in name)
 
 
 def loop_check(route: RouteConfig, shards: list[str] | None) -> None:

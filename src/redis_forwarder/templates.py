@@ -1,7 +1,11 @@
-"""Target name templates: ``mirror:{channel}``, ``copy.{route}.{shard}``. Pure.
+"""Target name templates: ``mirror:{channel}``, ``copy.{route}.{shard}``,
+``{origin}.{channel}``. Pure.
 
 A template is compiled once into literal parts and field names, and rendered on bytes:
 channel names are bytes and may not be UTF-8, and rendering runs once per message.
+``{channel}`` and ``{pattern}`` change per message; ``{route}``, ``{shard}`` and
+``{origin}`` (the identity of the deployment the route reads, ``bridges.identities``)
+are fixed per task, so binding merges them into the literals.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-FIELDS = frozenset({"channel", "pattern", "shard", "route"})
+FIELDS = frozenset({"channel", "pattern", "shard", "route", "origin"})
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
@@ -28,7 +32,7 @@ class Template:
         return frozenset(p for p in self.parts if isinstance(p, str))
 
     def bind(self, **fixed: str) -> Callable[[bytes, bytes], bytes]:
-        """Fix the per-task fields (shard, route); return ``render(channel, pattern)``.
+        """Fix the per-task fields (shard, route, origin); return ``render(channel, pattern)``.
 
         Neighbouring literals are merged, and a template with no per-message field
         renders to one constant, so the per-message cost is one join at most.

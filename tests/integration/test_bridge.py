@@ -7,8 +7,11 @@ Everything arrives once on the other side and nothing comes back."""
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -187,3 +190,137 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
         )
         # the east's 2 x COUNT read back in the west, the west's COUNT read back in east
         assert skipped == 3 * COUNT
+
+
+class Heard:
+    """Everything a channel delivers on one server, in a thread of its own (so that
+    tens of thousands of messages do not sit in Redis' output buffer meanwhile)."""
+
+    def __init__(self, address: Address, channel: str) -> None:
+        self.messages: list[bytes] = []
+        self._pubsub = pubsub_of(redis.Redis(host=address.host, port=address.port))
+        self._pubsub.subscribe(**{channel: lambda m: self.messages.append(m["data"])})
+        self._thread = self._pubsub.run_in_thread(sleep_time=0.01, daemon=True)
+
+    def counts(self) -> Counter[bytes]:
+        return Counter(list(self.messages))
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._thread.join(5)
+        self._pubsub.close()
+
+
+def publish_at_random(
+    client: redis.Redis, channel: str, count: int, seed: int, sent: Counter[bytes]
+) -> None:
+    """``count`` messages in bursts of random sizes at random pauses, with payloads
+    from 20 values (the same on every side), counted in ``sent``."""
+    chance = random.Random(seed)
+    left = count
+    while left:
+        burst = min(left, chance.randint(1, 200))
+        pipe = client.pipeline(transaction=False)
+        for _ in range(burst):
+            payload = f"p{chance.randrange(20)}".encode()
+            pipe.publish(channel, payload)
+            sent[payload] += 1
+        pipe.execute()
+        left -= burst
+        if chance.random() < 0.2:
+            time.sleep(chance.random() * 0.01)  # a pause in the load, not a wait
+
+
+def publish_on_every_side(
+    clients: dict[str, redis.Redis], channel: str, counts: dict[str, int]
+) -> dict[str, Counter[bytes]]:
+    """Every side at once, each in a thread of its own: what each one published."""
+    sent: dict[str, Counter[bytes]] = {name: Counter() for name in clients}
+    threads = [
+        threading.Thread(
+            target=publish_at_random, args=(client, channel, counts[name], seed, sent[name])
+        )
+        for seed, (name, client) in enumerate(clients.items())
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sent
+
+
+def metric_sum(runner: NodeRunner, name: str) -> float:
+    return sum(
+        s.value
+        for family in runner.node.metrics.registry.collect()
+        for s in family.samples
+        if s.name == name
+    )
+
+
+def test_the_same_channel_bridged_both_ways_arrives_once_and_never_comes_back(
+    shared_deployment: Callable[[str], Deployment],
+) -> None:
+    """One channel name on both sides, a route each way with to.echo = "suppress":
+    10,000 messages published on each side (in bursts, at random pauses, the same 20
+    payloads on both sides): each side's channel carries exactly its own messages and
+    the other side's, counted by payload; none comes back, and after the load the
+    counts stay still (no circulation)."""
+    west = shared_deployment("standalone").spec.shards[0].master
+    east = shared_deployment("sentinel")
+    channel = f"{uuid.uuid4().hex[:8]}.sync"
+    config = bridge_config(
+        west,
+        east,
+        [
+            {
+                "name": "west-east",
+                "from": {"channels": [channel]},
+                "to": {"target": "east", "channel": channel, "echo": "suppress"},
+            },
+            {
+                "name": "east-west",
+                "from": {"deployment": "east", "channels": [channel]},
+                "to": {"channel": channel, "echo": "suppress"},
+            },
+        ],
+    )
+    masters = {s.name: s.master for s in east.spec.shards}
+    sink_master = east.spec.shards[0].name  # where west-east publishes: the first master
+    heard = {"west": Heard(west, channel), **{n: Heard(a, channel) for n, a in masters.items()}}
+    try:
+        with NodeRunner(config) as runner:
+            wait_until(runner.all_running, "every task forwarding", timeout=30)
+            clients = {
+                name: redis.Redis(host=address.host, port=address.port)
+                for name, address in {"west": west, **masters}.items()
+            }
+            counts = {"west": 10_000, **dict.fromkeys(masters, 5_000)}
+            sent = publish_on_every_side(clients, channel, counts)
+            from_east: Counter[bytes] = sum((sent[n] for n in masters), Counter())
+            expected = {
+                "west": sent["west"] + from_east,  # its own, and both east masters'
+                sink_master: sent[sink_master] + sent["west"],
+                **{n: sent[n] for n in masters if n != sink_master},  # its own only
+            }
+            wait_until(
+                lambda: heard["west"].counts() == expected["west"],
+                "the east's messages in the west",
+                timeout=60,
+            )
+            wait_until(
+                lambda: heard[sink_master].counts() == expected[sink_master],
+                "the west's messages in the east",
+                timeout=60,
+            )
+            before = {side: h.counts() for side, h in heard.items()}
+            time.sleep(3)  # not a wait for a condition: a still span, where a loop would grow
+            after = {side: h.counts() for side, h in heard.items()}
+            assert before == after, "the counts moved after the load: messages circulate"
+            assert after == expected
+            suppressed = metric_sum(runner, "forwarder_echoes_suppressed_total")
+            assert suppressed == 20_000  # each side's forwarded copies heard back once
+            assert metric_sum(runner, "forwarder_echoes_unheard_total") == 0
+    finally:
+        for listener in heard.values():
+            listener.close()

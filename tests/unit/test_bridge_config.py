@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.model import Address, DeploymentKind, RedisNode, Shard, Topology
 from redis_forwarder.work import wanted_tasks
 from tests.unit.test_config import load, problems
@@ -167,3 +168,81 @@ def test_many_one_way_routes_load_quickly(tmp_path: Path) -> None:
     started = time.monotonic()
     load(tmp_path, text)
     assert time.monotonic() - started < 2.0
+
+
+# MirrorMaker-style prefixes: {origin} is the identity of the deployment a route reads.
+WEST = '\n[targets.west]\nkind = "standalone"\naddresses = ["127.0.0.1:7300"]\n'
+PREFIXED = 'channel = "{origin}.{channel}"'
+
+
+def patterns(name: str, read: str, globs: str, to: str) -> str:
+    return (
+        f'[[route]]\nname = "{name}"\n'
+        f'from = {{ deployment = "{read}", patterns = [{globs}] }}\nto = {{ {to} }}\n'
+    )
+
+
+def test_origin_prefixes_both_ways_load_and_name_each_side(tmp_path: Path) -> None:
+    """east carries west.orders and west carries east.orders: no name is read back."""
+    config = load(
+        tmp_path,
+        DEPLOYMENTS
+        + WEST
+        + route("orders-west-east", "west", '"orders"', f'target = "east", {PREFIXED}')
+        + route("orders-east-west", "east", '"orders"', f'target = "west", {PREFIXED}'),
+    )
+    there, back = config.routes
+    assert TaskSpec(there, "127.0.0.1:7300").commands.target(b"orders", b"") == b"west.orders"
+    assert TaskSpec(back, "alpha").commands.target(b"orders", b"") == b"east.orders"
+
+
+def test_origin_is_the_identity_a_bridge_stamps(tmp_path: Path) -> None:
+    """Two names of one deployment render one prefix, as they stamp one origin."""
+    alias = '\n[targets.east2]\nkind = "sentinel"\naddresses = ["127.0.0.1:26400"]\n'
+    alias += 'masters = ["alpha"]\n'
+    config = load(
+        tmp_path,
+        DEPLOYMENTS
+        + alias
+        + route("orders-east-west", "east2", '"orders"', PREFIXED)
+        + route("orders-west-east", "source", '"orders"', f'target = "east", {PREFIXED}'),
+    )
+    back, there = config.routes
+    assert TaskSpec(back, "alpha").commands.target(b"orders", b"") == b"east.orders"
+    assert TaskSpec(there, "127.0.0.1:7000").commands.target(b"orders", b"") == b"source.orders"
+
+
+def test_reading_the_other_sides_prefix_back_is_refused(tmp_path: Path) -> None:
+    """east reading '*' would read west.orders and write east.west.orders into west:
+    west's messages home again (and, read again, a prefix more each round)."""
+    message = problems(
+        tmp_path,
+        DEPLOYMENTS
+        + WEST
+        + route("orders-west-east", "west", '"orders"', f'target = "east", {PREFIXED}')
+        + patterns("orders-east-west", "east", '"*"', f'target = "west", {PREFIXED}'),
+    )
+    assert "route[1].from" in message
+    assert (
+        "routes 'orders-west-east' and 'orders-east-west' would carry messages back where "
+        "they began: 'orders-west-east' writes 'west.*' into 'east' ({origin} = 'west'); "
+        "'orders-east-west' reads pattern '*' there, which matches those names"
+    ) in message
+    assert "read a pattern that does not match 'west.*'" in message
+
+
+def test_a_pattern_clear_of_the_other_sides_prefix_loads(tmp_path: Path) -> None:
+    load(
+        tmp_path,
+        DEPLOYMENTS
+        + WEST
+        + route("orders-west-east", "west", '"orders"', f'target = "east", {PREFIXED}')
+        + patterns("orders-east-west", "east", '"orders*"', f'target = "west", {PREFIXED}'),
+    )
+
+
+def test_a_route_within_one_deployment_compares_its_own_prefix(tmp_path: Path) -> None:
+    within = 'target = "east", channel = "{origin}.copy.{channel}"'
+    message = problems(tmp_path, DEPLOYMENTS + patterns("r", "east", '"east.*"', within))
+    assert "route 'r' reads pattern 'east.*'" in message
+    load(tmp_path, DEPLOYMENTS + patterns("r", "east", '"west.*"', within))

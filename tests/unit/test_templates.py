@@ -21,6 +21,18 @@ def test_constant_and_identity_shortcuts() -> None:
     assert compile_template("{channel}").bind()(channel, b"") is channel
 
 
+def test_origin_is_bound_per_task_and_merged_into_the_literals() -> None:
+    """A MirrorMaker-style prefix: the identity of the deployment read is fixed per
+    task, so it costs a message no more than a literal prefix would."""
+    template = compile_template("{origin}.{channel}")
+    render = template.bind(origin="west", route="r", shard="s")
+    assert render(b"orders", b"") == b"west.orders"
+    assert render(b"\xff", b"") == b"west.\xff"
+    assert compile_template("{origin}-copy").bind(origin="east")(b"any", b"") == b"east-copy"
+    with pytest.raises(TemplateError, match=r"no value for \['origin'\]"):
+        template.bind(route="r", shard="s")
+
+
 @given(st.binary(max_size=50))
 def test_binary_channels_pass_byte_for_byte(channel: bytes) -> None:
     assert compile_template("p:{channel}:s").bind()(channel, b"") == b"p:" + channel + b":s"
@@ -29,7 +41,10 @@ def test_binary_channels_pass_byte_for_byte(channel: bytes) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("{chanel}", "names {chanel}; the fields are {channel}, {pattern}, {route}, {shard}"),
+        (
+            "{chanel}",
+            "names {chanel}; the fields are {channel}, {origin}, {pattern}, {route}, {shard}",
+        ),
         ("a{channel", "unbalanced brace"),
         ("a}b", "unbalanced brace"),
         ("", "may not be empty"),

@@ -82,7 +82,9 @@ def drill_routes(config: ForwarderConfig) -> tuple[RouteConfig, RouteConfig]:
 
 def _sink_key(route: RouteConfig, shard: str, channel: str) -> str:
     assert route.to.stream is not None
-    render = compile_template(route.to.stream).bind(shard=shard, route=route.name)
+    render = compile_template(route.to.stream).bind(
+        shard=shard, route=route.name, origin=route.origin_names[0]
+    )
     return render(channel.encode(), f"{PUBSUB_PREFIX}*".encode()).decode()
 
 

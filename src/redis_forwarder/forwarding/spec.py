@@ -100,16 +100,15 @@ class TaskSpec:
         shape = SinkShape(
             route.to.kind, route.to.maxlen, route.to.sharded, owner=owner, entry_field=field
         )
-        target = compile_template(route.to.name_template).bind(route=route.name, shard=shard)
+        fixed = {"route": route.name, "shard": shard, "origin": route.origin_names[0]}
+        target = compile_template(route.to.name_template).bind(**fixed)
         copy = copies_stream_ids(route, self.source_is_cluster)
         entries = EntryCommands(
             write=entry_command(shape, target, copy),
             late=entry_command(shape, target, copy_ids=False),
             key_of=lambda stream: target(stream, b""),
         )
-        dead = compile_template(route.dead_letter).bind(route=route.name, shard=shard) if (
-            route.dead_letter
-        ) else None  # fmt: skip
+        dead = compile_template(route.dead_letter).bind(**fixed) if route.dead_letter else None
         dead_shape = SinkShape(SinkKind.STREAM, owner=owner)
         return SinkCommands(
             target=target,
