@@ -118,6 +118,8 @@ def _check_pair(
 ) -> None:
     if one.to.origin and other.to.origin:
         return  # each skips what came from the other side
+    if one.to.echo == "suppress" and other.to.echo == "suppress":
+        return  # each drops the other's copies (forwarding/echoes.py)
     there, named = feeds(one, other, shards[one.from_.deployment])
     back, _ = feeds(other, one, shards[other.from_.deployment])
     if Overlap.NO in (there, back):
@@ -132,6 +134,6 @@ def _check_pair(
            "unknown {shard})")
         + ": each would forward the other's output back, forever. Streams: set "
         "to.origin = true on both (each skips what came from the other side); pub/sub: "
-        "carry different names each way (a prefix on one side): echo suppression for "
-        "channels is not built yet",
+        'set to.echo = "suppress" on both (each drops the copies the other published), '
+        "or carry different names each way (a prefix on one side)",
     )  # fmt: skip
