@@ -71,9 +71,22 @@ class Placements:
             # master when several nodes publish; so classic pub/sub on a cluster stands
             # by on the owner's node (a CI run of migrate-slots: a hand-off between a
             # master and its replica lost 1 and duplicated 1).
-            locate_standby=self._locator(read, shard, replicas=not any_node, any_node=any_node),
+            locate_standby=self._standby_locator(route, read, shard, replicas, any_node),
             echoes=self.echoes if route.to.echo == "suppress" else None,
         )
+
+    def _standby_locator(
+        self, route: RouteConfig, read: str, shard: str, replicas: bool, any_node: bool
+    ) -> Callable[[frozenset[Address]], Endpoint]:
+        """Where a standby listens: on a replica first (the master's load does not
+        double), except where it must hear what the owner hears, in the same order and
+        as early: classic pub/sub on a cluster (see ``for_task``), and a pub/sub
+        bridge with echo suppression, whose standby must hear each original before its
+        echo comes back from the other side (``forwarding/echoes.py``; from a replica,
+        a kill test's takeover sent 5 of the other side's messages back home)."""
+        if route.to.echo == "suppress":
+            return self._locator(read, shard, replicas=replicas, any_node=any_node)
+        return self._locator(read, shard, replicas=not any_node, any_node=any_node)
 
     def _locator(
         self, deployment: str, shard: str | None, replicas: bool = False, any_node: bool = False

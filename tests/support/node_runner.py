@@ -67,11 +67,16 @@ class Publisher:
     relocate = 0.1
 
     def __init__(
-        self, locate: Callable[[], Address], channel: str, interval: float = 0.002
+        self,
+        locate: Callable[[], Address],
+        channel: str,
+        interval: float = 0.002,
+        prefix: str = "",
     ) -> None:
         self.locate = locate
         self.channel = channel
         self.interval = interval
+        self.prefix = prefix  # before each seq: publishers on one channel tell theirs apart
         self.sent: list[tuple[int, float]] = []
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -92,7 +97,7 @@ class Publisher:
                         client = redis.Redis(
                             host=address.host, port=address.port, socket_timeout=0.5
                         )
-                client.publish(self.channel, str(seq))
+                client.publish(self.channel, f"{self.prefix}{seq}")
                 self.sent.append((seq, time.time()))
                 seq += 1
             except (redis.RedisError, OSError):

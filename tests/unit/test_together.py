@@ -101,6 +101,6 @@ def test_echo_is_for_pub_sub_bridges_into_channels(tmp_path: Path) -> None:
         DEPLOYMENTS
         + route("w", "source", '"orders"', 'target = "east", stream = "s", echo = "suppress"'),
     )
-    assert "echo = \"suppress\" is for channel sinks" in into_stream
+    assert 'echo = "suppress" is for channel sinks' in into_stream
     within = problems(tmp_path, DEPLOYMENTS + suppressing("w", "source"))
     assert "echo suppression is for bridges between two deployments" in within

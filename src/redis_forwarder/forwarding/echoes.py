@@ -19,8 +19,19 @@ both directions of a bridge run on one node (the controller places a bridge grou
 tasks together, ``coordination.assignment.plan``'s ``together``); and a standby does
 what its owner does to the ledger, as if it wrote (``EchoSides.heard`` and ``left`` in
 its ring's place), so that at a takeover the standby's ledger is the owner's and its
-ring holds no echo. An awaited copy that never comes back (the reader was not
-subscribed when it came; the write failed) is forgotten after ``ECHO_TTL`` and
+ring holds no echo. For that a standby must hear each original before its echo: it
+listens where the owner reads (not on a replica: replication delayed the original
+past the echo, and a kill test's takeover sent 5 of the other side's messages back
+home; ``placements.py``), and Redis delivers the original to both subscribers before
+the owner can even write the copy. A standby far behind (more than a read's worth
+waiting on one socket) may still see an echo first: then the echo is kept and its
+original, recorded as sent, hides the next identical message (bytes cannot tell the
+twins apart); after a takeover that message may go back once: a duplicate, never a
+cycle. At a takeover, the replay is looked at for echoes once more, and the first
+messages the old owner may have written too (after its last watermark) are awaited a
+second time (two copies of them come back). An awaited copy that never comes back
+(the reader was not subscribed when it came; the write failed) is forgotten after
+``ECHO_TTL`` and
 counted as unheard: until then it could hide one identical message from the other
 side (the exactness argument needs the echo to arrive).
 

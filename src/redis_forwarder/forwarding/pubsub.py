@@ -274,14 +274,14 @@ class PubSubLoop:
         self.ring.add(batch, time.time())
         self.metrics.standby_heard(self.ring)
 
-    def _without_echoes(self, batch: list[RawMessage]) -> list[RawMessage]:
-        """A bridge's batch without the other direction's copies; the rest is awaited
-        back from where it is published (or would be, by a standby)."""
+    def _without_echoes(self, batch: list[RawMessage], record: bool = True) -> list[RawMessage]:
+        """A bridge's batch without the other direction's copies; with ``record``, the
+        rest is awaited back from where it is published (or would be, by a standby)."""
         assert self.echoes is not None
         kept = self.echoes.heard(batch)
         if len(kept) != len(batch):
             self.metrics.echoes_suppressed(len(batch) - len(kept))
-        forgotten = self.echoes.left(kept)
+        forgotten = self.echoes.left(kept) if record else 0
         if forgotten:
             self.metrics.echoes_unheard(forgotten)
         return kept
@@ -298,13 +298,14 @@ class PubSubLoop:
                 await self.sink.write((), mark)
 
     async def forward(self, batch: list[RawMessage], replay: bool = False) -> None:
-        """Write ``batch``; ``replay``: a standby's ring at its takeover (its echoes
-        already out)."""
+        """Write ``batch``; ``replay``: a standby's ring at its takeover, recorded as
+        sent when heard, and looked at for echoes once more (one heard before its
+        original, ``echoes``, is dropped now if that original was recorded since)."""
         sink, received = self.sink, len(batch)
         assert sink is not None
         started = time.monotonic()
-        if self.echoes is not None and not replay:
-            batch = self._without_echoes(batch)
+        if self.echoes is not None:
+            batch = self._without_echoes(batch, record=not replay)
         if self.guard is not None:  # before writing: a looping batch is not written
             try:
                 self.guard.check(batch, self.metrics.name)

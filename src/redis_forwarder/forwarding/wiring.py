@@ -190,9 +190,14 @@ class Wiring:
         replay = ring.replay(mark, time.time())
         self.metrics.ring.took_over(self.spec.name, replay)
         loop.ring = None
+        if self.echoes is not None:
+            # The old owner may have written these too (after its last watermark): then
+            # two copies come back, and the second must not go home (a kill test: 6
+            # messages of the other side went back to it).
+            self.echoes.left(replay.messages[: replay.maybe_written])
         for start in range(0, len(replay.messages), REPLAY_BATCH):
-            # Echoes left the ring as it heard them, and what it kept was recorded as
-            # sent then (the standby did what the owner did): no second pass.
+            # What the ring kept was recorded as sent when heard (the standby did what
+            # the owner did); an echo heard before its original is dropped now.
             await loop.forward(replay.messages[start : start + REPLAY_BATCH], replay=True)
         self.ring, self.replay_due = None, False
         self.metrics.ring.track(None, time.time)

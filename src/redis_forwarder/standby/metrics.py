@@ -137,10 +137,11 @@ class RingGauges:
             )
         log.warning(
             "%s: took over from the old owner's watermark (%s): %d message(s) replayed from "
-            "the ring%s",
+            "the ring, the first %d of them perhaps written by the old owner too%s",
             name,
             replay.found,
             len(replay.messages),
+            replay.maybe_written,
             f", {replay.ambiguous} other match(es): some written twice" if replay.ambiguous else "",
         )
 

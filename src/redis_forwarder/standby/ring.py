@@ -29,11 +29,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from redis_forwarder.resp import RawMessage
-from redis_forwarder.standby.marks import Watermark, digest
+from redis_forwarder.standby.marks import MARK_EVERY, Watermark, digest
 
 # When the watermark is not in the ring: replay what arrived from this long before its
 # time (clocks of two hosts differ by this much at most, we assume: NTP keeps it ms).
 CLOCK_MARGIN = 1.0
+# What an owner wrote after its last watermark was read at most MARK_EVERY after it,
+# and heard by its standby about when it was read: this much more covers the two
+# servers' and clocks' difference on one network (beyond it, a rewritten message of a
+# pub/sub bridge may go back once: forwarding/echoes.py).
+REWRITE_SLACK = 0.05
 REORDER_SLACK = 3  # a reordered watermark is looked for among 3x its messages
 OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
 # objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
@@ -55,6 +60,9 @@ class Replay:
     found: str  # "exact", "reordered", "approximate", "by time", "no watermark", "empty ring"
     ambiguous: int = 0  # other places the watermark matched (duplicates were chosen)
     unaccounted: list[tuple[float, float]] = field(default_factory=list)  # spans, wall clock
+    # The first messages of ``messages`` the old owner may have written too: heard up to
+    # MARK_EVERY (and a slack) after its watermark, when its next one was not yet due.
+    maybe_written: int = 0
 
     @property
     def unaccounted_seconds(self) -> float:
@@ -134,8 +142,11 @@ class Ring:
             return Replay(
                 messages[start:], "by time", unaccounted=spans + _spans(holes, start, now)
             )
-        replay = [m for i, m in enumerate(messages[start:], start) if i not in skip]
-        return Replay(replay, found, ambiguous, _spans(holes, start, now))
+        kept = [i for i in range(start, len(messages)) if i not in skip]
+        due = mark.at + MARK_EVERY + REWRITE_SLACK
+        maybe = sum(1 for i in kept if timed[i][0] <= due)
+        replay = [messages[i] for i in kept]
+        return Replay(replay, found, ambiguous, _spans(holes, start, now), maybe)
 
 
 def _locate(

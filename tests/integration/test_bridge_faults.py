@@ -1,0 +1,245 @@
+"""A two-way pub/sub bridge of the same channel name through faults (issue 20): a fleet
+of two nodes (the bridge's tasks on one, their standbys on the other) between a
+standalone west and a two-master Sentinel east; publishers on every side at once,
+each message named by its side and number. A kill -9 of the node running the bridge:
+the standby takes both directions over, nothing is lost, nothing circulates, and what
+comes back is bounded by what the dead owner wrote after its last watermark. A
+Sentinel failover of the east master the bridge publishes into: nothing circulates,
+nothing comes back, and what is lost fell inside the failover."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from redis_forwarder.model import Address
+from tests.integration.test_bridge import Heard, bridge_config
+from tests.support.commands import command
+from tests.support.deployments import Deployment, master_of
+from tests.support.fleet import Fleet, fleet
+from tests.support.node_runner import Publisher
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+Get = Callable[[str], Deployment]
+# A takeover writes again what the dead owner wrote after its last watermark (20 ms
+# of traffic at most: standby/marks.py); at 2 ms a message, a few dozen is the bound.
+REWRITTEN = 60
+
+
+def bridge_fleet_config(west: Address, east: Deployment, channel: str, zk: str) -> dict[str, Any]:
+    config = bridge_config(
+        west,
+        east,
+        [
+            {
+                "name": "west-east",
+                "from": {"channels": [channel]},
+                "to": {"target": "east", "channel": channel, "echo": "suppress"},
+            },
+            {
+                "name": "east-west",
+                "from": {"deployment": "east", "channels": [channel]},
+                "to": {"channel": channel, "echo": "suppress"},
+            },
+        ],
+    )
+    root = f"/test-{uuid.uuid4().hex[:10]}"
+    config["coordination"] = {"zookeeper": zk, "root": root, "session_timeout": 4.0}
+    return config
+
+
+def stood_by(running: Fleet) -> dict[str, str]:
+    """Until every task runs on one node and stands by on the other: owner, standby."""
+    found: dict[str, str] = {}
+
+    def settled() -> bool:
+        tasks = running.status()["tasks"]
+        owners = {t["owner"] for t in tasks if t["running"] and t["owner"] == t["assigned"]}
+        standbys = {t["standby"] for t in tasks if t["standby_reported"]}
+        done = len(tasks) == 3 and len(owners) == 1 and len(standbys) == 1
+        done = done and all(t["running"] for t in tasks) and owners != standbys
+        if done:
+            found.update(owner=owners.pop(), standby=standbys.pop())
+        return done
+
+    wait_until(settled, "the bridge on one node, stood by on the other", timeout=40)
+    return found
+
+
+@contextmanager
+def traffic(
+    sides: dict[str, Callable[[], Address]], channel: str
+) -> Iterator[dict[str, Publisher]]:
+    """A publisher per side at once, each message ``{side}-{n}``."""
+    with ExitStack() as stack:
+        yield {
+            side: stack.enter_context(Publisher(locate, channel, prefix=f"{side}-"))
+            for side, locate in sides.items()
+        }
+
+
+def published(publishers: dict[str, Publisher], sides: list[str]) -> Counter[bytes]:
+    return Counter(f"{side}-{seq}".encode() for side in sides for seq, _at in publishers[side].sent)
+
+
+def still(heard: dict[str, Heard]) -> dict[str, Counter[bytes]]:
+    """The counts, after a still span where a loop would have made them grow."""
+    before = {side: h.counts() for side, h in heard.items()}
+    time.sleep(3)  # not a wait for a condition: a span in which nothing may move
+    after = {side: h.counts() for side, h in heard.items()}
+    assert before == after, "the counts moved after the load: messages circulate"
+    return after
+
+
+def located(locate: Callable[[], tuple[str, int]]) -> Callable[[], Address]:
+    return lambda: Address(*locate())
+
+
+def test_a_kill_of_the_bridge_node_loses_nothing_and_nothing_circulates(
+    shared_deployment: Get, tmp_path: Path
+) -> None:
+    standalone = shared_deployment("standalone")
+    west = standalone.spec.shards[0].master
+    east = shared_deployment("sentinel")
+    channel = f"{uuid.uuid4().hex[:8]}.sync"
+    config = bridge_fleet_config(west, east, channel, standalone.zookeeper_hosts)
+    alpha = east.spec.shards[0]  # west-east publishes into the first master
+    heard = {"west": Heard(west, channel), "alpha": Heard(alpha.replicas[0], channel)}
+    try:
+        with fleet(tmp_path, west, standalone.zookeeper_hosts) as running:
+            running.rewrite(config)
+            nodes = {n: running.start(n) for n in ("fwd-1", "fwd-2")}
+            roles = stood_by(running)
+            sides = {
+                "west": lambda: west,
+                **{s.name: located(master_of(east, s.name)) for s in east.spec.shards},
+            }
+            with traffic(sides, channel) as publishers:
+                wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
+                nodes[roles["owner"]].signal(signal.SIGKILL)
+                wait_until(
+                    lambda: all(
+                        t["owner"] == roles["standby"] and t["running"]
+                        for t in running.status()["tasks"]
+                    ),
+                    "the standby runs both directions",
+                    timeout=30,
+                )
+                resumed = heard["west"].counts().total()
+                wait_until(lambda: heard["west"].counts().total() > resumed + 300, "more", 20)
+            east_sides = [s.name for s in east.spec.shards]
+            to_west = published(publishers, ["west", *east_sides])
+            to_alpha = published(publishers, ["west", alpha.name])
+            wait_until(lambda: set(heard["west"].counts()) >= set(to_west), "all in west", 30)
+            wait_until(lambda: set(heard["alpha"].counts()) >= set(to_alpha), "all in east", 30)
+            counts = still(heard)
+        for side, expected in (("west", to_west), ("alpha", to_alpha)):
+            extra = counts[side] - expected  # copies beyond one of each
+            assert not expected - counts[side], f"lost in {side}"
+            assert sum(extra.values()) <= REWRITTEN, (side, extra.most_common(5))
+            assert set(counts[side]) == set(expected), f"strangers in {side}"
+    finally:
+        for listener in heard.values():
+            listener.close()
+
+
+def test_a_failover_of_the_east_master_loses_only_inside_it_and_nothing_comes_back(
+    shared_deployment: Get, fresh_deployment: Get, tmp_path: Path
+) -> None:
+    standalone = shared_deployment("standalone")
+    west = standalone.spec.shards[0].master
+    east = fresh_deployment("sentinel")
+    channel = f"{uuid.uuid4().hex[:8]}.sync"
+    config = bridge_fleet_config(west, east, channel, standalone.zookeeper_hosts)
+    alpha = east.spec.shards[0]
+    heard = {"west": Heard(west, channel), "alpha": Heard(alpha.replicas[0], channel)}
+    locate_alpha = located(master_of(east, alpha.name))
+    try:
+        with fleet(tmp_path, west, standalone.zookeeper_hosts) as running:
+            running.rewrite(config)
+            for node in ("fwd-1", "fwd-2"):
+                running.start(node)
+            stood_by(running)
+            sides = {
+                "west": lambda: west,
+                **{s.name: located(master_of(east, s.name)) for s in east.spec.shards},
+            }
+            with traffic(sides, channel) as publishers:
+                wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
+                failed_over_at = time.time()
+                fail_over(east, alpha.name, locate_alpha, alpha.replicas[0])
+                wait_until(forwarding_again(heard, publishers, alpha.name), "forwarding", 30)
+                recovered_at = time.time()
+            east_sides = [s.name for s in east.spec.shards]
+            to_west = published(publishers, ["west", *east_sides])
+            to_alpha = published(publishers, ["west", alpha.name])
+            last = {side: f"{side}-{p.sent[-1][0]}".encode() for side, p in publishers.items()}
+            wait_until(
+                lambda: (
+                    last["west"] in heard["alpha"].counts()
+                    and all(last[s] in heard["west"].counts() for s in east_sides)
+                ),
+                "the last messages on the other side",
+                timeout=30,
+            )
+            counts = still(heard)
+        for side, expected in (("west", to_west), ("alpha", to_alpha)):
+            assert not counts[side] - expected, f"duplicated or come back in {side}"
+            lost = expected - counts[side]
+            sent_at = {
+                f"{s}-{seq}".encode(): at for s, p in publishers.items() for seq, at in p.sent
+            }
+            late = [m for m in lost if not failed_over_at - 1 <= sent_at[m] <= recovered_at]
+            assert not late, f"lost outside the failover in {side}: {late[:5]}"
+    finally:
+        for listener in heard.values():
+            listener.close()
+
+
+def fail_over(east: Deployment, name: str, locate: Callable[[], Address], replica: Address) -> None:
+    """SENTINEL FAILOVER until ``replica`` is the master: a fresh deployment's sentinels
+    may not know the replica yet (NOGOODSLAVE), or one may be busy (INPROG)."""
+    sentinel = east.sentinels[0]
+    client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=2)
+    asked = 0.0
+
+    def promoted() -> bool:
+        nonlocal asked
+        if locate() == replica:
+            return True
+        if time.monotonic() - asked > 5:
+            asked = time.monotonic()
+            with contextlib.suppress(redis.ResponseError):
+                command(client, "SENTINEL", "FAILOVER", name)
+        return False
+
+    wait_until(promoted, f"{replica} promoted", timeout=40)
+
+
+def forwarding_again(
+    heard: dict[str, Heard], publishers: dict[str, Publisher], alpha: str
+) -> Callable[[], bool]:
+    """Both ways carry messages published after now."""
+    mark = {side: len(p.sent) for side, p in publishers.items()}
+
+    def again() -> bool:
+        newer_west = [f"west-{seq}".encode() for seq, _ in publishers["west"].sent[mark["west"] :]]
+        newer_alpha = [
+            f"{alpha}-{seq}".encode() for seq, _ in publishers[alpha].sent[mark[alpha] :]
+        ]
+        return any(m in heard["alpha"].counts() for m in newer_west[-50:]) and any(
+            m in heard["west"].counts() for m in newer_alpha[-50:]
+        )
+
+    return again
