@@ -29,17 +29,40 @@ if TYPE_CHECKING:
 
 
 def identities(tables: Mapping[str, SourceConfig]) -> dict[str, str]:
-    """Each name -> its deployment's identity (``tables`` in config order)."""
+    """Each name -> its deployment's identity (``tables`` in config order): the
+    table's ``name`` when given (what every fleet bridging it must agree on), else its
+    first name in this config."""
     seen: list[tuple[str, SourceConfig, set[Address]]] = []
     found: dict[str, str] = {}
     for name, table in tables.items():
         addresses = {Address.parse(a) for a in table.addresses}
-        found[name] = next(
-            (first for first, other, known in seen if _same(table, addresses, other, known)),
-            name,
-        )
-        seen.append((name, table, addresses))
+        same = next((i for i, other, known in seen if _same(table, addresses, other, known)), None)
+        identity = same if same is not None else table.name or name
+        if same is not None and table.name not in (None, same):
+            raise Located(
+                _where(name),
+                f"{_table(name)} names its deployment {table.name!r}, but it shares an "
+                f"address with a table before it, whose deployment is called {same!r}: one "
+                "deployment has one name; give the same name (or name the first table)",
+            )
+        if same is None and any(identity == i for i, _t, _a in seen):
+            raise Located(
+                _where(name),
+                f"{_table(name)} is another deployment than the one called {identity!r}, "
+                "and cannot be called so too: each deployment needs a name of its own "
+                "(set name = ... on the table)",
+            )
+        found[name] = identity
+        seen.append((identity, table, addresses))
     return found
+
+
+def _where(name: str) -> tuple[str, ...]:
+    return ("source", "name") if name == "source" else ("targets", name, "name")
+
+
+def _table(name: str) -> str:
+    return "[source]" if name == "source" else f"[targets.{name}]"
 
 
 def _same(

@@ -79,6 +79,10 @@ class SourceConfig(BaseModel):
     # Pub/sub may read from a replica (messages reach replicas too); streams cannot.
     read_from: Literal["master", "replica"] = "master"
     tls: TlsConfig | None = None  # for the Redis nodes and the sentinels alike
+    # What bridges call this deployment (issue 20): the origin stamped on stream entries
+    # and {origin} in names. Every fleet bridging it must use the same; unset: its name
+    # in this config ("source" for [source]).
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -249,6 +253,10 @@ class ForwarderConfig(BaseModel):
                     "config of its own",
                 )
         identity = self._identities()  # parsed once: every route's checks use it
+        for route in self.routes:  # before the checks: an {origin} is compared as named
+            named = (identity[route.from_.deployment], identity[route.to.target])
+            if named != (route.from_.deployment, route.to.target):  # (routes compare equal
+                route._identities = named  # to a reload's only when they are the same)
         for index, route in enumerate(self.routes):
             self._loop_check(index, route, identity)
         self._bridge_loop_check(identity)
@@ -297,10 +305,6 @@ class ForwarderConfig(BaseModel):
 
     def _bridge_loop_check(self, identity: dict[str, str]) -> None:
         shards = {name: self._known_shards(name) for name in identity}
-        for route in self.routes:  # what a bridge stamps: one name per deployment
-            names = (identity[route.from_.deployment], identity[route.to.target])
-            if names != (route.from_.deployment, route.to.target):  # (routes compare equal
-                route._identities = names  # to a reload's only when they are the same)
         bridge_loop_check(self.routes, identity, shards)
         self._together = echo_groups(self.routes, identity)
 

@@ -246,3 +246,32 @@ def test_a_route_within_one_deployment_compares_its_own_prefix(tmp_path: Path) -
     message = problems(tmp_path, DEPLOYMENTS + patterns("r", "east", '"east.*"', within))
     assert "route 'r' reads pattern 'east.*'" in message
     load(tmp_path, DEPLOYMENTS + patterns("r", "east", '"west.*"', within))
+
+
+NAMED = DEPLOYMENTS.replace(
+    '[source]\nkind = "standalone"', '[source]\nname = "west"\nkind = "standalone"'
+)
+
+
+def test_a_deployment_named_in_its_table_is_called_so_by_every_bridge(tmp_path: Path) -> None:
+    """[source] name = "west": the prefix and the origin a bridge stamps say "west",
+    not this config's word for it, so another fleet's config can agree."""
+    assert NAMED != DEPLOYMENTS
+    config = load(
+        tmp_path,
+        NAMED + route("orders-west-east", "source", '"orders"', f'target = "east", {PREFIXED}'),
+    )
+    (there,) = config.routes
+    assert there.origin_names == ("west", "east")
+    assert TaskSpec(there, "127.0.0.1:7000").commands.target(b"orders", b"") == b"west.orders"
+
+
+def test_one_deployment_has_one_name_and_two_deployments_two(tmp_path: Path) -> None:
+    alias = '\n[targets.west2]\nname = "other"\nkind = "standalone"\n'
+    alias += 'addresses = ["127.0.0.1:7000"]\n'
+    message = problems(tmp_path, NAMED + alias)
+    assert "[targets.west2] names its deployment 'other', but it shares an address" in message
+    assert "targets.west2.name" in message
+    clash = '\n[targets.far]\nname = "west"\nkind = "standalone"\naddresses = ["127.0.0.9:7000"]\n'
+    message = problems(tmp_path, NAMED + clash)
+    assert "[targets.far] is another deployment than the one called 'west'" in message

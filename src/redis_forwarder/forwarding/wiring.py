@@ -387,7 +387,7 @@ class Wiring:
 
 def _constant_key(spec: TaskSpec) -> bytes | None:
     """The sink key when every message goes to one (no {channel} nor {pattern})."""
-    if compile_template(spec.route.to.name_template).fields <= {"route", "shard"}:
+    if compile_template(spec.route.to.name_template).fields <= {"route", "shard", "origin"}:
         return spec.commands.target(b"", b"")
     return None
 
