@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from redis_forwarder.bridge_echoes import echo_groups
+from redis_forwarder.bridge_rings import ring_check
 from redis_forwarder.bridges import bridge_loop_check, identities
 from redis_forwarder.errors import ConfigError
 from redis_forwarder.model import Address, DeploymentKind
@@ -306,6 +307,7 @@ class ForwarderConfig(BaseModel):
     def _bridge_loop_check(self, identity: dict[str, str]) -> None:
         shards = {name: self._known_shards(name) for name in identity}
         bridge_loop_check(self.routes, identity, shards)
+        ring_check(self.routes, identity, shards)
         self._together = echo_groups(self.routes, identity)
 
     @property
