@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
+from redis_forwarder.progress import ProgressReport
 from tests.support.commands import pubsub_of, xrange
 from tests.support.deployments import Deployment
 from tests.support.node_runner import NodeRunner
@@ -320,6 +321,9 @@ def test_the_same_channel_bridged_both_ways_arrives_once_and_never_comes_back(
             assert after == expected
             suppressed = metric_sum(runner, "forwarder_echoes_suppressed_total")
             assert suppressed == 20_000  # each side's forwarded copies heard back once
+            report = ProgressReport().of(runner.node.tasks)  # what status shows, per task
+            echoes = sum(task["bridged"]["echoes"] for task in report.values())
+            assert echoes == suppressed
             assert metric_sum(runner, "forwarder_echoes_unheard_total") == 0
     finally:
         for listener in heard.values():

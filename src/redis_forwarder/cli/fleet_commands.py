@@ -114,8 +114,32 @@ def _print_status(document: dict[str, Any]) -> None:
             f"{now - last:.1f}s ago" if last else "-",
         )
     out.print(tasks)
+    _print_bridges(out, document["tasks"])
     if document["paused"]:
         out.print(f"paused routes: {', '.join(document['paused'])}")
+
+
+def _print_bridges(out: Any, tasks: list[dict[str, Any]]) -> None:
+    """Each direction of a bridge (a route between deployments) that has acted: what
+    it forwarded, and what it did not, and why (issue 20)."""
+    from rich.table import Table  # as above: rich loads only for a table
+
+    bridged = [t for t in tasks if t.get("bridged")]
+    if not bridged:
+        return
+    table = Table(title="bridges (each route one direction)")
+    for column in (
+        "route", "shard", "forwarded", "echoes dropped", "unheard", "origin skipped",
+        "hop drops",
+    ):  # fmt: skip
+        table.add_column(column)
+    for t in bridged:
+        counts = t["bridged"]
+        table.add_row(
+            t["route"], t["shard"], str(t["forwarded"]),
+            *(str(counts.get(k, 0)) for k in ("echoes", "unheard", "origin_skipped", "hop_drops")),
+        )  # fmt: skip
+    out.print(table)
 
 
 def _standby_cell(task: dict[str, Any]) -> str:

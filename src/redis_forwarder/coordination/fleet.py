@@ -127,6 +127,9 @@ def fleet_status(client: FleetClient, paths: Paths, cut_off_after: float) -> dic
                 "replayed": seen.get("replayed", 0),
                 "ambiguous": seen.get("ambiguous", 0),
                 "unaccounted_seconds": seen.get("unaccounted_seconds", 0.0),
+                # A bridge's (issue 20), once it acts: echoes dropped, copies never
+                # heard back, stream entries from the other side skipped, hop drops.
+                "bridged": seen.get("bridged"),
             }
         )
     return {
