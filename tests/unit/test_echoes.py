@@ -99,3 +99,15 @@ def test_a_tasks_two_sides_are_the_book_s_two_ledgers_for_its_pair() -> None:
     ]
     assert east_west.suppressed == 1
     assert echo_sides(None, ("a", "b"), same) is None
+
+
+def test_a_copy_whose_time_is_up_hides_nothing_while_the_writer_is_idle() -> None:
+    """Nothing sent for longer than the TTL: the reader forgets the stale copy itself
+    (it would hide a new message of the same bytes), and the next send reports it."""
+    clock = Clock()
+    ledger = EchoLedger(ttl=10.0, clock=clock)
+    ledger.sent([(b"c", b"x")])
+    clock.now += 11
+    assert ledger.heard([(b"c", b"x", b"")]) == [(b"c", b"x", b"")]
+    assert ledger.sent([]) == 1
+    assert len(ledger) == 0

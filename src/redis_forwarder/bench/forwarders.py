@@ -30,6 +30,7 @@ from redis.cluster import RedisCluster
 
 from redis_forwarder import eventloop
 from redis_forwarder.forwarding.connections import TaskConnections
+from redis_forwarder.forwarding.echoes import EchoBook, echo_sides
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.pubsub import PubSubLoop
 from redis_forwarder.forwarding.sink_failover import AckedTail
@@ -131,9 +132,20 @@ def raw(sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: 
 
 
 async def ours(
-    sink_kind: str, cluster: bool, host: str, port: int, pattern: str, out: str, marks: bool
+    sink_kind: str,
+    cluster: bool,
+    host: str,
+    port: int,
+    pattern: str,
+    out: str,
+    marks: bool,
+    echoes: bool = False,
 ) -> None:
-    """``marks``: with the watermarks an owner writes when its route has a standby."""
+    """``marks``: with the watermarks an owner writes when its route has a standby;
+    ``echoes``: as one direction of a pub/sub bridge with echo suppression (every
+    message checked against the other direction's copies and recorded as sent; none
+    comes back here, so each is forgotten after ECHO_TTL, as a heard one would be
+    taken: the ledger's steady cost)."""
     source = RespConnection(host, port, timeout=5.0)
     await source.open()
     reader = PubSubReader(source)
@@ -167,7 +179,8 @@ async def ours(
         sink.mark_key = mark_key("bench", "bench")
     watermarks = Marks(mark_key("bench", "bench")) if marks else None
     print("ready", flush=True)
-    await PubSubLoop(reader, sink, metrics, marks=watermarks).run()
+    sides = echo_sides(EchoBook(), ("bench-in", "bench-out"), key_of) if echoes else None
+    await PubSubLoop(reader, sink, metrics, marks=watermarks, echoes=sides).run()
 
 
 def main() -> None:
@@ -177,13 +190,15 @@ def main() -> None:
         naive(sink_kind, cluster, host, int(port), pattern, out)
     elif variant == "raw":
         raw(sink_kind, cluster, host, int(port), pattern, out)
-    elif variant in ("ours", "marks", "ours-asyncio"):
+    elif variant in ("ours", "marks", "ours-asyncio", "echoes"):
         if variant == "ours-asyncio":  # the same on asyncio's own loop, for comparison
             os.environ[eventloop.ENV] = "asyncio"
-        marks = variant == "marks"
-        eventloop.run(ours(sink_kind, cluster, host, int(port), pattern, out, marks))
+        marks, echoes = variant == "marks", variant == "echoes"
+        eventloop.run(ours(sink_kind, cluster, host, int(port), pattern, out, marks, echoes))
     else:
-        raise SystemExit(f"unknown variant {variant!r}: naive, raw, ours, ours-asyncio or marks")
+        raise SystemExit(
+            f"unknown variant {variant!r}: naive, raw, ours, ours-asyncio, marks or echoes"
+        )
 
 
 if __name__ == "__main__":

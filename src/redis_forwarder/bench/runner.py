@@ -39,7 +39,8 @@ from redis_forwarder.topology import key_slot
 # "marks": ours with the watermarks of a route with a standby (issue 15); not run
 # unless asked for (--variants).
 # "ours-asyncio": ours on asyncio's own event loop instead of uvloop (issue 16).
-VARIANTS = ("naive", "raw", "ours", "ours-asyncio", "marks")
+# "echoes": ours as one direction of a pub/sub bridge with echo suppression (issue 20).
+VARIANTS = ("naive", "raw", "ours", "ours-asyncio", "marks", "echoes")
 DEFAULT_VARIANTS = ("naive", "raw", "ours")
 SETTLE = 1.0  # seconds without growth that mean the forwarder is done
 COLLECTOR = "redis_forwarder.bench.collector"

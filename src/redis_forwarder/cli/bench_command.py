@@ -119,7 +119,8 @@ def bench_server(directory: Path | None, spec_path: Path) -> Iterator[tuple[Addr
     "--variants",
     default=",".join(DEFAULT_VARIANTS),
     show_default=True,
-    help="Which forwarders to measure (also: marks, ours writing a standby's watermarks).",
+    help="Which forwarders to measure (also: marks, ours writing a standby's watermarks; "
+    "echoes, ours as one direction of a pub/sub bridge with echo suppression).",
 )
 @click.option(
     "--fleet",
