@@ -124,8 +124,9 @@ def test_a_node_bridges_two_deployments_both_ways(
 def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
     shared_deployment: Callable[[str], Deployment],
 ) -> None:
-    """One stream name on both sides, a route each way with to.origin: entries added
-    on either side (the same payloads repeated among them) arrive once on the other,
+    """One stream name on both sides, a route each way with to.origin: 10,000 entries
+    added on each side at random pauses (10 payloads repeated on every side) arrive
+    once on the other,
     none returns, and after the load the counts stay still (no circulation)."""
     west = shared_deployment("standalone").spec.shards[0].master
     east = shared_deployment("sentinel")
@@ -152,10 +153,8 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
     east_clients = {n: redis.Redis(host=a.host, port=a.port) for n, a in masters.items()}
     with NodeRunner(config) as runner:
         wait_until(runner.all_running, "every task forwarding", timeout=30)
-        for i in range(COUNT):
-            west_client.xadd(stream, {"payload": f"same-{i % 10}", "side": "west"})
-            for name, client in east_clients.items():
-                client.xadd(stream, {"payload": f"same-{i % 10}", "side": name})
+        clients = {"west": west_client, **east_clients}
+        add_at_random(clients, stream, STREAM_COUNT)
 
         def sides(client: redis.Redis) -> dict[bytes, int]:
             found: dict[bytes, int] = {}
@@ -165,12 +164,12 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
 
         # west gets every entry of both east masters; east's sink master (where the
         # route writes: one master of the deployment) gets the west's
-        everything = {b"west": COUNT, **{name.encode(): COUNT for name in masters}}
-        wait_until(lambda: sides(west_client) == everything, "east's entries in the west", 30)
+        everything = {b"west": STREAM_COUNT, **{name.encode(): STREAM_COUNT for name in masters}}
+        wait_until(lambda: sides(west_client) == everything, "east's entries in the west", 60)
         wait_until(
-            lambda: any(sides(c).get(b"west", 0) == COUNT for c in east_clients.values()),
+            lambda: any(sides(c).get(b"west", 0) == STREAM_COUNT for c in east_clients.values()),
             "the west's entries in the east",
-            timeout=30,
+            timeout=60,
         )
         # still: nothing circulates (the counts do not move for two heartbeats and more)
         before = (sides(west_client), {n: sides(c) for n, c in east_clients.items()})
@@ -181,7 +180,8 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
         receiving = [n for n, c in before[1].items() if c.get(b"west")]
         assert len(receiving) == 1, before[1]
         for name, found in before[1].items():
-            expected = {name.encode(): COUNT} | ({b"west": COUNT} if name in receiving else {})
+            expected = {name.encode(): STREAM_COUNT}
+            expected |= {b"west": STREAM_COUNT} if name in receiving else {}
             assert found == expected, (name, found)
         skipped = sum(
             s.value
@@ -190,7 +190,36 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
             if s.name == "forwarder_origin_skipped_entries_total"
         )
         # the east's 2 x COUNT read back in the west, the west's COUNT read back in east
-        assert skipped == 3 * COUNT
+        assert skipped == 3 * STREAM_COUNT
+
+
+STREAM_COUNT = 10_000  # entries added on each side (each east master is a side)
+
+
+def add_at_random(clients: dict[str, redis.Redis], stream: str, count: int) -> None:
+    """``count`` entries on every side at once, in bursts at random pauses, with 10
+    payloads repeated on every side; a "side" field says where each was added."""
+
+    def add(side: str, client: redis.Redis, seed: int) -> None:
+        chance, left = random.Random(seed), count
+        while left:
+            burst = min(left, chance.randint(1, 200))
+            pipe = client.pipeline(transaction=False)
+            for _ in range(burst):
+                pipe.xadd(stream, {"payload": f"same-{chance.randrange(10)}", "side": side})
+            pipe.execute()
+            left -= burst
+            if chance.random() < 0.2:
+                time.sleep(chance.random() * 0.01)  # a pause in the load, not a wait
+
+    threads = [
+        threading.Thread(target=add, args=(side, client, seed))
+        for seed, (side, client) in enumerate(clients.items())
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
 
 
 class Heard:
