@@ -193,6 +193,22 @@ def test_the_same_stream_bridged_both_ways_arrives_once_and_never_comes_back(
         assert skipped == 3 * STREAM_COUNT
 
 
+def echo_routes(channel: str) -> list[dict[str, Any]]:
+    """``channel`` both ways between the west ([source]) and east, echoes suppressed."""
+    return [
+        {
+            "name": "west-east",
+            "from": {"channels": [channel]},
+            "to": {"target": "east", "channel": channel, "echo": "suppress"},
+        },
+        {
+            "name": "east-west",
+            "from": {"deployment": "east", "channels": [channel]},
+            "to": {"channel": channel, "echo": "suppress"},
+        },
+    ]
+
+
 STREAM_COUNT = 10_000  # entries added on each side (each east master is a side)
 
 
@@ -299,22 +315,7 @@ def test_the_same_channel_bridged_both_ways_arrives_once_and_never_comes_back(
     west = shared_deployment("standalone").spec.shards[0].master
     east = shared_deployment("sentinel")
     channel = f"{uuid.uuid4().hex[:8]}.sync"
-    config = bridge_config(
-        west,
-        east,
-        [
-            {
-                "name": "west-east",
-                "from": {"channels": [channel]},
-                "to": {"target": "east", "channel": channel, "echo": "suppress"},
-            },
-            {
-                "name": "east-west",
-                "from": {"deployment": "east", "channels": [channel]},
-                "to": {"channel": channel, "echo": "suppress"},
-            },
-        ],
-    )
+    config = bridge_config(west, east, echo_routes(channel))
     masters = {s.name: s.master for s in east.spec.shards}
     sink_master = east.spec.shards[0].name  # where west-east publishes: the first master
     heard = {"west": Heard(west, channel), **{n: Heard(a, channel) for n, a in masters.items()}}

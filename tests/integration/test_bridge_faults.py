@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 import redis
 
 from redis_forwarder.model import Address
-from tests.integration.test_bridge import Heard, bridge_config
+from tests.integration.test_bridge import Heard, bridge_config, echo_routes
 from tests.support.commands import command
 from tests.support.deployments import Deployment, master_of
 from tests.support.fleet import Fleet, fleet
@@ -37,26 +38,54 @@ Get = Callable[[str], Deployment]
 REWRITTEN = 60
 
 
-def bridge_fleet_config(west: Address, east: Deployment, channel: str, zk: str) -> dict[str, Any]:
-    config = bridge_config(
-        west,
-        east,
-        [
-            {
-                "name": "west-east",
-                "from": {"channels": [channel]},
-                "to": {"target": "east", "channel": channel, "echo": "suppress"},
-            },
-            {
-                "name": "east-west",
-                "from": {"deployment": "east", "channels": [channel]},
-                "to": {"channel": channel, "echo": "suppress"},
-            },
-        ],
-    )
-    root = f"/test-{uuid.uuid4().hex[:10]}"
-    config["coordination"] = {"zookeeper": zk, "root": root, "session_timeout": 4.0}
-    return config
+@dataclass
+class Bridge:
+    """A two-way bridge of one channel between the shared standalone server (west,
+    with the ZooKeeper) and a Sentinel deployment (east), listened to on both sides:
+    on east, on the replica of the master west-east publishes into (it hears that
+    master's messages whichever of the two is master)."""
+
+    west: Address
+    east: Deployment
+    zookeeper: str
+    channel: str = field(default_factory=lambda: f"{uuid.uuid4().hex[:8]}.sync")
+
+    def __post_init__(self) -> None:
+        self.alpha = self.east.spec.shards[0]  # west-east publishes into the first master
+        self.heard = {
+            "west": Heard(self.west, self.channel),
+            "alpha": Heard(self.alpha.replicas[0], self.channel),
+        }
+
+    def config(self) -> dict[str, Any]:
+        config = bridge_config(self.west, self.east, echo_routes(self.channel))
+        root = f"/test-{uuid.uuid4().hex[:10]}"
+        config["coordination"] = {"zookeeper": self.zookeeper, "root": root, "session_timeout": 4.0}
+        return config
+
+    @property
+    def east_sides(self) -> list[str]:
+        return [s.name for s in self.east.spec.shards]
+
+    def sides(self) -> dict[str, Callable[[], Address]]:
+        west = self.west
+        return {
+            "west": lambda: west,
+            **{s.name: located(master_of(self.east, s.name)) for s in self.east.spec.shards},
+        }
+
+    @contextmanager
+    def fleet(self, tmp_path: Path) -> Iterator[Fleet]:
+        """Its fleet of two nodes, running; the listeners closed after."""
+        try:
+            with fleet(tmp_path, self.west, self.zookeeper) as running:
+                running.rewrite(self.config())
+                for node in ("fwd-1", "fwd-2"):
+                    running.start(node)
+                yield running
+        finally:
+            for listener in self.heard.values():
+                listener.close()
 
 
 def stood_by(running: Fleet) -> dict[str, str]:
@@ -111,47 +140,33 @@ def test_a_kill_of_the_bridge_node_loses_nothing_and_nothing_circulates(
 ) -> None:
     standalone = shared_deployment("standalone")
     west = standalone.spec.shards[0].master
-    east = shared_deployment("sentinel")
-    channel = f"{uuid.uuid4().hex[:8]}.sync"
-    config = bridge_fleet_config(west, east, channel, standalone.zookeeper_hosts)
-    alpha = east.spec.shards[0]  # west-east publishes into the first master
-    heard = {"west": Heard(west, channel), "alpha": Heard(alpha.replicas[0], channel)}
-    try:
-        with fleet(tmp_path, west, standalone.zookeeper_hosts) as running:
-            running.rewrite(config)
-            nodes = {n: running.start(n) for n in ("fwd-1", "fwd-2")}
-            roles = stood_by(running)
-            sides = {
-                "west": lambda: west,
-                **{s.name: located(master_of(east, s.name)) for s in east.spec.shards},
-            }
-            with traffic(sides, channel) as publishers:
-                wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
-                nodes[roles["owner"]].signal(signal.SIGKILL)
-                wait_until(
-                    lambda: all(
-                        t["owner"] == roles["standby"] and t["running"]
-                        for t in running.status()["tasks"]
-                    ),
-                    "the standby runs both directions",
-                    timeout=30,
-                )
-                resumed = heard["west"].counts().total()
-                wait_until(lambda: heard["west"].counts().total() > resumed + 300, "more", 20)
-            east_sides = [s.name for s in east.spec.shards]
-            to_west = published(publishers, ["west", *east_sides])
-            to_alpha = published(publishers, ["west", alpha.name])
-            wait_until(lambda: set(heard["west"].counts()) >= set(to_west), "all in west", 30)
-            wait_until(lambda: set(heard["alpha"].counts()) >= set(to_alpha), "all in east", 30)
-            counts = still(heard)
-        for side, expected in (("west", to_west), ("alpha", to_alpha)):
-            extra = counts[side] - expected  # copies beyond one of each
-            assert not expected - counts[side], f"lost in {side}"
-            assert sum(extra.values()) <= REWRITTEN, (side, extra.most_common(5))
-            assert set(counts[side]) == set(expected), f"strangers in {side}"
-    finally:
-        for listener in heard.values():
-            listener.close()
+    bridge = Bridge(west, shared_deployment("sentinel"), standalone.zookeeper_hosts)
+    heard, alpha, east_sides = bridge.heard, bridge.alpha.name, bridge.east_sides
+    with bridge.fleet(tmp_path) as running:
+        roles = stood_by(running)
+        with traffic(bridge.sides(), bridge.channel) as publishers:
+            wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
+            running.nodes[roles["owner"]].signal(signal.SIGKILL)
+            wait_until(
+                lambda: all(
+                    t["owner"] == roles["standby"] and t["running"]
+                    for t in running.status()["tasks"]
+                ),
+                "the standby runs both directions",
+                timeout=30,
+            )
+            resumed = heard["west"].counts().total()
+            wait_until(lambda: heard["west"].counts().total() > resumed + 300, "more", 20)
+        to_west = published(publishers, ["west", *east_sides])
+        to_alpha = published(publishers, ["west", alpha])
+        wait_until(lambda: set(heard["west"].counts()) >= set(to_west), "all in west", 30)
+        wait_until(lambda: set(heard["alpha"].counts()) >= set(to_alpha), "all in east", 30)
+        counts = still(heard)
+    for side, expected in (("west", to_west), ("alpha", to_alpha)):
+        extra = counts[side] - expected  # copies beyond one of each
+        assert not expected - counts[side], f"lost in {side}"
+        assert sum(extra.values()) <= REWRITTEN, (side, extra.most_common(5))
+        assert set(counts[side]) == set(expected), f"strangers in {side}"
 
 
 def test_a_failover_of_the_east_master_loses_only_inside_it_and_nothing_comes_back(
@@ -159,52 +174,35 @@ def test_a_failover_of_the_east_master_loses_only_inside_it_and_nothing_comes_ba
 ) -> None:
     standalone = shared_deployment("standalone")
     west = standalone.spec.shards[0].master
-    east = fresh_deployment("sentinel")
-    channel = f"{uuid.uuid4().hex[:8]}.sync"
-    config = bridge_fleet_config(west, east, channel, standalone.zookeeper_hosts)
-    alpha = east.spec.shards[0]
-    heard = {"west": Heard(west, channel), "alpha": Heard(alpha.replicas[0], channel)}
-    locate_alpha = located(master_of(east, alpha.name))
-    try:
-        with fleet(tmp_path, west, standalone.zookeeper_hosts) as running:
-            running.rewrite(config)
-            for node in ("fwd-1", "fwd-2"):
-                running.start(node)
-            stood_by(running)
-            sides = {
-                "west": lambda: west,
-                **{s.name: located(master_of(east, s.name)) for s in east.spec.shards},
-            }
-            with traffic(sides, channel) as publishers:
-                wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
-                failed_over_at = time.time()
-                fail_over(east, alpha.name, locate_alpha, alpha.replicas[0])
-                wait_until(forwarding_again(heard, publishers, alpha.name), "forwarding", 30)
-                recovered_at = time.time()
-            east_sides = [s.name for s in east.spec.shards]
-            to_west = published(publishers, ["west", *east_sides])
-            to_alpha = published(publishers, ["west", alpha.name])
-            last = {side: f"{side}-{p.sent[-1][0]}".encode() for side, p in publishers.items()}
-            wait_until(
-                lambda: (
-                    last["west"] in heard["alpha"].counts()
-                    and all(last[s] in heard["west"].counts() for s in east_sides)
-                ),
-                "the last messages on the other side",
-                timeout=30,
-            )
-            counts = still(heard)
-        for side, expected in (("west", to_west), ("alpha", to_alpha)):
-            assert not counts[side] - expected, f"duplicated or come back in {side}"
-            lost = expected - counts[side]
-            sent_at = {
-                f"{s}-{seq}".encode(): at for s, p in publishers.items() for seq, at in p.sent
-            }
-            late = [m for m in lost if not failed_over_at - 1 <= sent_at[m] <= recovered_at]
-            assert not late, f"lost outside the failover in {side}: {late[:5]}"
-    finally:
-        for listener in heard.values():
-            listener.close()
+    bridge = Bridge(west, fresh_deployment("sentinel"), standalone.zookeeper_hosts)
+    heard, alpha, east_sides = bridge.heard, bridge.alpha, bridge.east_sides
+    locate_alpha = located(master_of(bridge.east, alpha.name))
+    with bridge.fleet(tmp_path) as running:
+        stood_by(running)
+        with traffic(bridge.sides(), bridge.channel) as publishers:
+            wait_until(lambda: heard["alpha"].counts().total() > 300, "traffic", 20)
+            failed_over_at = time.time()
+            fail_over(bridge.east, alpha.name, locate_alpha, alpha.replicas[0])
+            wait_until(forwarding_again(heard, publishers, alpha.name), "forwarding", 30)
+            recovered_at = time.time()
+        to_west = published(publishers, ["west", *east_sides])
+        to_alpha = published(publishers, ["west", alpha.name])
+        last = {side: f"{side}-{p.sent[-1][0]}".encode() for side, p in publishers.items()}
+        wait_until(
+            lambda: (
+                last["west"] in heard["alpha"].counts()
+                and all(last[s] in heard["west"].counts() for s in east_sides)
+            ),
+            "the last messages on the other side",
+            timeout=30,
+        )
+        counts = still(heard)
+    sent_at = {f"{s}-{seq}".encode(): at for s, p in publishers.items() for seq, at in p.sent}
+    for side, expected in (("west", to_west), ("alpha", to_alpha)):
+        assert not counts[side] - expected, f"duplicated or come back in {side}"
+        lost = expected - counts[side]
+        late = [m for m in lost if not failed_over_at - 1 <= sent_at[m] <= recovered_at]
+        assert not late, f"lost outside the failover in {side}: {late[:5]}"
 
 
 def fail_over(east: Deployment, name: str, locate: Callable[[], Address], replica: Address) -> None:
