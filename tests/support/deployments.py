@@ -31,6 +31,7 @@ SHIPPED_SPECS = (
     "ha-cluster",
     "tls",
     "monitoring",
+    "bridge",
 )
 
 

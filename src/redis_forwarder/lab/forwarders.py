@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,32 @@ def to_toml(document: dict[str, Any]) -> str:
 
 
 def source_section(spec: TopologySpec) -> dict[str, Any]:
-    """The ``[source]`` that reads the spec's deployment."""
+    """The ``[source]`` that reads the spec's deployment: on Sentinel, every master, or
+    those ``[forwarders] source_masters`` names; called ``source_name`` by bridges."""
+    forwarders = spec.forwarders
+    named = {"name": forwarders.source_name} if forwarders and forwarders.source_name else {}
     if spec.kind is DeploymentKind.SENTINEL:
-        assert spec.sentinel is not None
-        return {
-            "kind": "sentinel",
-            "addresses": [str(a) for a in spec.sentinel.addresses],
-            "masters": [s.name for s in spec.shards],
-        }
-    return {"kind": str(spec.kind), "addresses": [str(s.master) for s in spec.shards]}
+        chosen = forwarders.source_masters if forwarders else None
+        return {**named, **_sentinel_table(spec, chosen or [s.name for s in spec.shards])}
+    return {**named, "kind": str(spec.kind), "addresses": [str(s.master) for s in spec.shards]}
+
+
+def _sentinel_table(spec: TopologySpec, masters: Sequence[str]) -> dict[str, Any]:
+    assert spec.sentinel is not None
+    return {
+        "kind": "sentinel",
+        "addresses": [str(a) for a in spec.sentinel.addresses],
+        "masters": list(masters),
+    }
+
+
+def target_sections(spec: TopologySpec) -> dict[str, dict[str, Any]]:
+    """Each ``[targets.NAME]``: the ``[[sink]]`` servers, and the deployments of
+    ``[forwarders] target_masters`` (the lab's sentinels, other masters)."""
+    targets = {s.name: {"kind": "standalone", "addresses": [str(s.address)]} for s in spec.sinks}
+    for name, masters in (spec.forwarders.target_masters if spec.forwarders else {}).items():
+        targets[name] = _sentinel_table(spec, masters)
+    return targets
 
 
 def node_config(
@@ -67,12 +85,8 @@ def node_config(
         },
         "route": [dict(route) for route in forwarders.routes],
     }
-    for sink in spec.sinks:
-        document[f"targets.{sink.name}"] = {
-            "kind": "standalone",
-            "addresses": [str(sink.address)],
-            **tls_section,
-        }
+    for name, table in target_sections(spec).items():
+        document[f"targets.{name}"] = {**table, **tls_section}
     return document
 
 

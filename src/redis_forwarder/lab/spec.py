@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from redis_forwarder.errors import SpecError
+from redis_forwarder.lab.spec_checks import check_deployments, check_sinks, check_target_masters
 from redis_forwarder.model import Address, DeploymentKind
 from redis_forwarder.settings import DeploymentSettings
 from redis_forwarder.validation import problems
@@ -198,6 +199,15 @@ class ForwardersSpec(_Strict):
     root: str = Field(default="/redis-forwarder/lab", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
     session_timeout: float = Field(default=4.0, ge=2, le=120)
     routes: tuple[dict[str, Any], ...] = Field(alias="route", min_length=1)
+    # Sentinel specs: one set of sentinels watching several deployments (issue 20's
+    # bridges). The masters the nodes' [source] watches (default: every [[shard]]), and
+    # per target name the masters of a [targets.NAME] naming the same sentinels: a
+    # deployment of its own, failing over on its own (masters disjoint from the others).
+    source_masters: tuple[str, ...] | None = Field(default=None, min_length=1)
+    target_masters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # What bridges call the [source] deployment ([source] name: the origin stamped on
+    # stream entries, {origin} in names); unset: "source".
+    source_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -208,6 +218,7 @@ class ForwardersSpec(_Strict):
         ids = [n.id for n in self.nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"forwarder node ids must be unique: {ids}")
+        check_target_masters(self)
         for route in self.routes:
             try:
                 RouteConfig.model_validate(route)
@@ -259,7 +270,8 @@ class TopologySpec(_Strict):
             raise ValueError("a standalone deployment has exactly one [[shard]]")
         if self.forwarders is not None and self.zookeeper is None:
             raise ValueError("[forwarders] share their work through ZooKeeper: add [zookeeper]")
-        _check_sinks(self)
+        check_sinks(self)
+        check_deployments(self)
         if self.monitoring is not None and self.forwarders is None:
             raise ValueError(
                 "[monitoring] scrapes the spec's forwarder nodes: add [forwarders], or "
@@ -297,20 +309,6 @@ class TopologySpec(_Strict):
 
     def redis_addresses(self) -> list[Address]:
         return [a for s in self.shards for a in (s.master, *s.replicas)]
-
-
-def _check_sinks(spec: TopologySpec) -> None:
-    names = [s.name for s in spec.sinks]
-    if len(set(names)) != len(names) or "source" in names:
-        raise ValueError(f'sink names must be unique and not "source": {names}')
-    for route in spec.forwarders.routes if spec.forwarders else ():
-        to = route.get("to") if isinstance(route, dict) else None
-        target = to.get("target", "source") if isinstance(to, dict) else "source"
-        if target != "source" and target not in names:
-            raise ValueError(
-                f"route {route.get('name', '?')!r} writes to target {target!r}; the spec's "
-                f'[[sink]] tables name {names or "none"} (or use the deployment: "source")'
-            )
 
 
 def _check_slot_coverage(shards: tuple[ShardSpec, ...], cluster: ClusterSpec) -> None:
