@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from redis_forwarder.drill.bridge_loop import BRIDGE_LOOP, run_bridge_loop
 from redis_forwarder.drill.partition import partition_unavailable
 from redis_forwarder.drill.report import print_results, write_report
 from redis_forwarder.drill.result import DrillResult
@@ -50,7 +51,7 @@ def drill_lab(directory: Path | None, spec_path: Path | None) -> Iterator[Lab]:
 
 
 @click.command()
-@click.argument("scenario", type=click.Choice([*SCENARIOS, "all", CHAOS]))
+@click.argument("scenario", type=click.Choice([*SCENARIOS, BRIDGE_LOOP, "all", CHAOS]))
 @click.option(
     "--dir",
     "directory",
@@ -118,7 +119,9 @@ def drill(
     kill-controller, kill-master, half-open, zk-leader-loss, zk-outage, slow-sink,
     partition-zookeeper, partition-redis (root: network namespaces);
     sentinel-failover on a Sentinel lab; cluster-failover, migrate-slots, add-shard on
-    a cluster lab; or all of those that fit the lab, in turn. ``chaos``: a seeded random
+    a cluster lab; or all of those that fit the lab, in turn. ``bridge-loop``: a
+    two-way bridge (topology/bridge.toml) through a node kill and a failover, checked
+    for loops. ``chaos``: a seeded random
     campaign of overlapping faults aimed at role holders, judged as a whole."""
     if scenario == CHAOS:
         chaos(
@@ -144,6 +147,9 @@ def drill(
                 chosen = [name for name in chosen if name not in skipped]
                 err.print(f"skipping {', '.join(skipped)}: {partition_unavailable()}")
         for name in chosen:
+            if name == BRIDGE_LOOP:
+                results.append(run_bridge_loop(lab, rate, status.update, steady))
+                continue
             results.append(run_drill(lab, SCENARIOS[name], rate, status.update, steady))
     if report_dir is not None:
         for path in write_report(results, report_dir):

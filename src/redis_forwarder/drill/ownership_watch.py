@@ -4,19 +4,27 @@ becomes one of the drill's events (its timeline and report)."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from redis_forwarder.drill.workload import DRILL_ROUTES
 
-if TYPE_CHECKING:
-    from redis_forwarder.drill.target import LabTarget
+
+class Watched(Protocol):
+    """The fleet as a drill sees it (``LabTarget``, ``BridgeTarget``)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def note(self, event: str) -> None: ...
 
 
 class OwnershipWatcher:
-    """Polls the drill tasks' owners and epochs; each change is an event."""
+    """Polls the tasks' owners and epochs of ``routes`` (the drill routes by
+    default); each change is an event."""
 
-    def __init__(self, target: LabTarget) -> None:
+    def __init__(self, target: Watched, routes: Collection[str] = DRILL_ROUTES) -> None:
         self.target = target
+        self.routes = routes
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,6 +50,6 @@ class OwnershipWatcher:
             for task in status["tasks"]:
                 key = (task["route"], task["shard"])
                 now = (task["owner"] if task["running"] else None, task["epoch"])
-                if key in last and last[key] != now and task["route"] in DRILL_ROUTES:
+                if key in last and last[key] != now and task["route"] in self.routes:
                     self.target.note(f"{key[0]}@{key[1]}: owner {now[0]} epoch {now[1]}")
                 last[key] = now

@@ -64,6 +64,8 @@ def print_results(results: list[DrillResult]) -> None:
                 f"{result.scenario}: {result.replication_loss} stream entries were lost by "
                 "Redis replication itself (acknowledged by a master that died first)"
             )
+        for note in result.notes:
+            out.print(f"{result.scenario}: {note}", markup=False, highlight=False)
         for problem in result.broken:
             out.print(f"[red]{result.scenario}: {problem}[/red]")
 

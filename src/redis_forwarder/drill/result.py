@@ -21,12 +21,14 @@ class DrillResult:
     timeline: dict[str, dict[int, int]] = field(default_factory=dict)
     started_at: float = 0.0
     timeline_route: str = ""  # the checker route the timeline shows
+    notes: list[str] = field(default_factory=list)  # what the table cannot show
 
     @property
     def passed(self) -> bool:
         return not self.broken
 
     def to_json(self) -> dict[str, Any]:
+        notes = {"notes": self.notes} if self.notes else {}
         return {
             "scenario": self.scenario,
             "description": self.description,
@@ -39,4 +41,5 @@ class DrillResult:
             ],
             "replication_loss": self.replication_loss,
             "routes": {name: report.to_json() for name, report in self.routes.items()},
+            **notes,
         }

@@ -5,7 +5,7 @@ state the same way)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_forwarder.lab import probes
 from redis_forwarder.lab.probes import ProbeFailed
@@ -79,7 +79,11 @@ def _unsettled(target: LabTarget) -> str:
     return ""
 
 
-def replication_lagging(target: LabTarget, statuses: list[Any], topology: Topology) -> list[str]:
+class _OfKind(Protocol):
+    kind: DeploymentKind
+
+
+def replication_lagging(target: _OfKind, statuses: list[Any], topology: Topology) -> list[str]:
     """Redis nodes of the source that are not where a failover could safely go:
     a node that is not a master of ``topology`` and not a replica linked to one and
     done syncing (a restarted old master before it turns into a replica is one);
