@@ -167,6 +167,7 @@ def test_a_stream_entry_lost_or_copied_twice_breaks_the_drill() -> None:
     verdict = check_bridge(run)
     assert verdict.findings["streams"]["east>west"]["lost"] == 1
     assert verdict.findings["streams"]["west>east"]["duplicated"] == 1
+    assert verdict.findings["streams"]["west>east"]["duplicated_sent_at"] == [10.0]  # from the kill
     assert sorted(verdict.broken) == [
         "stream@east>west: 1 entries lost (a stream bridge may lose none but what the "
         "failover of its sink erased)",

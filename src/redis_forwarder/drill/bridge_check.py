@@ -313,7 +313,8 @@ def _stream(
     report = check([Sent(name, STREAM, p.seq, p.at) for p in sent], received, fault_at, recovered)[
         name
     ]
-    copied = {r.seq for r in received}
+    copies_of = Counter(r.seq for r in received)
+    copied = set(copies_of)
     lost = [p for p in sent if p.seq not in copied]
     # Written into ``there`` while its master failed over: a demoted master takes
     # writes until the sentinels reconfigure it, and erases them when it resyncs
@@ -337,6 +338,9 @@ def _stream(
         "lost_sent_between": _span(report.lost_from, report.lost_until, fault_at),
         "lost_in_windows": dict(_windows_of(run, [p.at for p in lost])),
         "lost_to_sink_failover": len(erased),
+        "duplicated_sent_at": [round(p.at - fault_at, 3) for p in sent if copies_of[p.seq] > 1][
+            :SHOWN
+        ],
         "counted_by_forwarder": run.counted.get(f"{here}>{there}", 0),
     }
     problems = []
