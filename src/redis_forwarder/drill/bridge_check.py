@@ -14,7 +14,10 @@ Three lanes per side, all on the bridge's own names (the same on both sides):
 Pub/sub is heard by a subscriber on every Redis node of a side (a message reaches a
 master's replicas too), so a subscriber cut off by a failover (Sentinel disconnects
 the clients of both nodes it reconfigures) does not read as a loss when another heard
-it. A message's copies are the most any one node heard of it.
+it. A message's copies are the most any one node heard of it. For the repeated lane
+that makes "missing" an upper bound of the loss (while a demoted master is a master of
+its own, what was published on it reached its subscribers only, and identical
+payloads on two nodes cannot be told apart) and "extra" a lower bound of the echoes.
 
 Guarantees (a broken one fails the drill):
 
