@@ -52,15 +52,23 @@ def test_bridge_loop_drill_keeps_its_invariants(shared_deployment: Shared) -> No
     }  # fmt: skip
     for way, pubsub in bridge["pubsub"].items():
         assert pubsub["sent"] > 0 and pubsub["arrived"] > 0.9 * pubsub["sent"], (way, shown)
-        assert pubsub["came_back"] == 0 and pubsub["lost_outside_windows"] == 0, (way, shown)
+        # Home again only the dead owner's last copies, written again by the replay
+        # (a few at the most: what it wrote after its last watermark).
+        home = pubsub["came_back"]
+        assert home == pubsub["came_back_in_standby_window"] and home <= 5, (way, shown)
+        assert pubsub["lost_outside_windows"] == 0, (way, shown)
         assert pubsub["duplicated"] == pubsub["duplicated_in_standby_window"], (way, shown)
     for side, repeated in bridge["repeated"].items():
         assert repeated["expected"] > 0, side
         assert repeated["extra"] <= repeated["extra_allowed"], (side, shown)
         assert repeated["missing"] <= repeated["missing_allowed"], (side, shown)
     for way, stream in bridge["streams"].items():
-        assert stream["copied"] > 0.9 * stream["sent"], (way, shown)
-        assert stream["duplicated"] == stream["came_back"] == 0, (way, shown)
+        # Every entry is copied, or erased by Redis itself (east's failover, before or
+        # after the copy): how many that is depends on the failover, not on us.
+        accounted = stream["copied"] + stream["lost_by_redis"] + stream["lost_to_sink_failover"]
+        assert stream["copied"] > 0 and accounted == stream["sent"], (way, shown)
+        assert stream["duplicated"] == stream["duplicated_in_windows"], (way, shown)
+        assert stream["came_back"] == 0, (way, shown)
         assert stream["over_one_hop"] == stream["altered"] == 0, (way, shown)
         # Only east's failover may erase copies, only those written into east.
         assert stream["lost"] == stream["lost_to_sink_failover"], (way, shown)

@@ -111,7 +111,19 @@ def test_a_message_heard_twice_at_home_came_back() -> None:
     verdict = check_bridge(run)
     assert verdict.findings["pubsub"]["west>east"]["came_back"] == 1
     assert verdict.broken == ["pubsub@west>east: 1 copies came back to west, where they "
-                              "were published"]  # fmt: skip
+                              "were published, outside a standby's takeover window"]  # fmt: skip
+
+
+def test_a_copy_home_again_in_a_standby_takeover_is_counted_not_broken() -> None:
+    """The dead owner's last copies are written again by the standby's replay: one may
+    go home once (docs/bridging.md, Limits); inside the kill's window it is counted."""
+    run = clean()
+    home = heard_on(run, "west", UNIQUE, unique_payload(RUN, "west", 11))[0]  # t = 5.5
+    run.heard.append(replace(home, at=home.at + 0.2))
+    verdict = check_bridge(run)
+    way = verdict.findings["pubsub"]["west>east"]
+    assert way["came_back"] == way["came_back_in_standby_window"] == 1
+    assert verdict.broken == []
 
 
 def test_losses_count_per_window_and_break_outside() -> None:
@@ -171,8 +183,12 @@ def test_a_stream_entry_lost_or_copied_twice_breaks_the_drill() -> None:
     assert sorted(verdict.broken) == [
         "stream@east>west: 1 entries lost (a stream bridge may lose none but what the "
         "failover of its sink erased)",
-        "stream@west>east: 1 duplicates",
+        "stream@west>east: 1 duplicates outside the disturbed windows",
     ]
+    inside = next(c for c in run.copies if c.side == "east" and c.get("fwd-origin-id") == "1011-0")
+    run.copies.append(replace(inside, entry_id="1031-8"))  # sent at t = 5.5: the kill
+    found = check_bridge(run).findings["streams"]["west>east"]
+    assert found["duplicated"] == 2 and found["duplicated_in_windows"] == 1
 
 
 def test_what_redis_itself_lost_is_reported_apart() -> None:

@@ -177,3 +177,32 @@ def test_an_old_watermark_does_not_match_a_payload_repeated_later() -> None:
     replay = ring.replay(mark, now=201.0)
     assert replay.messages == [beat, message(1), message(2)]  # all of it, none skipped
     assert replay.found == "by time"
+
+
+def test_a_bridge_standby_judging_twins_the_other_way_round_replays_neither() -> None:
+    """A pub/sub bridge's standby keeps what it took for echoes, marked: the owner
+    heard the same messages, but judged which of two identical ones was the echo the
+    other way round. Its watermark is still found (in everything heard), and of the
+    two identical messages neither is replayed (one written, one an echo)."""
+    a, b, c, d, e = (message(n) for n in range(5))
+    x1, x2 = message(9), message(9)  # the same bytes: an echo and a publisher's
+    heard = [a, x1, b, x2, c, d, e]
+    ring = Ring(window=60, max_bytes=1 << 20)
+    ring.add(heard, now=10.0, echoes=frozenset({1}))  # the standby dropped x1
+    owner_wrote = [a, x1, b, c]  # the owner dropped x2 instead
+    replay = ring.replay(watermark_of(owner_wrote), now=11.0)
+    assert replay.found in ("exact", "reordered")
+    assert replay.messages == [d, e]
+
+
+def test_echoes_are_never_replayed_and_do_not_hide_the_watermark() -> None:
+    sent = [message(n) for n in range(40)]
+    echoes = frozenset(range(1, 40, 3))  # every third one an echo, in between
+    ring = Ring(window=60, max_bytes=1 << 20)
+    ring.add(sent, now=10.0, echoes=echoes)
+    written = [m for i, m in enumerate(sent[:30]) if i not in echoes]
+    replay = ring.replay(watermark_of(written), now=11.0)
+    assert replay.found == "exact"
+    assert replay.messages == [m for i, m in enumerate(sent) if i >= 30 and i not in echoes]
+    without_mark = ring.replay(None, now=11.0)
+    assert without_mark.messages == [m for i, m in enumerate(sent) if i not in echoes]

@@ -267,11 +267,15 @@ class PubSubLoop:
         """A standby: keep the batch, write nothing (of a bridge, what the owner would
         write: echoes out, the rest awaited back as if sent, ``echoes``)."""
         assert self.ring is not None
+        echoes: frozenset[int] = frozenset()
         if self.echoes is not None:
-            batch = self._without_echoes(batch)
-            if not batch:
-                return
-        self.ring.add(batch, time.time())
+            # Kept, marked: the owner may have judged two identical messages the other
+            # way round, and its watermark names what it wrote (a drill: a takeover that
+            # could not find it replayed by time, seconds of duplicates, some home).
+            kept = {id(m) for m in self._without_echoes(batch)}
+            if len(kept) != len(batch):
+                echoes = frozenset(i for i, m in enumerate(batch) if id(m) not in kept)
+        self.ring.add(batch, time.time(), echoes)
         self.metrics.standby_heard(self.ring)
 
     def _without_echoes(self, batch: list[RawMessage], record: bool = True) -> list[RawMessage]:

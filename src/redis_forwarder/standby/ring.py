@@ -40,6 +40,7 @@ CLOCK_MARGIN = 1.0
 # pub/sub bridge may go back once: forwarding/echoes.py).
 REWRITE_SLACK = 0.05
 REORDER_SLACK = 3  # a reordered watermark is looked for among 3x its messages
+NONE: frozenset[int] = frozenset()
 OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
 # objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
 
@@ -73,7 +74,8 @@ class Ring:
     def __init__(self, window: float, max_bytes: int) -> None:
         self.window = window
         self.max_bytes = max_bytes
-        self._items: deque[tuple[float, list[RawMessage] | Hole, int]] = deque()
+        # (when, a batch or a hole, bytes, the batch's positions a bridge took for echoes)
+        self._items: deque[tuple[float, list[RawMessage] | Hole, int, frozenset[int]]] = deque()
         self.bytes = 0
         self.messages = 0
         self.evicted = 0  # messages that fell off (age or bytes): counted, never silent
@@ -81,12 +83,16 @@ class Ring:
         self._hole: Hole | None = None
 
     # -- the standby's side
-    def add(self, batch: list[RawMessage], now: float) -> None:
+    def add(self, batch: list[RawMessage], now: float, echoes: frozenset[int] = NONE) -> None:
+        """``echoes``: positions in ``batch`` that a pub/sub bridge's standby took for
+        the other direction's copies (``forwarding/echoes.py``): kept, to place the
+        watermark by (the owner may have judged two identical messages the other way
+        round), never replayed."""
         if self._hole is not None:
             self._hole.end = now
             self._hole = None
         size = sum(len(c) + len(p) for c, p, _ in batch) + OVERHEAD * len(batch)
-        self._items.append((now, batch, size))
+        self._items.append((now, batch, size, echoes))
         self.bytes += size
         self.messages += len(batch)
         self._evict(now)
@@ -96,12 +102,12 @@ class Ring:
         the next batch."""
         if self._hole is None:
             self._hole = Hole(now)
-            self._items.append((now, self._hole, 0))
+            self._items.append((now, self._hole, 0, NONE))
 
     def _evict(self, now: float) -> None:
         items = self._items
         while items and (self.bytes > self.max_bytes or items[0][0] < now - self.window):
-            _at, batch, size = items.popleft()
+            _at, batch, size, _echoes = items.popleft()
             if isinstance(batch, list):
                 self.bytes -= size
                 self.messages -= len(batch)
@@ -114,39 +120,87 @@ class Ring:
 
     # -- the takeover
     def replay(self, mark: Watermark | None, now: float) -> Replay:
-        """Everything after ``mark``, in order (the whole ring without one)."""
+        """Everything after ``mark``, in order (the whole ring without one), echoes
+        left out."""
         timed: list[tuple[float, RawMessage]] = []
         holes: list[tuple[int, Hole]] = []
-        for at, batch, _size in self._items:
+        echo: set[int] = set()
+        for at, batch, _size, echoes in self._items:
             if isinstance(batch, Hole):
                 holes.append((len(timed), batch))
             else:
+                echo.update(len(timed) + i for i in echoes)
                 timed.extend((at, m) for m in batch)
         messages = [m for _at, m in timed]
         if not messages:
             return Replay([], "empty ring", unaccounted=_spans(holes, 0, now))
         if mark is None or not mark.digests:
-            return Replay(messages, "no watermark", unaccounted=_spans(holes, 0, now))
-        # A message that reached the ring after the watermark was written (beyond the
-        # clock margin) cannot be one the watermark names: an old watermark would match
-        # a repeated payload (a heartbeat) heard later, and skip what follows it.
-        latest = mark.at + CLOCK_MARGIN
-        possible = sum(1 for at, _m in timed if at <= latest)
-        start, skip, found, ambiguous = _locate(messages, mark.digests, possible)
-        if start is None:
+            replay = [m for i, m in enumerate(messages) if i not in echo]
+            return Replay(replay, "no watermark", unaccounted=_spans(holes, 0, now))
+        placed = None
+        if echo:  # first as the owner should have seen it: without the echoes
+            placed = _place([i for i in range(len(messages)) if i not in echo], timed, mark)
+            placed = placed if placed is not None and placed[2] == "exact" else None
+        if placed is None:  # then everything heard: what it wrote is in there, in order
+            placed = _place(list(range(len(messages))), timed, mark)
+        if placed is None:
             # Not in the ring: it reaches back too little, or it missed those messages.
             since = mark.at - CLOCK_MARGIN
             start = next((i for i, (at, _m) in enumerate(timed) if at >= since), len(timed))
             oldest = timed[0][0]
             spans = [(mark.at, oldest)] if oldest > mark.at else []
-            return Replay(
-                messages[start:], "by time", unaccounted=spans + _spans(holes, start, now)
-            )
-        kept = [i for i in range(start, len(messages)) if i not in skip]
+            replay = [messages[i] for i in range(start, len(messages)) if i not in echo]
+            return Replay(replay, "by time", unaccounted=spans + _spans(holes, start, now))
+        start, skip, found, ambiguous = placed
+        kept = _not_written(messages, start, skip | echo)
         due = mark.at + MARK_EVERY + REWRITE_SLACK
         maybe = sum(1 for i in kept if timed[i][0] <= due)
         replay = [messages[i] for i in kept]
         return Replay(replay, found, ambiguous, _spans(holes, start, now), maybe)
+
+
+def _not_written(
+    messages: list[RawMessage], start: int, out: set[int] | frozenset[int]
+) -> list[int]:
+    """The positions from ``start`` on to replay: as many of each (channel, payload)
+    as were heard there, less those in ``out`` (written by the owner, or echoes),
+    counted per message, not by position: the owner and a bridge's standby may have
+    judged two identical messages the other way round (one an echo, the other not), and
+    which of two identical messages goes cannot be told, nor does it matter."""
+    drop: dict[tuple[bytes, bytes], int] = {}
+    for i in out:
+        if i >= start:
+            key = messages[i][0], messages[i][1]
+            drop[key] = drop.get(key, 0) + 1
+    if not drop:
+        return list(range(start, len(messages)))
+    kept: list[int] = []
+    for i in range(start, len(messages)):
+        key = messages[i][0], messages[i][1]
+        left = drop.get(key, 0)
+        if left:
+            drop[key] = left - 1
+            continue
+        kept.append(i)
+    return kept
+
+
+def _place(
+    view: list[int], timed: list[tuple[float, RawMessage]], mark: Watermark
+) -> tuple[int, frozenset[int], str, int] | None:
+    """The watermark in the ring's messages at the positions ``view``: where to start
+    the replay, the positions after it the owner wrote all the same, how it was found,
+    how many other places matched; None when it is not there. A message that reached
+    the ring after the watermark was written (beyond the clock margin) cannot be one it
+    names: an old watermark would match a repeated payload (a heartbeat) heard later,
+    and skip what follows it."""
+    latest = mark.at + CLOCK_MARGIN
+    possible = sum(1 for i in view if timed[i][0] <= latest)
+    start, skip, found, ambiguous = _locate([timed[i][1] for i in view], mark.digests, possible)
+    if start is None:
+        return None
+    at = view[start] if start < len(view) else len(timed)
+    return at, frozenset(view[i] for i in skip), found, ambiguous
 
 
 def _locate(
