@@ -3,7 +3,7 @@
 Echo suppression (``forwarding/echoes.py``) needs the task that publishes into a
 deployment's channels and the task that reads them there to share one node's ledger,
 and a takeover to move them together (their standbys on one node too). ``together``
-maps a route to its group's name (``bridges_echo.echo_groups``); every task of a group's
+maps a route to its group's name (``bridge_echoes.echo_groups``); every task of a group's
 routes is one unit here: the group's first task (by name) stands for it in ``plan``,
 and its owner and standby become every member's.
 
