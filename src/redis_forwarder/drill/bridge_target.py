@@ -19,7 +19,7 @@ from redis_forwarder.coordination.fleet import fleet_status
 from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.drill.bridge_plan import Bridge, Side, find_bridge
-from redis_forwarder.drill.settle import SETTLE_TIMEOUT, replication_lagging
+from redis_forwarder.drill.settle import replication_lagging, until_settled
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab
 from redis_forwarder.lab.forwarders import CONFIG_FILE
@@ -148,14 +148,7 @@ def settle(target: BridgeTarget, what: str) -> None:
     """Until the lab is whole: every process runs, every replica of both sides is linked
     and in sync, every node is a member, every task of every route runs where it is
     assigned, and every standby listens. Bounded by SETTLE_TIMEOUT."""
-    deadline = Deadline(SETTLE_TIMEOUT)
-    reason = ""
-    while not deadline.expired:
-        reason = _unsettled(target)
-        if not reason:
-            return
-        time.sleep(0.2)  # polling, with the deadline above
-    raise RuntimeError(f"the lab did not settle {what} within {SETTLE_TIMEOUT:.0f}s: {reason}")
+    until_settled(lambda: _unsettled(target), what)
 
 
 def _unsettled(target: BridgeTarget) -> str:

@@ -5,6 +5,7 @@ state the same way)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_forwarder.lab import probes
@@ -23,10 +24,16 @@ def settle(target: LabTarget, what: str) -> None:
     """Until the deployment is whole: every lab process runs, every forwarder node is
     a member, and every task runs on the node the assignment names (so a restored
     node has taken its share back before the drill calls it recovered)."""
+    until_settled(lambda: _unsettled(target), what)
+
+
+def until_settled(unsettled: Callable[[], str], what: str) -> None:
+    """Poll ``unsettled`` (why the lab is not whole, "" once it is) until it says
+    nothing, within SETTLE_TIMEOUT; else raise with its last reason."""
     deadline = Deadline(SETTLE_TIMEOUT)
     reason = ""
     while not deadline.expired:
-        reason = _unsettled(target)
+        reason = unsettled()
         if not reason:
             return
         time.sleep(0.2)  # polling, with the deadline above
