@@ -101,12 +101,24 @@ def assign(
         )
         for node in eligible
     }
-    share = _shares(len(wanted), eligible, held, pinned)
-    room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
-    result: Assignment = {}
-    for node in eligible:
-        kept = _kept(node, held[node], share[node], promoted, standby, room, result)
-        result.update(dict.fromkeys(kept, node))
+    # A node that could not give up its excess after all (its ready standby had no room
+    # under these shares) is pinned at what it kept, and the shares are made again: the
+    # larger share it was not given went to another node, which kept two while one
+    # node had none (a property test: eight tasks on six nodes). Each round pins one
+    # node more, so this ends.
+    for _round in range(len(eligible) + 1):
+        share = _shares(len(wanted), eligible, held, pinned)
+        room = {node: share[node] - min(share[node], len(held[node])) for node in eligible}
+        result: Assignment = {}
+        stuck = {}
+        for node in eligible:
+            kept = _kept(node, held[node], share[node], promoted, standby, room, result)
+            result.update(dict.fromkeys(kept, node))
+            if len(kept) > max(share[node], pinned[node]):
+                stuck[node] = len(kept)
+        if not stuck:
+            break
+        pinned.update(stuck)
     for task in wanted:  # no owner (a rebalance): its ready standby first, if it has room
         node = standby.nodes.get(task, "")
         if task not in result and task in standby.ready and room.get(node, 0) > 0:
