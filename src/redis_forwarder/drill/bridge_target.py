@@ -15,11 +15,10 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_forwarder.config import ForwarderConfig, load_config
-from redis_forwarder.coordination.fleet import fleet_status
-from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
 from redis_forwarder.drill.bridge_plan import Bridge, Side, find_bridge
 from redis_forwarder.drill.settle import replication_lagging, until_settled
+from redis_forwarder.drill.target import FleetTarget
 from redis_forwarder.errors import UsageError
 from redis_forwarder.lab import Lab
 from redis_forwarder.lab.forwarders import CONFIG_FILE
@@ -33,7 +32,7 @@ from redis_forwarder.work import wanted_tasks
 LOST_TO_FAILOVER = "forwarder_sink_failover_lost_entries_total"
 
 
-class BridgeTarget:
+class BridgeTarget(FleetTarget):
     def __init__(self, lab: Lab, progress: Callable[[str], None]) -> None:
         self.lab = lab
         self.progress = progress
@@ -53,24 +52,6 @@ class BridgeTarget:
         self.paths = Paths(self.coordination.root)
         self.kind = DeploymentKind.SENTINEL  # no cluster side (bridge_plan refuses one)
         self.events: list[tuple[float, str]] = []
-
-    def note(self, event: str) -> None:
-        self.events.append((time.time(), event))
-        self.progress(event)
-
-    def status(self) -> dict[str, Any]:
-        with FleetClient(
-            self.coordination.zookeeper,
-            timeout=self.session_timeout,
-            credentials=self.coordination.credentials(),
-        ) as client:
-            return fleet_status(client, self.paths, self.config.cut_off_after)
-
-    def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
-        return {
-            (t["route"], t["shard"]): (t["owner"] if t["running"] else None, t["epoch"])
-            for t in self.status()["tasks"]
-        }
 
     def pubsub_tasks(self, status: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The bridge's pub/sub tasks (both directions) as ``status`` shows them."""

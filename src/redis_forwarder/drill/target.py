@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from redis_forwarder.config import ForwarderConfig, load_config
+from redis_forwarder.config import CoordinationConfig, ForwarderConfig, load_config
 from redis_forwarder.coordination.fleet import fleet_status
 from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
@@ -37,7 +37,37 @@ from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.work import wanted_tasks
 
 
-class LabTarget:
+class FleetTarget:
+    """What every drill's target does with its fleet (``LabTarget``, and the bridge's):
+    note an event, read the fleet's status and its tasks' owners."""
+
+    config: ForwarderConfig
+    coordination: CoordinationConfig
+    session_timeout: float
+    paths: Paths
+    events: list[tuple[float, str]]
+    progress: Callable[[str], None]
+
+    def note(self, event: str) -> None:
+        self.events.append((time.time(), event))
+        self.progress(event)
+
+    def status(self) -> dict[str, Any]:
+        with FleetClient(
+            self.coordination.zookeeper,
+            timeout=self.session_timeout,
+            credentials=self.coordination.credentials(),
+        ) as client:
+            return fleet_status(client, self.paths, self.config.cut_off_after)
+
+    def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
+        return {
+            (t["route"], t["shard"]): (t["owner"] if t["running"] else None, t["epoch"])
+            for t in self.status()["tasks"]
+        }
+
+
+class LabTarget(FleetTarget):
     """The lab and its fleet, as scenarios act on them."""
 
     def __init__(self, lab: Lab, progress: Callable[[str], None]) -> None:
@@ -70,24 +100,6 @@ class LabTarget:
     def has_standby(self, route: str) -> bool:
         """Whether the drill's ``route`` ("pubsub@SHARD") runs with a hot standby."""
         return self.standby and route.startswith("pubsub@")
-
-    def note(self, event: str) -> None:
-        self.events.append((time.time(), event))
-        self.progress(event)
-
-    def status(self) -> dict[str, Any]:
-        with FleetClient(
-            self.coordination.zookeeper,
-            timeout=self.session_timeout,
-            credentials=self.coordination.credentials(),
-        ) as client:
-            return fleet_status(client, self.paths, self.cut_off_after)
-
-    def owners(self) -> dict[tuple[str, str], tuple[str | None, int | None]]:
-        return {
-            (t["route"], t["shard"]): (t["owner"] if t["running"] else None, t["epoch"])
-            for t in self.status()["tasks"]
-        }
 
     @property
     def drill_shard(self) -> str:
