@@ -192,9 +192,11 @@ class Wiring:
         loop.ring = None
         if self.echoes is not None:
             # The old owner may have written these too (after its last watermark): then
-            # two copies come back, and the second must not go home (a kill test: 6
-            # messages of the other side went back to it).
-            self.echoes.left(replay.messages[: replay.maybe_written])
+            # two copies come back, and the second must not go home (a kill test: the
+            # other side's messages went back to it).
+            forgotten = self.echoes.left(replay.messages[: replay.maybe_written])
+            if forgotten:  # older copies, forgotten on the way: counted as anywhere
+                self.metrics.echoes_unheard(forgotten)
         for start in range(0, len(replay.messages), REPLAY_BATCH):
             # What the ring kept was recorded as sent when heard (the standby did what
             # the owner did); an echo heard before its original is dropped now.
