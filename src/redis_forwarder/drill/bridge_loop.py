@@ -47,8 +47,9 @@ from redis_forwarder.drill.bridge_target import (
     wait_for_new_master,
     wait_for_takeover,
 )
-from redis_forwarder.drill.bridge_traffic import BridgeLoad, Listeners, client
+from redis_forwarder.drill.bridge_traffic import BridgeLoad, Listeners
 from redis_forwarder.drill.checker import RouteReport, rates
+from redis_forwarder.drill.load import client
 from redis_forwarder.drill.ownership_watch import OwnershipWatcher
 from redis_forwarder.drill.result import DrillResult
 from redis_forwarder.errors import UsageError

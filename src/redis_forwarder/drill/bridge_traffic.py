@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from redis_forwarder.drill.bridge_check import (
     REPEATED,
@@ -33,6 +31,7 @@ from redis_forwarder.drill.bridge_check import (
     repeated_payload,
     unique_payload,
 )
+from redis_forwarder.drill.load import client, paced
 from redis_forwarder.model import Address
 from redis_forwarder.retry import Deadline
 
@@ -40,17 +39,6 @@ log = logging.getLogger(__name__)
 RELOCATE_EVERY = 0.1  # seconds between asking where each side's master is
 LANES = (UNIQUE, REPEATED, STREAM)
 POLL = 0.05
-
-
-def client(address: Address, timeout: float = 0.5) -> redis.Redis:
-    """No retries and short timeouts: a dead or moving master costs a failed call."""
-    return redis.Redis(
-        host=address.host,
-        port=address.port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 @dataclass
@@ -101,27 +89,13 @@ class BridgeLoad:
                 self._located[side] = address
 
     def _send_on(self, side: str, lane: str) -> None:
-        clients: dict[Address, redis.Redis] = {}
+        def send(server: redis.Redis, seq: int) -> None:
+            sent = self._send(server, side, lane, seq)
+            if sent is not None:
+                self.sent.append(sent)
+
         interval = len(self.sides) * len(LANES) / self.rate
-        started = time.monotonic()
-        tick = seq = 0
-        while not self._halt.is_set():
-            address = self._located.get(side)
-            if address is not None:
-                if address not in clients:
-                    clients[address] = client(address)
-                seq += 1  # never reused: a failed send may have reached the server
-                sent = self._send(clients[address], side, lane, seq)
-                if sent is not None:
-                    self.sent.append(sent)
-            tick += 1
-            delay = started + tick * interval - time.monotonic()
-            if delay > 0:
-                self._halt.wait(delay)
-            else:  # fell behind (a hung server): skip the missed ticks, keep the rate
-                tick = int((time.monotonic() - started) / interval)
-        for each in clients.values():
-            each.close()
+        paced(self._halt, interval, lambda: self._located.get(side), send)
 
     def _send(self, server: redis.Redis, side: str, lane: str, seq: int) -> Published | None:
         payload = unique_payload(self.run, side, seq) if lane == UNIQUE else repeated_payload(seq)

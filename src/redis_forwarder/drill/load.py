@@ -65,29 +65,11 @@ class Load:
             self._relocate()
 
     def _send_on(self, lane: Lane) -> None:
-        clients: dict[Address, redis.Redis] = {}
-        interval = len(self.lanes) / self.rate
-        started = time.monotonic()
-        tick = number = 0
-        while not self._halt.is_set():
-            address = self._located.get(lane.where)
-            if address is not None:
-                client = clients.get(address)
-                if client is None:
-                    client = clients[address] = _client(address)
-                # Never reused: a send that failed may still have reached the server
-                # (its reply lost), and a reused number would look like a duplicate.
-                number += 1
-                if self._send(client, lane, number):
-                    self.sent.append(Sent(lane.route, lane.label, number, time.time()))
-            tick += 1
-            delay = started + tick * interval - time.monotonic()
-            if delay > 0:
-                self._halt.wait(delay)
-            else:  # fell behind (a hung server): skip the missed ticks, keep the rate
-                tick = int((time.monotonic() - started) / interval)
-        for client in clients.values():
-            client.close()
+        def send(server: redis.Redis, number: int) -> None:
+            if self._send(server, lane, number):
+                self.sent.append(Sent(lane.route, lane.label, number, time.time()))
+
+        paced(self._halt, len(self.lanes) / self.rate, lambda: self._located.get(lane.where), send)
 
     def _send(self, client: redis.Redis, lane: Lane, number: int) -> bool:
         now_us = time.time_ns() // 1000
@@ -114,13 +96,44 @@ class Load:
                 self._located[name] = address
 
 
-def _client(address: Address) -> redis.Redis:
+def paced(
+    halt: threading.Event,
+    interval: float,
+    where: Callable[[], Address | None],
+    send: Callable[[redis.Redis, int], None],
+) -> None:
+    """``send(server, number)`` every ``interval`` seconds until ``halt``, to the server
+    ``where`` names now (nothing while it names none), a client per server kept."""
+    clients: dict[Address, redis.Redis] = {}
+    started = time.monotonic()
+    tick = number = 0
+    while not halt.is_set():
+        address = where()
+        if address is not None:
+            server = clients.get(address)
+            if server is None:
+                server = clients[address] = client(address)
+            # Never reused: a send that failed may still have reached the server (its
+            # reply lost), and a reused number would look like a duplicate.
+            number += 1
+            send(server, number)
+        tick += 1
+        delay = started + tick * interval - time.monotonic()
+        if delay > 0:
+            halt.wait(delay)
+        else:  # fell behind (a hung server): skip the missed ticks, keep the rate
+            tick = int((time.monotonic() - started) / interval)
+    for server in clients.values():
+        server.close()
+
+
+def client(address: Address, timeout: float = 0.5) -> redis.Redis:
     """No retries and short timeouts: a dead master must cost the load a failed send,
     not seconds of redis-py's backoff that would starve the other lanes."""
     return redis.Redis(
         host=address.host,
         port=address.port,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
     )
