@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -473,11 +474,11 @@ class Node:
         # The gate is this session's, not a later one's (a task of a lost session
         # must stay shut).
         placement = self._placements.for_task(route, shard, self.coordinator.gate.bound())
-        ring = None
-        if standby and self.config.coordination is not None:
-            coordination = self.config.coordination
-            ring = Ring(coordination.ring_window, coordination.standby_max_bytes)
-        task = Task(spec, placement, self.metrics, standby=ring)
+        coordination, rings = self.config.coordination, None  # an owner may yield (a ring)
+        if coordination is not None:
+            rings = partial(Ring, coordination.ring_window, coordination.standby_max_bytes)
+        ring = rings() if standby and rings is not None else None
+        task = Task(spec, placement, self.metrics, ring, rings, self._wake.set)
         task.start()
         return task
 

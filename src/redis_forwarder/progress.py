@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from redis_forwarder.coordination.paths import YIELDING
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import TaskKey
 
@@ -45,6 +46,8 @@ class ProgressReport:
                 "ambiguous": counts.ring.ambiguous,
                 "unaccounted_seconds": round(counts.ring.unaccounted_seconds, 3),
             }
+            if task.yielding_since is not None:  # asks for its standby (``Control._plan``)
+                progress[f"{key[0]}@{key[1]}"][YIELDING] = task.yielding_since
             if any(counts.bridged.values()):  # a bridge's (issue 20): only once it acts
                 progress[f"{key[0]}@{key[1]}"]["bridged"] = dict(counts.bridged)
         for gone in self._rates.keys() - tasks.keys():

@@ -22,11 +22,13 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from redis_forwarder.model import Address
 from tests.support.cli import run_cli
 from tests.support.commands import xrange
 from tests.support.deployments import Deployment
 from tests.support.fleet import Fleet, entries, fleet
 from tests.support.node_runner import Publisher
+from tests.support.subscribers import kill_subscribers, ports_of
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -151,6 +153,30 @@ def test_an_owner_killed_and_restarted_at_once_still_hands_over_to_its_standby(
     print(f"STANDBY kill -9 and restart: sent {sent}, lost {lost}, duplicated {duplicated}")
     assert new_owner == standby != owner
     assert lost == 0
+    assert duplicated <= 100
+
+
+def cut_subscription(f: Fleet, owner: str) -> None:
+    """The server closes the owner's subscription (CLIENT KILL: as past its output
+    buffer's limit, or in a failover); the owner's node lives on."""
+    source = Address.parse(f.config["source"]["addresses"][0])
+    client = redis.Redis(host=source.host, port=source.port, socket_timeout=5)
+    assert kill_subscribers(client, ports_of(f.nodes[owner].process.pid)) == 1
+
+
+def test_an_owner_that_lost_its_subscription_yields_to_its_standby_losing_nothing(
+    shared_deployment: Shared, tmp_path: Path
+) -> None:
+    """A chaos campaign lost 796 messages that waited in an owner's subscription when
+    a Sentinel failover closed it; its standby had heard them and was not asked. The
+    owner now yields: it writes nothing more, the controller gives the task to the
+    ready standby, which replays from the owner's last watermark."""
+    sent, lost, duplicated, owner, standby, new_owner, late = run_fault(
+        shared_deployment("standalone"), tmp_path, cut_subscription
+    )
+    print(f"STANDBY subscription cut: sent {sent}, lost {lost}, duplicated {duplicated}")
+    assert new_owner == standby != owner
+    assert lost == 0 and late == 0
     assert duplicated <= 100
 
 

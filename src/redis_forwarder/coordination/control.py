@@ -168,6 +168,12 @@ class Control:
                 "%d tasks of a node that died and came back go to their standbys: %s",
                 len(dead), _names(dead),
             )  # fmt: skip
+        if gave_up := self._yielded(in_force, reports, ready, eligible):
+            # Their owner lost the subscription; the ready standby heard what it missed:
+            # to the standby, as a gone owner's (``supervisor.Yield``).
+            previous = {t: "" if t in gave_up else n for t, n in previous.items()}
+            log.info("%d tasks yielded by their owners go to their standbys: %s",
+                     len(gave_up), _names(gave_up))  # fmt: skip
         owners, standbys = plan_together(
             wanted, eligible, previous, in_force.standbys, wants_standby, ready, paused,
             self.together,
@@ -183,6 +189,16 @@ class Control:
         last_ran = {task: ran for task, ran in in_force.ran.items() if task not in dead}
         ran = ran_now(owners, last_ran, sessions, running, wants_standby & wanted)
         return owners, standbys, ran, held
+
+    def _yielded(
+        self, in_force: InForce, reports: Reports, ready: Set[TaskKey], eligible: list[str]
+    ) -> set[TaskKey]:
+        if not reports.yielding:  # the common case: nothing to work out at 20,000 tasks
+            return set()
+        reachable = set(eligible)
+        movable = {t for t in ready if in_force.standbys[t] in reachable}
+        yielded = yielded_to_standbys(in_force.owners, reports, movable)
+        return whole_groups(yielded, in_force.owners, self.together, movable)
 
     async def _in_force(self) -> InForce:
         """The assignment as ZooKeeper holds it, in whichever layout it is."""
@@ -266,3 +282,36 @@ def _names(tasks: set[TaskKey]) -> str:
     shown = sorted(tasks)[:20]
     more = f" and {len(tasks) - len(shown)} more" if len(tasks) > len(shown) else ""
     return ", ".join(f"{r}@{s}" for r, s in shown) + more
+
+
+def yielded_to_standbys(
+    owners: Assignment, reports: Reports, movable: Set[TaskKey]
+) -> set[TaskKey]:
+    """The tasks whose owner yields them (it lost their subscription) and whose standby
+    is ready and eligible (``movable``): a move there loses nothing the owner missed. A
+    standby that is not ready lost its subscription too: the owner takes it back."""
+    return {
+        task
+        for node, tasks in reports.yielding.items()
+        for task in tasks
+        if owners.get(task) == node and task in movable
+    }
+
+
+def whole_groups(
+    yielded: set[TaskKey],
+    owners: Assignment,
+    together: Mapping[str, str],
+    movable: Set[TaskKey],
+) -> set[TaskKey]:
+    """A bridge's directions move as one (``together``): a group goes when one of its
+    tasks is yielded and every one of them can move to its standby, else none of it
+    (half a group without an owner would go to a node without its ring)."""
+    if not yielded or not together:
+        return yielded
+    result = {task for task in yielded if task[0] not in together}
+    for group in {together[task[0]] for task in yielded if task[0] in together}:
+        tasks = {task for task in owners if together.get(task[0]) == group}
+        if tasks <= movable:
+            result |= tasks
+    return result

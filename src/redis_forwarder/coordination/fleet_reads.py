@@ -6,7 +6,7 @@ time, every second).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis_forwarder.coordination import paths as znodes
@@ -33,13 +33,15 @@ class Reports:
     silences: Silences
     standing_by: dict[str, frozenset[TaskKey]]  # the tasks each node stands by for, ready
     running: dict[str, tuple[int, dict[TaskKey, int]]]  # its session, task -> epoch
+    # The tasks each node yields to their standbys: it lost their subscription.
+    yielding: dict[str, frozenset[TaskKey]] = field(default_factory=dict)
 
     def key(self, cut_off_after: float, calm: dict[str, float] | None = None) -> tuple[Any, ...]:
         """What the assignment depends on, for telling whether anything changed: of the
         silences, only who is cut off (they change with every report, which at 500
         nodes is every cycle). ``calm``: the controller's (``assignment.cut_off``)."""
         cut = cut_off(self.silences, cut_off_after, calm)
-        return (cut, self.standing_by, self.running)
+        return (cut, self.standing_by, self.running, self.yielding)
 
 
 Memo = dict[str, tuple[tuple[int, int], Any]]
@@ -90,16 +92,19 @@ async def read_reports(
     silences: Silences = {}
     standing_by: dict[str, frozenset[TaskKey]] = {}
     running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
+    yielding: dict[str, frozenset[TaskKey]] = {}
     for node in nodes:
         znode, document = found[paths.progress_of(node)], documents.get(node)
-        silence, ready, runs = _derived(derived, node, document)
+        silence, ready, runs, gives_up = _derived(derived, node, document)
         if znode is not None and silence:
             silences[node] = (znode.mtime, silence)
         earlier = znode is not None and znode.owner != members.sessions.get(node, znode.owner)
         standing_by[node] = frozenset() if earlier else ready
         if runs is not None:
             running[node] = runs
-    return Reports(silences, standing_by, running)
+        if gives_up and not earlier:
+            yielding[node] = gives_up
+    return Reports(silences, standing_by, running, yielding)
 
 
 def _derived(memo: Derived, node: str, document: Any) -> tuple[Any, ...]:
@@ -110,6 +115,7 @@ def _derived(memo: Derived, node: str, document: Any) -> tuple[Any, ...]:
         znodes.silence_of(document),
         frozenset(znodes.standing_by_of(document)),
         znodes.running_of(document),
+        frozenset(znodes.yielding_of(document)),
     )
     memo[node] = (document, said)
     return said

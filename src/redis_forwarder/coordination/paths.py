@@ -248,6 +248,22 @@ SILENCE = "silent_for"
 STANDING_BY = "standing_by"
 
 
+# ... and, in a task's entry, since when its owner yields it to its standby: it lost its
+# subscription, and the standby heard what it missed (``supervisor.Yield``).
+YIELDING = "yielding"
+
+
+def yielding_of(document: Any) -> set[TaskKey]:
+    """The tasks a progress document says its node yields to their standbys."""
+    if not isinstance(document, dict):
+        return set()
+    return {
+        task_of(name)
+        for name, entry in document.items()
+        if isinstance(entry, dict) and entry.get(YIELDING) is not None and "@" in name
+    }
+
+
 def standing_by_of(document: Any) -> set[TaskKey]:
     """The tasks a progress document says its node stands by for, ready: subscribed,
     its ring filling (state "standby"). None when missing or malformed (a node of an
@@ -285,11 +301,18 @@ def silence_of(document: Any) -> dict[str, float]:
 
 def summary(progress: dict[str, Any]) -> tuple[Any, ...]:
     """What of a progress document the controller decides by: the session, each task's
-    epoch, running and state, each standby's state, and the silences in whole seconds
+    epoch, running, state and yield, each standby's state, and the silences in whole seconds
     (a deployment falling silent shows each second; counters and rates do not count).
     A node writes its progress when this changed (``coordinator``)."""
     tasks = sorted(
-        (name, entry.get("epoch"), entry.get("running"), entry.get("state"), entry.get("gaps"))
+        (
+            name,
+            entry.get("epoch"),
+            entry.get("running"),
+            entry.get("state"),
+            entry.get("gaps"),
+            entry.get(YIELDING) is not None,
+        )
         for name, entry in progress.items()
         if isinstance(entry, dict) and "epoch" in entry
     )

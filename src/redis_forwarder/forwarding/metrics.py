@@ -314,6 +314,10 @@ class TaskMetrics:
         self.watermarks += 1
         self._watermarks.inc()
 
+    def yielded(self) -> None:
+        """The owner lost its subscription and yields to its standby (``supervisor``)."""
+        self.registry.standby.yields.labels(**self._labels).inc()
+
     def output_buffer_cut(self) -> None:
         """Redis closed the subscriber, most likely past client-output-buffer-limit
         pubsub (``pubsub.output_buffer_cut``): what it held for us is lost. (The loss

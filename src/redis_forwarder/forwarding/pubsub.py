@@ -73,6 +73,11 @@ class RouteLoop(ConnectionLost):
     """The task read its own output: it stopped forwarding rather than amplify."""
 
 
+class SlotMoved(ConnectionLost):
+    """Redis took a sharded channel's subscription away: its slot moved to another
+    shard (every subscriber of it loses it alike: nothing for a standby to fill)."""
+
+
 class LoopGuard:
     """Per batch, not per message: the batch's first and last channels are looked up
     among the names written for earlier batches' first and last messages, then those
@@ -197,9 +202,7 @@ class PubSubLoop:
                 self._reading = False
             if self.reader.unsubscribed:
                 # Redis took a sharded channel away: its slot moved to another shard.
-                raise ConnectionLost(
-                    self.reader.connection.name, "a sharded channel's slot moved away"
-                )
+                raise SlotMoved(self.reader.connection.name, "a sharded channel's slot moved away")
             if batch:
                 awaiting_pong = False
                 if self.sink is None:

@@ -11,6 +11,10 @@
     a standby (issue 15): connecting ──▶ standby ──(promote)──▶ forwarding
                           (a lost subscription: backing-off, a hole in its ring, no gap)
 
+    an owner whose subscription was lost, with a standby (``supervisor.Yield``):
+        forwarding ──(lost)──▶ connecting ──▶ yielding ──(its standby took over)──▶ stopped
+                                                 └──(nobody did: it takes it back)──▶ forwarding
+
 A gap opens when a task leaves ``forwarding`` (or fails to get there) for any reason
 but a stop, and closes when it is ``forwarding`` again: pub/sub messages published
 inside a gap are lost, which is what gaps measure. Stream tasks lose nothing in a gap:
@@ -35,6 +39,9 @@ class TaskState(StrEnum):
     BACKING_OFF = "backing-off"  # a gap is open: waiting before the next attempt
     REHOMING = "rehoming"  # the master moved: dropping connections, reconnecting at once
     STANDBY = "standby"  # listening into its ring, writing nothing (issue 15)
+    # An owner that lost its subscription, listening into a ring of its own while it
+    # asks for its standby (which heard what it missed) to take over.
+    YIELDING = "yielding"
     STOPPING = "stopping"
     STOPPED = "stopped"
 

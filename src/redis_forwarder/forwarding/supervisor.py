@@ -12,6 +12,18 @@ flushes it, an ungraceful one resets every connection at once.
 Every state change goes through ``_enter``, which logs it, counts it and timestamps it
 (kazoo's ``SetPartitioner._set_state`` is the model), so the state is never spread
 over flags.
+
+An owner of a pub/sub task with a standby whose subscription is lost does not just
+resubscribe: what was published until it is back is lost to it, and its standby heard
+it (a chaos campaign: 796 messages waiting in a subscription that a Sentinel failover
+closed; ``partition-redis`` with a short hold: 500 per route). It *yields*
+(:class:`Yield`): it writes nothing more, so that its last watermark stays where its
+writing stopped, listens into a ring of its own, and reports itself yielding; the
+controller gives the task to its standby if that one is ready (``Control._plan``),
+which replays from that watermark. Nobody took it within ``YIELD_WAIT``: it takes the
+task back, writing its own ring whole (what it heard since it resubscribed), and the
+span it did not hear is its gap. Either way it listened from its next subscription on,
+so a yield costs a delay, never a message the old way would have kept.
 """
 
 from __future__ import annotations
@@ -20,14 +32,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from dataclasses import replace
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
 from redis_forwarder.forwarding.metrics import TaskMetrics
 from redis_forwarder.forwarding.placement import Placement
-from redis_forwarder.forwarding.pubsub import PubSubLoop
+from redis_forwarder.forwarding.pubsub import PubSubLoop, SlotMoved
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import FINAL, Gap, TaskState
 from redis_forwarder.forwarding.streams import StreamLoop
@@ -41,9 +53,25 @@ from redis_forwarder.standby.ring import Ring
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0  # a graceful stop's bound: past it, the task's connections are reset
+# How long a yielding owner waits for its standby to take over: a report, a controller
+# cycle and a hand-off take well under a second when the fleet is well.
+YIELD_WAIT = 3.0
+# A task that took itself back does not yield again this soon: its standby was not
+# ready, and a source that keeps failing would hold its messages back every time.
+YIELD_PAUSE = 10.0
 # Said at DEBUG when they come without a reason: "forwarding from" and the gap lines
 # already say them at INFO and WARNING.
 _QUIET = frozenset({TaskState.CONNECTING, TaskState.FORWARDING, TaskState.STOPPED})
+
+
+@dataclass
+class Yield:
+    """An owner's yield to its standby: since when (wall clock) and why its
+    subscription was lost, and when its own ring began to hear again."""
+
+    since: float
+    reason: str
+    heard_at: float | None = None
 
 
 class Task:
@@ -53,9 +81,13 @@ class Task:
         placement: Placement,
         metrics: Metrics,
         standby: Ring | None = None,
+        rings: Callable[[], Ring] | None = None,
+        wake_node: Callable[[], None] | None = None,
     ) -> None:
         """``standby``: the task starts as a standby (issue 15), keeping what it hears in
-        this ring, writing nothing, until ``promote``."""
+        this ring, writing nothing, until ``promote``. ``rings``: a fleet's, so that an
+        owner with a standby can yield (a ring of its own); ``wake_node``: its report
+        of the yield goes out at once."""
         self.spec = spec
         self.route = spec.route
         self.shard = spec.shard
@@ -78,9 +110,15 @@ class Task:
         self._loops: list[PubSubLoop] | list[StreamLoop] = []
         self._attempt: asyncio.Task[None] | None = None
         self._source_failed: Address | None = None  # the source of the attempt that ended
+        self._was = TaskState.CONNECTING  # the state the attempt that ended was in
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.listening = standby is not None  # a standby, not promoted yet
+        self._rings = rings if spec.watermarks and not spec.reads_streams else None
+        self._wake_node = wake_node
+        self.yielding: Yield | None = None
+        self._yield_timer: asyncio.TimerHandle | None = None
+        self._took_back_at = float("-inf")  # monotonic
         self._wiring = Wiring(
             spec, placement, self.connections, self.metrics, self._is_graceful, standby
         )
@@ -102,6 +140,12 @@ class Task:
         """Running, and the sink takes writes: a task whose sink refused every write
         since it last took one is connected but forwards nothing (states.py)."""
         return self.running and not self.refused_by_sink
+
+    @property
+    def yielding_since(self) -> float | None:
+        """When (wall clock) it yielded to its standby, while it does: the controller
+        gives the task to that standby if it is ready."""
+        return None if self.yielding is None else self.yielding.since
 
     @property
     def in_gap(self) -> bool:
@@ -142,10 +186,11 @@ class Task:
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name=self.name)
 
-    def promote(self, epoch: int) -> None:
+    def promote(self, epoch: int, own_ring: bool = False) -> None:
         """A standby became the owner, under ``epoch``: its loop takes over at its next
         turn (replaying its ring from the old owner's watermark, then live on the same
-        subscription); if its subscription is down, the next attempt does."""
+        subscription); if its subscription is down, the next attempt does.
+        ``own_ring``: a yielding owner takes its task back (``_take_back``)."""
         if not self.listening or self.state in FINAL:
             return
         self.listening = False
@@ -153,11 +198,61 @@ class Task:
             self.placement.gate.rebind()
         self.epoch = epoch
         self.spec = replace(self.spec, epoch=epoch)
-        self._wiring.promote(self.spec)
-        if self._arm_takeover() and self.state is TaskState.STANDBY:
-            self._enter(TaskState.FORWARDING, f"took over, epoch {epoch}")
+        self._wiring.promote(self.spec, own_ring)
+        if self._arm_takeover() and self.state in (TaskState.STANDBY, TaskState.YIELDING):
+            how = "took it back" if own_ring else "took over"
+            self._enter(TaskState.FORWARDING, f"{how}, epoch {epoch}")
             return
         self._wake.set()  # waiting to retry: retry now, as the owner
+
+    # -- yielding to the standby
+    def _may_yield(self, previous: TaskState, lost: ConnectionLost | None) -> bool:
+        """Whether the attempt that ended lost a subscription a standby heard: an
+        owner's, that forwarded, cut off on the source's side (not a re-home, a stop, a
+        sharded slot that moved: every subscriber loses those alike)."""
+        return (
+            self._rings is not None
+            and not self.listening
+            and previous is TaskState.FORWARDING
+            and self.state not in FINAL
+            and lost is not None
+            and lost.address == str(self.source_address)
+            and not isinstance(lost, SlotMoved)
+            and time.monotonic() - self._took_back_at > YIELD_PAUSE
+        )
+
+    def _yield(self, reason: str) -> None:
+        """Write nothing more (the last watermark stays where writing stopped), listen
+        into a ring of our own, and ask for the standby (the report, at once)."""
+        assert self._rings is not None
+        self.yielding = Yield(time.time(), reason)
+        self.listening = True
+        self._wiring.demote(self._rings())
+        self.metrics.yielded()
+        log.warning(
+            "%s lost its subscription (%s): yielding to its standby, which heard what "
+            "this node missed; taken back in %.0fs if it does not take over",
+            self.name, reason, YIELD_WAIT,
+        )  # fmt: skip
+        self._yield_timer = asyncio.get_running_loop().call_later(YIELD_WAIT, self._take_back)
+        if self._wake_node is not None:
+            self._wake_node()
+
+    def _take_back(self) -> None:
+        """Nobody took the task over: forward again, first what our own ring heard
+        since it resubscribed; the span before it is the gap."""
+        self._yield_timer = None
+        yielded, self.yielding = self.yielding, None
+        if yielded is None or self.state in FINAL:
+            return
+        self._took_back_at = time.monotonic()
+        log.warning("%s: no standby took over within %.0fs; taking it back", self.name, YIELD_WAIT)
+        self._open_gap(yielded.reason, yielded.since)
+        if yielded.heard_at is not None:
+            self._close_gap(yielded.heard_at)
+        self.promote(self.epoch, own_ring=True)
+        if self._wake_node is not None:
+            self._wake_node()
 
     @property
     def of_this_session(self) -> bool:
@@ -213,6 +308,10 @@ class Task:
         graceful = graceful and self.state is TaskState.FORWARDING
         self._graceful = graceful
         self._enter(TaskState.STOPPING, "graceful hand-off" if graceful else "at once")
+        if self._yield_timer is not None:
+            self._yield_timer.cancel()
+        if self.yielding is not None:
+            log.info("%s: yielded to its standby", self.name)
         self.connections.stop()  # nothing opens from here on
         if graceful:
             for loop in self._loops:
@@ -245,7 +344,8 @@ class Task:
                 # Cleared before the attempt, not before the back-off: a rehome or a
                 # stop while the attempt ends must still cut the back-off short.
                 self._wake.clear()
-                reason = await self._one_attempt()
+                reason, lost = await self._one_attempt()
+                was = self._was
                 self.connections.clear()
                 if self.state in FINAL:
                     break
@@ -255,7 +355,10 @@ class Task:
                     self._avoid.clear()  # the topology moved: its first choice again
                 elif self._source_failed:
                     self._avoid.add(self._source_failed)
-                if not self.listening:  # a standby forwards nothing: no gap (a hole)
+                if self._may_yield(was, lost):
+                    self._yield(reason)
+                    backoff.reset()
+                elif not self.listening:  # a standby forwards nothing: no gap (a hole)
                     self._open_gap(reason)
                 self.placement.on_lost(f"{self.name}: {reason}")
                 if self.state is TaskState.REHOMING:
@@ -275,9 +378,11 @@ class Task:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    async def _one_attempt(self) -> str:
-        """Run one attempt to its end; return why it ended. Awaited with asyncio.wait,
-        so the attempt's own cancellation (a rehome, a stop) never looks like ours."""
+    async def _one_attempt(self) -> tuple[str, ConnectionLost | None]:
+        """Run one attempt to its end; return why it ended (and the lost connection,
+        if that was it). Awaited with asyncio.wait, so the attempt's own cancellation
+        (a rehome, a stop) never looks like ours. ``_was``: its last state before it
+        ended."""
         self._attempt = asyncio.create_task(self._forward(), name=f"{self.name} attempt")
         try:
             await asyncio.wait({self._attempt})
@@ -285,29 +390,32 @@ class Task:
             if not self._attempt.done():  # we are cancelled: so is the attempt
                 self._attempt.cancel()
         attempt, self._attempt = self._attempt, None
+        self._was = self.state
         self._source_failed = self.source_address
         if attempt.cancelled():
-            return self._rehome_reason or "cancelled"
+            return self._rehome_reason or "cancelled", None
         error = attempt.exception()
         if error is None:
-            return "the loop ended"
+            return "the loop ended", None
         if isinstance(error, ConnectionLost):
             if error.address != str(self.source_address):
                 self._source_failed = None  # the sink failed: the source may stay
-            return (
+            reason = (
                 error.reason
                 if error.address in error.reason
                 else f"{error.address}: {error.reason}"
             )
+            return reason, error
         # Not a lost connection: garbage on the wire, a bug. Say so loudly, with the
         # traceback, count it as a gap, and start over with fresh connections.
         log.error("%s failed unexpectedly; reconnecting", self.name, exc_info=error)
-        return f"unexpected {type(error).__name__}: {error}"
+        return f"unexpected {type(error).__name__}: {error}", None
 
     async def _forward(self) -> None:
         listening = self.listening
         locate = self.placement.locate_source
-        if listening and self.placement.locate_standby is not None:
+        # A yielding owner listens where it read: its own ring is its own view.
+        if listening and self.yielding is None and self.placement.locate_standby is not None:
             locate = self.placement.locate_standby
         source = locate(frozenset(self._avoid))
         self.source_address = source.address  # before connecting: a failure names it
@@ -318,8 +426,12 @@ class Task:
                 return  # stopped or re-homed while connecting: read nothing
             self._avoid.clear()
             if listening and self.listening:
-                self._enter(TaskState.STANDBY)
-                log.info("%s standing by on %s", self.name, attempt.source)
+                if self.yielding is not None:
+                    self.yielding.heard_at = self.yielding.heard_at or time.time()
+                    self._enter(TaskState.YIELDING)
+                else:
+                    self._enter(TaskState.STANDBY)
+                    log.info("%s standing by on %s", self.name, attempt.source)
                 await _first_failure([loop.run() for loop in attempt.loops])
                 return
             self._arm_takeover()  # promoted while this attempt connected as a standby
@@ -349,17 +461,17 @@ class Task:
             level, "%s: %s -> %s%s", self.name, previous, state, f" ({reason})" if reason else ""
         )
 
-    def _open_gap(self, reason: str) -> None:
+    def _open_gap(self, reason: str, since: float | None = None) -> None:
         if self.in_gap:
             return
         log.warning("%s interrupted: %s", self.name, reason)
-        self.gaps.append(Gap(time.time(), reason))
+        self.gaps.append(Gap(time.time() if since is None else since, reason))
         self.metrics.gap_opened()
 
-    def _close_gap(self) -> None:
+    def _close_gap(self, at: float | None = None) -> None:
         if self.in_gap:
             gap = self.gaps[-1]
-            gap.end = time.time()
+            gap.end = time.time() if at is None else at
             self.metrics.gap_closed(gap.end - gap.start)
             log.warning("%s resumed after %.3fs (%s)", self.name, gap.end - gap.start, gap.reason)
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis_forwarder.forwarding.aside import Oversize, StreamDeadLetter, StreamOversize
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
@@ -37,7 +37,7 @@ from redis_forwarder.sink.writer import PipelineWriter
 from redis_forwarder.source.pubsub import PubSubReader
 from redis_forwarder.source.streams import StreamReader
 from redis_forwarder.standby.marks import Marks, Watermark, mark_key
-from redis_forwarder.standby.ring import Ring
+from redis_forwarder.standby.ring import OWN_RING, Ring
 from redis_forwarder.templates import compile_template
 from redis_forwarder.topology.slots import key_slot
 from redis_forwarder.validation import Located
@@ -97,6 +97,7 @@ class Wiring:
         self.marks = Marks(self.mark_key) if spec.watermarks else None
         self.ring = ring
         self.replay_due = False
+        self.own_ring = False  # a yielding owner took its task back: no watermark to find
         # Issue 20: a pub/sub bridge's echoes, dropped where heard (standby or owner).
         self.echoes = echo_sides(placement.echoes, spec.route.origin_names, spec.commands.target)
         self._stack: contextlib.AsyncExitStack | None = None  # the pub/sub attempt's
@@ -166,12 +167,22 @@ class Wiring:
             self.ring.lost_subscription(time.time())
 
     # -- the takeover (issue 15)
-    def promote(self, spec: TaskSpec) -> None:
+    def promote(self, spec: TaskSpec, own_ring: bool = False) -> None:
         """The standby owns the task now (ZooKeeper says so: the old owner's ownership
-        is gone): write under the new epoch, and replay at the loop's next turn."""
+        is gone): write under the new epoch, and replay at the loop's next turn.
+        ``own_ring``: an owner that yielded takes its task back; its ring holds only
+        what it heard since it resubscribed, all of it unwritten."""
         self.spec = spec
         self.marks = Marks(self.mark_key) if spec.watermarks else None
         self.replay_due = self.ring is not None
+        self.own_ring = own_ring
+
+    def demote(self, ring: Ring) -> None:
+        """An owner yields to its standby (``supervisor.Yield``): its next attempts
+        listen into ``ring`` and write nothing, so its last watermark stays where its
+        writing stopped."""
+        self.ring, self.replay_due, self.own_ring = ring, False, False
+        self.metrics.ring.track(ring, time.time)
 
     async def take_over(self, loop: PubSubLoop) -> None:
         """Run by the loop (``PubSubLoop.take_over``): give it a sink, find the old
@@ -186,8 +197,10 @@ class Wiring:
             loop.sink, _where = await self._pubsub_sink(stack)
             loop.oversize = self._oversize(loop.sink)
         loop.marks = self.marks
-        mark = await self._read_mark()
-        replay = ring.replay(mark, time.time())
+        if self.own_ring:
+            replay = replace(ring.replay(None, time.time()), found=OWN_RING)
+        else:
+            replay = ring.replay(await self._read_mark(), time.time())
         self.metrics.ring.took_over(self.spec.name, replay)
         loop.ring = None
         if self.echoes is not None:
@@ -201,7 +214,7 @@ class Wiring:
             # What the ring kept was recorded as sent when heard (the standby did what
             # the owner did); an echo heard before its original is dropped now.
             await loop.forward(replay.messages[start : start + REPLAY_BATCH], replay=True)
-        self.ring, self.replay_due = None, False
+        self.ring, self.replay_due, self.own_ring = None, False, False
         self.metrics.ring.track(None, time.time)
 
     async def _read_mark(self) -> Watermark | None:

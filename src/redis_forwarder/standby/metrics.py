@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from redis_forwarder.standby.ring import Replay, Ring
+from redis_forwarder.standby.ring import OWN_RING, Replay, Ring
 
 log = logging.getLogger(__name__)
 LABELS = ("route", "shard")
@@ -68,6 +68,14 @@ class StandbyMetrics:
             "Takeovers by a standby, by how the watermark was found (exact, reordered, "
             "approximate, by time, no watermark, empty ring)",
             (*LABELS, "found"),
+            registry=registry,
+        )
+        self.yields = Counter(
+            "forwarder_standby_yields",
+            "Subscriptions an owner lost and yielded for to its standby, which heard what "
+            'it missed: the standby took over, or (takeovers found="own ring") nobody '
+            "did within 3 s and the owner took its task back",
+            LABELS,
             registry=registry,
         )
         self.watermarks = Counter(
@@ -135,6 +143,12 @@ class RingGauges:
                 seconds,
                 spans,
             )
+        if replay.found == OWN_RING:
+            log.warning(
+                "%s: took its task back: %d message(s) heard since it resubscribed, "
+                "written from its own ring", name, len(replay.messages),
+            )  # fmt: skip
+            return
         log.warning(
             "%s: took over from the old owner's watermark (%s): %d message(s) replayed from "
             "the ring, the first %d of them perhaps written by the old owner too%s",

@@ -41,6 +41,7 @@ CLOCK_MARGIN = 1.0
 REWRITE_SLACK = 0.05
 REORDER_SLACK = 3  # a reordered watermark is looked for among 3x its messages
 NONE: frozenset[int] = frozenset()
+OWN_RING = "own ring"  # a yielding owner's ring: all of it unwritten (``supervisor.Yield``)
 OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
 # objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
 
@@ -58,7 +59,9 @@ class Replay:
     """What a takeover writes, and what it found out on the way."""
 
     messages: list[RawMessage]
-    found: str  # "exact", "reordered", "approximate", "by time", "no watermark", "empty ring"
+    # "exact", "reordered", "approximate", "by time", "no watermark", "empty ring", or
+    # OWN_RING (a yielding owner took its task back)
+    found: str
     ambiguous: int = 0  # other places the watermark matched (duplicates were chosen)
     unaccounted: list[tuple[float, float]] = field(default_factory=list)  # spans, wall clock
     # The first messages of ``messages`` the old owner may have written too: heard up to

@@ -1,0 +1,64 @@
+"""The controller's side of a yield (``supervisor.Yield``): an owner that lost its
+subscription reports the task yielding; the controller gives it to its standby when
+that one is ready, and only then. Pure."""
+
+from __future__ import annotations
+
+from redis_forwarder.coordination.control import whole_groups, yielded_to_standbys
+from redis_forwarder.coordination.fleet_reads import Reports
+from redis_forwarder.coordination.paths import summary, yielding_of
+from redis_forwarder.coordination.together import plan_together
+
+A, B = ("orders", "a"), ("orders", "b")
+
+
+def reports(yielding: dict[str, frozenset[tuple[str, str]]]) -> Reports:
+    return Reports({}, {}, {}, yielding)
+
+
+def test_a_progress_document_says_which_tasks_its_node_yields() -> None:
+    document = {
+        "orders@a": {"epoch": 3, "yielding": 1700000000.0},
+        "orders@b": {"epoch": 4, "yielding": None},
+        "standing_by": {"orders@c": {"state": "standby"}},
+        "silent_for": {"source": 0.1},
+    }
+    assert yielding_of(document) == {A}
+    assert yielding_of(None) == set() and yielding_of({"orders@a": 3}) == set()
+
+
+def test_a_yield_changes_the_summary_so_the_report_goes_out_at_once() -> None:
+    before = {"orders@a": {"epoch": 3, "running": False, "state": "yielding"}}
+    after = {"orders@a": {**before["orders@a"], "yielding": 1700000000.0}}
+    assert summary(before) != summary(after)
+
+
+def test_only_the_owners_own_yield_of_a_movable_task_counts() -> None:
+    owners = {A: "n1", B: "n1"}
+    said = reports({"n1": frozenset({A, B}), "n2": frozenset({A})})
+    # B's standby is not ready (it lost its subscription too): the owner takes it back.
+    assert yielded_to_standbys(owners, said, movable={A}) == {A}
+    # A node that no longer owns the task (a stale report) moves nothing.
+    assert yielded_to_standbys({A: "n2"}, reports({"n1": frozenset({A})}), {A}) == set()
+
+
+def test_a_bridge_moves_whole_or_not_at_all() -> None:
+    east, west = ("to-east", "s"), ("to-west", "s")
+    together = {"to-east": "bridge", "to-west": "bridge"}
+    owners = {east: "n1", west: "n1", A: "n1"}
+    # One direction lost its subscription; both directions' standbys are ready.
+    assert whole_groups({east, A}, owners, together, {east, west, A}) == {east, west, A}
+    # The other direction's standby is not ready: the group stays.
+    assert whole_groups({east}, owners, together, {east}) == set()
+
+
+def test_a_yielded_task_goes_to_its_ready_standby() -> None:
+    """As the controller plans it: the yielded task's owner is no longer in
+    ``previous`` (like a gone owner's), so ``promotions`` gives it to the standby;
+    the node that yielded becomes its standby (two nodes)."""
+    tasks, nodes = [A, B], ["n1", "n2"]
+    previous = {A: "", B: "n2"}  # A yielded by n1
+    owners, standbys = plan_together(tasks, nodes, previous, {A: "n2", B: "n1"}, tasks, [A, B])
+    assert owners[A] == "n2" and standbys[A] == "n1"
+    # n2 had B: the balance hands B to its ready standby, n1 (a lossless move).
+    assert owners[B] == "n1" and standbys[B] == "n2"
