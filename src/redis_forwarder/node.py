@@ -25,7 +25,6 @@ import os
 import socket
 import threading
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from redis_forwarder.errors import (
 from redis_forwarder.eventloop import first_of
 from redis_forwarder.fleet_view import FleetView
 from redis_forwarder.follow import TopologyFollower
-from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
@@ -50,8 +48,8 @@ from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.placements import SOURCE, Placements
 from redis_forwarder.progress import ProgressReport
 from redis_forwarder.routes import RouteConfig
-from redis_forwarder.standby.ring import Ring
-from redis_forwarder.standbys import Standbys, wants_standby
+from redis_forwarder.standbys import Standbys
+from redis_forwarder.task_maker import TaskMaker
 from redis_forwarder.topology import TopologyWatcher
 from redis_forwarder.topology.cluster import named_like, shard_names
 from redis_forwarder.topology.standalone import refuse_replicas
@@ -108,6 +106,9 @@ class Node:
         # The consumer name in stream groups, and the name in ZooKeeper.
         self.node_id = node_id or config.node.id or default_node_id(bool(config.coordination))
         self.coordinator: Coordinator = LocalCoordinator()
+        self._maker = TaskMaker(
+            self.node_id, self._settings, self._placements, self.metrics, self._wake.set
+        )
         self._loop_beat = time.monotonic()
         self._reload_from: Path | None = None
         self._report = ProgressReport()
@@ -468,17 +469,7 @@ class Node:
         return self._task(route, key[1], 0, standby=True)
 
     def _task(self, route: RouteConfig, shard: str, epoch: int, standby: bool) -> Task:
-        cluster = self._settings[route.from_.deployment].kind is DeploymentKind.CLUSTER
-        watermarks = wants_standby(route, self.config.coordination)
-        spec = TaskSpec(route, shard, self.node_id, epoch, cluster, watermarks)
-        # The gate is this session's, not a later one's (a task of a lost session
-        # must stay shut).
-        placement = self._placements.for_task(route, shard, self.coordinator.gate.bound())
-        coordination, rings = self.config.coordination, None  # an owner may yield (a ring)
-        if coordination is not None:
-            rings = partial(Ring, coordination.ring_window, coordination.standby_max_bytes)
-        ring = rings() if standby and rings is not None else None
-        task = Task(spec, placement, self.metrics, ring, rings, self._wake.set)
+        task = self._maker.make(self.config, self.coordinator, route, shard, epoch, standby)
         task.start()
         return task
 

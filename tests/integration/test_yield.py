@@ -37,10 +37,11 @@ Shared = Callable[[str], Deployment]
 RINGS = partial(Ring, 30.0, 1 << 26)
 
 
-def owner_task(server: Address, tag: str, metrics: Metrics) -> Task:
-    """An owner as a fleet's node makes it: watermarks, and rings to yield with."""
+def owner_task(server: Address, tag: str, metrics: Metrics, covered: bool = True) -> Task:
+    """An owner as a fleet's node makes it: watermarks, rings to yield with, and a
+    standby named for it (``covered``) or not."""
     made = task(server, tag, "node-a", None, metrics)
-    return Task(made.spec, made.placement, metrics, None, RINGS)
+    return Task(made.spec, made.placement, metrics, None, rings=RINGS, covered=lambda: covered)
 
 
 async def started_alone(start: Callable[[], Task], client: redis.Redis) -> tuple[Task, set[int]]:
@@ -156,3 +157,26 @@ def test_with_nobody_to_take_over_the_owner_takes_its_task_back(
         if s.name == "forwarder_standby_takeovers_total"
     ]
     assert [(s.labels["found"], s.value) for s in takeovers] == [("own ring", 1.0)]
+
+
+def test_an_owner_with_no_standby_named_resubscribes_at_once(
+    shared_deployment: Shared,
+) -> None:
+    """A fleet of one node, or a task whose standby is not assigned yet: nobody to
+    yield to, so no wait either."""
+    server = shared_deployment("standalone").spec.shards[0].master
+    client = redis.Redis(host=server.host, port=server.port)
+    tag = f"yield.{uuid.uuid4().hex[:8]}"
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        make = partial(owner_task, server, tag, metrics, covered=False)
+        owner, ports = await started_alone(make, client)
+        assert kill_subscribers(client, ports) == 1
+        await until(lambda: bool(owner.gaps) and owner.running, "the owner back at once", 2.0)
+        assert owner.yielding is None
+        await owner.stop(graceful=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sample(metrics, "forwarder_standby_yields_total") == 0
+    assert sample(metrics, "forwarder_gaps_total") == 1

@@ -94,6 +94,7 @@ class ZooKeeperCoordinator:
         """``cut_off_after``: seconds of silence from a Redis deployment after which a
         node may be cut off from it (``assignment.cut_off``)."""
         self.config = config
+        self._covered: set[TaskKey] = set()  # owned tasks with a standby elsewhere
         self.cut_off_after = cut_off_after
         self.node_id = node_id
         self.fingerprint = fingerprint
@@ -143,6 +144,11 @@ class ZooKeeperCoordinator:
 
     def paused_routes(self) -> set[str]:
         return self.control.paused
+
+    def covered(self, task: TaskKey) -> bool:
+        """Whether the assignment names a standby on another node for ``task`` (an
+        owner with none has nobody to yield to: ``supervisor.Yield``)."""
+        return task in self._covered
 
     @property
     def role(self) -> str:
@@ -218,6 +224,7 @@ class ZooKeeperCoordinator:
         self._orphans -= self.owned.keys()  # owned again: under the same epoch, resumed
         run = {task: epoch for task, epoch in self.owned.items() if task in mine}
         stand_by = {t for t, node in standbys.items() if node == self.node_id}
+        self._covered = {t for t in run if standbys.get(t, self.node_id) != self.node_id}
         # A task assigned here as owner but not owned yet (its old owner has not let go)
         # stays stood by: its ring is what the takeover replays. Dropping it when the
         # assignment changed, a cycle before the ownership came, lost the whole window

@@ -55,6 +55,8 @@ class Coordinator(Protocol):
 
     def paused_routes(self) -> set[str]: ...
 
+    def covered(self, task: TaskKey) -> bool: ...
+
     async def reconfigured(self, fingerprint: str) -> None: ...
 
     async def leave(self) -> None: ...
@@ -90,6 +92,9 @@ class LocalCoordinator:
 
     def paused_routes(self) -> set[str]:
         return set()
+
+    def covered(self, task: TaskKey) -> bool:
+        return False  # no standby without a fleet
 
     async def reconfigured(self, fingerprint: str) -> None:
         return None

@@ -83,11 +83,13 @@ class Task:
         standby: Ring | None = None,
         rings: Callable[[], Ring] | None = None,
         wake_node: Callable[[], None] | None = None,
+        covered: Callable[[], bool] = lambda: True,
     ) -> None:
         """``standby``: the task starts as a standby (issue 15), keeping what it hears in
         this ring, writing nothing, until ``promote``. ``rings``: a fleet's, so that an
         owner with a standby can yield (a ring of its own); ``wake_node``: its report
-        of the yield goes out at once."""
+        of the yield goes out at once; ``covered``: whether a standby is named for it
+        now (an owner with none has nobody to yield to)."""
         self.spec = spec
         self.route = spec.route
         self.shard = spec.shard
@@ -110,12 +112,12 @@ class Task:
         self._loops: list[PubSubLoop] | list[StreamLoop] = []
         self._attempt: asyncio.Task[None] | None = None
         self._source_failed: Address | None = None  # the source of the attempt that ended
-        self._was = TaskState.CONNECTING  # the state the attempt that ended was in
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.listening = standby is not None  # a standby, not promoted yet
         self._rings = rings if spec.watermarks and not spec.reads_streams else None
         self._wake_node = wake_node
+        self._covered = covered
         self.yielding: Yield | None = None
         self._yield_timer: asyncio.TimerHandle | None = None
         self._took_back_at = float("-inf")  # monotonic
@@ -194,10 +196,10 @@ class Task:
         if not self.listening or self.state in FINAL:
             return
         self.listening = False
-        if isinstance(self.placement.gate, BoundGate):
-            self.placement.gate.rebind()
         self.epoch = epoch
         self.spec = replace(self.spec, epoch=epoch)
+        if isinstance(self.placement.gate, BoundGate) and not own_ring:
+            self.placement.gate.rebind()
         self._wiring.promote(self.spec, own_ring)
         if self._arm_takeover() and self.state in (TaskState.STANDBY, TaskState.YIELDING):
             how = "took it back" if own_ring else "took over"
@@ -209,16 +211,19 @@ class Task:
     def _may_yield(self, previous: TaskState, lost: ConnectionLost | None) -> bool:
         """Whether the attempt that ended lost a subscription a standby heard: an
         owner's, that forwarded, cut off on the source's side (not a re-home, a stop, a
-        sharded slot that moved: every subscriber loses those alike)."""
+        sharded slot that moved: every subscriber loses those alike), with a standby
+        named; not a promoted standby whose ring is still to be replayed."""
         return (
             self._rings is not None
             and not self.listening
             and previous is TaskState.FORWARDING
+            and self._wiring.ring is None
             and self.state not in FINAL
             and lost is not None
             and lost.address == str(self.source_address)
             and not isinstance(lost, SlotMoved)
             and time.monotonic() - self._took_back_at > YIELD_PAUSE
+            and self._covered()
         )
 
     def _yield(self, reason: str) -> None:
@@ -242,11 +247,19 @@ class Task:
         """Nobody took the task over: forward again, first what our own ring heard
         since it resubscribed; the span before it is the gap."""
         self._yield_timer = None
-        yielded, self.yielding = self.yielding, None
-        if yielded is None or self.state in FINAL:
+        if self.yielding is None or self.state in FINAL:
             return
+        if not self.of_this_session:
+            # Held through a lost session: only the node may open its gate again (a
+            # task taking itself back would write under an epoch ZooKeeper may have
+            # given away). Listening on costs nothing; ask again later.
+            self._yield_timer = asyncio.get_running_loop().call_later(YIELD_WAIT, self._take_back)
+            return
+        yielded, self.yielding = self.yielding, None
         self._took_back_at = time.monotonic()
         log.warning("%s: no standby took over within %.0fs; taking it back", self.name, YIELD_WAIT)
+        # The gap: from the loss to the last resubscription (its own ring holds the
+        # rest); still open if it is not subscribed now.
         self._open_gap(yielded.reason, yielded.since)
         if yielded.heard_at is not None:
             self._close_gap(yielded.heard_at)
@@ -289,7 +302,12 @@ class Task:
         task is waiting to retry, retry at once."""
         if self.state in FINAL:
             return
-        if self.state in (TaskState.FORWARDING, TaskState.CONNECTING, TaskState.STANDBY):
+        if self.state in (
+            TaskState.FORWARDING,
+            TaskState.CONNECTING,
+            TaskState.STANDBY,
+            TaskState.YIELDING,
+        ):
             self._rehome_reason = reason
             self._enter(TaskState.REHOMING, reason)
             self.connections.clear()  # a read or write in progress fails at once
@@ -311,7 +329,9 @@ class Task:
         if self._yield_timer is not None:
             self._yield_timer.cancel()
         if self.yielding is not None:
-            log.info("%s: yielded to its standby", self.name)
+            log.info("%s: stopped while yielding to its standby", self.name)
+        if self._wiring.ring is not None:  # its ring goes with it: so do its gauges
+            self.metrics.ring.track(None, time.time)
         self.connections.stop()  # nothing opens from here on
         if graceful:
             for loop in self._loops:
@@ -344,8 +364,7 @@ class Task:
                 # Cleared before the attempt, not before the back-off: a rehome or a
                 # stop while the attempt ends must still cut the back-off short.
                 self._wake.clear()
-                reason, lost = await self._one_attempt()
-                was = self._was
+                reason, lost, was = await self._one_attempt()
                 self.connections.clear()
                 if self.state in FINAL:
                     break
@@ -355,6 +374,8 @@ class Task:
                     self._avoid.clear()  # the topology moved: its first choice again
                 elif self._source_failed:
                     self._avoid.add(self._source_failed)
+                if self.yielding is not None:
+                    self.yielding.heard_at = None  # a hole in its own ring: the gap grows
                 if self._may_yield(was, lost):
                     self._yield(reason)
                     backoff.reset()
@@ -378,25 +399,23 @@ class Task:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    async def _one_attempt(self) -> tuple[str, ConnectionLost | None]:
-        """Run one attempt to its end; return why it ended (and the lost connection,
-        if that was it). Awaited with asyncio.wait, so the attempt's own cancellation
-        (a rehome, a stop) never looks like ours. ``_was``: its last state before it
-        ended."""
+    async def _one_attempt(self) -> tuple[str, ConnectionLost | None, TaskState]:
+        """Run one attempt to its end; return why it ended, the lost connection if
+        that was it, and the state it ended in. Awaited with asyncio.wait, so the
+        attempt's own cancellation (a rehome, a stop) never looks like ours."""
         self._attempt = asyncio.create_task(self._forward(), name=f"{self.name} attempt")
         try:
             await asyncio.wait({self._attempt})
         finally:
             if not self._attempt.done():  # we are cancelled: so is the attempt
                 self._attempt.cancel()
-        attempt, self._attempt = self._attempt, None
-        self._was = self.state
+        attempt, self._attempt, was = self._attempt, None, self.state
         self._source_failed = self.source_address
         if attempt.cancelled():
-            return self._rehome_reason or "cancelled", None
+            return self._rehome_reason or "cancelled", None, was
         error = attempt.exception()
         if error is None:
-            return "the loop ended", None
+            return "the loop ended", None, was
         if isinstance(error, ConnectionLost):
             if error.address != str(self.source_address):
                 self._source_failed = None  # the sink failed: the source may stay
@@ -405,11 +424,11 @@ class Task:
                 if error.address in error.reason
                 else f"{error.address}: {error.reason}"
             )
-            return reason, error
+            return reason, error, was
         # Not a lost connection: garbage on the wire, a bug. Say so loudly, with the
         # traceback, count it as a gap, and start over with fresh connections.
         log.error("%s failed unexpectedly; reconnecting", self.name, exc_info=error)
-        return f"unexpected {type(error).__name__}: {error}", None
+        return f"unexpected {type(error).__name__}: {error}", None, was
 
     async def _forward(self) -> None:
         listening = self.listening

@@ -214,6 +214,8 @@ class Wiring:
             # What the ring kept was recorded as sent when heard (the standby did what
             # the owner did); an echo heard before its original is dropped now.
             await loop.forward(replay.messages[start : start + REPLAY_BATCH], replay=True)
+            # Written with our watermark: a retry replays from it, not the whole ring.
+            self.own_ring = False
         self.ring, self.replay_due, self.own_ring = None, False, False
         self.metrics.ring.track(None, time.time)
 

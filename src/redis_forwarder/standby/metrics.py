@@ -97,6 +97,7 @@ class RingGauges:
         # counts a series' first sample.
         metrics.unaccounted.labels(**self.labels)
         metrics.evicted.labels(**self.labels)
+        metrics.yields.labels(**self.labels)
         # A takeover's counts, for status: replayed from the ring, other places the
         # watermark matched (written twice), seconds it could not account for.
         self.replayed = 0
@@ -105,6 +106,9 @@ class RingGauges:
 
     def track(self, ring: Ring | None, clock: Callable[[], float]) -> None:
         labels = self.labels
+        # Counted from this ring's own evictions on (a standby's old ring had its own:
+        # a yield's new ring counted from them went negative, and the counter raised).
+        self._evicted = 0 if ring is None else ring.evicted
         if ring is None:
             for gauge in (self.metrics.ring_messages, self.metrics.ring_bytes):
                 gauge.labels(**labels).set_function(_zero)
@@ -122,11 +126,17 @@ class RingGauges:
 
     def took_over(self, name: str, replay: Replay) -> None:
         self.replayed += len(replay.messages)
-        self.ambiguous += replay.ambiguous
-        self.unaccounted_seconds += replay.unaccounted_seconds
         labels = self.labels
         self.metrics.takeovers.labels(**labels, found=replay.found).inc()
         self.metrics.replayed.labels(**labels).inc(len(replay.messages))
+        if replay.found == OWN_RING:  # its gap covers what its ring did not hear
+            log.warning(
+                "%s: took its task back: %d message(s) heard since it resubscribed, "
+                "written from its own ring", name, len(replay.messages),
+            )  # fmt: skip
+            return
+        self.ambiguous += replay.ambiguous
+        self.unaccounted_seconds += replay.unaccounted_seconds
         if replay.ambiguous:
             self.metrics.ambiguous.labels(**labels).inc(replay.ambiguous)
         if replay.unaccounted:
@@ -143,12 +153,6 @@ class RingGauges:
                 seconds,
                 spans,
             )
-        if replay.found == OWN_RING:
-            log.warning(
-                "%s: took its task back: %d message(s) heard since it resubscribed, "
-                "written from its own ring", name, len(replay.messages),
-            )  # fmt: skip
-            return
         log.warning(
             "%s: took over from the old owner's watermark (%s): %d message(s) replayed from "
             "the ring, the first %d of them perhaps written by the old owner too%s",
