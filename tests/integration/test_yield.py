@@ -1,4 +1,4 @@
-"""An owner that loses its subscription yields to its standby (``supervisor.Yield``),
+"""An owner that loses its subscription yields to its standby (``forwarding.yielding``),
 against a real server, at the level of tasks in one process; the fleet's part (the
 controller moving the task) is in test_standby_fleet.py.
 
@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from redis_forwarder.forwarding.states import TaskState
-from redis_forwarder.forwarding.supervisor import YIELD_WAIT, Task
+from redis_forwarder.forwarding.supervisor import Task
+from redis_forwarder.forwarding.yielding import YIELD_WAIT
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
 from redis_forwarder.standby.ring import Ring

@@ -13,7 +13,7 @@ def sample(metrics: Metrics, name: str) -> float:
 
 def test_a_new_ring_counts_its_own_evictions_from_zero() -> None:
     """A standby whose old ring had evicted messages by age yields later with a new
-    ring (``supervisor.Yield``): counted from the old ring's count, the first batch
+    ring (``forwarding.yielding``): counted from the old ring's count, the first batch
     made the counter go down, and prometheus_client raised on every batch."""
     metrics = Metrics()
     gauges = RingGauges(metrics.standby, "orders", "a")

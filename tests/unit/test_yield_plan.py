@@ -1,4 +1,4 @@
-"""The controller's side of a yield (``supervisor.Yield``): an owner that lost its
+"""The controller's side of a yield (``forwarding.yielding``): an owner that lost its
 subscription reports the task yielding; the controller gives it to its standby when
 that one is ready, and only then. Pure."""
 

@@ -170,7 +170,7 @@ class Control:
             )  # fmt: skip
         if gave_up := self._yielded(in_force, reports, ready, eligible):
             # Their owner lost the subscription; the ready standby heard what it missed:
-            # to the standby, as a gone owner's (``supervisor.Yield``).
+            # to the standby, as a gone owner's (``forwarding.yielding``).
             previous = {t: "" if t in gave_up else n for t, n in previous.items()}
             log.info("%d tasks yielded by their owners go to their standbys: %s",
                      len(gave_up), _names(gave_up))  # fmt: skip

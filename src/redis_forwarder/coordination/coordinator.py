@@ -147,7 +147,7 @@ class ZooKeeperCoordinator:
 
     def covered(self, task: TaskKey) -> bool:
         """Whether the assignment names a standby on another node for ``task`` (an
-        owner with none has nobody to yield to: ``supervisor.Yield``)."""
+        owner with none has nobody to yield to: ``forwarding.yielding``)."""
         return task in self._covered
 
     @property

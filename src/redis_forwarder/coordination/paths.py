@@ -249,7 +249,7 @@ STANDING_BY = "standing_by"
 
 
 # ... and, in a task's entry, since when its owner yields it to its standby: it lost its
-# subscription, and the standby heard what it missed (``supervisor.Yield``).
+# subscription, and the standby heard what it missed (``forwarding.yielding``).
 YIELDING = "yielding"
 
 

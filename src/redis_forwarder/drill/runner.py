@@ -107,7 +107,7 @@ def _run(
         standby = pubsub and target.has_standby(report.route)
         covered = standby and scenario.standby_covers
         # In a Redis fault too, an owner that lost its subscription yields the task to
-        # its standby (``supervisor.Yield``): that takeover writes the same copies again.
+        # its standby (``forwarding.yielding``): that takeover writes the same copies again.
         took_over = standby and len(report.writers) > 1
         problems = guarantees_broken(
             report,

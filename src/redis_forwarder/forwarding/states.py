@@ -11,7 +11,7 @@
     a standby (issue 15): connecting ──▶ standby ──(promote)──▶ forwarding
                           (a lost subscription: backing-off, a hole in its ring, no gap)
 
-    an owner whose subscription was lost, with a standby (``supervisor.Yield``):
+    an owner whose subscription was lost, with a standby (``forwarding.yielding``):
         forwarding ──(lost)──▶ connecting ──▶ yielding ──(its standby took over)──▶ stopped
                                                  └──(nobody did: it takes it back)──▶ forwarding
 

@@ -13,17 +13,8 @@ Every state change goes through ``_enter``, which logs it, counts it and timesta
 (kazoo's ``SetPartitioner._set_state`` is the model), so the state is never spread
 over flags.
 
-An owner of a pub/sub task with a standby whose subscription is lost does not just
-resubscribe: what was published until it is back is lost to it, and its standby heard
-it (a chaos campaign: 796 messages waiting in a subscription that a Sentinel failover
-closed; ``partition-redis`` with a short hold: 500 per route). It *yields*
-(:class:`Yield`): it writes nothing more, so that its last watermark stays where its
-writing stopped, listens into a ring of its own, and reports itself yielding; the
-controller gives the task to its standby if that one is ready (``Control._plan``),
-which replays from that watermark. Nobody took it within ``YIELD_WAIT``: it takes the
-task back, writing its own ring whole (what it heard since it resubscribed), and the
-span it did not hear is its gap. Either way it listened from its next subscription on,
-so a yield costs a delay, never a message the old way would have kept.
+An owner of a pub/sub task with a standby that loses its subscription yields the task
+to that standby (``yielding``).
 """
 
 from __future__ import annotations
@@ -33,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from redis_forwarder.forwarding.connections import CONNECT_TIMEOUT, TaskConnections
@@ -44,6 +35,7 @@ from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import FINAL, Gap, TaskState
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.forwarding.wiring import Attempt, Wiring
+from redis_forwarder.forwarding.yielding import YIELD_PAUSE, YIELD_WAIT, Yield
 from redis_forwarder.gate import BoundGate
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
@@ -53,25 +45,9 @@ from redis_forwarder.standby.ring import Ring
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0  # a graceful stop's bound: past it, the task's connections are reset
-# How long a yielding owner waits for its standby to take over: a report, a controller
-# cycle and a hand-off take well under a second when the fleet is well.
-YIELD_WAIT = 3.0
-# A task that took itself back does not yield again this soon: its standby was not
-# ready, and a source that keeps failing would hold its messages back every time.
-YIELD_PAUSE = 10.0
 # Said at DEBUG when they come without a reason: "forwarding from" and the gap lines
 # already say them at INFO and WARNING.
 _QUIET = frozenset({TaskState.CONNECTING, TaskState.FORWARDING, TaskState.STOPPED})
-
-
-@dataclass
-class Yield:
-    """An owner's yield to its standby: since when (wall clock) and why its
-    subscription was lost, and when its own ring began to hear again."""
-
-    since: float
-    reason: str
-    heard_at: float | None = None
 
 
 class Task:

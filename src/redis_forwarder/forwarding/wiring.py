@@ -178,7 +178,7 @@ class Wiring:
         self.own_ring = own_ring
 
     def demote(self, ring: Ring) -> None:
-        """An owner yields to its standby (``supervisor.Yield``): its next attempts
+        """An owner yields to its standby (``forwarding.yielding``): its next attempts
         listen into ``ring`` and write nothing, so its last watermark stays where its
         writing stopped."""
         self.ring, self.replay_due, self.own_ring = ring, False, False

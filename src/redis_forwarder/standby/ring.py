@@ -41,7 +41,7 @@ CLOCK_MARGIN = 1.0
 REWRITE_SLACK = 0.05
 REORDER_SLACK = 3  # a reordered watermark is looked for among 3x its messages
 NONE: frozenset[int] = frozenset()
-OWN_RING = "own ring"  # a yielding owner's ring: all of it unwritten (``supervisor.Yield``)
+OWN_RING = "own ring"  # a yielding owner's ring: all of it unwritten (``forwarding.yielding``)
 OVERHEAD = 200  # bytes per message beyond channel and payload: a tuple and three bytes
 # objects, measured with tracemalloc (313 B for a 100 B payload on a 12 B channel)
 
