@@ -134,14 +134,14 @@ class Metrics:
         self.stream_lag = Gauge(
             "forwarder_stream_lag_entries",
             "Entries of the task's source streams its consumer group has not read yet "
-            "(XINFO GROUPS lag, summed over the task's streams; measured about once a second)",
+            "(XINFO GROUPS lag, summed over the task's streams; measured every 5 s)",
             labels,
             registry=self.registry,
         )
         self.stream_pending = Gauge(
             "forwarder_stream_pending_entries",
             "Entries the task's consumer group read and has not acknowledged yet (XINFO "
-            "GROUPS pending, summed over the task's streams; measured about once a second)",
+            "GROUPS pending, summed over the task's streams; measured every 5 s)",
             labels,
             registry=self.registry,
         )

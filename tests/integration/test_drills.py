@@ -90,6 +90,10 @@ def test_drill_keeps_its_guarantee(
             # msg/s per master here) written twice. Measured 0-6; 100 would be a
             # watermark ten times too old, or a replay from the wrong place.
             assert route["lost"] == 0 and route["duplicated"] <= 100, (name, route)
+        elif len(route["writers"]) > 1:
+            # A Redis fault closed the owner's subscription and it yielded the task to
+            # its standby (``forwarding.yielding``): the same copies again, as above.
+            assert route["duplicated"] <= 100, (name, route)
         else:
             assert route["duplicated"] == 0, name
     events = report["events"]
