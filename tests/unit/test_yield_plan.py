@@ -4,7 +4,7 @@ that one is ready, and only then. Pure."""
 
 from __future__ import annotations
 
-from redis_forwarder.coordination.control import whole_groups, yielded_to_standbys
+from redis_forwarder.coordination.control import doubted, whole_groups, yielded_to_standbys
 from redis_forwarder.coordination.fleet_reads import Reports
 from redis_forwarder.coordination.paths import summary, yielding_of
 from redis_forwarder.coordination.together import plan_together
@@ -62,3 +62,30 @@ def test_a_yielded_task_goes_to_its_ready_standby() -> None:
     assert owners[A] == "n2" and standbys[A] == "n1"
     # n2 had B: the balance hands B to its ready standby, n1 (a lossless move).
     assert owners[B] == "n1" and standbys[B] == "n2"
+
+
+def test_a_node_that_yields_is_no_ready_standby_for_a_while() -> None:
+    """Its other links to that Redis may be cut too and not noticed yet: a chaos
+    campaign's balance moved a task to such a standby and lost 191 messages."""
+    doubt: dict[str, float] = {}
+    said = {"n1": frozenset({A})}
+    assert doubted(doubt, said, {A: "n1"}, now=100.0, hold=5.0) == {"n1"}
+    # Its yield is over (the task moved): still doubted until the hold ends.
+    assert doubted(doubt, {}, {A: "n2"}, now=104.0, hold=5.0) == {"n1"}
+    assert doubted(doubt, {}, {A: "n2"}, now=105.0, hold=5.0) == set()
+    # A stale report of a task the node no longer owns raises no doubt.
+    assert doubted(doubt, said, {A: "n2"}, now=106.0, hold=5.0) == set()
+
+
+def test_a_task_whose_standby_is_doubted_stays_where_it_is() -> None:
+    """The balance after a yield: n2 yielded A to n1 and is short of a task; B's
+    standby on n2 is doubted, not ready, so B stays on n1 rather than move into the
+    cut."""
+    tasks, nodes = [A, B], ["n1", "n2"]
+    previous = {A: "", B: "n1"}  # A yielded by n2
+    standbys = {A: "n1", B: "n2"}
+    owners, _ = plan_together(tasks, nodes, previous, standbys, tasks, [A])
+    assert owners == {A: "n1", B: "n1"}
+    # Had B's standby been taken as ready, the balance would have moved it into n2.
+    owners, _ = plan_together(tasks, nodes, previous, standbys, tasks, [A, B])
+    assert owners[B] == "n2"

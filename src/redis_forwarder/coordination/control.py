@@ -40,6 +40,10 @@ from redis_forwarder.coordination.zk import Znode, ZooKeeperSession
 from redis_forwarder.model import TaskKey
 
 log = logging.getLogger(__name__)
+# Seconds a node that yielded a task is not taken as a ready standby (``doubted``): its
+# other subscriptions' heartbeats notice a cut within two PING intervals, and its next
+# report says so.
+DOUBT = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Control:
     paused: set[str] = field(default_factory=set)  # the routes paused, as last read
     # deployment -> when every member was last silent from it (``assignment.cut_off``)
     _calm: dict[str, float] = field(default_factory=dict)
+    _doubt: dict[str, float] = field(default_factory=dict)  # node -> until (``doubted``)
     _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
     # route -> its group: tasks placed on one node (a pub/sub bridge's directions, issue
     # 20), by the controller's config (``coordination/together.py``)
@@ -125,7 +130,7 @@ class Control:
         owners, standbys, ran, held = self._plan(
             members, reports, paused, in_force, rebalance, wanted, wants_standby
         )
-        if held:
+        if held or self._doubt:
             self._last_inputs = None  # the wait has a deadline: plan again next cycle
         if rebalance is not None:
             await self.session.delete(self.paths.rebalance)
@@ -152,8 +157,11 @@ class Control:
         their standby."""
         cut = cut_off(reports.silences, self.cut_off_after, self._calm)
         eligible = reaching(members.candidates, cut)
+        doubt = doubted(self._doubt, reports.yielding, in_force.owners, time.monotonic())
         ready = {
-            t for t, node in in_force.standbys.items() if t in reports.standing_by.get(node, ())
+            t
+            for t, node in in_force.standbys.items()
+            if node not in doubt and t in reports.standing_by.get(node, ())
         }
         # A rebalance drops stickiness, not the standbys: the tasks go to them first.
         previous = {} if rebalance else in_force.owners
@@ -282,6 +290,29 @@ def _names(tasks: set[TaskKey]) -> str:
     shown = sorted(tasks)[:20]
     more = f" and {len(tasks) - len(shown)} more" if len(tasks) > len(shown) else ""
     return ", ".join(f"{r}@{s}" for r, s in shown) + more
+
+
+def doubted(
+    doubt: dict[str, float],
+    yielding: Mapping[str, frozenset[TaskKey]],
+    owners: Assignment,
+    now: float,
+    hold: float = DOUBT,
+) -> set[str]:
+    """The nodes whose standbys are not taken as ready: those yielding a task they own,
+    now or within ``hold`` seconds (``doubt``, node -> until, is updated). A node that
+    lost one subscription may be losing every link it has to that Redis (a partition
+    cuts them all, and each subscription's heartbeat notices on its own, up to a PING
+    apart), and until its standbys notice they report standing by: in a chaos campaign
+    the balance that followed a yield gave another task to the standby of the node cut
+    off, 11 ms before that standby noticed, and 191 messages were lost. A task whose
+    standby is not ready stays where it is (``assignment.assign``)."""
+    for node, tasks in yielding.items():
+        if any(owners.get(task) == node for task in tasks):
+            doubt[node] = now + hold
+    for node in [node for node, until in doubt.items() if until <= now]:
+        del doubt[node]
+    return set(doubt)
 
 
 def yielded_to_standbys(
