@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from redis_forwarder.drill import relay
 from redis_forwarder.errors import UsageError
@@ -25,6 +26,23 @@ from redis_forwarder.model import Address
 
 SUBNET = "10.213"
 LINKS = ("redis", "zookeeper")
+TAGS = 250  # a namespace's tag is the third octet of its links' addresses
+NAMESPACES = Path("/run/netns")  # where ``ip netns add`` names them
+
+
+def free_tags(count: int, start: int) -> list[int]:
+    """``count`` tags whose namespace does not exist yet, looked for from ``start`` on.
+    Two drills at once (two labs, or the tests' two workers) each drew their tags from
+    their pid, the same ones one time in 80, and the second ``ip netns add`` failed."""
+    taken = {path.name for path in NAMESPACES.glob("rfdrill*")}
+    tags = [t for i in range(TAGS) if f"rfdrill{(t := (start + i) % TAGS)}" not in taken]
+    if len(tags) < count:
+        raise UsageError(
+            f"no {count} free network namespace tags: {len(taken)} rfdrill* namespaces "
+            "are left over from drills; list them with `ip netns list` and delete the "
+            "ones no drill runs in with `ip netns delete NAME`"
+        )
+    return tags[:count]
 
 
 def partition_unavailable() -> str:
@@ -48,7 +66,7 @@ class Partition:
     """``addresses``: per link ("redis", "zookeeper"), the servers the node talks to."""
 
     addresses: dict[str, list[Address]]
-    tag: int = field(default_factory=lambda: os.getpid() % 250)
+    tag: int = field(default_factory=lambda: os.getpid() % TAGS)
     relays: list[subprocess.Popen[bytes]] = field(default_factory=list)
     made: bool = False
 

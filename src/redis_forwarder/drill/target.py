@@ -21,7 +21,7 @@ from redis_forwarder.config import CoordinationConfig, ForwarderConfig, load_con
 from redis_forwarder.coordination.fleet import fleet_status
 from redis_forwarder.coordination.fleet_client import FleetClient
 from redis_forwarder.coordination.paths import Paths
-from redis_forwarder.drill.partition import Partition
+from redis_forwarder.drill.partition import TAGS, Partition, free_tags
 from redis_forwarder.drill.reshape import ClusterReshaper
 from redis_forwarder.drill.slot_map import SlotMap
 from redis_forwarder.drill.workload import PUBSUB_ROUTE, Lane, drill_routes, workload
@@ -146,7 +146,7 @@ class LabTarget(FleetTarget):
             "zookeeper": [Address.parse(r.address) for r in records if r.kind == "zookeeper"],
         }
         nodes = [r.name for r in records if r.kind == "forwarder"]
-        base = os.getpid() % 80 * 3
+        tags = free_tags(len(nodes), os.getpid() % TAGS)
         opened: dict[str, Partition] = {}
 
         def cleanup() -> None:
@@ -163,8 +163,8 @@ class LabTarget(FleetTarget):
                 raise RuntimeError(f"restarting nodes outside their namespaces: {failures}")
 
         try:
-            for index, name in enumerate(nodes):
-                partition = Partition(addresses, tag=base + index)
+            for tag, name in zip(tags, nodes, strict=True):
+                partition = Partition(addresses, tag=tag)
                 opened[name] = partition
                 partition.open()
                 self.lab.restart(name, wrap=partition.wrap)
