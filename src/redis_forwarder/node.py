@@ -43,6 +43,7 @@ from redis_forwarder.fleet_view import FleetView
 from redis_forwarder.follow import TopologyFollower
 from redis_forwarder.forwarding.states import TaskState
 from redis_forwarder.forwarding.supervisor import Task
+from redis_forwarder.forwarding.yielding import confirm_after
 from redis_forwarder.model import Address, DeploymentKind, TaskKey, Topology
 from redis_forwarder.observe import HealthServer, Metrics, Readiness
 from redis_forwarder.placements import SOURCE, Placements
@@ -172,6 +173,7 @@ class Node:
                     self.config.node.metrics,
                     self._wake.set,
                     self.config.cut_off_after,
+                    confirm_after(self.config.slowest_heartbeat),
                 )
                 self.coordinator = coordinator
                 await coordinator.start()

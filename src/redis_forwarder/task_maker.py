@@ -13,6 +13,7 @@ from redis_forwarder.config import ForwarderConfig
 from redis_forwarder.coordination.decision import Coordinator
 from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.supervisor import Task
+from redis_forwarder.forwarding.yielding import wait_for
 from redis_forwarder.model import DeploymentKind
 from redis_forwarder.observe import Metrics
 from redis_forwarder.placements import Placements
@@ -57,4 +58,5 @@ class TaskMaker:
             rings=rings,
             wake_node=self.wake_node,
             covered=partial(coordinator.covered, (route.name, shard)),
+            yield_wait=wait_for(config.slowest_heartbeat),
         )

@@ -4,10 +4,17 @@ that one is ready, and only then. Pure."""
 
 from __future__ import annotations
 
-from redis_forwarder.coordination.control import doubted, whole_groups, yielded_to_standbys
+from redis_forwarder.coordination.control import (
+    YIELD_CONFIRM,
+    asked_to_yield,
+    confirmed,
+    doubted,
+    whole_groups,
+)
 from redis_forwarder.coordination.fleet_reads import Reports
 from redis_forwarder.coordination.paths import summary, yielding_of
 from redis_forwarder.coordination.together import plan_together
+from redis_forwarder.forwarding.yielding import NODE_CYCLE, REPORT_REFRESH, confirm_after, wait_for
 
 A, B = ("orders", "a"), ("orders", "b")
 
@@ -33,13 +40,27 @@ def test_a_yield_changes_the_summary_so_the_report_goes_out_at_once() -> None:
     assert summary(before) != summary(after)
 
 
-def test_only_the_owners_own_yield_of_a_movable_task_counts() -> None:
+def test_only_the_owners_own_yield_counts() -> None:
     owners = {A: "n1", B: "n1"}
     said = reports({"n1": frozenset({A, B}), "n2": frozenset({A})})
+    assert asked_to_yield(owners, said) == {A, B}
+    # A node that no longer owns the task (a stale report) asks for nothing.
+    assert asked_to_yield({A: "n2"}, reports({"n1": frozenset({A})})) == set()
+
+
+def test_a_yield_goes_only_to_a_standby_ready_in_a_report_after_the_confirmation() -> None:
+    """Redis stopped for every node: the first owner to notice yielded to a standby
+    whose report, written a moment before the yield, still said standing by; the
+    standby noticed a moment later, and the task moved for nothing. A report written
+    ``after`` seconds past the yield would have said so (ZooKeeper's clock)."""
+    asked = {A: 100.0, B: 100.0}  # both yielded, reported at 100 s
+    standbys = {A: "n2", B: "n3"}
+    written = {"n2": 101.9, "n3": 102.0}
+    assert confirmed(asked, standbys, written, {A, B}, after=2.0) == {B}
     # B's standby is not ready (it lost its subscription too): the owner takes it back.
-    assert yielded_to_standbys(owners, said, movable={A}) == {A}
-    # A node that no longer owns the task (a stale report) moves nothing.
-    assert yielded_to_standbys({A: "n2"}, reports({"n1": frozenset({A})}), {A}) == set()
+    assert confirmed(asked, standbys, written, {A}, after=2.0) == set()
+    written["n2"] = 102.5  # n2's next report, still standing by
+    assert confirmed(asked, standbys, written, {A}, after=2.0) == {A}
 
 
 def test_a_bridge_moves_whole_or_not_at_all() -> None:
@@ -89,3 +110,9 @@ def test_a_task_whose_standby_is_doubted_stays_where_it_is() -> None:
     # Had B's standby been taken as ready, the balance would have moved it into n2.
     owners, _ = plan_together(tasks, nodes, previous, standbys, tasks, [A, B])
     assert owners[B] == "n2"
+
+
+def test_an_owner_waits_for_its_standby_past_the_confirmation_and_a_report() -> None:
+    for heartbeat in (0.5, 1.0, 5.0):
+        assert wait_for(heartbeat) >= confirm_after(heartbeat) + REPORT_REFRESH + NODE_CYCLE
+    assert confirm_after(1.0) == YIELD_CONFIRM  # the controller's default

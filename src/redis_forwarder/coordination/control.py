@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 # other subscriptions' heartbeats notice a cut within two PING intervals, and its next
 # report says so.
 DOUBT = 5.0
+# Seconds past a yield's first report after which a report of its standby still saying
+# standing by is believed (``confirmed``): ``forwarding.yielding.confirm_after`` of the
+# fleet's slowest heartbeat, which the node passes; this at the default heartbeat.
+YIELD_CONFIRM = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class Control:
     # deployment -> when every member was last silent from it (``assignment.cut_off``)
     _calm: dict[str, float] = field(default_factory=dict)
     _doubt: dict[str, float] = field(default_factory=dict)  # node -> until (``doubted``)
+    # task -> when its yield was first reported, on ZooKeeper's clock (``confirmed``)
+    _yields: dict[TaskKey, float] = field(default_factory=dict)
+    yield_confirm: float = YIELD_CONFIRM
     _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
     # route -> its group: tasks placed on one node (a pub/sub bridge's directions, issue
     # 20), by the controller's config (``coordination/together.py``)
@@ -130,7 +137,7 @@ class Control:
         owners, standbys, ran, held = self._plan(
             members, reports, paused, in_force, rebalance, wanted, wants_standby
         )
-        if held or self._doubt:
+        if held or self._doubt or self._yields:
             self._last_inputs = None  # the wait has a deadline: plan again next cycle
         if rebalance is not None:
             await self.session.delete(self.paths.rebalance)
@@ -202,11 +209,15 @@ class Control:
         self, in_force: InForce, reports: Reports, ready: Set[TaskKey], eligible: list[str]
     ) -> set[TaskKey]:
         if not reports.yielding:  # the common case: nothing to work out at 20,000 tasks
+            self._yields.clear()
             return set()
+        owners, written = in_force.owners, reports.written
+        asked = asked_to_yield(owners, reports)
+        self._yields = {t: self._yields.get(t, written.get(owners[t], 0.0)) for t in asked}
         reachable = set(eligible)
         movable = {t for t in ready if in_force.standbys[t] in reachable}
-        yielded = yielded_to_standbys(in_force.owners, reports, movable)
-        return whole_groups(yielded, in_force.owners, self.together, movable)
+        yielded = confirmed(self._yields, in_force.standbys, written, movable, self.yield_confirm)
+        return whole_groups(yielded, owners, self.together, movable)
 
     async def _in_force(self) -> InForce:
         """The assignment as ZooKeeper holds it, in whichever layout it is."""
@@ -315,17 +326,36 @@ def doubted(
     return set(doubt)
 
 
-def yielded_to_standbys(
-    owners: Assignment, reports: Reports, movable: Set[TaskKey]
-) -> set[TaskKey]:
-    """The tasks whose owner yields them (it lost their subscription) and whose standby
-    is ready and eligible (``movable``): a move there loses nothing the owner missed. A
-    standby that is not ready lost its subscription too: the owner takes it back."""
+def asked_to_yield(owners: Assignment, reports: Reports) -> set[TaskKey]:
+    """The tasks whose owner yields them: it lost their subscription (a report of a
+    node that no longer owns the task is stale)."""
     return {
         task
         for node, tasks in reports.yielding.items()
         for task in tasks
-        if owners.get(task) == node and task in movable
+        if owners.get(task) == node
+    }
+
+
+def confirmed(
+    asked: Mapping[TaskKey, float],
+    standbys: Assignment,
+    written: Mapping[str, float],
+    movable: Set[TaskKey],
+    after: float,
+) -> set[TaskKey]:
+    """The yielded tasks (``asked``: task -> its yield's first report, ZooKeeper's clock)
+    whose standby is ready and eligible (``movable``) in a report written ``after``
+    seconds past the yield or later: a move there loses nothing the owner missed. A
+    standby ready in an older report may be losing its subscription to the same fault,
+    unnoticed yet: Redis stopped for every node, the first owner to notice yielded to a
+    standby that noticed a moment later, and the task moved for nothing (a test that
+    a source down for everyone moves no task). A standby that is not ready lost its
+    subscription too: the owner takes the task back."""
+    return {
+        task
+        for task, at in asked.items()
+        if task in movable and written.get(standbys[task], 0.0) >= at + after
     }
 
 

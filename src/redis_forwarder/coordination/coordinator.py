@@ -54,7 +54,7 @@ from redis_forwarder import __version__
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment
-from redis_forwarder.coordination.control import Control
+from redis_forwarder.coordination.control import YIELD_CONFIRM, Control
 from redis_forwarder.coordination.decision import Decision
 from redis_forwarder.coordination.election import Election
 from redis_forwarder.coordination.membership import Membership, process_start
@@ -90,9 +90,11 @@ class ZooKeeperCoordinator:
         metrics_address: str | None,
         on_change: Any,
         cut_off_after: float,
+        yield_confirm: float = YIELD_CONFIRM,
     ) -> None:
         """``cut_off_after``: seconds of silence from a Redis deployment after which a
-        node may be cut off from it (``assignment.cut_off``)."""
+        node may be cut off from it (``assignment.cut_off``); ``yield_confirm``: see
+        ``Control.confirmed``."""
         self.config = config
         self._covered: set[TaskKey] = set()  # owned tasks with a standby elsewhere
         self.cut_off_after = cut_off_after
@@ -132,6 +134,7 @@ class ZooKeeperCoordinator:
             cut_off_after,
             StandbyWait(config.session_timeout),
             self.reads,
+            yield_confirm=yield_confirm,
         )
 
     @property

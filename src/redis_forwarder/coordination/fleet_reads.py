@@ -35,6 +35,9 @@ class Reports:
     running: dict[str, tuple[int, dict[TaskKey, int]]]  # its session, task -> epoch
     # The tasks each node yields to their standbys: it lost their subscription.
     yielding: dict[str, frozenset[TaskKey]] = field(default_factory=dict)
+    # When each node's report was last written, on ZooKeeper's clock (its znode's
+    # mtime): one clock for every node's report (``control.confirmed``). Not in ``key``.
+    written: dict[str, float] = field(default_factory=dict)
 
     def key(self, cut_off_after: float, calm: dict[str, float] | None = None) -> tuple[Any, ...]:
         """What the assignment depends on, for telling whether anything changed: of the
@@ -93,6 +96,7 @@ async def read_reports(
     standing_by: dict[str, frozenset[TaskKey]] = {}
     running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
     yielding: dict[str, frozenset[TaskKey]] = {}
+    written: dict[str, float] = {}
     for node in nodes:
         znode, document = found[paths.progress_of(node)], documents.get(node)
         silence, ready, runs, gives_up = _derived(derived, node, document)
@@ -104,7 +108,9 @@ async def read_reports(
             running[node] = runs
         if gives_up and not earlier:
             yielding[node] = gives_up
-    return Reports(silences, standing_by, running, yielding)
+        if znode is not None and not earlier:
+            written[node] = znode.mtime
+    return Reports(silences, standing_by, running, yielding, written)
 
 
 def _derived(memo: Derived, node: str, document: Any) -> tuple[Any, ...]:

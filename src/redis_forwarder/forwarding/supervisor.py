@@ -60,12 +60,13 @@ class Task:
         rings: Callable[[], Ring] | None = None,
         wake_node: Callable[[], None] | None = None,
         covered: Callable[[], bool] = lambda: True,
+        yield_wait: float = YIELD_WAIT,
     ) -> None:
         """``standby``: the task starts as a standby (issue 15), keeping what it hears in
         this ring, writing nothing, until ``promote``. ``rings``: a fleet's, so that an
         owner with a standby can yield (a ring of its own); ``wake_node``: its report
         of the yield goes out at once; ``covered``: whether a standby is named for it
-        now (an owner with none has nobody to yield to)."""
+        now (an owner with none has nobody to yield to); ``yield_wait``: for it."""
         self.spec = spec
         self.route = spec.route
         self.shard = spec.shard
@@ -93,7 +94,7 @@ class Task:
         self.listening = standby is not None  # a standby, not promoted yet
         self._rings = rings if spec.watermarks and not spec.reads_streams else None
         self._wake_node = wake_node
-        self._covered = covered
+        self._covered, self._yield_wait = covered, yield_wait
         self.yielding: Yield | None = None
         self._yield_timer: asyncio.TimerHandle | None = None
         self._took_back_at = float("-inf")  # monotonic
@@ -213,9 +214,9 @@ class Task:
         log.warning(
             "%s lost its subscription (%s): yielding to its standby, which heard what "
             "this node missed; taken back in %.0fs if it does not take over",
-            self.name, reason, YIELD_WAIT,
+            self.name, reason, self._yield_wait,
         )  # fmt: skip
-        self._yield_timer = asyncio.get_running_loop().call_later(YIELD_WAIT, self._take_back)
+        self._yield_timer = asyncio.get_running_loop().call_later(self._yield_wait, self._take_back)
         if self._wake_node is not None:
             self._wake_node()
 
@@ -229,11 +230,15 @@ class Task:
             # Held through a lost session: only the node may open its gate again (a
             # task taking itself back would write under an epoch ZooKeeper may have
             # given away). Listening on costs nothing; ask again later.
-            self._yield_timer = asyncio.get_running_loop().call_later(YIELD_WAIT, self._take_back)
+            self._yield_timer = asyncio.get_running_loop().call_later(
+                self._yield_wait, self._take_back
+            )
             return
         yielded, self.yielding = self.yielding, None
         self._took_back_at = time.monotonic()
-        log.warning("%s: no standby took over within %.0fs; taking it back", self.name, YIELD_WAIT)
+        log.warning(
+            "%s: no standby took over within %.0fs; taking it back", self.name, self._yield_wait
+        )
         # The gap: from the loss to the last resubscription (its own ring holds the
         # rest); still open if it is not subscribed now.
         self._open_gap(yielded.reason, yielded.since)

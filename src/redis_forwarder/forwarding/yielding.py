@@ -4,8 +4,9 @@ it (a chaos campaign: 796 messages waiting in a subscription that a Sentinel fai
 closed; ``partition-redis`` with a short hold: 500 per route). It *yields*
 (:class:`Yield`): it writes nothing more, so that its last watermark stays where its
 writing stopped, listens into a ring of its own, and reports itself yielding; the
-controller gives the task to its standby if that one is ready (``Control._plan``),
-which replays from that watermark. Nobody took it within ``YIELD_WAIT``: it takes the
+controller gives the task to its standby if that one is ready in a report written
+after a fault they share would have shown (``Control.confirmed``), and the standby
+replays from that watermark. Nobody took it within ``wait_for``: it takes the
 task back, writing its own ring whole (what it heard since it resubscribed), and the
 span it did not hear is its gap. Either way it listened from its next subscription on,
 so a yield costs a delay, never a message the old way would have kept.
@@ -19,9 +20,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# How long a yielding owner waits for its standby to take over: a report, a controller
-# cycle and a hand-off take well under a second when the fleet is well.
-YIELD_WAIT = 3.0
+NODE_CYCLE = 1.0  # node.CYCLE: a node reports what changed at its next cycle
+REPORT_REFRESH = 2.0  # progress_writer.PROGRESS_REFRESH: an unchanged report's refresh
+
+
+def confirm_after(heartbeat: float) -> float:
+    """Seconds past a yield's first report after which a report of its standby still
+    standing by is believed (``Control.confirmed``): a fault the standby shares (Redis
+    stopped for every node) is noticed by its heartbeat at most one ``heartbeat`` (the
+    fleet's slowest) after the owner noticed, and reported at its node's next cycle."""
+    return heartbeat + NODE_CYCLE
+
+
+def wait_for(heartbeat: float) -> float:
+    """How long a yielding owner waits for its standby to take over: the confirmation,
+    then the standby's next report (an unchanged one is refreshed every 2 s), a
+    controller's cycle and the hand-off. 6 s at the default heartbeat (1 s)."""
+    return confirm_after(heartbeat) + REPORT_REFRESH + 2 * NODE_CYCLE
+
+
+YIELD_WAIT = wait_for(1.0)
 # A task that took itself back does not yield again this soon: its standby was not
 # ready, and a source that keeps failing would hold its messages back every time.
 YIELD_PAUSE = 10.0
