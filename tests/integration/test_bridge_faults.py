@@ -36,6 +36,10 @@ Get = Callable[[str], Deployment]
 # A takeover writes again what the dead owner wrote after its last watermark (20 ms
 # of traffic at most: standby/marks.py); at 2 ms a message, a few dozen is the bound.
 REWRITTEN = 60
+# docs/bridging.md, Limits: a standby far behind may hear an echo before its original;
+# after the takeover that message can go home once, a duplicate, never a cycle (one did
+# in a run on two test workers, both cores busy).
+HOME_ONCE = 3
 
 
 @dataclass
@@ -166,7 +170,8 @@ def test_a_kill_of_the_bridge_node_loses_nothing_and_nothing_circulates(
         extra = counts[side] - expected  # copies beyond one of each
         assert not expected - counts[side], f"lost in {side}"
         assert sum(extra.values()) <= REWRITTEN, (side, extra.most_common(5))
-        assert set(counts[side]) == set(expected), f"strangers in {side}"
+        home = {payload: counts[side][payload] for payload in set(counts[side]) - set(expected)}
+        assert len(home) <= HOME_ONCE and set(home.values()) <= {1}, f"home in {side}: {home}"
 
 
 def test_a_failover_of_the_east_master_loses_only_inside_it_and_nothing_comes_back(
