@@ -36,9 +36,21 @@ SHIPPED_SPECS = (
 
 
 def test_network() -> int:
-    """The second octet of this run's subnets: per process, so parallel runs differ."""
+    """The second octet of this run's subnets: per process, so parallel runs differ.
+
+    Under pytest-xdist (``scripts/test`` runs two workers) each worker is a process of
+    its own with its own session fixtures and labs: the workers of one run take
+    neighbouring octets from their common parent's pid, so two of them never draw the
+    same one by chance (pid modulo 200 would, one run in 200)."""
     configured = os.environ.get("REDIS_FORWARDER_TEST_NET")
-    return int(configured) if configured else 10 + os.getpid() % 200
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+    if worker is None:
+        return int(configured) if configured else 10 + os.getpid() % 200
+    index = int(worker.removeprefix("gw"))
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    if configured:
+        return int(configured) + index
+    return 10 + os.getppid() % max(1, 200 // count) * count + index
 
 
 def relocated_spec_text(name: str, subnet: str) -> str:
