@@ -262,7 +262,7 @@ class ForwarderConfig(BaseModel):
             self._loop_check(index, route, identity)
         self._bridge_loop_check(identity)
         if self.coordination is not None:
-            slowest = self.slowest_heartbeat
+            slowest = max((r.heartbeat for r in self.routes), default=0.0)
             if self.coordination.session_timeout < 2 * slowest:
                 raise Located(
                     ("coordination", "session_timeout"),
@@ -315,11 +315,6 @@ class ForwarderConfig(BaseModel):
         """Route -> group: the routes whose tasks run on one node (a pub/sub bridge's
         two directions, ``bridge_echoes``)."""
         return self._together
-
-    @property
-    def slowest_heartbeat(self) -> float:
-        """The longest heartbeat of any route, seconds (1 s, the default, with none)."""
-        return max((r.heartbeat for r in self.routes), default=1.0)
 
     @property
     def cut_off_after(self) -> float:

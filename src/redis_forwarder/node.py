@@ -173,7 +173,6 @@ class Node:
                     self.config.node.metrics,
                     self._wake.set,
                     self.config.cut_off_after,
-                    confirm_after(self.config.slowest_heartbeat),
                 )
                 self.coordinator = coordinator
                 await coordinator.start()
@@ -315,7 +314,10 @@ class Node:
         coordinated = self.config.coordination is not None
         standbys = standby_tasks(self.config.routes, wanted, coordinated)
         together = self.config.together  # a pub/sub bridge's directions: one node
-        decision = await self.coordinator.cycle(wanted, self._progress(), names, standbys, together)
+        confirm = {r.name: confirm_after(r.heartbeat) for r in self.config.routes}
+        decision = await self.coordinator.cycle(
+            wanted, self._progress(), names, standbys, together, confirm
+        )
         self.standing_by = decision.stand_by
         if cluster and decision.shard_names and set(decision.shard_names) != set(names or {}):
             self._follow_shard_names(decision.shard_names)

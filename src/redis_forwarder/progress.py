@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from redis_forwarder.coordination.paths import YIELDING
+from redis_forwarder.coordination.paths import YIELD_SILENT, YIELDING
 from redis_forwarder.forwarding.supervisor import Task
 from redis_forwarder.model import TaskKey
 
@@ -46,8 +46,10 @@ class ProgressReport:
                 "ambiguous": counts.ring.ambiguous,
                 "unaccounted_seconds": round(counts.ring.unaccounted_seconds, 3),
             }
-            if task.yielding_since is not None:  # asks for its standby (``Control._plan``)
-                progress[f"{key[0]}@{key[1]}"][YIELDING] = task.yielding_since
+            if (yielded := task.yielding) is not None:  # asks for its standby (``Control``)
+                progress[f"{key[0]}@{key[1]}"][YIELDING] = yielded.since
+                if yielded.silent:
+                    progress[f"{key[0]}@{key[1]}"][YIELD_SILENT] = True
             if any(counts.bridged.values()):  # a bridge's (issue 20): only once it acts
                 progress[f"{key[0]}@{key[1]}"]["bridged"] = dict(counts.bridged)
         for gone in self._rates.keys() - tasks.keys():

@@ -58,5 +58,5 @@ class TaskMaker:
             rings=rings,
             wake_node=self.wake_node,
             covered=partial(coordinator.covered, (route.name, shard)),
-            yield_wait=wait_for(config.slowest_heartbeat),
+            yield_wait=wait_for(route.heartbeat),
         )

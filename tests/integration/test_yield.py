@@ -74,7 +74,9 @@ def test_an_owner_that_lost_its_subscription_yields_and_its_standby_loses_nothin
         await until(lambda: publisher.sent > 500, "the publisher under way")
         assert kill_subscribers(client, ports) == 1  # the owner's, not the standby's
         await until(lambda: owner.state is TaskState.YIELDING, "the owner yielding")
-        assert owner.yielding_since is not None
+        # Closed by the server, not silent: the controller need not wait for the
+        # standby's next report (``Control.confirmed``).
+        assert owner.yielding is not None and not owner.yielding.silent
         written = len(sink.copies())
         await asyncio.sleep(0.3)  # a span of traffic while it yields, not a wait
         assert len(sink.copies()) == written, "a yielding owner wrote"

@@ -13,8 +13,10 @@ from redis_forwarder.coordination.control import (
 )
 from redis_forwarder.coordination.fleet_reads import Reports
 from redis_forwarder.coordination.paths import summary, yielding_of
+from redis_forwarder.coordination.progress_writer import PROGRESS_REFRESH
 from redis_forwarder.coordination.together import plan_together
 from redis_forwarder.forwarding.yielding import NODE_CYCLE, REPORT_REFRESH, confirm_after, wait_for
+from redis_forwarder.node import CYCLE
 
 A, B = ("orders", "a"), ("orders", "b")
 
@@ -32,6 +34,17 @@ def test_a_progress_document_says_which_tasks_its_node_yields() -> None:
     }
     assert yielding_of(document) == {A}
     assert yielding_of(None) == set() and yielding_of({"orders@a": 3}) == set()
+
+
+def test_a_progress_document_says_which_yields_fell_silent() -> None:
+    """A timeout, not a close by the server: only those wait for the standby's next
+    report (``Control.confirmed``)."""
+    document = {
+        "orders@a": {"epoch": 3, "yielding": 1.0, "yield_silent": True},
+        "orders@b": {"epoch": 4, "yielding": 2.0},
+    }
+    assert yielding_of(document) == {A, B}
+    assert yielding_of(document, silent=True) == {A}
 
 
 def test_a_yield_changes_the_summary_so_the_report_goes_out_at_once() -> None:
@@ -56,11 +69,13 @@ def test_a_yield_goes_only_to_a_standby_ready_in_a_report_after_the_confirmation
     asked = {A: 100.0, B: 100.0}  # both yielded, reported at 100 s
     standbys = {A: "n2", B: "n3"}
     written = {"n2": 101.9, "n3": 102.0}
-    assert confirmed(asked, standbys, written, {A, B}, after=2.0) == {B}
-    # B's standby is not ready (it lost its subscription too): the owner takes it back.
-    assert confirmed(asked, standbys, written, {A}, after=2.0) == set()
-    written["n2"] = 102.5  # n2's next report, still standing by
-    assert confirmed(asked, standbys, written, {A}, after=2.0) == {A}
+    after = {"orders": 2.0}  # the route's: its heartbeat and a cycle
+    assert confirmed(asked, standbys, written, after) == {B}
+    written["n2"] = 102.5  # n2's next report
+    assert confirmed(asked, standbys, written, after) == {A, B}
+    # A route of a slower heartbeat waits longer; a standby never heard of never confirms.
+    assert confirmed(asked, standbys, written, {"orders": 6.0}) == set()
+    assert confirmed(asked, standbys, {}, after) == set()
 
 
 def test_a_bridge_moves_whole_or_not_at_all() -> None:
@@ -71,6 +86,13 @@ def test_a_bridge_moves_whole_or_not_at_all() -> None:
     assert whole_groups({east, A}, owners, together, {east, west, A}) == {east, west, A}
     # The other direction's standby is not ready: the group stays.
     assert whole_groups({east}, owners, together, {east}) == set()
+    # Both directions yield and only one is confirmed: the other's source is another
+    # Redis, whose fault its standby may share; the group waits for it.
+    assert whole_groups({east}, owners, together, {east, west}, {east, west}) == set()
+    assert whole_groups({east, west}, owners, together, {east, west}, {east, west}) == {
+        east,
+        west,
+    }
 
 
 def test_a_yielded_task_goes_to_its_ready_standby() -> None:
@@ -114,5 +136,8 @@ def test_a_task_whose_standby_is_doubted_stays_where_it_is() -> None:
 
 def test_an_owner_waits_for_its_standby_past_the_confirmation_and_a_report() -> None:
     for heartbeat in (0.5, 1.0, 5.0):
-        assert wait_for(heartbeat) >= confirm_after(heartbeat) + REPORT_REFRESH + NODE_CYCLE
+        # the standby's next report comes up to a refresh and a cycle after it
+        assert wait_for(heartbeat) > confirm_after(heartbeat) + REPORT_REFRESH + NODE_CYCLE
     assert confirm_after(1.0) == YIELD_CONFIRM  # the controller's default
+    # The policy's copies of the node's numbers (forwarding/ does not import them).
+    assert (NODE_CYCLE, REPORT_REFRESH) == (CYCLE, PROGRESS_REFRESH)

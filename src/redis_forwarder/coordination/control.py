@@ -12,6 +12,7 @@ Apart from ``coordinator`` so that each stays one job under the size limit.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
@@ -45,9 +46,10 @@ log = logging.getLogger(__name__)
 # report says so.
 DOUBT = 5.0
 # Seconds past a yield's first report after which a report of its standby still saying
-# standing by is believed (``confirmed``): ``forwarding.yielding.confirm_after`` of the
-# fleet's slowest heartbeat, which the node passes; this at the default heartbeat.
+# standing by is believed (``confirmed``): ``forwarding.yielding.confirm_after`` of its
+# route's heartbeat, which the node passes per route; this at the default heartbeat.
 YIELD_CONFIRM = 2.0
+Yields = tuple[frozenset[str], frozenset[TaskKey]]  # doubted nodes, yields confirmed by time
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,9 @@ class Control:
     # deployment -> when every member was last silent from it (``assignment.cut_off``)
     _calm: dict[str, float] = field(default_factory=dict)
     _doubt: dict[str, float] = field(default_factory=dict)  # node -> until (``doubted``)
-    # task -> when its yield was first reported, on ZooKeeper's clock (``confirmed``)
-    _yields: dict[TaskKey, float] = field(default_factory=dict)
-    yield_confirm: float = YIELD_CONFIRM
+    # task -> (its owner, when its yield was first reported, on ZooKeeper's clock)
+    _yields: dict[TaskKey, tuple[str, float]] = field(default_factory=dict)
+    yield_confirm: Mapping[str, float] = field(default_factory=dict)  # route -> seconds
     _reported_running: Mapping[str, tuple[int, dict[TaskKey, int]]] = field(default_factory=dict)
     # route -> its group: tasks placed on one node (a pub/sub bridge's directions, issue
     # 20), by the controller's config (``coordination/together.py``)
@@ -106,6 +108,8 @@ class Control:
         self._memo.clear()
         self._derived.clear()
         self._last_inputs = None
+        self._doubt.clear()  # (another controller may have moved the tasks meanwhile)
+        self._yields.clear()
 
     async def run(
         self,
@@ -124,7 +128,9 @@ class Control:
         self.paused = paused
         in_force = await self._in_force()
         rebalance = await self.reads.get(self.paths.rebalance)
+        yields = self._yield_state(in_force, reports)  # they change with time alone
         inputs = (
+            yields,
             members, reports.key(self.cut_off_after, self._calm), paused, in_force.version,
             in_force.layout,
             rebalance is not None, frozenset(wanted), frozenset(wants_standby), shard_names,
@@ -135,9 +141,9 @@ class Control:
         self._last_inputs = inputs
         read = time.monotonic()
         owners, standbys, ran, held = self._plan(
-            members, reports, paused, in_force, rebalance, wanted, wants_standby
+            members, reports, paused, in_force, rebalance, wanted, wants_standby, yields
         )
-        if held or self._doubt or self._yields:
+        if held:
             self._last_inputs = None  # the wait has a deadline: plan again next cycle
         if rebalance is not None:
             await self.session.delete(self.paths.rebalance)
@@ -159,12 +165,13 @@ class Control:
         rebalance: Znode | None,
         wanted: Set[TaskKey],
         wants_standby: Set[TaskKey],
+        yields: Yields = (frozenset(), frozenset()),
     ) -> tuple[Assignment, Assignment, Ran, set[TaskKey]]:
         """Owners, standbys, the records of last runs, and the tasks left to wait for
         their standby."""
         cut = cut_off(reports.silences, self.cut_off_after, self._calm)
         eligible = reaching(members.candidates, cut)
-        doubt = doubted(self._doubt, reports.yielding, in_force.owners, time.monotonic())
+        doubt, timely = yields
         ready = {
             t
             for t, node in in_force.standbys.items()
@@ -183,7 +190,7 @@ class Control:
                 "%d tasks of a node that died and came back go to their standbys: %s",
                 len(dead), _names(dead),
             )  # fmt: skip
-        if gave_up := self._yielded(in_force, reports, ready, eligible):
+        if gave_up := self._yielded(in_force, timely, ready, eligible):
             # Their owner lost the subscription; the ready standby heard what it missed:
             # to the standby, as a gone owner's (``forwarding.yielding``).
             previous = {t: "" if t in gave_up else n for t, n in previous.items()}
@@ -205,19 +212,40 @@ class Control:
         ran = ran_now(owners, last_ran, sessions, running, wants_standby & wanted)
         return owners, standbys, ran, held
 
-    def _yielded(
-        self, in_force: InForce, reports: Reports, ready: Set[TaskKey], eligible: list[str]
-    ) -> set[TaskKey]:
+    def _yield_state(self, in_force: InForce, reports: Reports) -> Yields:
+        """The nodes doubted as standbys now, and the yields whose standby has reported
+        since the confirmation time (``doubted``, ``confirmed``)."""
+        owners = in_force.owners
+        doubt = frozenset(doubted(self._doubt, reports.yielding, owners, time.monotonic()))
         if not reports.yielding:  # the common case: nothing to work out at 20,000 tasks
             self._yields.clear()
+            return doubt, frozenset()
+        written, before = reports.written, self._yields
+        self._yields = {
+            task: before[task] if before.get(task, ("", 0.0))[0] == owners[task]
+            else (owners[task], written.get(owners[task], math.inf))
+            for task in asked_to_yield(owners, reports)
+        }  # fmt: skip
+        # A subscription closed by the server: the standby, on a connection of its own,
+        # is not known to share that (a Sentinel failover closes both: waiting for its
+        # report would add seconds to the failover, and its hole is the owner's).
+        silent = {task for tasks in reports.silent.values() for task in tasks}
+        asked = {task: at for task, (_owner, at) in self._yields.items() if task in silent}
+        sure = self._yields.keys() - silent
+        return doubt, frozenset(
+            sure | confirmed(asked, in_force.standbys, written, self.yield_confirm)
+        )
+
+    def _yielded(
+        self, in_force: InForce, timely: Set[TaskKey], ready: Set[TaskKey], eligible: list[str]
+    ) -> set[TaskKey]:
+        if not self._yields:
             return set()
-        owners, written = in_force.owners, reports.written
-        asked = asked_to_yield(owners, reports)
-        self._yields = {t: self._yields.get(t, written.get(owners[t], 0.0)) for t in asked}
         reachable = set(eligible)
         movable = {t for t in ready if in_force.standbys[t] in reachable}
-        yielded = confirmed(self._yields, in_force.standbys, written, movable, self.yield_confirm)
-        return whole_groups(yielded, owners, self.together, movable)
+        return whole_groups(
+            set(timely) & movable, in_force.owners, self.together, movable, set(self._yields)
+        )
 
     async def _in_force(self) -> InForce:
         """The assignment as ZooKeeper holds it, in whichever layout it is."""
@@ -341,21 +369,21 @@ def confirmed(
     asked: Mapping[TaskKey, float],
     standbys: Assignment,
     written: Mapping[str, float],
-    movable: Set[TaskKey],
-    after: float,
+    after: Mapping[str, float],
 ) -> set[TaskKey]:
     """The yielded tasks (``asked``: task -> its yield's first report, ZooKeeper's clock)
-    whose standby is ready and eligible (``movable``) in a report written ``after``
-    seconds past the yield or later: a move there loses nothing the owner missed. A
-    standby ready in an older report may be losing its subscription to the same fault,
-    unnoticed yet: Redis stopped for every node, the first owner to notice yielded to a
-    standby that noticed a moment later, and the task moved for nothing (a test that
-    a source down for everyone moves no task). A standby that is not ready lost its
-    subscription too: the owner takes the task back."""
+    whose standby has reported ``after`` its route's seconds past the yield or later: if
+    that report still says standing by (``Control._yielded`` asks), a move there loses
+    nothing the owner missed. An older "standing by" may be losing its subscription to
+    the same fault, unnoticed yet: Redis stopped for every node, the first owner to
+    notice yielded to a standby that noticed a moment later, and the task moved for
+    nothing (a test that a source down for everyone moves no task). A standby that is
+    not ready lost its subscription too: the owner takes the task back."""
     return {
         task
         for task, at in asked.items()
-        if task in movable and written.get(standbys[task], 0.0) >= at + after
+        if task in standbys
+        and written.get(standbys[task], -math.inf) >= at + after.get(task[0], YIELD_CONFIRM)
     }
 
 
@@ -364,15 +392,18 @@ def whole_groups(
     owners: Assignment,
     together: Mapping[str, str],
     movable: Set[TaskKey],
+    asked: Set[TaskKey] = frozenset(),
 ) -> set[TaskKey]:
     """A bridge's directions move as one (``together``): a group goes when one of its
     tasks is yielded and every one of them can move to its standby, else none of it
-    (half a group without an owner would go to a node without its ring)."""
+    (half a group without an owner would go to a node without its ring); and not while
+    another of its tasks asks to yield and is not confirmed yet (``asked``: its source
+    is another Redis, whose fault its standby may share)."""
     if not yielded or not together:
         return yielded
     result = {task for task in yielded if task[0] not in together}
     for group in {together[task[0]] for task in yielded if task[0] in together}:
         tasks = {task for task in owners if together.get(task[0]) == group}
-        if tasks <= movable:
+        if tasks <= movable and not (tasks & set(asked)) - yielded:
             result |= tasks
     return result

@@ -54,7 +54,7 @@ from redis_forwarder import __version__
 from redis_forwarder.config import CoordinationConfig
 from redis_forwarder.coordination import paths as znodes
 from redis_forwarder.coordination.assignment import Assignment
-from redis_forwarder.coordination.control import YIELD_CONFIRM, Control
+from redis_forwarder.coordination.control import Control
 from redis_forwarder.coordination.decision import Decision
 from redis_forwarder.coordination.election import Election
 from redis_forwarder.coordination.membership import Membership, process_start
@@ -90,11 +90,9 @@ class ZooKeeperCoordinator:
         metrics_address: str | None,
         on_change: Any,
         cut_off_after: float,
-        yield_confirm: float = YIELD_CONFIRM,
     ) -> None:
         """``cut_off_after``: seconds of silence from a Redis deployment after which a
-        node may be cut off from it (``assignment.cut_off``); ``yield_confirm``: see
-        ``Control.confirmed``."""
+        node may be cut off from it (``assignment.cut_off``)."""
         self.config = config
         self._covered: set[TaskKey] = set()  # owned tasks with a standby elsewhere
         self.cut_off_after = cut_off_after
@@ -134,7 +132,6 @@ class ZooKeeperCoordinator:
             cut_off_after,
             StandbyWait(config.session_timeout),
             self.reads,
-            yield_confirm=yield_confirm,
         )
 
     @property
@@ -181,13 +178,15 @@ class ZooKeeperCoordinator:
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
         together: Mapping[str, str] | None = None,
+        yield_confirm: Mapping[str, float] | None = None,
     ) -> Decision:
         """``shard_names``: this node's names for a cluster source's shards; the
         controller publishes its own with the assignment, and every node gets them back
         in ``Decision.shard_names``. ``wants_standby``: the tasks of ``wanted`` whose
         route wants a standby (``work.standby_tasks``); ``together``: route -> group,
-        whose tasks run on one node (``together.py``)."""
-        self.control.together = together or {}
+        whose tasks run on one node (``together.py``); ``yield_confirm``: route ->
+        seconds (``Control.confirmed``), by the config as ``together``."""
+        self.control.together, self.control.yield_confirm = together or {}, yield_confirm or {}
         session = self.session
         session.check_lease()
         if session.state is SessionState.LOST:

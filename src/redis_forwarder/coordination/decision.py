@@ -47,6 +47,7 @@ class Coordinator(Protocol):
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
         together: Mapping[str, str] | None = None,
+        yield_confirm: Mapping[str, float] | None = None,
     ) -> Decision: ...
 
     async def released(self, task: TaskKey) -> None: ...
@@ -81,6 +82,7 @@ class LocalCoordinator:
         shard_names: dict[str, Any] | None = None,
         wants_standby: Set[TaskKey] = frozenset(),
         together: Mapping[str, str] | None = None,
+        yield_confirm: Mapping[str, float] | None = None,
     ) -> Decision:
         return Decision(run=dict.fromkeys(wanted, 0))
 

@@ -38,6 +38,8 @@ class Reports:
     # When each node's report was last written, on ZooKeeper's clock (its znode's
     # mtime): one clock for every node's report (``control.confirmed``). Not in ``key``.
     written: dict[str, float] = field(default_factory=dict)
+    # Of ``yielding``, those whose subscription fell silent rather than being closed.
+    silent: dict[str, frozenset[TaskKey]] = field(default_factory=dict)
 
     def key(self, cut_off_after: float, calm: dict[str, float] | None = None) -> tuple[Any, ...]:
         """What the assignment depends on, for telling whether anything changed: of the
@@ -91,15 +93,16 @@ async def read_reports(
     8 messages, in CI's run too)."""
     nodes = members.candidates
     found = await reads.get_many([paths.progress_of(node) for node in nodes])
-    documents = await _reports(reads, paths, nodes, found, memo)
+    documents, torn = await _reports(reads, paths, nodes, found, memo)
     silences: Silences = {}
     standing_by: dict[str, frozenset[TaskKey]] = {}
     running: dict[str, tuple[int, dict[TaskKey, int]]] = {}
     yielding: dict[str, frozenset[TaskKey]] = {}
     written: dict[str, float] = {}
+    silent: dict[str, frozenset[TaskKey]] = {}
     for node in nodes:
         znode, document = found[paths.progress_of(node)], documents.get(node)
-        silence, ready, runs, gives_up = _derived(derived, node, document)
+        silence, ready, runs, gives_up, unsure = _derived(derived, node, document)
         if znode is not None and silence:
             silences[node] = (znode.mtime, silence)
         earlier = znode is not None and znode.owner != members.sessions.get(node, znode.owner)
@@ -107,10 +110,10 @@ async def read_reports(
         if runs is not None:
             running[node] = runs
         if gives_up and not earlier:
-            yielding[node] = gives_up
-        if znode is not None and not earlier:
-            written[node] = znode.mtime
-    return Reports(silences, standing_by, running, yielding, written)
+            yielding[node], silent[node] = gives_up, unsure
+        if znode is not None and not earlier and node not in torn:
+            written[node] = znode.mtime  # (a torn one's is the next report's, not this)
+    return Reports(silences, standing_by, running, yielding, written, silent)
 
 
 def _derived(memo: Derived, node: str, document: Any) -> tuple[Any, ...]:
@@ -122,6 +125,7 @@ def _derived(memo: Derived, node: str, document: Any) -> tuple[Any, ...]:
         frozenset(znodes.standing_by_of(document)),
         znodes.running_of(document),
         frozenset(znodes.yielding_of(document)),
+        frozenset(znodes.yielding_of(document, silent=True)),
     )
     memo[node] = (document, said)
     return said
@@ -133,11 +137,12 @@ async def _reports(
     nodes: list[str],
     found: dict[str, Znode | None],
     memo: Memo,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], set[str]]:
     """Each node's whole report, decoded once per version of its first chunk; the other
     chunks of those that changed read at once. A report read in the middle of a write
-    is the one before it until the next cycle reads it again."""
+    is the one before it until the next cycle reads it again: those nodes (torn)."""
     documents: dict[str, Any] = {}
+    torn: set[str] = set()
     more: list[tuple[str, str, Znode, Any, int]] = []
     for node in nodes:
         path = paths.progress_of(node)
@@ -162,10 +167,11 @@ async def _reports(
             reads.mark_stale(path)
             seen = memo.get(path)
             documents[node] = seen[1] if seen else None
+            torn.add(node)
             continue
         memo[path] = ((znode.czxid, znode.version), document)
         documents[node] = document
-    return documents
+    return documents, torn
 
 
 def parsed(memo: dict[str, tuple[tuple[int, int], Any]], path: str, znode: Znode | None) -> Any:

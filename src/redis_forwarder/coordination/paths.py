@@ -251,16 +251,23 @@ STANDING_BY = "standing_by"
 # ... and, in a task's entry, since when its owner yields it to its standby: it lost its
 # subscription, and the standby heard what it missed (``forwarding.yielding``).
 YIELDING = "yielding"
+# ... and whether its subscription fell silent (a timeout) rather than being closed by
+# the server: its standby may share that fault (``Control.confirmed``).
+YIELD_SILENT = "yield_silent"
 
 
-def yielding_of(document: Any) -> set[TaskKey]:
-    """The tasks a progress document says its node yields to their standbys."""
+def yielding_of(document: Any, silent: bool = False) -> set[TaskKey]:
+    """The tasks a progress document says its node yields to their standbys (only those
+    whose subscription fell silent, with ``silent``)."""
     if not isinstance(document, dict):
         return set()
     return {
         task_of(name)
         for name, entry in document.items()
-        if isinstance(entry, dict) and entry.get(YIELDING) is not None and "@" in name
+        if isinstance(entry, dict)
+        and entry.get(YIELDING) is not None
+        and (entry.get(YIELD_SILENT) is True or not silent)
+        and "@" in name
     }
 
 

@@ -121,12 +121,6 @@ class Task:
         return self.running and not self.refused_by_sink
 
     @property
-    def yielding_since(self) -> float | None:
-        """When (wall clock) it yielded to its standby, while it does: the controller
-        gives the task to that standby if it is ready."""
-        return None if self.yielding is None else self.yielding.since
-
-    @property
     def in_gap(self) -> bool:
         return bool(self.gaps) and self.gaps[-1].open
 
@@ -203,11 +197,11 @@ class Task:
             and self._covered()
         )
 
-    def _yield(self, reason: str) -> None:
+    def _yield(self, reason: str, silent: bool) -> None:
         """Write nothing more (the last watermark stays where writing stopped), listen
         into a ring of our own, and ask for the standby (the report, at once)."""
         assert self._rings is not None
-        self.yielding = Yield(time.time(), reason)
+        self.yielding = Yield(time.time(), reason, silent)
         self.listening = True
         self._wiring.demote(self._rings())
         self.metrics.yielded()
@@ -357,8 +351,8 @@ class Task:
                     self._avoid.add(self._source_failed)
                 if self.yielding is not None:
                     self.yielding.heard_at = None  # a hole in its own ring: the gap grows
-                if self._may_yield(was, lost):
-                    self._yield(reason)
+                if lost is not None and self._may_yield(was, lost):
+                    self._yield(reason, silent=not lost.by_server)
                     backoff.reset()
                 elif not self.listening:  # a standby forwards nothing: no gap (a hole)
                     self._open_gap(reason)
