@@ -226,9 +226,10 @@ class Control:
             else (owners[task], written.get(owners[task], math.inf))
             for task in asked_to_yield(owners, reports)
         }  # fmt: skip
-        # A subscription closed by the server: the standby, on a connection of its own,
-        # is not known to share that (a Sentinel failover closes both: waiting for its
-        # report would add seconds to the failover, and its hole is the owner's).
+        # Only a silence of the server the standby listens on too waits: a subscription
+        # closed by the server, or silent on a master whose standby listens on a
+        # replica, is not known to be the standby's fault too (and waiting added seconds
+        # to a half-open master's failover, whose Sentinel then closed the standby's).
         silent = {task for tasks in reports.silent.values() for task in tasks}
         asked = {task: at for task, (_owner, at) in self._yields.items() if task in silent}
         sure = self._yields.keys() - silent

@@ -38,7 +38,7 @@ class Reports:
     # When each node's report was last written, on ZooKeeper's clock (its znode's
     # mtime): one clock for every node's report (``control.confirmed``). Not in ``key``.
     written: dict[str, float] = field(default_factory=dict)
-    # Of ``yielding``, those whose subscription fell silent rather than being closed.
+    # Of ``yielding``, those whose subscription fell silent on their standby's server.
     silent: dict[str, frozenset[TaskKey]] = field(default_factory=dict)
 
     def key(self, cut_off_after: float, calm: dict[str, float] | None = None) -> tuple[Any, ...]:

@@ -251,8 +251,8 @@ STANDING_BY = "standing_by"
 # ... and, in a task's entry, since when its owner yields it to its standby: it lost its
 # subscription, and the standby heard what it missed (``forwarding.yielding``).
 YIELDING = "yielding"
-# ... and whether its subscription fell silent (a timeout) rather than being closed by
-# the server: its standby may share that fault (``Control.confirmed``).
+# ... and whether its subscription fell silent (a timeout, not closed by the server) on
+# the server its standby listens on too: the standby may share it (``Control.confirmed``).
 YIELD_SILENT = "yield_silent"
 
 

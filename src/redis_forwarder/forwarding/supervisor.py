@@ -35,7 +35,7 @@ from redis_forwarder.forwarding.spec import TaskSpec
 from redis_forwarder.forwarding.states import FINAL, Gap, TaskState
 from redis_forwarder.forwarding.streams import StreamLoop
 from redis_forwarder.forwarding.wiring import Attempt, Wiring
-from redis_forwarder.forwarding.yielding import YIELD_PAUSE, YIELD_WAIT, Yield
+from redis_forwarder.forwarding.yielding import CLOSED_WAIT, YIELD_PAUSE, YIELD_WAIT, Yield
 from redis_forwarder.gate import BoundGate
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
@@ -197,20 +197,30 @@ class Task:
             and self._covered()
         )
 
+    def _shares(self, lost: ConnectionLost) -> bool:
+        """Whether our standby listens on the server that fell silent for us: then the
+        silence may be the server's own, the standby's too (``Control.confirmed``)."""
+        locate = self.placement.locate_standby
+        try:
+            return locate is None or str(locate(frozenset()).address) == lost.address
+        except ConnectionLost:  # its shard left the topology: it shares that
+            return True
+
     def _yield(self, reason: str, silent: bool) -> None:
         """Write nothing more (the last watermark stays where writing stopped), listen
         into a ring of our own, and ask for the standby (the report, at once)."""
         assert self._rings is not None
-        self.yielding = Yield(time.time(), reason, silent)
+        wait = self._yield_wait if silent else CLOSED_WAIT
+        self.yielding = Yield(time.time(), reason, wait, silent)
         self.listening = True
         self._wiring.demote(self._rings())
         self.metrics.yielded()
         log.warning(
             "%s lost its subscription (%s): yielding to its standby, which heard what "
             "this node missed; taken back in %.0fs if it does not take over",
-            self.name, reason, self._yield_wait,
+            self.name, reason, wait,
         )  # fmt: skip
-        self._yield_timer = asyncio.get_running_loop().call_later(self._yield_wait, self._take_back)
+        self._yield_timer = asyncio.get_running_loop().call_later(wait, self._take_back)
         if self._wake_node is not None:
             self._wake_node()
 
@@ -225,13 +235,13 @@ class Task:
             # task taking itself back would write under an epoch ZooKeeper may have
             # given away). Listening on costs nothing; ask again later.
             self._yield_timer = asyncio.get_running_loop().call_later(
-                self._yield_wait, self._take_back
+                self.yielding.wait, self._take_back
             )
             return
         yielded, self.yielding = self.yielding, None
         self._took_back_at = time.monotonic()
         log.warning(
-            "%s: no standby took over within %.0fs; taking it back", self.name, self._yield_wait
+            "%s: no standby took over within %.0fs; taking it back", self.name, yielded.wait
         )
         # The gap: from the loss to the last resubscription (its own ring holds the
         # rest); still open if it is not subscribed now.
@@ -352,7 +362,7 @@ class Task:
                 if self.yielding is not None:
                     self.yielding.heard_at = None  # a hole in its own ring: the gap grows
                 if lost is not None and self._may_yield(was, lost):
-                    self._yield(reason, silent=not lost.by_server)
+                    self._yield(reason, silent=not lost.by_server and self._shares(lost))
                     backoff.reset()
                 elif not self.listening:  # a standby forwards nothing: no gap (a hole)
                     self._open_gap(reason)

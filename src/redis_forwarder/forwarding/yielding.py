@@ -43,6 +43,10 @@ def wait_for(heartbeat: float) -> float:
 
 
 YIELD_WAIT = wait_for(1.0)
+# A subscription closed by the server needs no confirmation: its standby, if ready,
+# takes over at the controller's next plan (the report at once, a cycle, the hand-off).
+# A Sentinel failover closes the standby's too; waiting longer then only adds to it.
+CLOSED_WAIT = 3.0
 # A task that took itself back does not yield again this soon: its standby was not
 # ready, and a source that keeps failing would hold its messages back every time.
 YIELD_PAUSE = 10.0
@@ -51,11 +55,13 @@ YIELD_PAUSE = 10.0
 @dataclass
 class Yield:
     """An owner's yield to its standby: since when (wall clock) and why its
-    subscription was lost, whether it fell silent (a timeout: the server or the network
-    may be gone for the standby too) rather than closed by the server, and when its own
-    ring began to hear again."""
+    subscription was lost, whether it fell silent (a timeout) on the server its standby
+    listens on too (that server may be gone for the standby as well; not when the
+    server closed it, nor when the standby listens on a replica), and when its own ring
+    began to hear again."""
 
     since: float
     reason: str
+    wait: float  # before it takes the task back (``wait_for`` or ``CLOSED_WAIT``)
     silent: bool = False
     heard_at: float | None = None
