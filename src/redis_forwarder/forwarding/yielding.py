@@ -6,10 +6,11 @@ closed; ``partition-redis`` with a short hold: 500 per route). It *yields*
 writing stopped, listens into a ring of its own, and reports itself yielding; the
 controller gives the task to its standby if that one is ready (after a silence, in a
 report written late enough to show a fault they share: ``Control.confirmed``), and the
-standby replays from that watermark. Nobody took it within ``wait_for``: it takes the
-task back, writing its own ring whole (what it heard since it resubscribed), and the
-span it did not hear is its gap. Either way it listened from its next subscription on,
-so a yield costs a delay, never a message the old way would have kept.
+standby replays from that watermark. Nobody took it within its wait (``CLOSED_WAIT``;
+``wait_for`` after a silence): it takes the task back, writing its own ring whole
+(what it heard since it resubscribed), and the span it did not hear is its gap. Either
+way it listened from its next subscription on, so a yield costs a delay, never a
+message the old way would have kept.
 
 The steps are the task's (``supervisor.Task._yield``, ``_take_back``); the controller's
 part is ``Control._yielded``. An owner with no standby named for the task
