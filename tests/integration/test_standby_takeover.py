@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 import redis
@@ -112,6 +113,26 @@ class Sink:
             self.thread.stop()
 
 
+async def all_in_sink(publisher: Publisher, sink: Sink) -> None:
+    """Stop the publisher and wait until its last message is in the sink."""
+    publisher.halt.set()
+    publisher.join()
+    last = publisher.sent - 1
+    await until(lambda: last in sink.copies(), "the last message in the sink")
+
+
+def run_loaded(
+    scenario: Callable[[], Coroutine[Any, Any, None]], publisher: Publisher, sink: Sink
+) -> None:
+    """Run ``scenario`` for at most a minute; the publisher stops and the sink closes
+    however it ends."""
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        publisher.halt.set()
+        sink.close()
+
+
 def run_takeover(
     server: Address,
     graceful: bool,
@@ -141,17 +162,10 @@ def run_takeover(
         standby.promote(2)
         await until(lambda: standby.running, "the standby forwarding")
         await until(lambda: publisher.sent > 2500, "more sent after the takeover")
-        publisher.halt.set()
-        publisher.join()
-        last = publisher.sent - 1
-        await until(lambda: last in sink.copies(), "the last message in the sink")
+        await all_in_sink(publisher, sink)
         await standby.stop(graceful=True)
 
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 60))
-    finally:
-        publisher.halt.set()
-        sink.close()
+    run_loaded(scenario, publisher, sink)
     return sink.copies(), publisher.sent, standby_metrics
 
 

@@ -29,7 +29,15 @@ from redis_forwarder.forwarding.yielding import YIELD_WAIT
 from redis_forwarder.model import Address
 from redis_forwarder.observe import Metrics
 from redis_forwarder.standby.ring import Ring
-from tests.integration.test_standby_takeover import Publisher, Sink, sample, task, until
+from tests.integration.test_standby_takeover import (
+    Publisher,
+    Sink,
+    all_in_sink,
+    run_loaded,
+    sample,
+    task,
+    until,
+)
 from tests.support.deployments import Deployment
 from tests.support.subscribers import kill_subscribers, ports_of
 
@@ -85,17 +93,10 @@ def test_an_owner_that_lost_its_subscription_yields_and_its_standby_loses_nothin
         standby.promote(2)
         await until(lambda: standby.running, "the standby forwarding")
         await until(lambda: publisher.sent > 2500, "more sent after the takeover")
-        publisher.halt.set()
-        publisher.join()
-        last = publisher.sent - 1
-        await until(lambda: last in sink.copies(), "the last message in the sink")
+        await all_in_sink(publisher, sink)
         await standby.stop(graceful=True)
 
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 60))
-    finally:
-        publisher.halt.set()
-        sink.close()
+    run_loaded(scenario, publisher, sink)
     got, sent = sink.copies(), publisher.sent
     doubled = sum(n - 1 for n in got.values())
     print(f"YIELD to the standby: sent {sent}, lost {sent - len(got)}, doubled {doubled}")
@@ -130,17 +131,10 @@ def test_with_nobody_to_take_over_the_owner_takes_its_task_back(
         found["gap"] = gap.end - gap.start
         sent_at["back"] = publisher.sent
         await until(lambda: publisher.sent > sent_at["back"] + 1000, "more sent after it")
-        publisher.halt.set()
-        publisher.join()
-        last = publisher.sent - 1
-        await until(lambda: last in sink.copies(), "the last message in the sink")
+        await all_in_sink(publisher, sink)
         await owner.stop(graceful=True)
 
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 60))
-    finally:
-        publisher.halt.set()
-        sink.close()
+    run_loaded(scenario, publisher, sink)
     got, sent = sink.copies(), publisher.sent
     missing = sorted(set(range(sent)) - set(got))
     print(f"YIELD taken back: sent {sent}, lost {len(missing)}, gap {found['gap']:.3f}s")
