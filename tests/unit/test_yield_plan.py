@@ -111,13 +111,17 @@ def test_a_node_that_yields_is_no_ready_standby_for_a_while() -> None:
     """Its other links to that Redis may be cut too and not noticed yet: a chaos
     campaign's balance moved a task to such a standby and lost 191 messages."""
     doubt: dict[str, float] = {}
-    said = {"n1": frozenset({A})}
-    assert doubted(doubt, said, {A: "n1"}, now=100.0, hold=5.0) == {"n1"}
+    said = reports({"n1": frozenset({A})})
+
+    def yielders(owners: dict[tuple[str, str], str]) -> set[str]:
+        return {owners[task] for task in asked_to_yield(owners, said)}  # as Control does
+
+    assert doubted(doubt, yielders({A: "n1"}), now=100.0, hold=5.0) == {"n1"}
     # Its yield is over (the task moved): still doubted until the hold ends.
-    assert doubted(doubt, {}, {A: "n2"}, now=104.0, hold=5.0) == {"n1"}
-    assert doubted(doubt, {}, {A: "n2"}, now=105.0, hold=5.0) == set()
+    assert doubted(doubt, set(), now=104.0, hold=5.0) == {"n1"}
+    assert doubted(doubt, set(), now=105.0, hold=5.0) == set()
     # A stale report of a task the node no longer owns raises no doubt.
-    assert doubted(doubt, said, {A: "n2"}, now=106.0, hold=5.0) == set()
+    assert doubted(doubt, yielders({A: "n2"}), now=106.0, hold=5.0) == set()
 
 
 def test_a_task_whose_standby_is_doubted_stays_where_it_is() -> None:

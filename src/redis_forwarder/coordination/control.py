@@ -216,15 +216,17 @@ class Control:
         """The nodes doubted as standbys now, and the yields whose standby has reported
         since the confirmation time (``doubted``, ``confirmed``)."""
         owners = in_force.owners
-        doubt = frozenset(doubted(self._doubt, reports.yielding, owners, time.monotonic()))
-        if not reports.yielding:  # the common case: nothing to work out at 20,000 tasks
+        yielded = asked_to_yield(owners, reports)  # (empty at once when nobody yields)
+        yielders = {owners[task] for task in yielded}
+        doubt = frozenset(doubted(self._doubt, yielders, time.monotonic()))
+        if not yielded:  # the common case: nothing to work out at 20,000 tasks
             self._yields.clear()
             return doubt, frozenset()
         written, before = reports.written, self._yields
         self._yields = {
             task: before[task] if before.get(task, ("", 0.0))[0] == owners[task]
             else (owners[task], written.get(owners[task], math.inf))
-            for task in asked_to_yield(owners, reports)
+            for task in yielded
         }  # fmt: skip
         # Only a silence of the server the standby listens on too waits: a subscription
         # closed by the server, or silent on a master whose standby listens on a
@@ -333,23 +335,19 @@ def _names(tasks: set[TaskKey]) -> str:
 
 
 def doubted(
-    doubt: dict[str, float],
-    yielding: Mapping[str, frozenset[TaskKey]],
-    owners: Assignment,
-    now: float,
-    hold: float = DOUBT,
+    doubt: dict[str, float], yielders: Set[str], now: float, hold: float = DOUBT
 ) -> set[str]:
-    """The nodes whose standbys are not taken as ready: those yielding a task they own,
-    now or within ``hold`` seconds (``doubt``, node -> until, is updated). A node that
+    """The nodes whose standbys are not taken as ready: those yielding a task they own
+    (``yielders``, from ``asked_to_yield``), now or within ``hold`` seconds (``doubt``,
+    node -> until, is updated). A node that
     lost one subscription may be losing every link it has to that Redis (a partition
     cuts them all, and each subscription's heartbeat notices on its own, up to a PING
     apart), and until its standbys notice they report standing by: in a chaos campaign
     the balance that followed a yield gave another task to the standby of the node cut
     off, 11 ms before that standby noticed, and 191 messages were lost. A task whose
     standby is not ready stays where it is (``assignment.assign``)."""
-    for node, tasks in yielding.items():
-        if any(owners.get(task) == node for task in tasks):
-            doubt[node] = now + hold
+    for node in yielders:
+        doubt[node] = now + hold
     for node in [node for node, until in doubt.items() if until <= now]:
         del doubt[node]
     return set(doubt)
